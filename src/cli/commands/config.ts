@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import type { Runner } from '../program.js';
+
+export function registerConfig(program: Command, run: Runner): void {
+  program
+    .command('config')
+    .description('show the resolved configuration and where each value came from (secrets masked)')
+    .action(
+      run(async (ctx) => {
+        const { renderKeyValue, renderTable } = await import('../../output/table.js');
+        const { maskUrl } = await import('../../config/redact.js');
+        const c = ctx.config;
+        const doc = {
+          database: c.database
+            ? {
+                url: maskUrl(c.database.url),
+                source: c.database.source,
+                directUrl: maskUrl(c.database.directUrl),
+                directSource: c.database.directSource,
+                ssl: c.database.ssl,
+                poolSize: c.database.poolSize,
+              }
+            : {
+                embedded: !(c.ci || c.production),
+                note:
+                  c.ci || c.production
+                    ? 'no database configured: commands that need one will refuse (CI or production)'
+                    : `no database configured: the embedded development database in ${c.embeddedDir} is used`,
+              },
+          redis: c.redis ? { url: maskUrl(c.redis.url), source: c.redis.source } : null,
+          cacheKeyPrefix: c.cacheKeyPrefix?.value ?? null,
+          pgbouncerAdminUrl: maskUrl(c.pgbouncerAdminUrl?.value) ?? null,
+          migrationsDir: c.migrationsDir,
+          prismaMigrationsDir: c.prismaMigrationsDir,
+          connectTimeoutMs: c.connectTimeoutMs,
+          ci: c.ci,
+          production: c.production,
+          settings: c.settings,
+        };
+        ctx.out.result(doc, () => {
+          const rows = Object.entries(c.settings).map(([name, s]) => [name, s.value, s.source]);
+          const summary = renderKeyValue(
+            [
+              [
+                'database',
+                doc.database && 'url' in doc.database ? `${doc.database.url} (${doc.database.source})` : String((doc.database as { note: string }).note),
+              ],
+              ['direct (migrations, locks)', c.database ? `${maskUrl(c.database.directUrl)}` : ''],
+              ['redis', doc.redis ? `${doc.redis.url}` : 'not configured'],
+              ['cache key prefix', doc.cacheKeyPrefix ?? '(none)'],
+              ['pgbouncer admin', doc.pgbouncerAdminUrl ?? 'not configured'],
+              ['data migrations', c.migrationsDir],
+              ['prisma migrations', c.prismaMigrationsDir],
+            ],
+            ctx.out.terminal.colour,
+          );
+          const table = rows.length
+            ? renderTable({ head: ['setting', 'value', 'from'], rows, colour: ctx.out.terminal.colour })
+            : 'no settings found in flags, environment, .env or config file';
+          return `${summary}\n${table}`;
+        });
+        return 0;
+      }),
+    );
+}

@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { ExitCode } from '../../errors.js';
+import type { Runner } from '../program.js';
+
+export function registerDoctor(program: Command, run: Runner): void {
+  program
+    .command('doctor')
+    .description('check every configured component: reachable, how fast, version, TLS, pg_stat_statements, privileges')
+    .action(
+      run(async (ctx) => {
+        const { runDoctor } = await import('../../diagnostics/doctor.js');
+        const { renderDoctor } = await import('../../output/doctor.js');
+        const db = await ctx.database();
+        const report = await runDoctor({
+          postgresUrl: db.directUrl,
+          pooledUrl: db.url,
+          pgbouncerAdminUrl: ctx.config.pgbouncerAdminUrl?.value,
+          redisUrl: ctx.config.redis?.url,
+          timeoutMs: ctx.timeoutMs,
+        });
+        ctx.out.result(report, () => renderDoctor(report, ctx.out.c, ctx.out.terminal.colour));
+        return report.ok ? ExitCode.Ok : ExitCode.Unreachable;
+      }),
+    );
+}

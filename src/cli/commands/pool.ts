@@ -1,0 +1,4 @@
+import type { Command } from 'commander';
+import type { Runner } from '../program.js';
+
+export function registerPool(_program: Command, _run: Runner): void {}

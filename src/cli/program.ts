@@ -1,0 +1,207 @@
+/**
+ * Builds the commander program and runs one command line. Testable without spawning a process:
+ * `runCli(args, io)` returns the exit code. Command groups live in `commands/`; each imports its
+ * heavy modules (pg, Prisma, ioredis, ora) only inside its action, so `--help` stays fast.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { type ResolvedConfig, resolveConfig } from '../config/config.js';
+import { Redactor } from '../config/redact.js';
+import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
+import { Output, type Writable } from '../output/output.js';
+import { decideTerminal } from '../output/terminal.js';
+import { registerCache } from './commands/cache.js';
+import { registerConfig } from './commands/config.js';
+import { registerDoctor } from './commands/doctor.js';
+import { registerEmbedded } from './commands/embedded.js';
+import { registerMigrate } from './commands/migrate.js';
+import { registerPool } from './commands/pool.js';
+import { registerSlow } from './commands/slow.js';
+import { CommandContext } from './context.js';
+import { durationArg } from './options.js';
+import { VERSION } from './version.js';
+
+export interface CliIO {
+  stdout: Writable;
+  stderr: Writable;
+  stdin?: NodeJS.ReadableStream;
+  env: Record<string, string | undefined>;
+  cwd: string;
+  /** Aborted on SIGINT/SIGTERM by the entry point. */
+  signal?: AbortSignal;
+}
+
+export interface GlobalOptions {
+  databaseUrl?: string;
+  redisUrl?: string;
+  config?: string;
+  json?: boolean;
+  color?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  timeout?: number;
+}
+
+/** What a command's action gets: its context (config, output, clients) plus parsed options. */
+export type Handler<O> = (ctx: CommandContext, opts: O, args: string[]) => Promise<number | undefined>;
+/** Wraps a handler into a commander action; provided to each command group's register(). */
+export type Runner = <O>(handler: Handler<O>) => (...actionArgs: unknown[]) => Promise<void>;
+
+interface RunState {
+  exitCode: number;
+  output: Output | undefined;
+  redactor: Redactor;
+}
+
+function buildOutput(io: CliIO, globals: GlobalOptions, redactor: Redactor): Output {
+  const json = Boolean(globals.json);
+  const quiet = Boolean(globals.quiet);
+  const terminal = decideTerminal({
+    env: io.env,
+    stdoutIsTTY: Boolean(io.stdout.isTTY),
+    stderrIsTTY: Boolean(io.stderr.isTTY),
+    stdinIsTTY: Boolean((io.stdin as { isTTY?: boolean } | undefined)?.isTTY),
+    json,
+    noColorFlag: globals.color === false,
+    quiet,
+  });
+  return new Output({
+    stdout: io.stdout,
+    stderr: io.stderr,
+    ...(io.stdin ? { stdin: io.stdin } : {}),
+    json,
+    quiet,
+    verbose: Boolean(globals.verbose),
+    terminal,
+    redactor,
+    env: io.env,
+  });
+}
+
+export function buildProgram(io: CliIO, state: RunState): Command {
+  const program = new Command('dbops');
+  program
+    .description(
+      'Database operations for Prisma 7 on PostgreSQL (behind PgBouncer) with Redis:\ndata migrations, slow-query reports, cache invalidation and pool diagnostics.',
+    )
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--database-url <url>', 'PostgreSQL connection string (overrides DATABASE_URL)')
+    .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
+    .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
+    .addOption(new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(durationArg))
+    .option('--json', 'write one JSON document to stdout; logs go to stderr')
+    .option('--no-color', 'no colour (NO_COLOR and FORCE_COLOR are honoured too)')
+    .option('-q, --quiet', 'only results and errors')
+    .option('-v, --verbose', 'more detail, and stack traces on errors')
+    .showSuggestionAfterError(true)
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(state.redactor.redact(s)),
+      // Commander's own errors are re-printed as one line by runCli.
+      outputError: () => {},
+    });
+
+  const run: Runner =
+    (handler) =>
+    async (...actionArgs: unknown[]) => {
+      const command = actionArgs[actionArgs.length - 1] as Command;
+      const opts = actionArgs[actionArgs.length - 2] as Record<string, unknown>;
+      const positional = actionArgs.slice(0, -2).flatMap((a) => (Array.isArray(a) ? a.map(String) : a === undefined ? [] : [String(a)]));
+      const globals = command.optsWithGlobals() as GlobalOptions;
+      state.output = buildOutput(io, globals, state.redactor);
+      const config: ResolvedConfig = resolveConfig({
+        env: io.env,
+        cwd: io.cwd,
+        configFile: globals.config,
+        flags: { DATABASE_URL: globals.databaseUrl, REDIS_URL: globals.redisUrl },
+      });
+      for (const secret of config.secrets) state.redactor.add(secret);
+      const ctx = new CommandContext({
+        config,
+        out: state.output,
+        env: io.env,
+        signal: io.signal ?? new AbortController().signal,
+        timeoutMs: globals.timeout,
+      });
+      try {
+        const code = await handler(ctx, { ...opts, ...globals } as never, positional);
+        state.exitCode = code ?? ExitCode.Ok;
+      } finally {
+        await ctx.close();
+      }
+    };
+
+  registerDoctor(program, run);
+  registerConfig(program, run);
+  registerMigrate(program, run);
+  registerCache(program, run);
+  registerSlow(program, run);
+  registerPool(program, run);
+  registerEmbedded(program, run);
+  return program;
+}
+
+/** Parse and run one command line; returns the exit code. Never throws. */
+export async function runCli(args: string[], io: CliIO): Promise<number> {
+  const redactor = new Redactor();
+  // Secrets given on the command line or in the environment are masked even if config fails.
+  for (const [name, value] of Object.entries(io.env)) {
+    if (/PASSWORD|_URL$/.test(name)) name.endsWith('_URL') ? redactor.addUrl(value) : redactor.add(value);
+  }
+  args.forEach((a, i) => {
+    if (a.includes('://')) redactor.addUrl(a.replace(/^--[a-z-]+=/, ''));
+    if (args[i - 1]?.endsWith('-url')) redactor.addUrl(a);
+  });
+  const state: RunState = { exitCode: ExitCode.Ok, output: undefined, redactor };
+  const program = buildProgram(io, state);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return state.exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) return commanderExit(error, io, redactor);
+    return reportError(error, io, state, args.includes('--verbose') || args.includes('-v'), args.includes('--json'));
+  }
+}
+
+function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor): number {
+  if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code)) return ExitCode.Ok;
+  if (error.code === 'commander.executeSubCommandAsync') return ExitCode.Ok;
+  // One line: "error: unknown command 'migrat' (Did you mean migrate?)"
+  const line = error.message
+    .replace(/^error:\s*/i, '')
+    .replace(/\n+/g, ' ')
+    .trim();
+  io.stderr.write(redactor.redact(`dbops: ${line}\n  hint: see dbops --help, or dbops <command> --help\n`));
+  return ExitCode.Usage;
+}
+
+function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolean, json: boolean): number {
+  const redact = (s: string) => state.redactor.redact(s);
+  const err: DbopsError | undefined = isDbopsError(error) ? error : undefined;
+  const exitCode = err?.exitCode ?? ExitCode.Failed;
+  const message = err ? err.message : `unexpected error: ${messageOf(error)}`;
+  const oneLine = message.split('\n')[0] ?? message;
+  const hint = err?.hint ?? (err ? undefined : 'this is a bug in dbops; run again with --verbose and report the stack trace');
+  if (json && state.output && !state.output.hasResult) {
+    const doc = { ok: false, error: { code: err?.code ?? 'INTERNAL', message: oneLine, hint, exitCode, ...(err?.details ? { details: err.details } : {}) } };
+    io.stdout.write(redact(`${JSON.stringify(doc, null, 2)}\n`));
+  }
+  if (err instanceof UsageError || err?.exitCode === ExitCode.Usage) {
+    io.stderr.write(redact(`dbops: ${oneLine}\n`));
+  } else {
+    io.stderr.write(redact(`error: ${oneLine}\n`));
+  }
+  if (hint) io.stderr.write(redact(`  hint: ${hint}\n`));
+  if (state.output?.githubActions) io.stderr.write(redact(`::error title=dbops::${oneLine.replace(/\r?\n/g, ' ')}\n`));
+  if (verbose) {
+    let cur: unknown = error;
+    let depth = 0;
+    while (cur instanceof Error && depth < 5) {
+      io.stderr.write(redact(`${depth === 0 ? '' : 'caused by: '}${cur.stack ?? cur.message}\n`));
+      cur = cur.cause;
+      depth++;
+    }
+  }
+  return exitCode;
+}

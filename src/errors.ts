@@ -1,0 +1,103 @@
+/**
+ * The one error hierarchy of dbops. Core code throws these; only `cli/main.ts` turns them into
+ * a message, a hint and an exit code (documented in docs/exit-codes.md).
+ */
+
+/** Exit codes; keep in step with docs/exit-codes.md. */
+export const ExitCode = {
+  Ok: 0,
+  /** The operation itself failed (a migration threw, a flush lost its connection, ...). */
+  Failed: 1,
+  /** Bad command line, bad configuration, refused without confirmation. */
+  Usage: 2,
+  /** A check or gate failed: drift found, validate false, a slow-query gate, a critical finding. */
+  CheckFailed: 3,
+  /** A lock could not be taken in time (another dbops holds it). */
+  Locked: 4,
+  /** A server could not be reached (refused, timed out, DNS, TLS, authentication). */
+  Unreachable: 5,
+  /** Interrupted by SIGINT/SIGTERM after saving progress: run the same command again to resume. */
+  Interrupted: 130,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface DbopsErrorOptions {
+  hint?: string | undefined;
+  cause?: unknown;
+  /** Structured facts for --json output (never secrets). */
+  details?: Record<string, unknown> | undefined;
+}
+
+/** Base class: a one-line message, a hint, an exit code. */
+export class DbopsError extends Error {
+  readonly exitCode: ExitCodeValue = ExitCode.Failed;
+  readonly code: string = 'DBOPS_FAILED';
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(message: string, options: DbopsErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options.hint;
+    this.details = options.details;
+  }
+}
+
+/** Command-line misuse, conflicting options, a refused dangerous action. */
+export class UsageError extends DbopsError {
+  override readonly exitCode = ExitCode.Usage;
+  override readonly code = 'USAGE';
+}
+
+/** An invalid or missing configuration value; the message names the setting and its source. */
+export class ConfigError extends DbopsError {
+  override readonly exitCode = ExitCode.Usage;
+  override readonly code = 'CONFIG';
+}
+
+/** The operation failed. */
+export class OperationError extends DbopsError {
+  override readonly code = 'FAILED';
+}
+
+/** A check, a validation or a CI gate found something. */
+export class CheckFailedError extends DbopsError {
+  override readonly exitCode = ExitCode.CheckFailed;
+  override readonly code = 'CHECK_FAILED';
+}
+
+/** A lock is held by someone else. */
+export class LockError extends DbopsError {
+  override readonly exitCode = ExitCode.Locked;
+  override readonly code = 'LOCKED';
+}
+
+/** A server is unreachable, refused us, or did not answer in time. */
+export class UnreachableError extends DbopsError {
+  override readonly exitCode = ExitCode.Unreachable;
+  override readonly code = 'UNREACHABLE';
+}
+
+/** Stopped by a signal after saving progress; running the command again resumes. */
+export class InterruptedError extends DbopsError {
+  override readonly exitCode = ExitCode.Interrupted;
+  override readonly code = 'INTERRUPTED';
+}
+
+export function isDbopsError(error: unknown): error is DbopsError {
+  return error instanceof DbopsError;
+}
+
+/** The message of anything thrown, for wrapping into a DbopsError cause line. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    const msg = error.message || String(code ?? error.name);
+    // AggregateError (e.g. ECONNREFUSED on ::1 and 127.0.0.1) has an empty message.
+    if (!error.message && error instanceof AggregateError && error.errors.length > 0) {
+      return messageOf(error.errors[0]);
+    }
+    return msg;
+  }
+  return String(error);
+}

@@ -1,0 +1,38 @@
+import type { ChalkInstance } from 'chalk';
+import type { DoctorReport } from '../diagnostics/doctor.js';
+import { renderTable } from './table.js';
+
+const fmtMs = (n: number | undefined) => (n === undefined ? '' : `${n} ms`);
+
+export function renderDoctor(report: DoctorReport, c: ChalkInstance, colour: boolean): string {
+  const rows = report.components.map((k) => [
+    k.label,
+    k.endpoint,
+    k.ok ? c.green('ok') : c.red('FAILED'),
+    fmtMs(k.connectMs),
+    fmtMs(k.roundTripMs),
+    k.version ?? '',
+    k.ok ? (k.tls ? 'yes' : 'no') : '',
+  ]);
+  const lines = [renderTable({ head: ['component', 'endpoint', 'status', 'connect', 'round trip', 'version', 'TLS'], rows, colour, alignRight: [3, 4] })];
+  for (const k of report.components) {
+    if (k.error) lines.push(`${c.red('✗')} ${k.label}: ${k.error.message}${k.error.hint ? `\n    hint: ${k.error.hint}` : ''}`);
+    const pss = k.details.pgStatStatements as Record<string, unknown> | undefined;
+    if (pss) {
+      lines.push(
+        `pg_stat_statements: ${pss.installed ? `installed ${pss.version}` : 'not installed'}, preloaded ${pss.preloaded === null ? 'unknown' : pss.preloaded ? 'yes' : 'no'}${pss.installed ? `, readable ${pss.readable ? 'yes' : 'no'}` : ''}`,
+      );
+    }
+    const priv = k.details.privileges as Record<string, boolean> | undefined;
+    if (priv) {
+      const held = Object.entries(priv)
+        .filter(([, v]) => v)
+        .map(([name]) => name);
+      lines.push(`role ${String(k.details.user)} on ${String(k.details.database)}: ${held.length ? held.join(', ') : 'no special privileges'}`);
+    }
+    if (k.component === 'redis' && k.ok) lines.push(`redis: ${k.details.cluster ? 'cluster' : 'standalone'}`);
+    for (const w of k.warnings) lines.push(`${c.yellow('!')} ${k.label}: ${w}`);
+  }
+  lines.push(report.ok ? c.green('all configured components reachable') : c.red('some components are unreachable'));
+  return lines.join('\n');
+}
