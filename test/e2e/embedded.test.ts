@@ -31,7 +31,9 @@ describe('the embedded default database', () => {
     await client.connect();
     const tables = await client.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`);
     await client.end();
-    expect(tables.rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(['User', 'Post', 'Comment', 'Like', 'Product', 'Order', 'OrderItem', '_prisma_migrations']));
+    expect(tables.rows.map((r) => r.table_name)).toEqual(
+      expect.arrayContaining(['User', 'Post', 'Comment', 'Like', 'Product', 'Order', 'OrderItem', '_prisma_migrations']),
+    );
   });
 
   it('is reused by the next command and never used when NODE_ENV=production', async () => {

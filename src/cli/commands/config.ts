@@ -39,7 +39,9 @@ export function registerConfig(program: Command, run: Runner): void {
         };
         ctx.out.result(doc, () => {
           const rows = Object.entries(c.settings).map(([name, s]) => [name, s.value, s.source]);
-          const table = rows.length ? renderTable({ head: ['setting', 'value', 'from'], rows, colour: ctx.out.terminal.colour }) : 'no settings in flags, environment, .env or config file';
+          const table = rows.length
+            ? renderTable({ head: ['setting', 'value', 'from'], rows, colour: ctx.out.terminal.colour })
+            : 'no settings in flags, environment, .env or config file';
           const notes = [
             c.database
               ? `migrations and locks use ${c.database.directUrl === c.database.url ? 'DATABASE_URL (no DIRECT_DATABASE_URL set)' : 'DIRECT_DATABASE_URL'}`
