@@ -264,12 +264,17 @@ function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule): StatementStat
     blkReadMs: c.blkReadMs,
     blkWriteMs: c.blkWriteMs,
     slow: isSlow(c.calls, mean, slow),
-    origin: prismaOrigin(c.query),
+    origin: refineOrigin(prismaOrigin(c.query), c.calls > 0 ? c.rows / c.calls : 0),
     query: normaliseQuery(c.query),
   };
   if (e.maxUpperBoundMs !== undefined) s.maxUpperBoundMs = e.maxUpperBoundMs;
   if (e.status) s.status = e.status;
   return s;
+}
+
+/** findFirst/findUnique return at most one row: more rows per call can only be a findMany with `take`. */
+function refineOrigin(o: QueryOrigin, rowsPerCall: number): QueryOrigin {
+  return o.source === 'sql' && o.operation === 'findFirst/findUnique' && rowsPerCall > 1 ? { ...o, operation: 'findMany' } : o;
 }
 
 export function isSlow(calls: number, meanMs: number, rule: SlowRule): boolean {

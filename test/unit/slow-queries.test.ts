@@ -155,6 +155,17 @@ describe('report, ranking and slow marking', () => {
   });
 });
 
+describe('origin refined by rows per call', () => {
+  it('a LIMITed Prisma SELECT returning more than one row per call is a findMany', () => {
+    const q = `SELECT "public"."User"."id" FROM "public"."User" ORDER BY "public"."User"."id" ASC LIMIT $1 OFFSET $2`;
+    const many = stmt('1', q, [1, 1], { rows: 40 });
+    const one = stmt('2', q.replace('ORDER BY', 'WHERE "public"."User"."id" = $3 ORDER BY'), [1, 1], { rows: 2 });
+    const r = buildReport(read([many, one]), opts);
+    expect(r.statements.find((s) => s.queryid === '1')?.origin.operation).toBe('findMany');
+    expect(r.statements.find((s) => s.queryid === '2')?.origin.operation).toBe('findFirst/findUnique');
+  });
+});
+
 describe('deltas between snapshots', () => {
   const before = snapshotOf(read([stmt('1', 'SELECT a', [10, 10]), stmt('2', 'SELECT b', [5]), stmt('9', 'SELECT gone', [1])]));
 
