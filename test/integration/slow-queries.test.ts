@@ -13,7 +13,7 @@ import { createTestDatabase, services, type TestDatabase } from '../helpers/serv
 
 /** Three sleepy statements (distinct queryids through distinct shapes) and a fast one. */
 const WORKLOAD = {
-  slowA: { sql: 'SELECT pg_sleep($1)', args: [0.04], calls: 6 }, // mean 40 ms, total 240
+  slowA: { sql: 'SELECT pg_sleep($1)', args: [0.04], calls: 8 }, // mean 40 ms, total 320
   busyB: { sql: 'SELECT pg_sleep($1), $2::int AS b', args: [0.01, 1], calls: 20 }, // mean 10, total 200
   rareC: { sql: 'SELECT s FROM pg_sleep($1) AS s', args: [0.06], calls: 2 }, // mean 60, total 120
   fastD: { sql: 'SELECT count(*) FROM "User" WHERE email = $1', args: ['nobody@example.com'], calls: 300 },
@@ -90,7 +90,7 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
         .filter(Boolean);
     expect(order('mean').slice(0, 3)).toEqual(['rareC', 'slowA', 'busyB']);
     expect(order('calls')[0]).toBe('fastD');
-    // Total time: sleeps of 240, 200 and 120 ms; the gaps are wide enough for timer noise.
+    // Total time: sleeps of 320, 200 and 120 ms; slowA stays first unless each sleep overshoots by 10 ms.
     expect(order('total').slice(0, 3)).toEqual(['slowA', 'busyB', 'rareC']);
 
     // The server-side top-N path agrees with the full read.
@@ -131,7 +131,7 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     await client.query(WORKLOAD.slowA.sql, [...WORKLOAD.slowA.args]);
     const now = await readPgss(client, { mode: 'all' }, 10_000);
     const r = buildReport(now, { sort: 'total', limit: 0, slow: { minMeanMs: 20, minCalls: 100 }, onlySlow: false, since: before });
-    // slowA had 6+ calls before, 1 now: counters went down, so the row counts from the reset.
+    // slowA had 8+ calls before, 1 now: counters went down, so the row counts from the reset.
     expect(find(r.statements, 'slowA')).toMatchObject({ calls: 1, status: 'reset' });
     expect(find(r.statements, 'busyB')).toBeUndefined();
     expect(r.disappeared.map((d) => d.query)).toContain(WORKLOAD.busyB.sql);
