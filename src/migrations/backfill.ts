@@ -15,6 +15,7 @@
  * condition on rows updated concurrently). Rows inserted with a key below the cursor after it
  * passed are not visited: `validate` is where a migration catches them (see docs/backfill.md).
  */
+import { createHash } from 'node:crypto';
 import type { ClientBase } from 'pg';
 import { quoteIdent, quoteQualified } from '../db/pg.js';
 import { InterruptedError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
@@ -29,6 +30,7 @@ export const CHECKPOINT_DDL = `CREATE TABLE IF NOT EXISTS ${quoteIdent(CHECKPOIN
   migration       text        NOT NULL,
   table_name      text        NOT NULL,
   key_column      text        NOT NULL,
+  spec_hash       text,
   last_key        text,
   rows_done       bigint      NOT NULL DEFAULT 0,
   batches         bigint      NOT NULL DEFAULT 0,
@@ -149,6 +151,7 @@ async function resolveTarget(client: ClientBase, spec: BackfillSpec): Promise<Ta
 
 interface CheckpointRow {
   key_column: string;
+  spec_hash: string | null;
   last_key: string | null;
   rows_done: string;
   batches: string;
@@ -177,7 +180,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
  * per batch so one noisy batch does not swing it (GitLab adapts batch sizes the same gradual way).
  */
 export function nextBatchSize(current: number, batchMs: number, targetMs: number, min: number, max: number): number {
-  if (!targetMs || targetMs <= 0) return Math.min(max, Math.max(min, current));
+  if (!targetMs || targetMs <= 0) return current;
   const ratio = targetMs / Math.max(batchMs, 1);
   const factor = Math.min(1.5, Math.max(0.5, ratio));
   return Math.min(max, Math.max(min, Math.round(current * factor)));
@@ -207,6 +210,12 @@ function checkSpec(migration: string, spec: BackfillSpec, options: BackfillRunOp
       throw new UsageError(`backfill in ${migration}: ${name} must be a non-negative number${name === 'batchSize' ? ' of at least 1' : ''}, got ${value}`);
     }
   }
+}
+
+/** Identifies what a checkpoint belongs to: the same name with other SQL is another backfill. */
+function specHash(t: Target, spec: BackfillSpec): string {
+  const parts = [t.sql, t.key, spec.where?.trim() ?? '', spec.set?.trim() ?? '', spec.run ? String(spec.run) : ''];
+  return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 16);
 }
 
 /** Rows still to do: an exact count for tables up to a few million rows, else the planner's estimate. */
@@ -243,27 +252,43 @@ export async function runBackfill(client: ClientBase, migrationName: string, spe
   const lockTimeout = Math.floor(options.lockTimeoutMs ?? DEFAULTS.lockTimeoutMs);
   const stmtTimeout = Math.floor(options.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs);
   const maxRps = options.maxRowsPerSecond && options.maxRowsPerSecond > 0 ? options.maxRowsPerSecond : undefined;
-  const minBatch = maxRps ? Math.max(1, Math.min(DEFAULTS.minBatchSize, Math.floor(maxRps))) : DEFAULTS.minBatchSize;
+  const requested = Math.max(1, Math.floor(options.batchSize ?? spec.batchSize ?? DEFAULTS.batchSize));
   // A batch never holds more than one second's worth of the rate limit.
-  const maxBatch = maxRps ? Math.max(minBatch, Math.floor(maxRps)) : DEFAULTS.maxBatchSize;
-  let batchSize = Math.min(maxBatch, Math.max(1, Math.floor(options.batchSize ?? spec.batchSize ?? DEFAULTS.batchSize)));
+  const maxBatch = maxRps ? Math.max(1, Math.floor(maxRps)) : Math.max(DEFAULTS.maxBatchSize, requested);
+  const minBatch = Math.min(DEFAULTS.minBatchSize, requested, maxBatch);
+  let batchSize = Math.min(maxBatch, requested);
 
   await ensureCheckpointTable(client);
   const t = await resolveTarget(client, spec);
-  await client.query(`INSERT INTO ${CKPT} (migration, table_name, key_column) VALUES ($1, $2, $3) ON CONFLICT (migration, table_name) DO NOTHING`, [
-    migrationName,
-    t.name,
-    t.key,
-  ]);
-  const first = await client.query<CheckpointRow>(
-    `SELECT key_column, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2`,
-    [migrationName, t.name],
+  const hash = specHash(t, spec);
+  await client.query(
+    `INSERT INTO ${CKPT} (migration, table_name, key_column, spec_hash) VALUES ($1, $2, $3, $4) ON CONFLICT (migration, table_name) DO NOTHING`,
+    [migrationName, t.name, t.key, hash],
   );
-  const ck = first.rows[0] as CheckpointRow;
-  if (ck.key_column !== t.key) {
-    throw new UsageError(`backfill ${migrationName} on ${t.name}: its checkpoint walks key "${ck.key_column}" but the migration now says "${t.key}"`, {
-      hint: 'the migration changed after it started: undo it (dbops migrate down) or restore the original key',
-    });
+  const readCk = async () =>
+    (
+      await client.query<CheckpointRow>(
+        `SELECT key_column, spec_hash, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2`,
+        [migrationName, t.name],
+      )
+    ).rows[0] as CheckpointRow;
+  let ck = await readCk();
+  if (ck.spec_hash !== hash) {
+    // A different backfill under the same name: `down` after `up`, or `up` again after `down`.
+    // A finished (or never started) one is replaced; a half-done one must not be continued by other SQL.
+    if (!ck.finished && (ck.last_key !== null || Number(ck.rows_done) > 0)) {
+      throw new UsageError(
+        `backfill ${migrationName} on ${t.name} is unfinished (checkpoint at ${ck.key_column} = ${ck.last_key}) but its spec (table, key, where, set or run) has changed since`,
+        { hint: 'restore the migration as it was to resume it, or undo it (dbops migrate down) to start over' },
+      );
+    }
+    await client.query(
+      `UPDATE ${CKPT} SET key_column = $3, spec_hash = $4, last_key = NULL, rows_done = 0, batches = 0, estimated_total = NULL,
+              started_at = clock_timestamp(), updated_at = clock_timestamp(), finished_at = NULL
+        WHERE migration = $1 AND table_name = $2`,
+      [migrationName, t.name, t.key, hash],
+    );
+    ck = await readCk();
   }
   const resumedFrom = ck.last_key;
   let rowsDone = Number(ck.rows_done);

@@ -123,9 +123,11 @@ describe('backfill in a real process', () => {
     child.proc.kill('SIGKILL');
     await child.exited;
     // The checkpoint says three batches; the server may still be rolling back the fourth: resume waits for it.
-    const r = await runBackfill(client, 'crash_open', { table, set: 'counter = counter + 1' }, { batchSize: 100, targetBatchMs: 0 });
-    expect(r.resumedFrom).toBe('300');
-    expect(r.rows).toBe(1700);
+    const resumed = startChild({ BF_TABLE: table, BF_MIGRATION: 'crash_open', BF_BATCH: '100', BF_HANG_AT: '999' });
+    const done = (await resumed.waitFor((l) => 'done' in l)).done as { resumedFrom: string; rows: number };
+    expect((await resumed.exited).code).toBe(0);
+    expect(done.resumedFrom).toBe('300');
+    expect(done.rows).toBe(1700);
     expect(await counters(table)).toEqual({ 1: 2000 });
   });
 

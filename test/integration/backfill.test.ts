@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, InterruptedError, OperationError, UsageError } from '../../src/errors.js';
 import { ensureCheckpointTable, readBackfillProgress, resetBackfill, runBackfill } from '../../src/migrations/backfill.js';
-import type { BackfillBatchEvent } from '../../src/migrations/backfill-types.js';
+import type { BackfillBatchEvent, BackfillSpec } from '../../src/migrations/backfill-types.js';
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/services.js';
 
 let db: TestDatabase;
@@ -73,7 +73,7 @@ describe('runBackfill', () => {
     const progress = (await readBackfillProgress(client)).find((p) => p.migration === 'm_basic');
     expect(progress).toMatchObject({ table, finished: true, percent: 100, rowsDone: 2345 - skipped, lastKey: '23450', batches: 5 });
     // A finished backfill is never walked again.
-    const again = await runBackfill(client, 'm_basic', { table, where: 'NOT done', set: 'counter = counter + 1' }, {});
+    const again = await runBackfill(client, 'm_basic', { table, where: 'NOT done', set: 'done = true, counter = counter + 1' }, {});
     expect(again).toMatchObject({ alreadyFinished: true, batches: 0, rows: 0 });
     expect(await counters(table)).toEqual({ 0: skipped, 1: 2345 - skipped });
   });
@@ -262,6 +262,58 @@ describe('runBackfill', () => {
       await bouncer.end();
     }
     expect(await counters(table)).toEqual({ 1: 1000 });
+  });
+
+  it('treats other SQL under the same name as another backfill: restarts a finished one, refuses to continue a half-done one', async () => {
+    const table = await makeTable(1000);
+    await runBackfill(client, 'm_spec', { table, set: 'counter = counter + 1' }, { batchSize: 300, targetBatchMs: 0 });
+    // e.g. `down` after `up`: a new walk from the start
+    const down = await runBackfill(client, 'm_spec', { table, set: 'counter = counter - 1' }, { batchSize: 300, targetBatchMs: 0 });
+    expect(down).toMatchObject({ alreadyFinished: false, resumedFrom: null, rows: 1000 });
+    expect(await counters(table)).toEqual({ 0: 1000 });
+    const ac = new AbortController();
+    await runBackfill(
+      client,
+      'm_spec2',
+      { table, set: 'counter = counter + 1' },
+      {
+        batchSize: 300,
+        targetBatchMs: 0,
+        signal: ac.signal,
+        onProgress: () => ac.abort(),
+      },
+    ).catch(() => {});
+    await expect(runBackfill(client, 'm_spec2', { table, set: 'counter = counter + 2' }, {})).rejects.toThrow(/is unfinished .* its spec .* has changed/);
+  });
+
+  it('runs the example migration data-migrations/20240301000000_backfill_order_totals: up, validate, down, up', async () => {
+    const { default: migration } = await import('../../data-migrations/20240301000000_backfill_order_totals.js');
+    const name = '20240301000000_backfill_order_totals';
+    const logs: string[] = [];
+    const ctx = {
+      sql: { query: (text: string, values?: unknown[]) => client.query(text, values) as never },
+      backfill: (spec: BackfillSpec) => runBackfill(client, name, spec, { batchSize: 70, targetBatchMs: 0 }),
+      log: { info: (m: string) => logs.push(m) },
+    };
+    await client.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('u_orders', 'orders@example.com', now())`);
+    await client.query(`INSERT INTO "Product" (id, name, price, "updatedAt") VALUES ('p1', 'a', 2.50, now()), ('p2', 'b', 10.00, now())`);
+    await client.query(`INSERT INTO "Order" (id, "userId", "updatedAt") SELECT 'o' || lpad(g::text, 5, '0'), 'u_orders', now() FROM generate_series(1, 500) g`);
+    await client.query(
+      `INSERT INTO "OrderItem" (id, "orderId", "productId", quantity, price)
+       SELECT 'i' || g || '_' || p, 'o' || lpad(g::text, 5, '0'), 'p' || p, g % 4 + 1, CASE p WHEN 1 THEN 2.50 ELSE 10.00 END
+         FROM generate_series(1, 450) g, generate_series(1, 2) p`,
+    );
+    expect(await migration.validate(ctx)).toBe(false);
+    expect(logs.pop()).toBe('order totals: 500 missing, 500 different from their items');
+    await migration.up(ctx);
+    expect(logs.pop()).toBe('filled 500 order totals in 8 batches');
+    expect(await migration.validate(ctx)).toBe(true);
+    const o1 = await client.query(`SELECT total::text FROM "Order" WHERE id IN ('o00001', 'o00500') ORDER BY id`);
+    expect(o1.rows).toEqual([{ total: '25.00' }, { total: '0.00' }]);
+    await migration.down(ctx);
+    expect(Number((await client.query(`SELECT count(*) AS n FROM "Order" WHERE total IS NOT NULL`)).rows[0].n)).toBe(0);
+    await migration.up(ctx);
+    expect(await migration.validate(ctx)).toBe(true);
   });
 
   it('creates the checkpoint table safely when several sessions race, and resetBackfill forgets a migration', async () => {
