@@ -1,4 +1,245 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { ExitCode, UsageError } from '../../errors.js';
+import type { CommandContext } from '../context.js';
+import { durationArg, intArg } from '../options.js';
 import type { Runner } from '../program.js';
 
-export function registerMigrate(_program: Command, _run: Runner): void {}
+interface RunnerFlags {
+  lockTimeout?: number;
+  transactionTimeout?: number;
+  prismaClient?: string;
+  maxRowsPerSecond?: number;
+  pauseMs?: number;
+  batchSize?: number;
+}
+
+interface UpFlags extends RunnerFlags {
+  to?: string;
+  step?: number;
+  dryRun?: boolean;
+  withSchema?: boolean;
+}
+
+const lockTimeoutOption = () =>
+  new Option('--lock-timeout <duration>', 'how long to wait for another dbops migrate holding the lock (e.g. 30s, 2m)')
+    .argParser(durationArg)
+    .default(60_000, '60s');
+const txTimeoutOption = () =>
+  new Option('--transaction-timeout <duration>', "bound on one migration's transaction and each statement in it")
+    .argParser(durationArg)
+    .default(600_000, '10m');
+const prismaClientOption = () =>
+  new Option(
+    '--prisma-client <module>',
+    'your generated PrismaClient module for ctx.prisma (default: src/generated/prisma/client.ts; env DBOPS_PRISMA_CLIENT)',
+  );
+
+/** The CI job running us, for the ledger (GitHub Actions, GitLab, Buildkite, CircleCI, Jenkins). */
+export function ciJobOf(env: Record<string, string | undefined>): string | undefined {
+  if (env.GITHUB_ACTIONS === 'true' && env.GITHUB_RUN_ID) {
+    const server = env.GITHUB_SERVER_URL ?? 'https://github.com';
+    return `${server}/${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}${env.GITHUB_JOB ? ` job ${env.GITHUB_JOB}` : ''}`;
+  }
+  return env.CI_JOB_URL ?? env.BUILDKITE_BUILD_URL ?? env.CIRCLE_BUILD_URL ?? env.BUILD_URL ?? (env.CI && env.CI !== 'false' ? 'CI' : undefined);
+}
+
+async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e: import('../../migrations/types.js').RunEvent) => void) {
+  const [{ MigrationRunner }, { hostname, userInfo }, { VERSION }] = await Promise.all([
+    import('../../migrations/runner.js'),
+    import('node:os'),
+    import('../version.js'),
+  ]);
+  const db = await ctx.database();
+  let user = ctx.env.USER ?? ctx.env.LOGNAME;
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch {
+      user = 'unknown';
+    }
+  }
+  const identity = { user, host: hostname(), pid: process.pid, ciJob: ciJobOf(ctx.env), dbopsVersion: VERSION };
+  const { holderApplicationName } = await import('../../migrations/lock.js');
+  const applicationName = holderApplicationName(identity);
+  const runner = new MigrationRunner({
+    connect: () => ctx.pg({ direct: true, applicationName }),
+    schemaEngineUrl: db.directUrl,
+    migrationsDir: ctx.config.migrationsDir,
+    prismaMigrationsDir: ctx.config.prismaMigrationsDir,
+    prismaClient: flags.prismaClient ?? ctx.env.DBOPS_PRISMA_CLIENT,
+    cwd: ctx.config.cwd,
+    lockTimeoutMs: flags.lockTimeout,
+    transactionTimeoutMs: flags.transactionTimeout,
+    connectTimeoutMs: ctx.timeoutMs,
+    identity,
+    log: ctx.out,
+    signal: ctx.signal,
+    ...(onEvent ? { onEvent } : {}),
+    backfill: {
+      ...(flags.batchSize === undefined ? {} : { batchSize: flags.batchSize }),
+      ...(flags.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: flags.maxRowsPerSecond }),
+      ...(flags.pauseMs === undefined ? {} : { pauseMs: flags.pauseMs }),
+    },
+  });
+  ctx.onClose(() => runner.close());
+  return runner;
+}
+
+/** Runs up/down/mark-applied with live progress; on failure still writes the partial result. */
+async function runWithReport(
+  ctx: CommandContext,
+  flags: RunnerFlags,
+  action: (runner: Awaited<ReturnType<typeof makeRunner>>) => Promise<import('../../migrations/types.js').RunResult>,
+): Promise<number> {
+  const { createRunReporter, renderRunResult } = await import('../../output/migrate.js');
+  const { runResultOf } = await import('../../migrations/runner.js');
+  const reporter = createRunReporter(ctx.out);
+  const runner = await makeRunner(ctx, flags, reporter.onEvent);
+  try {
+    const result = await action(runner);
+    ctx.out.result(result, () => renderRunResult(result, ctx.out.c, ctx.out.terminal.colour));
+    return ExitCode.Ok;
+  } catch (error) {
+    const partial = runResultOf(error);
+    if (partial) {
+      const failed = partial.outcomes.find((o) => o.status === 'failed');
+      if (ctx.out.json) {
+        const { isDbopsError, messageOf } = await import('../../errors.js');
+        const err = isDbopsError(error) ? error : undefined;
+        ctx.out.result(
+          {
+            ...partial,
+            error: { code: err?.code ?? 'FAILED', message: messageOf(error), hint: err?.hint, exitCode: err?.exitCode ?? 1, details: err?.details },
+          },
+          () => '',
+        );
+      } else if (partial.outcomes.length > 0) {
+        ctx.out.stderr(renderRunResult(partial, ctx.out.c, ctx.out.terminal.colour));
+      }
+      if (failed && ctx.out.githubActions) {
+        const msg = (failed.error?.message ?? '').replace(/\r?\n/g, ' ');
+        ctx.out.stderr(`::error title=dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}::${msg}`);
+      }
+    }
+    throw error;
+  } finally {
+    reporter.stop();
+  }
+}
+
+export function registerMigrate(program: Command, run: Runner): void {
+  const migrate = program
+    .command('migrate')
+    .description('data migrations with a ledger, exactly-once locking, validate as a post-condition, rehearsals and Prisma schema interleaving');
+
+  migrate
+    .command('up')
+    .description('apply pending data migrations, each in its own transaction with its validate() and ledger row')
+    .addOption(new Option('--to <name>', 'stop after this migration (inclusive)').conflicts('step'))
+    .addOption(new Option('--step <n>', 'apply at most N migrations').argParser(intArg(1)).conflicts('to'))
+    .option('--dry-run', 'rehearse: run up and validate for real, report what they did, then roll back')
+    .option('--with-schema', 'also apply pending Prisma schema migrations, interleaved by timestamp')
+    .addOption(lockTimeoutOption())
+    .addOption(txTimeoutOption())
+    .addOption(prismaClientOption())
+    .addOption(new Option('--batch-size <n>', 'backfills: rows per batch').argParser(intArg(1, 1_000_000)))
+    .addOption(new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)))
+    .addOption(new Option('--pause-ms <ms>', 'backfills: pause between batches').argParser(intArg(0, 3_600_000)))
+    .action(
+      run<UpFlags>(async (ctx, opts) =>
+        runWithReport(ctx, opts, (runner) => runner.up({ to: opts.to, step: opts.step, dryRun: opts.dryRun, withSchema: opts.withSchema })),
+      ),
+    );
+
+  migrate
+    .command('down')
+    .description('revert applied data migrations, newest first, each with its ledger row in one transaction')
+    .addOption(new Option('--step <n>', 'revert the last N applied migrations (default 1)').argParser(intArg(1)).conflicts('to'))
+    .addOption(new Option('--to <name>', 'revert every migration applied after NAME (NAME stays applied)').conflicts('step'))
+    .option('--dry-run', 'rehearse: run down for real, report, then roll back')
+    .addOption(lockTimeoutOption())
+    .addOption(txTimeoutOption())
+    .addOption(prismaClientOption())
+    .action(run<UpFlags>(async (ctx, opts) => runWithReport(ctx, opts, (runner) => runner.down({ to: opts.to, step: opts.step, dryRun: opts.dryRun }))));
+
+  migrate
+    .command('status')
+    .description('data and Prisma schema migrations on one timeline: applied (when, by whom), pending, changed, missing, out of order')
+    .action(
+      run(async (ctx) => {
+        const runner = await makeRunner(ctx, {});
+        const { renderStatus } = await import('../../output/migrate.js');
+        const status = await runner.status();
+        ctx.out.result(status, () => renderStatus(status, ctx.out.c, ctx.out.terminal.colour));
+        return ExitCode.Ok;
+      }),
+    );
+
+  migrate
+    .command('validate')
+    .description("CI gate: drift check plus each applied migration's validate() re-run read-only; exit 3 on any finding")
+    .argument('[names...]', 'only re-run these migrations’ validate()')
+    .addOption(txTimeoutOption())
+    .addOption(prismaClientOption())
+    .action(
+      run<RunnerFlags>(async (ctx, opts, names) => {
+        const runner = await makeRunner(ctx, opts);
+        const { renderValidate } = await import('../../output/migrate.js');
+        const result = await runner.validate(names);
+        ctx.out.result(result, () => renderValidate(result, ctx.out.c));
+        if (!result.ok && ctx.out.githubActions) {
+          for (const f of result.findings) ctx.out.stderr(`::error title=dbops migrate validate: ${f.name}::${f.message}`);
+        }
+        return result.ok ? ExitCode.Ok : ExitCode.CheckFailed;
+      }),
+    );
+
+  migrate
+    .command('create')
+    .description('scaffold a timestamped data migration file')
+    .argument('<name>', 'snake_case name, e.g. backfill_order_totals')
+    .option('--no-transaction', 'scaffold a transaction: false migration (batched backfill)')
+    .action(
+      run<{ transaction?: boolean }>(async (ctx, opts, args) => {
+        const { scaffoldMigration } = await import('../../migrations/scaffold.js');
+        const created = await scaffoldMigration(ctx.config.migrationsDir, args[0] ?? '', { transaction: opts.transaction !== false });
+        ctx.out.result(created, () => `created ${created.path}`);
+        return ExitCode.Ok;
+      }),
+    );
+
+  migrate
+    .command('mark-applied')
+    .description('record a migration as applied without running it (baseline an existing database)')
+    .argument('<name>', 'the migration name (file name without extension)')
+    .addOption(lockTimeoutOption())
+    .action(run<RunnerFlags>(async (ctx, opts, args) => runWithReport(ctx, opts, (runner) => runner.markApplied(args[0] ?? ''))));
+
+  migrate
+    .command('unlock')
+    .description('end the session holding the migration lock (a hung runner), after naming it and asking')
+    .option('-y, --yes', 'do not ask (required without a terminal)')
+    .action(
+      run<{ yes?: boolean }>(async (ctx, opts) => {
+        const runner = await makeRunner(ctx, {});
+        const { describeHolder } = await import('../../migrations/lock.js');
+        const holder = await runner.lockHolder();
+        if (!holder) {
+          ctx.out.result({ held: false, holder: null, released: false }, () => 'the migration lock is not held: nothing to do');
+          return ExitCode.Ok;
+        }
+        const who = describeHolder(holder);
+        if (!opts.yes) {
+          const ok = await ctx.out.confirm(`the migration lock is held by ${who}. End that session (its migration rolls back)?`);
+          if (!ok) {
+            throw new UsageError(`not confirmed: the lock is held by ${who}; nothing changed`, { hint: 'pass --yes to end it without a prompt' });
+          }
+        }
+        const released = await runner.unlock(holder.backendPid);
+        ctx.out.result({ held: true, holder, released }, () =>
+          released ? `ended ${who}: the lock is released and its migration rolled back` : `could not end ${who} (it may have just finished)`,
+        );
+        return released ? ExitCode.Ok : ExitCode.Failed;
+      }),
+    );
+}

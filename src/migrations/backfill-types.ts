@@ -1,0 +1,44 @@
+/**
+ * Types of the backfill engine. The contract with the migration runner lives in `types.ts`
+ * (BackfillSpec, BackfillRunOptions, ...); these extend it with what the engine reports beyond it.
+ */
+import type { BackfillProgress, BackfillProgressEvent, BackfillResult } from './types.js';
+
+export type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions, BackfillSpec } from './types.js';
+
+/** A key value as node-pg returns it: number for int2/int4, string for int8/text/uuid. */
+export type BackfillKey = string | number;
+
+/** The progress event runBackfill emits after every committed batch. */
+export interface BackfillBatchEvent extends BackfillProgressEvent {
+  /** Text form of the last key of the last committed batch (the checkpoint). */
+  lastKey: string | null;
+  /** Duration of this batch's transaction, BEGIN to COMMIT (ms). */
+  batchMs: number;
+  /** Keys in the next batch, after adapting toward targetBatchMs. */
+  batchSize: number;
+}
+
+/** What runBackfill returns: the runner's BackfillResult plus engine facts. */
+export interface BackfillRunResult extends BackfillResult {
+  /** The checkpoint key this run resumed after (null: started from the beginning). */
+  resumedFrom: string | null;
+  /** Rows changed over all runs of this backfill. */
+  rowsDone: number;
+  /** Time spent sleeping for pauseMs and maxRowsPerSecond (ms), measured by the engine. */
+  throttledMs: number;
+  /** Batches retried after a lock timeout, statement timeout, deadlock or serialization failure. */
+  retries: number;
+  /** How estimatedTotal was obtained: an exact count, or the planner's estimate on big tables. */
+  estimate: 'count' | 'planner';
+  estimatedTotal: number;
+  /** The backfill had finished in an earlier run: nothing was done. */
+  alreadyFinished: boolean;
+}
+
+/** A checkpoint row as `migrate status` shows it. */
+export interface BackfillCheckpoint extends BackfillProgress {
+  lastKey: string | null;
+  batches: number;
+  startedAt: Date;
+}

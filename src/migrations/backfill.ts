@@ -1,0 +1,522 @@
+/**
+ * Batched, resumable, throttled backfills of big tables.
+ *
+ * The table is walked by its key (keyset: `key > $last ORDER BY key LIMIT n`, never OFFSET). Every
+ * batch is its own short transaction with `SET LOCAL lock_timeout/statement_timeout`, and the
+ * checkpoint row (last key, rows done) is updated in that same transaction, so a crash, a SIGKILL
+ * or a lost connection loses at most the batch in flight, and that batch rolled back with it.
+ * Each batch starts by locking its checkpoint row and reading the cursor from it (not from
+ * memory): a second runner, or the still-committing transaction of a killed one, is waited for
+ * instead of being overlapped. Keys are never loaded all at once: a batch asks the index for the
+ * upper bound of its next n keys, and the UPDATE covers the range `(last, upper]`.
+ *
+ * Concurrent writes: the `where` condition is part of every batch's UPDATE, so a row that another
+ * session changed so that it no longer matches is left alone (READ COMMITTED re-checks the
+ * condition on rows updated concurrently). Rows inserted with a key below the cursor after it
+ * passed are not visited: `validate` is where a migration catches them (see docs/backfill.md).
+ */
+import { createHash } from 'node:crypto';
+import type { ClientBase } from 'pg';
+import { quoteIdent, quoteQualified } from '../db/pg.js';
+import { InterruptedError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
+import type { BackfillBatchEvent, BackfillCheckpoint, BackfillKey, BackfillRunOptions, BackfillRunResult, BackfillSpec } from './backfill-types.js';
+
+export type * from './backfill-types.js';
+
+export const CHECKPOINT_TABLE = '_dbops_backfill_checkpoints';
+
+/** The checkpoint table: one row per (migration, table) backfill. */
+export const CHECKPOINT_DDL = `CREATE TABLE IF NOT EXISTS ${quoteIdent(CHECKPOINT_TABLE)} (
+  migration       text        NOT NULL,
+  table_name      text        NOT NULL,
+  key_column      text        NOT NULL,
+  spec_hash       text,
+  last_key        text,
+  rows_done       bigint      NOT NULL DEFAULT 0,
+  batches         bigint      NOT NULL DEFAULT 0,
+  estimated_total bigint,
+  started_at      timestamptz NOT NULL DEFAULT now(),
+  updated_at      timestamptz NOT NULL DEFAULT now(),
+  finished_at     timestamptz,
+  PRIMARY KEY (migration, table_name)
+)`;
+
+export const DEFAULTS = {
+  batchSize: 5000,
+  minBatchSize: 100,
+  maxBatchSize: 100_000,
+  targetBatchMs: 200,
+  lockTimeoutMs: 2000,
+  statementTimeoutMs: 30_000,
+  pauseMs: 0,
+  /** Above this many rows (pg_class.reltuples) the total is the planner's estimate, not a count. */
+  exactCountMaxRows: 2_000_000,
+  countTimeoutMs: 10_000,
+  maxRetries: 3,
+} as const;
+
+/** Key column types the keyset walk supports (their order is total and stable). */
+const KEY_TYPES = new Set(['text', 'varchar', 'bpchar', 'uuid', 'int2', 'int4', 'int8']);
+const RETRYABLE = new Set(['55P03', '57014', '40P01', '40001']);
+const NETWORK =
+  /ECONNRESET|ECONNREFUSED|EPIPE|Connection terminated|terminating connection|server closed the connection|Client has encountered a connection error|not queryable/i;
+const CKPT = quoteIdent(CHECKPOINT_TABLE);
+// An arbitrary constant: serialises concurrent first-time creation of the checkpoint table.
+const DDL_LOCK_KEY = 7_241_865_990;
+
+interface Target {
+  /** `"schema"."table"` */
+  sql: string;
+  /** table name as the user wrote it, for messages and the checkpoint row */
+  name: string;
+  key: string;
+  keySql: string;
+  reltuples: number;
+}
+
+/** Create the checkpoint table if it does not exist; safe when several processes do it at once. */
+export async function ensureCheckpointTable(client: ClientBase): Promise<void> {
+  const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [CHECKPOINT_TABLE]);
+  if (found.rows[0]?.t) return;
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [DDL_LOCK_KEY]);
+    await client.query(CHECKPOINT_DDL);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    // Another session won a race we could not serialise (e.g. different lock key in an older version).
+    const code = (error as { code?: string }).code;
+    if (code !== '42P07' && code !== '23505') throw error;
+  }
+}
+
+async function resolveTarget(client: ClientBase, spec: BackfillSpec): Promise<Target> {
+  const rel = await client.query<{ oid: number; nsp: string; rel: string; reltuples: number; kind: string }>(
+    `SELECT c.oid::int AS oid, n.nspname AS nsp, c.relname AS rel, c.reltuples::float8 AS reltuples, c.relkind::text AS kind
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = to_regclass($1)`,
+    [quoteQualified(spec.table)],
+  );
+  const r = rel.rows[0];
+  if (!r || (r.kind !== 'r' && r.kind !== 'p')) {
+    throw new UsageError(`backfill: table "${spec.table}" does not exist`, {
+      hint: 'use the table name as in the database (a Prisma model maps to a table of the same name unless @@map says otherwise)',
+    });
+  }
+  const sql = `${quoteIdent(r.nsp)}.${quoteIdent(r.rel)}`;
+  let key = spec.key;
+  if (!key) {
+    const pk = await client.query<{ cols: string[] }>(
+      `SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
+         FROM pg_index i
+         CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = $1 AND i.indisprimary
+        GROUP BY i.indexrelid`,
+      [r.oid],
+    );
+    const cols = pk.rows[0]?.cols ?? [];
+    if (cols.length === 0) {
+      throw new UsageError(`backfill: table ${spec.table} has no primary key`, { hint: 'name a unique, NOT NULL column as the backfill key: { key: "..." }' });
+    }
+    if (cols.length > 1) {
+      throw new UsageError(`backfill: table ${spec.table} has a composite primary key (${cols.join(', ')}); the keyset walk needs one column`, {
+        hint: 'name a unique, NOT NULL single column as the backfill key: { key: "..." }',
+      });
+    }
+    key = cols[0] as string;
+  }
+  const col = await client.query<{ typname: string; notnull: boolean; uniq: boolean }>(
+    `SELECT t.typname::text AS typname, a.attnotnull AS notnull,
+            EXISTS (SELECT 1 FROM pg_index i
+                     WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
+                       AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) AS uniq
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
+    [r.oid, key],
+  );
+  const c = col.rows[0];
+  if (!c) throw new UsageError(`backfill: table ${spec.table} has no column "${key}"`);
+  if (!KEY_TYPES.has(c.typname)) {
+    throw new UsageError(`backfill: key ${spec.table}.${key} has type ${c.typname}; supported: text, varchar, uuid, smallint, integer, bigint`);
+  }
+  if (!c.uniq || !c.notnull) {
+    throw new UsageError(`backfill: key ${spec.table}.${key} must be NOT NULL with a unique index of its own`, {
+      hint: 'a keyset walk over a non-unique or nullable column would skip or repeat rows',
+    });
+  }
+  return { sql, name: spec.table, key, keySql: quoteIdent(key), reltuples: r.reltuples };
+}
+
+interface CheckpointRow {
+  key_column: string;
+  spec_hash: string | null;
+  last_key: string | null;
+  rows_done: string;
+  batches: string;
+  finished: boolean;
+}
+
+function errorCode(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Next batch size: move toward the size that would take `targetMs`, at most x1.5 up or x0.5 down
+ * per batch so one noisy batch does not swing it (GitLab adapts batch sizes the same gradual way).
+ */
+export function nextBatchSize(current: number, batchMs: number, targetMs: number, min: number, max: number): number {
+  if (!targetMs || targetMs <= 0) return current;
+  const ratio = targetMs / Math.max(batchMs, 1);
+  const factor = Math.min(1.5, Math.max(0.5, ratio));
+  return Math.min(max, Math.max(min, Math.round(current * factor)));
+}
+
+/** Milliseconds to wait after a batch so that the rows done so far respect the limits. */
+export function throttleDelay(opts: { rowsThisRun: number; elapsedMs: number; maxRowsPerSecond?: number | undefined; pauseMs?: number | undefined }): number {
+  const pause = opts.pauseMs ?? 0;
+  if (!opts.maxRowsPerSecond || opts.maxRowsPerSecond <= 0) return pause;
+  const earliest = (opts.rowsThisRun / opts.maxRowsPerSecond) * 1000;
+  return Math.max(pause, Math.ceil(earliest - opts.elapsedMs));
+}
+
+function checkSpec(migration: string, spec: BackfillSpec, options: BackfillRunOptions): void {
+  if (!spec.set === !spec.run) {
+    throw new UsageError(`backfill in ${migration}: give exactly one of "set" (an SQL SET clause) or "run" (a function per batch)`);
+  }
+  for (const [name, value] of Object.entries({
+    batchSize: options.batchSize ?? spec.batchSize,
+    maxRowsPerSecond: options.maxRowsPerSecond,
+    pauseMs: options.pauseMs,
+    targetBatchMs: options.targetBatchMs,
+    lockTimeoutMs: options.lockTimeoutMs,
+    statementTimeoutMs: options.statementTimeoutMs,
+  })) {
+    if (value !== undefined && (!Number.isFinite(value) || value < 0 || (name === 'batchSize' && value < 1))) {
+      throw new UsageError(`backfill in ${migration}: ${name} must be a non-negative number${name === 'batchSize' ? ' of at least 1' : ''}, got ${value}`);
+    }
+  }
+}
+
+/** Identifies what a checkpoint belongs to: the same name with other SQL is another backfill. */
+function specHash(t: Target, spec: BackfillSpec): string {
+  const parts = [t.sql, t.key, spec.where?.trim() ?? '', spec.set?.trim() ?? '', spec.run ? String(spec.run) : ''];
+  return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 16);
+}
+
+/** Rows still to do: an exact count for tables up to a few million rows, else the planner's estimate. */
+async function estimateRemaining(client: ClientBase, t: Target, where: string, lastKey: string | null): Promise<{ rows: number; how: 'count' | 'planner' }> {
+  const cond = `(${where})${lastKey === null ? '' : ` AND ${t.keySql} > $1`}`;
+  const params = lastKey === null ? [] : [lastKey];
+  if (t.reltuples < DEFAULTS.exactCountMaxRows) {
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL statement_timeout = ${DEFAULTS.countTimeoutMs}`);
+      const r = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${t.sql} WHERE ${cond}`, params);
+      await client.query('COMMIT');
+      return { rows: Number(r.rows[0]?.n ?? 0), how: 'count' };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      if (errorCode(error) !== '57014') throw error;
+    }
+  }
+  const plan = await client.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${t.sql} WHERE (${where})`);
+  return { rows: Math.round(plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0), how: 'planner' };
+}
+
+/**
+ * Run (or resume) the backfill `spec` of data migration `migrationName` on a dedicated connection.
+ * Returns when every batch is done; throws InterruptedError (checkpoint saved) when `signal`
+ * aborts, OperationError naming the key range when a batch fails (nothing after it applied).
+ */
+export async function runBackfill(client: ClientBase, migrationName: string, spec: BackfillSpec, options: BackfillRunOptions = {}): Promise<BackfillRunResult> {
+  checkSpec(migrationName, spec, options);
+  const started = performance.now();
+  const where = spec.where?.trim() ? spec.where : 'true';
+  const { signal, log } = options;
+  const targetMs = options.targetBatchMs ?? DEFAULTS.targetBatchMs;
+  const lockTimeout = Math.floor(options.lockTimeoutMs ?? DEFAULTS.lockTimeoutMs);
+  const stmtTimeout = Math.floor(options.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs);
+  const maxRps = options.maxRowsPerSecond && options.maxRowsPerSecond > 0 ? options.maxRowsPerSecond : undefined;
+  const requested = Math.max(1, Math.floor(options.batchSize ?? spec.batchSize ?? DEFAULTS.batchSize));
+  // A batch never holds more than one second's worth of the rate limit.
+  const maxBatch = maxRps ? Math.max(1, Math.floor(maxRps)) : Math.max(DEFAULTS.maxBatchSize, requested);
+  const minBatch = Math.min(DEFAULTS.minBatchSize, requested, maxBatch);
+  let batchSize = Math.min(maxBatch, requested);
+
+  await ensureCheckpointTable(client);
+  const t = await resolveTarget(client, spec);
+  const hash = specHash(t, spec);
+  await client.query(
+    `INSERT INTO ${CKPT} (migration, table_name, key_column, spec_hash) VALUES ($1, $2, $3, $4) ON CONFLICT (migration, table_name) DO NOTHING`,
+    [migrationName, t.name, t.key, hash],
+  );
+  const readCk = async () =>
+    (
+      await client.query<CheckpointRow>(
+        `SELECT key_column, spec_hash, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2`,
+        [migrationName, t.name],
+      )
+    ).rows[0] as CheckpointRow;
+  let ck = await readCk();
+  if (ck.spec_hash !== hash) {
+    // A different backfill under the same name: `down` after `up`, or `up` again after `down`.
+    // A finished (or never started) one is replaced; a half-done one must not be continued by other SQL.
+    if (!ck.finished && (ck.last_key !== null || Number(ck.rows_done) > 0)) {
+      throw new UsageError(
+        `backfill ${migrationName} on ${t.name} is unfinished (checkpoint at ${ck.key_column} = ${ck.last_key}) but its spec (table, key, where, set or run) has changed since`,
+        { hint: 'restore the migration as it was to resume it, or undo it (dbops migrate down) to start over' },
+      );
+    }
+    await client.query(
+      `UPDATE ${CKPT} SET key_column = $3, spec_hash = $4, last_key = NULL, rows_done = 0, batches = 0, estimated_total = NULL,
+              started_at = clock_timestamp(), updated_at = clock_timestamp(), finished_at = NULL
+        WHERE migration = $1 AND table_name = $2`,
+      [migrationName, t.name, t.key, hash],
+    );
+    ck = await readCk();
+  }
+  const resumedFrom = ck.last_key;
+  let rowsDone = Number(ck.rows_done);
+  let batchesTotal = Number(ck.batches);
+  const result: BackfillRunResult = {
+    batches: 0,
+    rows: 0,
+    durationMs: 0,
+    slowestBatchMs: 0,
+    resumedFrom,
+    rowsDone,
+    throttledMs: 0,
+    retries: 0,
+    estimate: 'count',
+    estimatedTotal: rowsDone,
+    alreadyFinished: ck.finished,
+  };
+  if (ck.finished) {
+    log?.(`backfill ${migrationName} on ${t.name} already finished (${rowsDone} rows); nothing to do`);
+    result.durationMs = performance.now() - started;
+    return result;
+  }
+
+  const est = await estimateRemaining(client, t, where, resumedFrom);
+  let estimatedTotal = rowsDone + est.rows;
+  result.estimate = est.how;
+  await client.query(`UPDATE ${CKPT} SET estimated_total = $3, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
+    migrationName,
+    t.name,
+    estimatedTotal,
+  ]);
+  log?.(
+    `backfill ${migrationName}: ${t.sql} by ${t.keySql}, ${est.how === 'count' ? '' : '~'}${est.rows} rows to do${resumedFrom === null ? '' : `, resuming after ${t.key} = ${resumedFrom}`}`,
+  );
+
+  const boundsSql = (hasLast: boolean) =>
+    `SELECT k::text AS hi FROM (SELECT ${t.keySql} AS k FROM ${t.sql}${hasLast ? ` WHERE ${t.keySql} > $2` : ''} ORDER BY ${t.keySql} LIMIT $1) s ORDER BY k DESC LIMIT 1`;
+  const rangeSql = (hasLast: boolean) => `${hasLast ? `${t.keySql} > $2 AND ` : ''}${t.keySql} <= $1 AND (${where})`;
+  const runStarted = performance.now();
+  let rowsThisRun = 0;
+  let attempt = 0;
+  let lastKey = resumedFrom;
+
+  for (;;) {
+    if (signal?.aborted) {
+      throw new InterruptedError(
+        `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone} of ~${estimatedTotal} rows done in ${batchesTotal} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
+        {
+          hint: 'every finished batch is saved; run the same command again (dbops migrate up) to resume from the checkpoint',
+          details: { migration: migrationName, table: t.name, rowsDone, estimatedTotal, batches: batchesTotal, lastKey },
+        },
+      );
+    }
+    const batchStart = performance.now();
+    let from: string | null = lastKey;
+    let hi: string | undefined;
+    let changed = 0;
+    let finished = false;
+    try {
+      await client.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeout}; SET LOCAL statement_timeout = ${stmtTimeout}`);
+      // The checkpoint row, locked: the cursor comes from the database, never from memory.
+      const lock = await client.query<CheckpointRow>(
+        `SELECT key_column, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2 FOR UPDATE`,
+        [migrationName, t.name],
+      );
+      const row = lock.rows[0];
+      if (!row) throw new OperationError(`backfill ${migrationName}: its checkpoint row disappeared (was it reset while running?)`);
+      from = row.last_key;
+      rowsDone = Number(row.rows_done);
+      batchesTotal = Number(row.batches);
+      if (row.finished) {
+        finished = true;
+      } else {
+        const bounds = await client.query<{ hi: string }>(boundsSql(from !== null), from === null ? [batchSize] : [batchSize, from]);
+        hi = bounds.rows[0]?.hi;
+        if (hi === undefined) {
+          finished = true;
+          await client.query(`UPDATE ${CKPT} SET finished_at = clock_timestamp(), updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
+            migrationName,
+            t.name,
+          ]);
+        } else {
+          const params = from === null ? [hi] : [hi, from];
+          if (spec.set) {
+            const u = await client.query(`UPDATE ${t.sql} SET ${spec.set} WHERE ${rangeSql(from !== null)}`, params);
+            changed = u.rowCount ?? 0;
+          } else {
+            const keys = await client.query<{ k: BackfillKey }>(
+              `SELECT ${t.keySql} AS k FROM ${t.sql} WHERE ${rangeSql(from !== null)} ORDER BY ${t.keySql} FOR UPDATE`,
+              params,
+            );
+            if (keys.rows.length > 0) {
+              const n = await (spec.run as NonNullable<BackfillSpec['run']>)(
+                keys.rows.map((k) => k.k),
+                client,
+              );
+              changed = typeof n === 'number' ? n : keys.rows.length;
+            }
+          }
+          await client.query(
+            `UPDATE ${CKPT} SET last_key = $3, rows_done = rows_done + $4, batches = batches + 1, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`,
+            [migrationName, t.name, hi, changed],
+          );
+        }
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      const code = errorCode(error);
+      const range = `${t.key} in (${from ?? '-∞'}, ${hi ?? '…'}]`;
+      const details = {
+        migration: migrationName,
+        table: t.name,
+        key: t.key,
+        fromKey: from,
+        toKey: hi ?? null,
+        sqlstate: code,
+        rowsDone,
+        batches: batchesTotal,
+      };
+      if (code && RETRYABLE.has(code) && attempt < DEFAULTS.maxRetries && !signal?.aborted) {
+        attempt++;
+        result.retries++;
+        if (code === '57014') batchSize = Math.max(minBatch, Math.floor(batchSize / 2));
+        log?.(`backfill ${migrationName}: batch ${range} hit ${messageOf(error)}; retry ${attempt}/${DEFAULTS.maxRetries} with ${batchSize} keys`);
+        await sleep(100 * 2 ** attempt, signal);
+        continue;
+      }
+      const resume = `rows before it are done (${rowsDone} rows, checkpoint at ${t.key} = ${from ?? '(start)'}); nothing from this batch on was applied`;
+      if (!code && NETWORK.test(messageOf(error))) {
+        throw new UnreachableError(`backfill ${migrationName}: lost the connection during the batch ${range} of ${t.name}: ${messageOf(error)}`, {
+          hint: `${resume}; run the migration again to resume`,
+          cause: error,
+          details,
+        });
+      }
+      if (error instanceof OperationError || error instanceof UsageError) throw error;
+      const constraint = (error as { constraint?: string }).constraint;
+      throw new OperationError(`backfill ${migrationName} failed on ${t.name} rows with ${range}: ${messageOf(error)}`, {
+        hint: `${resume}. Fix the data or the migration${constraint ? ` (constraint ${constraint})` : ''}, then run it again to resume`,
+        cause: error,
+        details: { ...details, constraint },
+      });
+    }
+    attempt = 0;
+    if (finished) break;
+
+    const batchMs = performance.now() - batchStart;
+    lastKey = hi ?? lastKey;
+    rowsDone += changed;
+    rowsThisRun += changed;
+    batchesTotal++;
+    result.batches++;
+    result.rows = rowsThisRun;
+    result.slowestBatchMs = Math.max(result.slowestBatchMs, batchMs);
+    estimatedTotal = Math.max(estimatedTotal, rowsDone);
+    batchSize = nextBatchSize(batchSize, batchMs, targetMs, minBatch, maxBatch);
+    const elapsed = performance.now() - runStarted;
+    const rps = elapsed > 0 ? (rowsThisRun / elapsed) * 1000 : 0;
+    const event: BackfillBatchEvent = {
+      migration: migrationName,
+      table: t.name,
+      rowsDone,
+      estimatedTotal,
+      batches: batchesTotal,
+      rowsPerSecond: rps,
+      etaMs: rps > 0 ? Math.round(((estimatedTotal - rowsDone) / rps) * 1000) : null,
+      lastKey,
+      batchMs,
+      batchSize,
+    };
+    // A callback may return a promise (typed void in the contract): the next batch waits for it.
+    await options.onProgress?.(event);
+    const delay = throttleDelay({ rowsThisRun, elapsedMs: performance.now() - runStarted, maxRowsPerSecond: maxRps, pauseMs: options.pauseMs });
+    if (delay > 0) {
+      const s = performance.now();
+      await sleep(delay, signal);
+      result.throttledMs += performance.now() - s;
+    }
+  }
+
+  result.rowsDone = rowsDone;
+  result.estimatedTotal = Math.max(estimatedTotal, rowsDone);
+  result.durationMs = performance.now() - started;
+  return result;
+}
+
+/** Every backfill checkpoint (finished or not), oldest first; [] when none ever ran. */
+export async function readBackfillProgress(client: ClientBase): Promise<BackfillCheckpoint[]> {
+  const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [CHECKPOINT_TABLE]);
+  if (!found.rows[0]?.t) return [];
+  const r = await client.query<{
+    migration: string;
+    table_name: string;
+    rows_done: string;
+    estimated_total: string | null;
+    last_key: string | null;
+    batches: string;
+    started_at: Date;
+    updated_at: Date;
+    finished: boolean;
+  }>(
+    `SELECT migration, table_name, rows_done::text, estimated_total::text, last_key, batches::text, started_at, updated_at, finished_at IS NOT NULL AS finished
+       FROM ${CKPT} ORDER BY started_at, migration, table_name`,
+  );
+  return r.rows.map((row) => {
+    const rowsDone = Number(row.rows_done);
+    const total = row.estimated_total === null ? null : Math.max(Number(row.estimated_total), rowsDone);
+    const percent = row.finished ? 100 : total === null || total === 0 ? 0 : Math.min(99.9, Math.floor((rowsDone / total) * 1000) / 10);
+    return {
+      migration: row.migration,
+      table: row.table_name,
+      rowsDone,
+      estimatedTotal: total ?? rowsDone,
+      percent,
+      lastKey: row.last_key,
+      batches: Number(row.batches),
+      startedAt: row.started_at,
+      updatedAt: row.updated_at,
+      finished: row.finished,
+    };
+  });
+}
+
+/** Forget the checkpoints of a migration (its `down` ran): the next `up` starts from the beginning. */
+export async function resetBackfill(client: ClientBase, migrationName: string): Promise<number> {
+  const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [CHECKPOINT_TABLE]);
+  if (!found.rows[0]?.t) return 0;
+  const r = await client.query(`DELETE FROM ${CKPT} WHERE migration = $1`, [migrationName]);
+  return r.rowCount ?? 0;
+}

@@ -1,0 +1,275 @@
+/**
+ * Shared types for data migrations and batched backfills.
+ *
+ * The backfill types are the contract between the migration runner (issue 3)
+ * and `src/migrations/backfill.ts` (issue 4): keep them stable.
+ */
+import type { ClientBase } from 'pg';
+
+/** What a `transaction: false` migration passes to `ctx.backfill(spec)`. */
+export interface BackfillSpec {
+  /** Table to walk, optionally schema-qualified (`public.User`). */
+  table: string;
+  /** Key column used for keyset pagination (default: `id`). */
+  key?: string;
+  /** SQL predicate selecting rows still to be backfilled (without `WHERE`). */
+  where?: string;
+  /** Rows per batch (overrides the runner-level default). */
+  batchSize?: number;
+  /** SQL assignment list applied to each batch (without `SET`). */
+  set?: string;
+  /** Custom per-batch work; receives the batch's keys and the batch transaction. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: the agreed contract lets run() return nothing
+  run?: (keys: unknown[], tx: ClientBase) => Promise<number | void>;
+}
+
+/** Runner-level options handed to `runBackfill`. */
+export interface BackfillRunOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: BackfillProgressEvent) => void;
+  batchSize?: number;
+  maxRowsPerSecond?: number;
+  pauseMs?: number;
+  targetBatchMs?: number;
+  lockTimeoutMs?: number;
+  statementTimeoutMs?: number;
+  log?: (m: string) => void;
+}
+
+export interface BackfillProgressEvent {
+  migration: string;
+  table: string;
+  rowsDone: number;
+  estimatedTotal: number;
+  batches: number;
+  rowsPerSecond: number;
+  etaMs: number | null;
+  lastKey: unknown;
+}
+
+export interface BackfillResult {
+  batches: number;
+  rows: number;
+  durationMs: number;
+  slowestBatchMs: number;
+  resumedFrom: unknown | null;
+}
+
+export interface BackfillProgress {
+  migration: string;
+  table: string;
+  rowsDone: number;
+  estimatedTotal: number;
+  percent: number;
+  lastKey: unknown;
+  updatedAt: Date;
+  finished: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data migrations
+// ---------------------------------------------------------------------------------------------
+
+/** Result of one statement run through `ctx.sql`. */
+export interface SqlResult<R = Record<string, unknown>> {
+  rows: R[];
+  rowCount: number;
+}
+
+/** A piece of SQL built by `ctx.sql` helpers (identifiers, raw fragments) and not yet run. */
+export interface SqlFragment {
+  readonly text: string;
+  readonly values: readonly unknown[];
+}
+
+/**
+ * Parameterised SQL on the migration's connection (inside its transaction when it has one):
+ * ``await sql`UPDATE "User" SET role = ${'USER'} WHERE role IS NULL` `` → `{ rows, rowCount }`.
+ * Interpolated values always become parameters; `sql.ident()` and `sql.raw()` splice SQL text.
+ */
+export interface SqlTag {
+  <R = Record<string, unknown>>(strings: TemplateStringsArray, ...values: unknown[]): Promise<SqlResult<R>>;
+  /** Runs SQL text with positional parameters ($1, $2...). */
+  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<SqlResult<R>>;
+  /** A quoted identifier (`public.User` → `"public"."User"`) to splice into a template. */
+  ident(name: string): SqlFragment;
+  /** Raw SQL text to splice into a template: never pass user input. */
+  raw(text: string): SqlFragment;
+}
+
+/** Logger handed to migrations (lines appear in dbops' output, prefixed with the migration). */
+export interface MigrationLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  debug(message: string): void;
+}
+
+/** What `up`, `down` and `validate` receive. `P` is your generated PrismaClient type. */
+export interface MigrationContext<P = unknown, O extends Record<string, unknown> = Record<string, unknown>> {
+  /** Name of the migration (its file name without extension). */
+  readonly name: string;
+  /**
+   * A Prisma client whose queries run on the migration's connection, inside its transaction
+   * (its own `$transaction` calls become savepoints). Loaded from the configured client module.
+   */
+  readonly prisma: P;
+  /** Parameterised SQL on the migration's connection. */
+  readonly sql: SqlTag;
+  readonly log: MigrationLogger;
+  /** The migration's `options` object. */
+  readonly options: O;
+  /** True during a rehearsal (`--dry-run`): everything will be rolled back. */
+  readonly dryRun: boolean;
+  /** Aborted on SIGINT/SIGTERM: long work should stop at a safe point. */
+  readonly signal: AbortSignal;
+  /**
+   * Batched, resumable, throttled backfill (only in `transaction: false` migrations): each batch
+   * commits on its own and progress is checkpointed, so an interrupted run resumes.
+   */
+  backfill(spec: BackfillSpec): Promise<BackfillResult>;
+}
+
+/** The object a migration module default-exports (made by `defineDataMigration`). */
+export interface DataMigration<P = unknown, O extends Record<string, unknown> = Record<string, unknown>> {
+  description?: string;
+  /**
+   * Wrap up + validate + the ledger row in one transaction (default true). `false` for batched
+   * backfills and statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY).
+   */
+  transaction?: boolean;
+  options?: O;
+  up(ctx: MigrationContext<P, O>): Promise<unknown> | unknown;
+  down?(ctx: MigrationContext<P, O>): Promise<unknown> | unknown;
+  /** Post-condition: false (or a throw) rolls the migration back. Re-run read-only by `migrate validate`. */
+  validate?(ctx: MigrationContext<P, O>): Promise<boolean | undefined> | boolean | undefined;
+}
+
+export type MigrationKind = 'data' | 'schema';
+export type MigrationStep = 'load' | 'up' | 'validate' | 'down' | 'ledger' | 'lock' | 'schema';
+
+/** A data migration loaded from disk. */
+export interface LoadedMigration {
+  name: string;
+  /** 14-digit UTC timestamp prefix. */
+  timestamp: string;
+  path: string;
+  checksum: string;
+  description: string | undefined;
+  transactional: boolean;
+  hasDown: boolean;
+  hasValidate: boolean;
+  /** Does the source mention `prisma` (the client module is loaded only then)? */
+  usesPrisma: boolean;
+  migration: DataMigration<unknown, Record<string, unknown>>;
+}
+
+/** A row of the ledger table. */
+export interface LedgerRow {
+  name: string;
+  checksum: string;
+  description: string | null;
+  transactional: boolean;
+  markedOnly: boolean;
+  startedAt: Date;
+  finishedAt: Date;
+  durationMs: number;
+  appliedBy: string | null;
+  appliedHost: string | null;
+  ciJob: string | null;
+  dbUser: string | null;
+  dbopsVersion: string | null;
+}
+
+/** Who is running dbops: recorded in the ledger and shown as the lock holder. */
+export interface RunnerIdentity {
+  user: string;
+  host: string;
+  pid: number;
+  /** CI job URL or id when the environment says so. */
+  ciJob?: string | undefined;
+  dbopsVersion: string;
+}
+
+/** The process holding the migration lock, as PostgreSQL sees it. */
+export interface LockHolder {
+  /** Server backend pid (a PgBouncer server connection when pooled). */
+  backendPid: number;
+  applicationName: string | null;
+  /** dbops host and pid parsed from the application name, when it is a dbops. */
+  host: string | null;
+  pid: number | null;
+  clientAddr: string | null;
+  since: Date | null;
+  state: string | null;
+}
+
+export type DriftState = 'applied' | 'pending' | 'changed' | 'missing' | 'out-of-order';
+
+/** One line of `migrate status`: a data or schema migration on the common timeline. */
+export interface StatusEntry {
+  kind: MigrationKind;
+  name: string;
+  timestamp: string;
+  state: DriftState;
+  transactional: boolean;
+  description: string | null;
+  appliedAt: Date | null;
+  appliedBy: string | null;
+  durationMs: number | null;
+  markedOnly: boolean;
+  /** Schema migrations: applied and started but never finished, or rolled back. */
+  failed?: boolean;
+}
+
+export interface MigrationStatus {
+  entries: StatusEntry[];
+  counts: Record<DriftState, number>;
+  /** Drift a CI gate should fail on (changed, missing, out-of-order). */
+  drift: StatusEntry[];
+  ledgerExists: boolean;
+}
+
+/** Statement statistics of one migration (for rehearsals). */
+export interface StatementStat {
+  sql: string;
+  command: string | null;
+  rowCount: number | null;
+  durationMs: number;
+}
+
+/** The outcome of one migration in a run. */
+export interface MigrationOutcome {
+  kind: MigrationKind;
+  name: string;
+  direction: 'up' | 'down' | 'mark';
+  status: 'applied' | 'reverted' | 'rehearsed' | 'marked' | 'skipped' | 'failed';
+  transactional: boolean;
+  durationMs: number;
+  /** Validate's verdict (`null`: the migration has no validate). */
+  validate: boolean | null;
+  statements: number;
+  rowsAffected: number;
+  statementLog?: StatementStat[];
+  backfill?: BackfillResult;
+  note?: string;
+  error?: { step: MigrationStep; message: string };
+}
+
+export interface RunResult {
+  command: 'up' | 'down' | 'mark-applied';
+  dryRun: boolean;
+  ok: boolean;
+  outcomes: MigrationOutcome[];
+  /** Migrations that were pending but already applied by someone else when we got the lock. */
+  appliedByOthers: string[];
+  warnings: string[];
+  durationMs: number;
+}
+
+/** Progress events of a run, for spinners and plain CI lines. */
+export type RunEvent =
+  | { type: 'start'; kind: MigrationKind; name: string; direction: 'up' | 'down'; dryRun: boolean }
+  | { type: 'finish'; outcome: MigrationOutcome }
+  | { type: 'waiting'; holder: LockHolder | null; waitedMs: number }
+  | { type: 'skip'; name: string; reason: string }
+  | { type: 'backfill'; progress: BackfillProgressEvent };

@@ -1,0 +1,183 @@
+/**
+ * Backfills through the built CLI (`dbops migrate up/down/status`), as a deploy runs them:
+ * SIGKILL and SIGINT mid-backfill, then `migrate up` again resumes; the example migration
+ * 20240301000000_backfill_order_totals goes up, down and up again.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
+
+let db: TestDatabase;
+let client: pg.Client;
+const dirs: string[] = [];
+
+const COUNTER_MIGRATION = `
+export default {
+  description: 'count every row once',
+  transaction: false,
+  async up(ctx) {
+    await ctx.backfill({ table: 'bf_cli', set: 'counter = counter + 1' });
+  },
+  async validate(ctx) {
+    const r = await ctx.sql.query('SELECT count(*)::int AS n FROM bf_cli WHERE counter <> 1');
+    return r.rows[0].n === 0;
+  },
+};
+`;
+
+function migrationsDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-bf-cli-'));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+function env(dir: string): Record<string, string> {
+  return cleanEnv({ DATABASE_URL: db.url, DBOPS_MIGRATIONS_DIR: dir, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none') });
+}
+
+function spawnDbops(
+  args: string[],
+  e: Record<string, string>,
+): { child: ChildProcess; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  child.stdout?.resume();
+  const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stderr })),
+  );
+  return { child, done };
+}
+
+async function rowsDone(migration: string): Promise<number> {
+  const r = await client
+    .query<{ n: string }>('SELECT rows_done AS n FROM _dbops_backfill_checkpoints WHERE migration = $1', [migration])
+    .catch(() => ({ rows: [] as Array<{ n: string }> }));
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+async function waitForRows(migration: string, atLeast: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if ((await rowsDone(migration)) >= atLeast) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`backfill ${migration} never reached ${atLeast} rows`);
+}
+
+async function counters(): Promise<Record<number, number>> {
+  const r = await client.query<{ c: number; n: string }>('SELECT counter AS c, count(*) AS n FROM bf_cli GROUP BY counter');
+  return Object.fromEntries(r.rows.map((x) => [x.c, Number(x.n)]));
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.end();
+  await db?.drop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('dbops migrate with a backfill', () => {
+  it('SIGKILL mid-backfill, then migrate up resumes: every row once, recorded once', async () => {
+    await client.query('CREATE TABLE bf_cli (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO bf_cli (id) SELECT g FROM generate_series(1, 20000) g');
+    const name = '20240401000000_count_rows';
+    const dir = migrationsDir({ [`${name}.js`]: COUNTER_MIGRATION });
+    const args = ['migrate', 'up', '--batch-size', '500', '--max-rows-per-second', '5000'];
+    const first = spawnDbops(args, env(dir));
+    await waitForRows(name, 2000);
+    first.child.kill('SIGKILL');
+    expect((await first.done).signal).toBe('SIGKILL');
+    const mid = await rowsDone(name);
+    expect(mid).toBeGreaterThan(0);
+    expect(mid).toBeLessThan(20_000);
+
+    const second = await runDbops([...args.slice(0, 2), '--json'], { env: env(dir) });
+    expect(second.stderr).not.toMatch(/error/i);
+    expect(second.code).toBe(0);
+    const doc = JSON.parse(second.stdout) as {
+      outcomes: Array<{ name: string; status: string; validate: boolean; backfill: { rows: number; resumedFrom: string } }>;
+    };
+    const outcome = doc.outcomes.find((o) => o.name === name);
+    expect(outcome).toMatchObject({ status: 'applied', validate: true });
+    expect(outcome?.backfill.resumedFrom).not.toBeNull();
+    expect(outcome?.backfill.rows).toBeLessThan(20_000);
+    expect(await rowsDone(name)).toBe(20_000);
+    expect(await counters()).toEqual({ 1: 20_000 });
+
+    // Applied once: a third run has nothing to do and changes nothing.
+    const third = await runDbops(['migrate', 'up'], { env: env(dir) });
+    expect(third.code).toBe(0);
+    expect(await counters()).toEqual({ 1: 20_000 });
+  });
+
+  it('SIGINT finishes the batch, exits 130 with how to resume; migrate up again completes', async () => {
+    await client.query('DROP TABLE IF EXISTS bf_cli');
+    await client.query('CREATE TABLE bf_cli (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO bf_cli (id) SELECT g FROM generate_series(1, 10000) g');
+    const name = '20240402000000_count_rows_again';
+    const dir = migrationsDir({ [`${name}.js`]: COUNTER_MIGRATION });
+    const args = ['migrate', 'up', '--batch-size', '250', '--max-rows-per-second', '2500'];
+    const run = spawnDbops(args, env(dir));
+    await waitForRows(name, 500);
+    run.child.kill('SIGINT');
+    const exit = await run.done;
+    expect(exit.code).toBe(130);
+    expect(exit.stderr).toMatch(/interrupted/);
+    expect(exit.stderr).toMatch(/resume/);
+    const done = await rowsDone(name);
+    expect(await counters()).toEqual({ 0: 10_000 - done, 1: done });
+
+    const again = await runDbops(args, { env: env(dir) });
+    expect(again.code).toBe(0);
+    expect(await counters()).toEqual({ 1: 10_000 });
+  });
+
+  it('runs the example migration (Order.total): up with validate, down, up again', async () => {
+    // A database of its own: `down` reverts the newest applied migration.
+    await client.end();
+    await db.drop();
+    db = await createTestDatabase();
+    client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('u1', 'u1@example.com', now())`);
+    await client.query(`INSERT INTO "Product" (id, name, price, "updatedAt") VALUES ('p1', 'a', 1.25, now())`);
+    await client.query(`INSERT INTO "Order" (id, "userId", "updatedAt") SELECT 'o' || lpad(g::text, 6, '0'), 'u1', now() FROM generate_series(1, 3000) g`);
+    await client.query(
+      `INSERT INTO "OrderItem" (id, "orderId", "productId", quantity, price) SELECT 'i' || g, 'o' || lpad(g::text, 6, '0'), 'p1', g % 3 + 1, 1.25 FROM generate_series(1, 2900) g`,
+    );
+    const name = '20240301000000_backfill_order_totals';
+    const dir = migrationsDir({});
+    copyFileSync(join(ROOT, 'data-migrations', `${name}.ts`), join(dir, `${name}.ts`));
+    const up = await runDbops(['migrate', 'up'], { env: env(dir) });
+    expect(up.code, up.stderr).toBe(0);
+    const check = async () =>
+      (
+        await client.query<{ missing: string; wrong: string }>(
+          `SELECT count(*) FILTER (WHERE total IS NULL) AS missing, count(*) FILTER (WHERE total <> COALESCE((SELECT sum(quantity * price) FROM "OrderItem" i WHERE i."orderId" = o.id), 0)) AS wrong FROM "Order" o`,
+        )
+      ).rows[0];
+    expect(await check()).toEqual({ missing: '0', wrong: '0' });
+    const status = await runDbops(['migrate', 'status', '--json'], { env: env(dir) });
+    expect(status.stdout).toContain(name);
+
+    const down = await runDbops(['migrate', 'down'], { env: env(dir) });
+    expect(down.code, down.stderr).toBe(0);
+    expect(await check()).toEqual({ missing: '3000', wrong: '0' });
+    const upAgain = await runDbops(['migrate', 'up'], { env: env(dir) });
+    expect(upAgain.code, upAgain.stderr).toBe(0);
+    expect(await check()).toEqual({ missing: '0', wrong: '0' });
+  });
+});
