@@ -27,6 +27,8 @@ const signed = (b: number) => (b >= 128 ? b - 256 : b);
 export function globMatch(pattern: string | Buffer, key: string | Buffer): boolean {
   const p = toBuffer(pattern);
   const s = toBuffer(key);
+  // SCAN does not match at all for exactly '*' (so it returns the empty key, which stringmatchlen would not).
+  if (p.length === 1 && p[0] === STAR) return true;
   const state = { skipLonger: false };
   return matchAt(p, 0, p.length, s, 0, s.length, state, 0);
 }
