@@ -82,14 +82,19 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<Redis> {
     ...(opts.commandTimeoutMs ? { commandTimeout: opts.commandTimeoutMs } : {}),
   });
   // Errors surface through the command promises; an 'error' event without a listener would crash.
-  client.on('error', () => {});
+  // The last one is kept: a refused login (WRONGPASS) arrives as an event while connect() only
+  // rejects with "Connection is closed".
+  let lastError: unknown;
+  client.on('error', (e) => {
+    lastError = e;
+  });
   const timer = setTimeout(() => client.disconnect(), opts.timeoutMs + 250);
   try {
     await client.connect();
     return client;
   } catch (error) {
     client.disconnect();
-    throw redisConnectError(error, opts.url, opts.timeoutMs);
+    throw redisConnectError(lastError ?? error, opts.url, opts.timeoutMs);
   } finally {
     clearTimeout(timer);
   }

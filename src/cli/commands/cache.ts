@@ -33,7 +33,7 @@ function scanOptions(cmd: Command): Command {
     .addOption(new Option('--count <n>', 'SCAN COUNT hint: keys the server looks at per call').argParser(intArg(1, 10_000)).default(1000))
     .addOption(new Option('--type <type>', 'only keys of this type (SCAN TYPE, Redis >= 6)').choices(TYPES))
     .addOption(new Option('--prefix <prefix>', 'key prefix to put before the pattern (default: CACHE_KEY_PREFIX)'))
-    .addOption(new Option('--no-prefix', 'ignore CACHE_KEY_PREFIX: the pattern is matched against raw key names').conflicts('prefix'));
+    .addOption(new Option('--no-prefix', 'ignore CACHE_KEY_PREFIX: the pattern is matched against raw key names'));
 }
 
 export function registerCache(program: Command, run: Runner): void {
