@@ -21,6 +21,7 @@ interface FlushOpts extends ScanOpts {
   all?: boolean;
   pauseMs: number;
   maxKeys?: number;
+  inFlight: number;
 }
 
 interface KeysOpts extends ScanOpts {
@@ -49,6 +50,7 @@ export function registerCache(program: Command, run: Runner): void {
     .option('-y, --yes', 'do not ask (required without a terminal)')
     .option('--all', 'allow a pattern that matches every key (consider FLUSHDB ASYNC instead)')
     .addOption(new Option('--pause-ms <ms>', 'sleep between batches, per node').argParser(intArg(0, 60_000)).default(0))
+    .addOption(new Option('--in-flight <n>', 'UNLINK batches in flight per node while the next SCAN runs').argParser(intArg(1, 8)).default(2))
     .addOption(new Option('--max-keys <n>', 'stop after deleting this many keys (exit 3 when reached)').argParser(intArg(1)))
     .addHelpText(
       'after',
@@ -155,6 +157,7 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
         pauseMs: opts.pauseMs,
         maxKeys: opts.maxKeys,
         type: opts.type,
+        depth: opts.inFlight,
         dryRun,
         sampleSize,
         signal: ctx.signal,
