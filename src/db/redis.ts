@@ -2,7 +2,8 @@
  * ioredis connections with bounded time: ioredis retries forever by default, which would make an
  * unreachable Redis hang dbops. Here connecting fails after `timeoutMs` with an UnreachableError.
  */
-import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { isIP } from 'node:net';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { messageOf, UnreachableError } from '../errors.js';
 
 export interface RedisConnectOptions {
@@ -10,6 +11,8 @@ export interface RedisConnectOptions {
   timeoutMs: number;
   /** Name shown in CLIENT LIST. */
   connectionName?: string;
+  /** Fail a command that gets no reply in this time (a hung or paused server). Default: none. */
+  commandTimeoutMs?: number;
 }
 
 /** host:port/db of a Redis URL, for messages (never the password). */
@@ -42,7 +45,8 @@ export function redisOptions(url: string, timeoutMs: number, connectionName = 'd
   };
   if (u.username) options.username = decodeURIComponent(u.username);
   if (u.password) options.password = decodeURIComponent(u.password);
-  if (u.protocol === 'rediss:') options.tls = { servername: u.hostname };
+  // SNI must be a host name (RFC 6066): Node warns when it is given an IP address.
+  if (u.protocol === 'rediss:') options.tls = isIP(u.hostname) ? {} : { servername: u.hostname };
   return options;
 }
 
@@ -73,16 +77,24 @@ export function redisConnectError(error: unknown, url: string, timeoutMs: number
 /** Connect one standalone Redis client; rejects within about `timeoutMs`. */
 export async function connectRedis(opts: RedisConnectOptions): Promise<Redis> {
   const { Redis } = await import('ioredis');
-  const client = new Redis(redisOptions(opts.url, opts.timeoutMs, opts.connectionName));
+  const client = new Redis({
+    ...redisOptions(opts.url, opts.timeoutMs, opts.connectionName),
+    ...(opts.commandTimeoutMs ? { commandTimeout: opts.commandTimeoutMs } : {}),
+  });
   // Errors surface through the command promises; an 'error' event without a listener would crash.
-  client.on('error', () => {});
+  // The last one is kept: a refused login (WRONGPASS) arrives as an event while connect() only
+  // rejects with "Connection is closed".
+  let lastError: unknown;
+  client.on('error', (e) => {
+    lastError = e;
+  });
   const timer = setTimeout(() => client.disconnect(), opts.timeoutMs + 250);
   try {
     await client.connect();
     return client;
   } catch (error) {
     client.disconnect();
-    throw redisConnectError(error, opts.url, opts.timeoutMs);
+    throw redisConnectError(lastError ?? error, opts.url, opts.timeoutMs);
   } finally {
     clearTimeout(timer);
   }
@@ -96,4 +108,43 @@ export async function closeRedis(client: Redis | Cluster): Promise<void> {
     // already gone
   }
   client.disconnect();
+}
+
+/**
+ * Connect an ioredis Cluster seeded from a URL's host and port, with the URL's credentials and TLS
+ * applied to every node, and no retries: an unreachable cluster fails within about `timeoutMs`.
+ */
+export async function connectRedisCluster(opts: RedisConnectOptions): Promise<Cluster> {
+  const { Cluster } = await import('ioredis');
+  const base = redisOptions(opts.url, opts.timeoutMs, opts.connectionName);
+  const { host, port, db: _db, retryStrategy: _r, enableOfflineQueue: _q, lazyConnect: _l, ...nodeOptions } = base;
+  const clusterOptions: ClusterOptions = {
+    lazyConnect: true,
+    clusterRetryStrategy: () => null,
+    enableOfflineQueue: true,
+    slotsRefreshTimeout: opts.timeoutMs,
+    // Topology is read once; MOVED/ASK replies still refresh it on their own.
+    slotsRefreshInterval: 0,
+    maxRedirections: 16,
+    retryDelayOnMoved: 0,
+    redisOptions: { ...nodeOptions, ...(opts.commandTimeoutMs ? { commandTimeout: opts.commandTimeoutMs } : {}) },
+  };
+  const cluster = new Cluster([{ host: host ?? '127.0.0.1', port: port ?? 6379 }], clusterOptions);
+  cluster.on('error', () => {});
+  cluster.on('node error', () => {});
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      cluster.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs + 250);
+      }),
+    ]);
+    return cluster;
+  } catch (error) {
+    cluster.disconnect();
+    throw redisConnectError(error, opts.url, opts.timeoutMs);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,4 +1,263 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import type { FlushProgress } from '../../cache/flush.js';
+import type { CacheTarget, TargetInfo } from '../../cache/target.js';
+import { CheckFailedError, ConfigError, ExitCode, InterruptedError, OperationError, UsageError } from '../../errors.js';
+import type { CommandContext } from '../context.js';
+import { intArg } from '../options.js';
 import type { Runner } from '../program.js';
 
-export function registerCache(_program: Command, _run: Runner): void {}
+const TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
+
+interface ScanOpts {
+  count: number;
+  type?: string;
+  /** undefined: CACHE_KEY_PREFIX; false: --no-prefix; a string: --prefix. */
+  prefix?: string | false;
+}
+
+interface FlushOpts extends ScanOpts {
+  dryRun?: boolean;
+  yes?: boolean;
+  all?: boolean;
+  pauseMs: number;
+  maxKeys?: number;
+  inFlight: number;
+}
+
+interface KeysOpts extends ScanOpts {
+  limit: number;
+  memory?: boolean;
+}
+
+function scanOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--count <n>', 'SCAN COUNT hint: keys the server looks at per call').argParser(intArg(1, 10_000)).default(1000))
+    .addOption(new Option('--type <type>', 'only keys of this type (SCAN TYPE, Redis >= 6)').choices(TYPES))
+    .addOption(new Option('--prefix <prefix>', 'key prefix to put before the pattern (default: CACHE_KEY_PREFIX)'))
+    .addOption(new Option('--no-prefix', 'ignore CACHE_KEY_PREFIX: the pattern is matched against raw key names'));
+}
+
+export function registerCache(program: Command, run: Runner): void {
+  const group = program.command('cache').description('Redis cache: delete keys by pattern without blocking, count keys, statistics');
+
+  scanOptions(
+    group
+      .command('flush')
+      .description('delete the keys matching a Redis glob pattern (SCAN + UNLINK in batches; cluster-aware)')
+      .argument('<pattern>', "Redis glob, e.g. 'user:*' (quote it in the shell)"),
+  )
+    .option('--dry-run', 'scan and count only; delete nothing')
+    .option('-y, --yes', 'do not ask (required without a terminal)')
+    .option('--all', 'allow a pattern that matches every key (consider FLUSHDB ASYNC instead)')
+    .addOption(new Option('--pause-ms <ms>', 'sleep between batches, per node').argParser(intArg(0, 60_000)).default(0))
+    .addOption(new Option('--in-flight <n>', 'UNLINK batches in flight per node while the next SCAN runs').argParser(intArg(1, 8)).default(2))
+    .addOption(new Option('--max-keys <n>', 'stop after deleting this many keys (exit 3 when reached)').argParser(intArg(1)))
+    .addHelpText(
+      'after',
+      '\nKeys written while the flush runs may survive (SCAN is not a snapshot); running it again is safe.\nExit codes: 0 done, 1 stopped by an error (the count so far is reported), 2 refused, 3 --max-keys reached, 5 unreachable, 130 interrupted.',
+    )
+    .action(run<FlushOpts>((ctx, opts, args) => flushCommand(ctx, opts, args[0] ?? '')));
+
+  scanOptions(
+    group
+      .command('keys')
+      .description('count the keys matching a pattern (flagged approximate where SCAN makes it so) and show a sample')
+      .argument('<pattern>', "Redis glob, e.g. 'user:*'"),
+  )
+    .addOption(new Option('--limit <n>', 'sample size').argParser(intArg(0, 10_000)).default(20))
+    .option('--memory', 'MEMORY USAGE of each sampled key, and an estimate for all')
+    .action(run<KeysOpts>((ctx, opts, args) => keysCommand(ctx, opts, args[0] ?? '')));
+
+  group
+    .command('stats')
+    .description('memory used and peak, keys per database, hit ratio, evictions, expirations, clients (per node in a cluster)')
+    .action(run((ctx) => statsCommand(ctx)));
+}
+
+function redisUrl(ctx: CommandContext): string {
+  const url = ctx.config.redis?.url;
+  if (!url) throw new ConfigError('no Redis configured', { hint: 'set REDIS_URL or pass --redis-url redis://host:6379/0' });
+  return url;
+}
+
+function resolvePrefix(ctx: CommandContext, opts: ScanOpts): string | undefined {
+  if (opts.prefix === false) return undefined;
+  if (typeof opts.prefix === 'string') return opts.prefix || undefined;
+  return ctx.config.cacheKeyPrefix?.value || undefined;
+}
+
+/** The endpoint with its user (if any) and a masked password, for the pre-flight line. */
+function endpointLabel(url: string, info: TargetInfo): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) return info.endpoint.replace('://', `://${decodeURIComponent(u.username)}${u.password ? ':***' : ''}@`);
+  } catch {
+    // describeRedis already gave a safe label
+  }
+  return info.endpoint;
+}
+
+async function open(ctx: CommandContext): Promise<{ target: CacheTarget; endpoint: string }> {
+  const url = redisUrl(ctx);
+  const { openTarget } = await import('../../cache/target.js');
+  // A hung server must not hang dbops: a command without reply in this time fails the run.
+  const target = await openTarget({ url, timeoutMs: ctx.timeoutMs, commandTimeoutMs: Math.max(ctx.timeoutMs * 3, 15_000) });
+  ctx.onClose(() => target.close());
+  const endpoint = endpointLabel(url, target.info);
+  const i = target.info;
+  ctx.out.info(`Redis ${endpoint}: ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
+  return { target, endpoint };
+}
+
+function checkType(opts: ScanOpts, target: CacheTarget): void {
+  if (opts.type && !target.info.scanType) {
+    throw new UsageError(`--type needs Redis 6 or newer; this server is ${target.info.version}`, { hint: 'drop --type' });
+  }
+}
+
+function progressText(p: FlushProgress, dryRun: boolean): string {
+  const secs = Math.max(p.elapsedMs / 1000, 0.001);
+  const n = dryRun ? p.matched : p.removed;
+  const rate = Math.round(n / secs).toLocaleString('en-US');
+  const nodes = p.nodes > 1 ? `, ${p.nodesDone}/${p.nodes} primaries done` : '';
+  return dryRun
+    ? `scanning: ${p.scans.toLocaleString('en-US')} SCAN calls, ${p.matched.toLocaleString('en-US')} matching keys, ${rate}/s${nodes}`
+    : `flushing: ${p.matched.toLocaleString('en-US')} matched, ${p.removed.toLocaleString('en-US')} removed, ${rate} keys/s${nodes}`;
+}
+
+async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: string): Promise<number> {
+  const { applyPrefix, matchesEverything } = await import('../../cache/glob.js');
+  if (pattern === '') throw new UsageError('an empty pattern matches nothing useful: refusing', { hint: "give a pattern such as 'user:*'" });
+  const prefix = resolvePrefix(ctx, opts);
+  if (matchesEverything(pattern) && !opts.all) {
+    throw new UsageError(`pattern '${pattern}' matches every key${prefix ? ` under the prefix '${prefix}:'` : ''}: refusing without --all`, {
+      hint: prefix ? 'pass --all if you mean it' : 'to empty the whole database use FLUSHDB ASYNC (redis-cli -n <db> FLUSHDB ASYNC), or pass --all',
+    });
+  }
+  const interactive = ctx.out.terminal.interactive;
+  if (!opts.dryRun && !opts.yes && !interactive) {
+    throw new UsageError('refusing to delete keys without confirmation: no terminal to ask on', {
+      hint: 'pass --yes (or look first with --dry-run)',
+    });
+  }
+  const effective = applyPrefix(pattern, prefix);
+  const { target, endpoint } = await open(ctx);
+  checkType(opts, target);
+  const { flushKeys } = await import('../../cache/flush.js');
+  const { renderFlush } = await import('../../output/cache.js');
+  if (prefix) ctx.out.info(`key prefix '${prefix}' (CACHE_KEY_PREFIX or --prefix): matching ${effective.toString('utf8')}`);
+
+  const runFlush = async (dryRun: boolean, sampleSize: number) => {
+    const progress = await ctx.out.progress(dryRun ? 'scanning…' : 'flushing…');
+    let last = 0;
+    try {
+      const result = await flushKeys(target, {
+        pattern: effective,
+        count: opts.count,
+        pauseMs: opts.pauseMs,
+        maxKeys: opts.maxKeys,
+        type: opts.type,
+        depth: opts.inFlight,
+        dryRun,
+        sampleSize,
+        signal: ctx.signal,
+        onProgress: (p) => {
+          const now = Date.now();
+          if (now - last < 100) return;
+          last = now;
+          progress.update(progressText(p, dryRun));
+        },
+      });
+      progress.stop();
+      return result;
+    } catch (error) {
+      progress.stop();
+      throw error;
+    }
+  };
+
+  if (!opts.dryRun && !opts.yes) {
+    // On a terminal: show what would go, then ask.
+    const preview = await runFlush(true, 10);
+    if (preview.stopped === 'interrupted') throw new InterruptedError('interrupted during the preview scan: nothing deleted');
+    if (preview.stopped === 'error') throw new OperationError(`the preview scan failed: ${preview.error}`);
+    ctx.out.info(renderFlush({ ...preview, target: target.info, endpoint }, ctx.out.c, ctx.out.terminal.colour));
+    if (preview.matched === 0) ctx.out.info('no matching keys right now; the flush will scan again');
+    const ok = await ctx.out.confirm(
+      `delete ${preview.matched}${preview.approximate ? ' (approximately)' : ''} keys matching '${effective.toString('utf8')}' on ${endpoint}?`,
+    );
+    if (!ok) throw new UsageError('not confirmed: nothing deleted', { hint: 'pass --yes to flush without a prompt' });
+  }
+
+  const result = await runFlush(Boolean(opts.dryRun), 20);
+  const doc = { ok: result.stopped === 'done', endpoint, target: target.info, prefix: prefix ?? null, ...result };
+  ctx.out.result(doc, () => renderFlush(doc, ctx.out.c, ctx.out.terminal.colour));
+  const so = `${result.removed} keys removed so far`;
+  if (result.stopped === 'interrupted') {
+    throw new InterruptedError(`interrupted after the current batch: ${so}`, {
+      hint: 'run the same command again to finish (it is idempotent)',
+      details: { removed: result.removed },
+    });
+  }
+  if (result.stopped === 'error') {
+    throw new OperationError(`flush stopped by an error: ${result.error}; ${so}`, {
+      hint: 'check Redis, then run the same command again: it continues where the keys are left',
+      details: { removed: result.removed },
+    });
+  }
+  if (result.stopped === 'max-keys') {
+    throw new CheckFailedError(`stopped at --max-keys ${opts.maxKeys}: ${so}; more matching keys may remain`, {
+      hint: 'check with cache keys, then raise --max-keys or run again',
+      details: { removed: result.removed },
+    });
+  }
+  return ExitCode.Ok;
+}
+
+async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string): Promise<number> {
+  const { applyPrefix } = await import('../../cache/glob.js');
+  if (pattern === '') throw new UsageError('an empty pattern matches nothing useful', { hint: "give a pattern such as 'user:*'" });
+  const prefix = resolvePrefix(ctx, opts);
+  const effective = applyPrefix(pattern, prefix);
+  const { target, endpoint } = await open(ctx);
+  checkType(opts, target);
+  const { inspectKeys } = await import('../../cache/keys.js');
+  const { renderKeys } = await import('../../output/cache.js');
+  const progress = await ctx.out.progress('scanning…');
+  let last = 0;
+  let result: Awaited<ReturnType<typeof inspectKeys>>;
+  try {
+    result = await inspectKeys(target, {
+      pattern: effective,
+      count: opts.count,
+      limit: opts.limit,
+      type: opts.type,
+      memory: Boolean(opts.memory),
+      signal: ctx.signal,
+      onProgress: (p) => {
+        const now = Date.now();
+        if (now - last < 100) return;
+        last = now;
+        progress.update(progressText(p, true));
+      },
+    });
+  } catch (error) {
+    progress.stop();
+    throw new OperationError(`scan failed: ${(error as Error).message}`, { cause: error, hint: 'check Redis and run again' });
+  }
+  progress.stop();
+  const doc = { endpoint, target: target.info, prefix: prefix ?? null, ...result };
+  ctx.out.result(doc, () => renderKeys(doc, ctx.out.c, ctx.out.terminal.colour));
+  if (result.interrupted) throw new InterruptedError(`interrupted: counted ${result.count} keys so far`);
+  return ExitCode.Ok;
+}
+
+async function statsCommand(ctx: CommandContext): Promise<number> {
+  const { target, endpoint } = await open(ctx);
+  const { collectStats } = await import('../../cache/stats.js');
+  const { renderStats } = await import('../../output/cache.js');
+  const stats = await collectStats(target);
+  const doc = { ...stats, endpoint, target: target.info };
+  ctx.out.result(doc, () => renderStats(doc, ctx.out.terminal.colour));
+  return ExitCode.Ok;
+}
