@@ -247,8 +247,8 @@ export class MigrationRunner {
     const started = performance.now();
     const result: RunResult = { command: 'up', dryRun: Boolean(options.dryRun), ok: true, outcomes: [], appliedByOthers: [], warnings: [], durationMs: 0 };
     const client = await this.conn();
-    const { files, problems } = await listMigrationFiles(this.migrationsDir);
-    if (problems.length > 0) throw new MigrationLoadError(problems);
+    // Naming problems are reported together with load errors by loadMigrations below.
+    const { files } = await listMigrationFiles(this.migrationsDir);
     const ledger = await readLedger(client, this.table);
     const appliedSet = new Set(ledger.map((r) => r.name));
     const schema = await this.schemaState(client);

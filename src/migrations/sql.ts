@@ -89,7 +89,7 @@ export function recordStatements(client: ClientBase): { stats: StatementStat[]; 
 
 function compact(sql: string): string {
   const one = sql.replace(/\s+/g, ' ').trim();
-  return one.length > 160 ? `${one.slice(0, 157)}...` : one;
+  return one.length > 100 ? `${one.slice(0, 97)}...` : one;
 }
 
 /** Statements that changed or returned rows (excludes our savepoint bookkeeping). */
