@@ -101,6 +101,8 @@ export interface ValidateResult {
 
 export interface StatusResult extends MigrationStatus {
   problems: { path: string; cause: string }[];
+  /** Backfills with a checkpoint that have not finished (percent done, last key). */
+  backfills: BackfillProgress[];
 }
 
 const RESULT = Symbol.for('dbops.runResult');
@@ -108,11 +110,6 @@ const RESULT = Symbol.for('dbops.runResult');
 /** The partial run result carried by an error thrown from up/down (what ran before the failure). */
 export function runResultOf(error: unknown): RunResult | undefined {
   return error && typeof error === 'object' ? ((error as Record<symbol, RunResult | undefined>)[RESULT] ?? undefined) : undefined;
-}
-
-interface BackfillModule {
-  runBackfill(client: Client, migrationName: string, spec: BackfillSpec, options: BackfillRunOptions): Promise<BackfillResult>;
-  readBackfillProgress(client: ClientBase): Promise<BackfillProgress[]>;
 }
 
 type PrismaLoad = Awaited<ReturnType<typeof loadPrismaClient>>;
@@ -228,7 +225,8 @@ export class MigrationRunner {
       schemaApplied: schema.applied,
       ledgerExists: exists,
     });
-    return { ...status, problems };
+    const backfills = (await this.backfillProgress()).filter((b) => !b.finished);
+    return { ...status, problems, backfills };
   }
 
   private async schemaState(client: ClientBase) {
@@ -700,6 +698,8 @@ export class MigrationRunner {
       const r = await this.runSteps(work, m, await this.context(work, m, dryRun), 'down', m.transactional);
       stats = r.stats;
       await deleteLedgerRow(client, this.table, m.name);
+      // A later up must start the backfill afresh, not find it "finished".
+      if (!m.transactional) await (await loadBackfillModule()).resetBackfill(client, m.name);
       if (!dryRun) await client.query('COMMIT');
     } catch (error) {
       if (!dryRun) await rollback(client);
@@ -842,11 +842,9 @@ export class MigrationRunner {
     return terminateHolder(await this.conn(), backendPid);
   }
 
-  /** Unfinished backfills (from the backfill module's checkpoints), or [] when it is not available. */
+  /** Backfill checkpoints (finished or not); [] before any backfill ran. */
   async backfillProgress(): Promise<BackfillProgress[]> {
-    const mod = await loadBackfillModule().catch(() => undefined);
-    if (!mod) return [];
-    return mod.readBackfillProgress(await this.conn()).catch(() => []);
+    return (await loadBackfillModule()).readBackfillProgress(await this.conn());
   }
 
   // -------------------------------------------------------------------------------------------
@@ -918,7 +916,7 @@ export class MigrationRunner {
           ...backfillDefaults,
           signal,
           onProgress: (progress) => emit({ type: 'backfill', progress }),
-          log: (msg) => log.info(msg),
+          log: (msg) => log.debug(msg),
         });
         backfills.push(r);
         return r;
@@ -932,14 +930,9 @@ export class MigrationRunner {
 /** Backfill results per context, for the run report. */
 const backfillsOf = new WeakMap<MigrationContext, BackfillResult[]>();
 
-async function loadBackfillModule(): Promise<BackfillModule> {
-  // A variable specifier: the module is optional (issue 4) and must not be resolved at build time.
-  const specifier = './backfill.js';
-  try {
-    return (await import(specifier)) as BackfillModule;
-  } catch (error) {
-    throw new OperationError(`batched backfills are not available: ${messageOf(error)}`, { hint: 'this dbops build has no src/migrations/backfill.ts' });
-  }
+/** The backfill engine, loaded only by migrations that use it (and by status). */
+function loadBackfillModule(): Promise<typeof import('./backfill.js')> {
+  return import('./backfill.js');
 }
 
 function baseOutcome(m: LoadedMigration, direction: 'up' | 'down'): MigrationOutcome {

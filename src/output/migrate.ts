@@ -5,6 +5,7 @@
 import type { ChalkInstance } from 'chalk';
 import type { StatusResult, ValidateResult } from '../migrations/runner.js';
 import type { MigrationOutcome, RunEvent, RunResult, StatusEntry } from '../migrations/types.js';
+import { renderBackfillStatus } from './backfill.js';
 import type { Output, Progress } from './output.js';
 import { renderTable } from './table.js';
 
@@ -168,6 +169,10 @@ export function renderStatus(s: StatusResult, c: ChalkInstance, colour: boolean)
     `${n.applied} applied, ${n.pending} pending${n.changed ? `, ${c.red(`${n.changed} changed`)}` : ''}${n.missing ? `, ${c.red(`${n.missing} missing`)}` : ''}${n['out-of-order'] ? `, ${c.red(`${n['out-of-order']} out of order`)}` : ''}`,
   );
   for (const p of s.problems) lines.push(`${c.red('✗')} ${p.path}: ${p.cause}`);
+  if (s.backfills.length > 0) {
+    lines.push(c.yellow(`${s.backfills.length} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+    lines.push(renderBackfillStatus(s.backfills, colour));
+  }
   return lines.join('\n');
 }
 

@@ -104,6 +104,17 @@ describe('dbops migrate with a backfill', () => {
     expect(mid).toBeGreaterThan(0);
     expect(mid).toBeLessThan(20_000);
 
+    // status shows the unfinished backfill with its percentage and checkpoint, the migration pending.
+    const status = await runDbops(['migrate', 'status', '--json'], { env: env(dir) });
+    const st = JSON.parse(status.stdout) as { backfills: Array<{ migration: string; rowsDone: number; percent: number; lastKey: unknown; finished: boolean }> };
+    const bf = st.backfills.find((b) => b.migration === name);
+    expect(bf).toMatchObject({ rowsDone: mid, finished: false });
+    expect(bf?.percent).toBeCloseTo((mid / 20_000) * 100, 0);
+    expect(String(bf?.lastKey)).toBe(String(mid));
+    const table = await runDbops(['migrate', 'status'], { env: env(dir) });
+    expect(table.stdout).toMatch(/1 unfinished backfill\(s\)/);
+    expect(table.stdout).toMatch(new RegExp(`${name}.*bf_cli.*unfinished`));
+
     const second = await runDbops([...args.slice(0, 2), '--json'], { env: env(dir) });
     expect(second.stderr).not.toMatch(/error/i);
     expect(second.code).toBe(0);

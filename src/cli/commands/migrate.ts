@@ -10,6 +10,7 @@ interface RunnerFlags {
   prismaClient?: string;
   maxRowsPerSecond?: number;
   pauseMs?: number;
+  targetBatchMs?: number;
   batchSize?: number;
 }
 
@@ -79,6 +80,7 @@ async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e:
       ...(flags.batchSize === undefined ? {} : { batchSize: flags.batchSize }),
       ...(flags.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: flags.maxRowsPerSecond }),
       ...(flags.pauseMs === undefined ? {} : { pauseMs: flags.pauseMs }),
+      ...(flags.targetBatchMs === undefined ? {} : { targetBatchMs: flags.targetBatchMs }),
     },
   });
   ctx.onClose(() => runner.close());
@@ -145,6 +147,11 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(new Option('--batch-size <n>', 'backfills: rows per batch').argParser(intArg(1, 1_000_000)))
     .addOption(new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)))
     .addOption(new Option('--pause-ms <ms>', 'backfills: pause between batches').argParser(intArg(0, 3_600_000)))
+    .addOption(
+      new Option('--target-batch-ms <ms>', 'backfills: adapt the batch size so each batch transaction takes about this long (default 200)').argParser(
+        intArg(10, 60_000),
+      ),
+    )
     .action(
       run<UpFlags>(async (ctx, opts) =>
         runWithReport(ctx, opts, (runner) => runner.up({ to: opts.to, step: opts.step, dryRun: opts.dryRun, withSchema: opts.withSchema })),
