@@ -1,4 +1,146 @@
 import type { Command } from 'commander';
+import { Option } from 'commander';
+import { CheckFailedError, ExitCode, UsageError } from '../../errors.js';
+import type { CommandContext } from '../context.js';
+import { durationArg, intArg, numberArg } from '../options.js';
 import type { Runner } from '../program.js';
 
-export function registerSlow(_program: Command, _run: Runner): void {}
+interface SlowOptions {
+  sort: 'total' | 'mean' | 'calls' | 'rows' | 'io';
+  limit: number;
+  minMeanMs: number;
+  minCalls: number;
+  onlySlow?: boolean;
+  full?: boolean;
+  save?: string;
+  since?: string;
+  failOnMeanMs?: number;
+  baseline?: string;
+  failOnRegression?: number;
+  gateMinCalls: number;
+  regressionMinMs: number;
+  statementTimeout: number;
+  reset?: boolean;
+  allDatabases?: boolean;
+  yes?: boolean;
+  json?: boolean;
+}
+
+const SORTS = ['total', 'mean', 'calls', 'rows', 'io'];
+
+export function registerSlow(program: Command, run: Runner): void {
+  program
+    .command('slow-queries')
+    .alias('slow')
+    .description('top statements of the current database from pg_stat_statements; snapshots, deltas and CI gates')
+    .addOption(new Option('--sort <key>', 'total | mean | calls | rows | io (blocks read or spilled)').choices(SORTS).default('total'))
+    .addOption(new Option('--limit <n>', 'how many statements to show (0 = all)').argParser(intArg(0)).default(20))
+    .addOption(new Option('--min-mean-ms <ms>', 'slow: mean time at least this').argParser(numberArg(0)).default(20))
+    .addOption(new Option('--min-calls <n>', 'slow: at least this many calls').argParser(intArg(1)).default(100))
+    .option('--only-slow', 'show only statements marked slow')
+    .option('--full', 'print each statement in full below the table (--json always has full text)')
+    .option('--save <file>', 'write a snapshot of the counters to FILE (for a later --since)')
+    .option('--since <file>', 'report only what happened since the snapshot in FILE')
+    .addOption(new Option('--fail-on-mean-ms <ms>', 'gate: exit 3 if a statement has a mean over this').argParser(numberArg(0)))
+    .option('--baseline <file>', 'gate: a previous --json report (or a snapshot) to compare means with')
+    .addOption(
+      new Option('--fail-on-regression <pct>', 'gate: exit 3 if a known mean grew more than PCT %, or a new statement is slow').argParser(numberArg(0)),
+    )
+    .addOption(new Option('--gate-min-calls <n>', 'gates judge only statements with at least N calls').argParser(intArg(1)).default(1))
+    .addOption(new Option('--regression-min-ms <ms>', 'ignore regressions whose new mean is below this').argParser(numberArg(0)).default(1))
+    .addOption(new Option('--statement-timeout <duration>', 'statement timeout of the reads').argParser(durationArg).default(10_000, '10s'))
+    .addOption(new Option('--reset', 'call pg_stat_statements_reset() for this database (asks first)').conflicts(['since', 'save', 'baseline', 'failOnMeanMs']))
+    .option('--all-databases', 'with --reset: reset the whole server, not only this database')
+    .option('-y, --yes', 'with --reset: do not ask')
+    .action(
+      run<SlowOptions>(async (ctx, opts) => {
+        if (opts.reset) return resetCommand(ctx, opts);
+        if ((opts.baseline === undefined) !== (opts.failOnRegression === undefined)) {
+          throw new UsageError('--baseline and --fail-on-regression go together', {
+            hint: 'e.g. --baseline main.json --fail-on-regression 50',
+          });
+        }
+        if (opts.allDatabases) throw new UsageError('--all-databases only applies to --reset');
+        const { readFile, rename, writeFile } = await import('node:fs/promises');
+        const core = await import('../../diagnostics/slow-queries.js');
+        const readJson = async (file: string, what: string): Promise<unknown> => {
+          let text: string;
+          try {
+            text = await readFile(file, 'utf8');
+          } catch (error) {
+            throw new UsageError(`cannot read the ${what} ${file}: ${(error as Error).message}`, { cause: error });
+          }
+          try {
+            return JSON.parse(text);
+          } catch (error) {
+            throw new UsageError(`the ${what} ${file} is not JSON: ${(error as Error).message}`, { cause: error });
+          }
+        };
+        const since = opts.since ? core.parseSnapshot(await readJson(opts.since, 'snapshot'), opts.since) : undefined;
+        const baseline = opts.baseline ? core.parseBaseline(await readJson(opts.baseline, 'baseline'), opts.baseline) : undefined;
+        const gated = opts.failOnMeanMs !== undefined || baseline !== undefined;
+        const slow = { minMeanMs: opts.minMeanMs, minCalls: opts.minCalls };
+        const client = await ctx.pg({ direct: true, applicationName: 'dbops slow-queries' });
+        // Every statement is needed for a snapshot, a delta or a gate; otherwise the server ranks and cuts.
+        const read = await core.readPgss(
+          client,
+          opts.save || since || gated ? { mode: 'all' } : { mode: 'top', sort: opts.sort, limit: opts.limit, onlySlow: Boolean(opts.onlySlow), slow },
+          opts.statementTimeout,
+        );
+        if (since && opts.since) core.checkSameSource(since, read.server, opts.since);
+        const report = core.buildReport(read, {
+          sort: opts.sort,
+          limit: opts.limit,
+          slow,
+          onlySlow: Boolean(opts.onlySlow),
+          since,
+          gates: gated
+            ? {
+                failOnMeanMs: opts.failOnMeanMs,
+                baseline,
+                failOnRegressionPct: opts.failOnRegression,
+                gateMinCalls: opts.gateMinCalls,
+                regressionMinMs: opts.regressionMinMs,
+              }
+            : undefined,
+        });
+        if (opts.save) {
+          // Write beside, then rename: a crash never leaves half a snapshot.
+          const tmp = `${opts.save}.${process.pid}.tmp`;
+          await writeFile(tmp, `${JSON.stringify(core.snapshotOf(read))}\n`);
+          await rename(tmp, opts.save);
+        }
+        const { renderSlowQueries } = await import('../../output/slow.js');
+        const doc = opts.save ? { ...report, savedTo: opts.save } : report;
+        ctx.out.result(doc, () => renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full), savedTo: opts.save }));
+        if (report.gates?.failed) {
+          const f = report.gates.failures;
+          throw new CheckFailedError(
+            `slow-query gate failed: ${f.length} statement${f.length === 1 ? '' : 's'} (${f.map((x) => `queryid ${x.queryid}`).join(', ')})`,
+            {
+              hint: 'see the report above; --json lists them under gates.failures',
+              details: { failures: f.length },
+            },
+          );
+        }
+        return ExitCode.Ok;
+      }),
+    );
+}
+
+async function resetCommand(ctx: CommandContext, opts: SlowOptions): Promise<number> {
+  const db = await ctx.database();
+  const { describeEndpoint } = await import('../../db/pg.js');
+  const where = opts.allDatabases ? `every database on ${describeEndpoint(db.directUrl).replace(/\/.*$/, '')}` : describeEndpoint(db.directUrl);
+  if (!opts.yes) {
+    const ok = await ctx.out.confirm(`reset pg_stat_statements for ${where}? Everyone's statistics are lost`);
+    if (!ok) throw new UsageError('not confirmed: pg_stat_statements was not reset', { hint: 'pass --yes to reset without a prompt' });
+  }
+  const { resetPgss } = await import('../../diagnostics/slow-queries.js');
+  const client = await ctx.pg({ direct: true, applicationName: 'dbops slow-queries' });
+  const result = await resetPgss(client, Boolean(opts.allDatabases));
+  ctx.out.result({ reset: true, scope: result.scope }, () =>
+    result.scope === 'database' ? `pg_stat_statements reset for ${where}` : 'pg_stat_statements reset for the whole server',
+  );
+  return ExitCode.Ok;
+}
