@@ -4,7 +4,7 @@
  * pg_stat_statements. Queries run inside the caller's read-only transaction, so pg_stat_activity
  * is one consistent snapshot; the summaries (groups, idle in transaction, long-running) are pure.
  */
-import type { Client } from 'pg';
+import type { ClientBase as Client } from 'pg';
 
 /** One client backend, ages in milliseconds at the moment of the snapshot. */
 export interface Backend {

@@ -6,7 +6,7 @@
  * Building the tree is pure: each waiter appears once, under its deepest blocker, with every
  * blocker listed.
  */
-import type { Client } from 'pg';
+import type { ClientBase as Client } from 'pg';
 import type { Backend } from './activity.js';
 
 export interface BlockEdge {

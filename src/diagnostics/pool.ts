@@ -3,8 +3,9 @@
  * read-only transaction with a statement timeout), PgBouncer's console when configured, the
  * blocking tree, the capacity budget and the findings. Never prints, never kills anything.
  */
-import type { Client } from 'pg';
+import type { Client, ClientBase } from 'pg';
 import { queryError } from '../db/pg.js';
+import { withReadOnly } from '../db/readonly.js';
 import { isDbopsError } from '../errors.js';
 import {
   type ConnectionGroup,
@@ -23,7 +24,6 @@ import { DEFAULT_THRESHOLDS, evaluateFindings, type Finding, type Thresholds, wo
 import { type BlockingTree, buildBlockingTree, readLockEdges } from './locks.js';
 import { type PgBouncerView, pgbouncerView, readPgBouncer } from './pgbouncer.js';
 import { type CapacityBudget, capacityBudget } from './pool-budget.js';
-import { withReadOnly } from './pool-readonly.js';
 
 export interface BudgetOptions {
   appInstances: number;
@@ -245,7 +245,7 @@ export async function collectLocksReport(pg: Client, opts: PoolOptions): Promise
 }
 
 /** Activity without pg_stat_statements and database counters. */
-async function readActivityLight(c: Client) {
+async function readActivityLight(c: ClientBase) {
   const s = await readActivity(c, { slowMs: 0, backendsOnly: true });
   return { server: s.server, backends: s.backends };
 }
