@@ -124,7 +124,7 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
   lines.push(
     `PgBouncer servers: ${parts.join('; ')}${bouncer.pools.length === 0 ? ' (no pools yet: one database/user pair assumed)' : ''}${
       parts.length > 1 || bouncer.instances > 1
-        ? `; ${parts.length > 1 ? 'sum' : ''}${bouncer.instances > 1 ? ` × ${bouncer.instances} instances` : ''} = ${serverMax}`
+        ? `; ${[parts.length > 1 ? 'sum' : '', bouncer.instances > 1 ? `× ${bouncer.instances} instances` : ''].filter(Boolean).join(' ')} = ${serverMax}`
         : ''
     }`,
   );
