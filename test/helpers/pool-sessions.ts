@@ -18,6 +18,11 @@ export class Sessions {
     return Object.assign(c, { pid: Number(r.rows[0]?.pid) });
   }
 
+  /** Close this client too in close() (for clients connected by the test itself). */
+  adopt(client: pg.Client): void {
+    this.clients.push(client);
+  }
+
   /** Start a query that is expected to block; its outcome is awaited (and ignored) in close(). */
   background(client: pg.Client, sql: string): void {
     this.pending.push(client.query(sql).catch(() => {}));

@@ -21,7 +21,6 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
   let direct: pg.Client;
   let admin: pg.Client;
   const sessions = new Sessions();
-  const afterAllClients: pg.Client[] = [];
   let holderPid: number;
 
   beforeAll(async () => {
@@ -38,8 +37,8 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
       const c = new pg.Client({ connectionString: bouncer.url(db.name), application_name: name });
       c.on('error', () => {});
       await c.connect();
+      sessions.adopt(c);
       sessions.background(c, 'SELECT 1');
-      afterAllClients.push(c);
     }
     await waitFor(async () => (await admin.query('SHOW POOLS')).rows.some((r) => r.database === db.name && Number(r.cl_waiting) === 2), 'two waiting clients');
     await new Promise((r) => setTimeout(r, 100));
@@ -47,7 +46,6 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
   afterAll(async () => {
     await admin?.end().catch(() => {});
     await sessions.close();
-    await Promise.all(afterAllClients.map((c) => c.end().catch(() => {})));
     await direct?.end();
     await bouncer?.stop();
     await db?.drop();
