@@ -77,20 +77,54 @@ export function maskQuery(query: string | null): string | null {
   return query.replace(/(PASSWORD\s+)'(?:[^']|'')*'/gi, "$1'***'");
 }
 
+const INFO_SQL = `SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num,
+       current_database() AS db, current_user AS usr, pg_backend_pid() AS pid,
+       current_setting('max_connections')::int AS max_conn,
+       current_setting('superuser_reserved_connections')::int AS su_res,
+       COALESCE(current_setting('reserved_connections', true)::int, 0) AS res,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+         OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS see_all,
+       to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS taken_at`;
+
+// Ages from statement_timestamp(): one instant for every row of the snapshot.
+const ACTIVITY_SQL = `SELECT pid, datname, usename, application_name, host(client_addr) AS client_addr, state,
+       wait_event_type, wait_event,
+       EXTRACT(EPOCH FROM statement_timestamp() - backend_start) * 1000 AS backend_ms,
+       EXTRACT(EPOCH FROM statement_timestamp() - xact_start) * 1000 AS xact_ms,
+       EXTRACT(EPOCH FROM statement_timestamp() - state_change) * 1000 AS state_ms,
+       EXTRACT(EPOCH FROM statement_timestamp() - query_start) * 1000 AS query_ms,
+       age(backend_xid) AS xid_age, age(backend_xmin) AS xmin_age,
+       LEFT(query, 1000) AS query
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend'
+ ORDER BY pid`;
+
+const DATABASE_SQL = `SELECT xact_commit, xact_rollback,
+       to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS stats_reset
+  FROM pg_stat_database WHERE datname = current_database()`;
+
+const EXTENSION_SQL = `SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'`;
+
+type Rows = Array<Record<string, unknown>>;
+
+/**
+ * Run constant statements (no parameters) in one round trip: node-postgres sends them with the
+ * simple query protocol as one string and returns one result per statement.
+ */
+async function batch(client: Client, statements: string[]): Promise<Rows[]> {
+  const res = (await client.query(statements.join(';\n'))) as unknown;
+  const list = (Array.isArray(res) ? res : [res]) as Array<{ rows?: Rows }>;
+  return list.map((r) => r.rows ?? []);
+}
+
 /** Read the server's limits, every client backend, database counters and pg_stat_statements. */
 export async function readActivity(client: Client, opts: { slowMs: number; backendsOnly?: boolean }): Promise<ActivityRaw> {
-  const info = await client.query(
-    `SELECT current_setting('server_version') AS version,
-            current_setting('server_version_num')::int AS version_num,
-            current_database() AS db, current_user AS usr, pg_backend_pid() AS pid,
-            current_setting('max_connections')::int AS max_conn,
-            current_setting('superuser_reserved_connections')::int AS su_res,
-            COALESCE(current_setting('reserved_connections', true)::int, 0) AS res,
-            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-              OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS see_all,
-            to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS taken_at`,
+  const [infoRows = [], activityRows = [], dbRows = [], extRows = []] = await batch(
+    client,
+    opts.backendsOnly ? [INFO_SQL, ACTIVITY_SQL] : [INFO_SQL, ACTIVITY_SQL, DATABASE_SQL, EXTENSION_SQL],
   );
-  const s = info.rows[0];
+  const s = infoRows[0] ?? {};
   const server: ServerInfo = {
     version: String(s.version),
     versionNum: Number(s.version_num),
@@ -103,40 +137,27 @@ export async function readActivity(client: Client, opts: { slowMs: number; backe
     canSeeAllQueries: Boolean(s.see_all),
     takenAt: String(s.taken_at),
   };
-  // Ages from statement_timestamp(): one instant for every row of the snapshot.
-  const rows = await client.query(
-    `SELECT pid, datname, usename, application_name, host(client_addr) AS client_addr, state,
-            wait_event_type, wait_event,
-            EXTRACT(EPOCH FROM statement_timestamp() - backend_start) * 1000 AS backend_ms,
-            EXTRACT(EPOCH FROM statement_timestamp() - xact_start) * 1000 AS xact_ms,
-            EXTRACT(EPOCH FROM statement_timestamp() - state_change) * 1000 AS state_ms,
-            EXTRACT(EPOCH FROM statement_timestamp() - query_start) * 1000 AS query_ms,
-            age(backend_xid) AS xid_age, age(backend_xmin) AS xmin_age,
-            LEFT(query, 1000) AS query
-       FROM pg_stat_activity
-      WHERE backend_type = 'client backend'
-      ORDER BY pid`,
-  );
   const ms = (v: unknown) => {
     const n = num(v);
     return n === null ? null : Math.max(0, Math.round(n));
   };
-  const backends: Backend[] = rows.rows.map((r) => ({
+  const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
+  const backends: Backend[] = activityRows.map((r) => ({
     pid: Number(r.pid),
-    database: r.datname ?? null,
-    user: r.usename ?? null,
-    application: r.application_name ?? '',
-    clientAddr: r.client_addr ?? null,
-    state: r.state ?? null,
-    waitEventType: r.wait_event_type ?? null,
-    waitEvent: r.wait_event ?? null,
+    database: str(r.datname),
+    user: str(r.usename),
+    application: str(r.application_name) ?? '',
+    clientAddr: str(r.client_addr),
+    state: str(r.state),
+    waitEventType: str(r.wait_event_type),
+    waitEvent: str(r.wait_event),
     backendAgeMs: ms(r.backend_ms),
     xactAgeMs: ms(r.xact_ms),
     stateAgeMs: ms(r.state_ms),
     queryAgeMs: ms(r.query_ms),
     xidAge: num(r.xid_age),
     xminAge: num(r.xmin_age),
-    query: maskQuery(r.query ?? null),
+    query: maskQuery(str(r.query)),
     self: Number(r.pid) === server.selfPid,
   }));
   if (opts.backendsOnly) {
@@ -147,42 +168,37 @@ export async function readActivity(client: Client, opts: { slowMs: number; backe
       statements: { available: false, calls: 0, totalMs: 0, slowStatements: 0 },
     };
   }
-  const dbRow = await client.query(
-    `SELECT xact_commit, xact_rollback,
-            to_char(stats_reset AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS stats_reset
-       FROM pg_stat_database WHERE datname = current_database()`,
-  );
-  const d = dbRow.rows[0] ?? {};
+  const d = dbRows[0] ?? {};
   const database: DatabaseStats = {
     xactCommit: Number(d.xact_commit ?? 0),
     xactRollback: Number(d.xact_rollback ?? 0),
-    statsReset: d.stats_reset ?? null,
+    statsReset: str(d.stats_reset),
   };
-  const statements = await readStatements(client, opts.slowMs);
+  const statements = await readStatements(client, str(extRows[0]?.extversion), opts.slowMs);
   return { server, backends, database, statements };
 }
 
-async function readStatements(client: Client, slowMs: number): Promise<StatementStats> {
+async function readStatements(client: Client, version: string | null, slowMs: number): Promise<StatementStats> {
   const none = (reason: string): StatementStats => ({ available: false, reason, calls: 0, totalMs: 0, slowStatements: 0 });
-  const ext = await client.query(`SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'`);
-  const version = ext.rows[0]?.extversion as string | undefined;
   if (!version) return none('pg_stat_statements is not installed in this database');
   const [major = 0, minor = 0] = version.split('.').map(Number);
   // 1.8 (PostgreSQL 13) renamed total_time to total_exec_time and added planning time.
   const newer = major > 1 || (major === 1 && minor >= 8);
   const total = newer ? 'total_exec_time + total_plan_time' : 'total_time';
+  // Inlined because the batch cannot take parameters: a finite number we parsed, never text.
+  const threshold = Number.isFinite(slowMs) ? Number(slowMs) : 1000;
+  // pg_stat_statements(false): the counters without reading the query-text file.
   // A savepoint keeps the transaction usable if the view errors (not preloaded, no privilege).
-  await client.query('SAVEPOINT dbops_pss');
   try {
-    const r = await client.query(
+    const [, rows = []] = await batch(client, [
+      'SAVEPOINT dbops_pss',
       `SELECT COALESCE(SUM(calls), 0) AS calls, COALESCE(SUM(${total}), 0) AS total_ms,
-              COUNT(*) FILTER (WHERE calls > 0 AND (${total}) / calls > $1) AS slow
-         FROM pg_stat_statements
+              COUNT(*) FILTER (WHERE calls > 0 AND (${total}) / calls > ${threshold}) AS slow
+         FROM pg_stat_statements(false)
         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-      [slowMs],
-    );
-    await client.query('RELEASE SAVEPOINT dbops_pss');
-    const row = r.rows[0] ?? {};
+      'RELEASE SAVEPOINT dbops_pss',
+    ]);
+    const row = rows[0] ?? {};
     return { available: true, calls: Number(row.calls), totalMs: Number(row.total_ms), slowStatements: Number(row.slow) };
   } catch (error) {
     await client.query('ROLLBACK TO SAVEPOINT dbops_pss');

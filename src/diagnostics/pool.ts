@@ -114,7 +114,9 @@ export async function collectPoolReport(pg: Client, bouncer: BouncerSource, opts
   try {
     [snapshot, lockEdges] = await withReadOnly(pg, opts.queryTimeoutMs, async (c) => {
       const s = await readActivity(c, { slowMs: t.slowMs });
-      return [s, await readLockEdges(c)] as const;
+      // pg_blocking_pids only matters when someone waits on a lock in this snapshot.
+      const waiting = s.backends.some((x) => x.waitEventType === 'Lock');
+      return [s, waiting ? await readLockEdges(c) : { edges: [], waitingFor: {} }] as const;
     });
   } catch (error) {
     await bouncerPromise.catch(() => {});

@@ -61,9 +61,14 @@ export function registerPool(program: Command, run: Runner): void {
             hint: 'e.g. dbops pool --app-instances 4 --app-pool-size 10 --surge 2',
           });
         }
-        const { collectPoolReport } = await import('../../diagnostics/pool.js');
-        const pg = await ctx.pg({ direct: true, applicationName: 'dbops pool' });
-        let bouncer = await connectBouncer(ctx);
+        await (await import('../../diagnostics/pool-preload.js')).preloadPg();
+        // Connect to PostgreSQL and PgBouncer while the report code loads.
+        const [{ collectPoolReport }, pg, firstBouncer] = await Promise.all([
+          import('../../diagnostics/pool.js'),
+          ctx.pg({ direct: true, applicationName: 'dbops pool' }),
+          connectBouncer(ctx),
+        ]);
+        let bouncer = firstBouncer;
         const options = {
           queryTimeoutMs: opts.queryTimeout,
           thresholds: { longMs: opts.longMs, slowMs: opts.slowMs },
@@ -117,8 +122,12 @@ export function registerPool(program: Command, run: Runner): void {
   ).action(
     run<CommonOpts>(async (ctx, opts) => {
       const watch = watchSeconds(ctx, opts);
-      const { collectLocksReport } = await import('../../diagnostics/pool.js');
-      let client = await ctx.pg({ direct: true, applicationName: 'dbops locks' });
+      await (await import('../../diagnostics/pool-preload.js')).preloadPg();
+      const [{ collectLocksReport }, first] = await Promise.all([
+        import('../../diagnostics/pool.js'),
+        ctx.pg({ direct: true, applicationName: 'dbops locks' }),
+      ]);
+      let client = first;
       const options = { queryTimeoutMs: opts.queryTimeout, thresholds: { longMs: opts.longMs } };
       if (watch === undefined) {
         const report = await collectLocksReport(client, options);
