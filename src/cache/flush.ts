@@ -11,8 +11,9 @@
  * atomic, so keys written during the run may survive; a re-run is idempotent and finishes the job.
  */
 import { OperationError } from '../errors.js';
+import { sleep } from '../util/sleep.js';
 import { displayKey, pinnedHashInput } from './glob.js';
-import { pause, SeenKeys, scanStep } from './scan.js';
+import { SeenKeys, scanStep } from './scan.js';
 import { keySlot } from './slot.js';
 import type { CacheNode, CacheTarget } from './target.js';
 
@@ -230,7 +231,7 @@ async function walkNode(
         }
       }
       progress();
-      if (opts.pauseMs) await pause(opts.pauseMs, opts.signal);
+      if (opts.pauseMs) await sleep(opts.pauseMs, opts.signal);
     } while (cursor !== '0');
     if (cursor === '0') report.complete = true;
   } catch (error) {

@@ -17,20 +17,6 @@ export async function scanStep(client: Redis, cursor: string, opts: ScanStepOpti
   return { cursor: reply[0].toString('latin1'), keys: reply[1] };
 }
 
-/** Sleep `ms`, waking early when `signal` aborts. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
 /**
  * Remembers keys already seen, to count SCAN's duplicates once, up to `cap` keys (memory stays
  * bounded); beyond the cap counts become approximate.

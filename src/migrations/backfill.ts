@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import type { ClientBase } from 'pg';
 import { quoteIdent, quoteQualified } from '../db/pg.js';
 import { InterruptedError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
+import { sleep } from '../util/sleep.js';
 import type { BackfillBatchEvent, BackfillCheckpoint, BackfillKey, BackfillRunOptions, BackfillRunResult, BackfillSpec } from './backfill-types.js';
 
 export type * from './backfill-types.js';
@@ -160,19 +161,6 @@ interface CheckpointRow {
 
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**

@@ -19,6 +19,7 @@
  */
 import type { ClientBase } from 'pg';
 import { LockError } from '../errors.js';
+import { sleep } from '../util/sleep.js';
 import type { LockHolder, RunnerIdentity } from './types.js';
 
 const NAMESPACE = 0x64626f70; // "dbop"
@@ -158,17 +159,4 @@ export async function findLockHolder(client: ClientBase, key: [number, number]):
 export async function terminateHolder(client: ClientBase, backendPid: number): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [backendPid]);
   return rows[0]?.ok === true;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

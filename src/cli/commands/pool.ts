@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { ExitCode, messageOf, UsageError } from '../../errors.js';
+import { sleep } from '../../util/sleep.js';
 import type { CommandContext } from '../context.js';
 import { durationArg, intArg, numberArg } from '../options.js';
 import type { Runner } from '../program.js';
@@ -192,17 +193,4 @@ async function watchLoop(ctx: CommandContext, seconds: number, frame: () => Prom
     ctx.out.stdout(`${tty ? '\x1b[2J\x1b[H' : '\n'}${header}\n${text}\n`);
     await sleep(seconds * 1000, ctx.signal);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
