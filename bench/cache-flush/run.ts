@@ -146,7 +146,7 @@ const methods: Array<{ name: string; run: (port: number, client: Redis) => Promi
 ];
 
 async function dbops(url: string, extra: string[] = [], nodeOptions?: string): Promise<{ rssMb: number; removed: number }> {
-  const r = await sh('/usr/bin/time', ['-f', 'RSS_KB=%M', process.execPath, bin, '--json', 'cache', 'flush', 'user:*', '--yes', ...extra], {
+  const r = await sh('/usr/bin/time', ['-f', 'RSS_KB=%M', bin, '--json', 'cache', 'flush', 'user:*', '--yes', ...extra], {
     env: { ...process.env, REDIS_URL: url, NO_COLOR: '1', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
   });
   if (r.code !== 0) throw new Error(`dbops exited ${r.code}: ${r.stderr}`);
