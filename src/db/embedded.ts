@@ -8,6 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statS
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
 import { embeddedBinaries, ensureTraversable, freePort, initDataDir, runningPid, startServer, stopServer } from './local-server.js';
+import { loadPg } from './pg.js';
 
 export const EMBEDDED_DATABASE = 'dbops_dev';
 
@@ -88,7 +89,7 @@ const SERVER_SETTINGS = {
 };
 
 async function ensureDatabase(port: number, opts: EmbeddedOptions): Promise<boolean> {
-  const { default: pg } = await import('pg');
+  const pg = await loadPg();
   const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
   admin.on('error', () => {});
   await admin.connect();

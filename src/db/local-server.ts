@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { arch, platform } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { OperationError } from '../errors.js';
+import { loadPg } from './pg.js';
 
 export interface PgBinaries {
   initdb: string;
@@ -181,7 +182,7 @@ export async function startServer(opts: LocalServerOptions): Promise<RunningServ
   if (opts.detached) child.unref();
   const pid = child.pid ?? 0;
   const deadline = Date.now() + 30_000;
-  const { default: pg } = await import('pg');
+  const pg = await loadPg();
   for (;;) {
     if (exited !== null) {
       const tail = readFileSync(opts.logFile, 'utf8').trim().split('\n').slice(-3).join(' | ');

@@ -12,11 +12,11 @@ import type { ClientBase } from 'pg';
  * `timeoutMs` ≤ 0 means no statement timeout.
  */
 export async function withReadOnly<T>(client: ClientBase, timeoutMs: number, fn: (c: ClientBase) => Promise<T>): Promise<T> {
-  await client.query('BEGIN READ ONLY');
+  // SET does not take bind parameters; the value is an integer we computed, never user text. One
+  // simple-protocol round trip for both statements: on-call reports are latency-bound.
+  const ms = Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.floor(timeoutMs) : 0;
+  await client.query(`BEGIN READ ONLY; SET LOCAL statement_timeout = ${ms}`);
   try {
-    // SET does not take bind parameters; the value is an integer we computed, never user text.
-    const ms = Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.floor(timeoutMs) : 0;
-    await client.query(`SET LOCAL statement_timeout = ${ms}`);
     const result = await fn(client);
     await client.query('COMMIT');
     return result;

@@ -121,11 +121,22 @@ export function baseSql(cols: PgssColumns): string {
  WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ${cols.toplevel}`;
 }
 
-/** The top-N query: `$1` limit (NULL = all), `$2` min calls, `$3` min mean ms (slow rule). */
+/**
+ * The top-N query: `$1` limit (NULL = all), `$2` min calls, `$3` min mean ms (slow rule). The
+ * totals over every entry of the database (hidden ones included) ride along as window columns
+ * `t_*`, computed before the filter and the limit: one round trip and one read of the view.
+ */
 export function topSql(cols: PgssColumns, sort: SortKey, onlySlow: boolean): string {
-  const slow = `b.calls >= $2 AND (b.total_exec_ms + b.total_plan_ms) / NULLIF(b.calls, 0) >= $3`;
-  return `SELECT b.* FROM (${baseSql(cols)}) b
- WHERE b.queryid IS NOT NULL${onlySlow ? ` AND ${slow}` : ''}
+  const isSlow = (a: string) => `${a}.calls >= $2 AND (${a}.total_exec_ms + ${a}.total_plan_ms) / NULLIF(${a}.calls, 0) >= $3`;
+  return `SELECT b.* FROM (
+  SELECT a.*,
+         count(*) FILTER (WHERE a.queryid IS NOT NULL) OVER () AS t_statements,
+         count(*) FILTER (WHERE a.queryid IS NULL) OVER () AS t_hidden,
+         COALESCE(sum(a.calls) OVER (), 0)::float8 AS t_calls,
+         COALESCE(sum(a.total_exec_ms + a.total_plan_ms) OVER (), 0)::float8 AS t_total_ms,
+         count(*) FILTER (WHERE a.queryid IS NOT NULL AND ${isSlow('a')}) OVER () AS t_slow
+    FROM (${baseSql(cols)}) a) b
+ WHERE b.queryid IS NOT NULL${onlySlow ? ` AND ${isSlow('b')}` : ''}
  ORDER BY ${SORT_SQL[sort]} DESC NULLS LAST, (b.total_exec_ms + b.total_plan_ms) DESC, b.queryid, b.userid
  LIMIT $1`;
 }
@@ -135,11 +146,28 @@ export function totalsSql(cols: PgssColumns): string {
   return `SELECT count(*) FILTER (WHERE s.queryid IS NOT NULL)::int AS statements,
        count(*) FILTER (WHERE s.queryid IS NULL)::int AS hidden,
        COALESCE(sum(s.calls), 0)::float8 AS calls,
-       COALESCE(sum(${cols.execTotal} + ${cols.planTotal}), 0)::float8 AS total_ms,
+       COALESCE(sum(${cols.execTotal} + ${cols.planTotal}), 0)::float8 AS "totalMs",
        count(*) FILTER (WHERE s.queryid IS NOT NULL AND s.calls >= $1
                         AND (${cols.execTotal} + ${cols.planTotal}) / NULLIF(s.calls, 0) >= $2)::int AS slow
   FROM pg_stat_statements(false) s
  WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ${cols.toplevel}`;
+}
+
+interface Totals {
+  statements: number;
+  hidden: number;
+  calls: number;
+  totalMs: number;
+  slow: number;
+}
+
+/** A top-N row: the statement plus the window totals (bigint counts arrive as text). */
+interface TopRow extends CounterRow {
+  t_statements: string;
+  t_hidden: string;
+  t_calls: number;
+  t_total_ms: number;
+  t_slow: string;
 }
 
 interface IdentityRow {
@@ -294,24 +322,21 @@ export async function readPgss(client: ClientBase, mode: ReadMode, statementTime
         if (hidden > 0 && !id.read_all_stats) throw pgssNoPrivilege(id.current_user, hidden);
         return { server, statements: rows.filter((r) => r.queryid !== null).map(toCounters), totals: null };
       }
-      const t = (
-        await c.query<{ statements: number; hidden: number; calls: number; total_ms: number; slow: number }>(totalsSql(cols), [
-          mode.slow.minCalls,
-          mode.slow.minMeanMs,
-        ])
-      ).rows[0];
-      if (t && t.hidden > 0 && !id.read_all_stats) throw pgssNoPrivilege(id.current_user, t.hidden);
-      const rows = (
-        await c.query<CounterRow>(
-          topSql(cols, mode.sort, mode.onlySlow),
-          // PostgreSQL refuses parameters it cannot type, so $2/$3 only when the SQL uses them.
-          mode.onlySlow ? [mode.limit > 0 ? mode.limit : null, mode.slow.minCalls, mode.slow.minMeanMs] : [mode.limit > 0 ? mode.limit : null],
-        )
-      ).rows;
+      const { rows } = await c.query<TopRow>(topSql(cols, mode.sort, mode.onlySlow), [
+        mode.limit > 0 ? mode.limit : null,
+        mode.slow.minCalls,
+        mode.slow.minMeanMs,
+      ]);
+      const t = rows[0];
+      // No row passed the filter (or every entry is hidden): the totals need their own query.
+      const totals = t
+        ? { statements: Number(t.t_statements), hidden: Number(t.t_hidden), calls: t.t_calls, totalMs: t.t_total_ms, slow: Number(t.t_slow) }
+        : (await c.query<Totals>(totalsSql(cols), [mode.slow.minCalls, mode.slow.minMeanMs])).rows[0];
+      if (totals && totals.hidden > 0 && !id.read_all_stats) throw pgssNoPrivilege(id.current_user, totals.hidden);
       return {
         server,
         statements: rows.map(toCounters),
-        totals: { statements: t?.statements ?? 0, calls: t?.calls ?? 0, totalMs: t?.total_ms ?? 0, slowStatements: t?.slow ?? 0 },
+        totals: { statements: totals?.statements ?? 0, calls: totals?.calls ?? 0, totalMs: totals?.totalMs ?? 0, slowStatements: totals?.slow ?? 0 },
       };
     });
   } catch (error) {
