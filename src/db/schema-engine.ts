@@ -61,18 +61,21 @@ export async function listSchemaMigrations(migrationsDir: string): Promise<Schem
     if (isErrnoException(error) && error.code === 'ENOENT') return [];
     throw new Error(`cannot read the migrations folder ${base}: ${messageOf(error)}`);
   }
-  const out: SchemaMigrationFile[] = [];
-  for (const entry of entries) {
-    if (!entry.isDirectory()) continue;
-    const dir = path.join(base, entry.name);
-    let sql: string;
-    try {
-      sql = await fs.readFile(path.join(dir, MIGRATION_FILE), 'utf8');
-    } catch (error) {
-      throw new Error(`migration ${entry.name}: cannot read ${MIGRATION_FILE}: ${messageOf(error)}`);
-    }
-    out.push({ name: entry.name, dir, sql, checksum: await checksumOf(sql) });
-  }
+  // Read concurrently: one at a time, many small files mostly wait on the thread pool.
+  const out = await Promise.all(
+    entries
+      .filter((entry) => entry.isDirectory())
+      .map(async (entry): Promise<SchemaMigrationFile> => {
+        const dir = path.join(base, entry.name);
+        let sql: string;
+        try {
+          sql = await fs.readFile(path.join(dir, MIGRATION_FILE), 'utf8');
+        } catch (error) {
+          throw new Error(`migration ${entry.name}: cannot read ${MIGRATION_FILE}: ${messageOf(error)}`);
+        }
+        return { name: entry.name, dir, sql, checksum: await checksumOf(sql) };
+      }),
+  );
   return out.sort(byName);
 }
 
