@@ -63,7 +63,10 @@ try {
   if (entries < STATEMENTS) throw new Error(`only ${entries} statements in pg_stat_statements, expected ≥ ${STATEMENTS}`);
 
   // The equivalent single query: the same top-20 SQL dbops sends, with the limit inlined.
-  const sql = topSql(pgssColumns(parsePgssVersion(ext.rows[0]?.v ?? '1.12')), 'total', false).replace('LIMIT $1', 'LIMIT 20').replaceAll('$2', '100').replaceAll('$3', '20');
+  const sql = topSql(pgssColumns(parsePgssVersion(ext.rows[0]?.v ?? '1.12')), 'total', false)
+    .replace('LIMIT $1', 'LIMIT 20')
+    .replaceAll('$2', '100')
+    .replaceAll('$3', '20');
   const env = { ...process.env, NO_COLOR: '1', DATABASE_URL: url };
   const report = timeCommand(process.execPath, [bin, 'slow-queries', '--json'], { runs, env });
   const version = timeCommand(process.execPath, [bin, '--version'], { runs, env });

@@ -23,7 +23,12 @@ import { renderTable } from './table.js';
 
 // Created on first use: initialising Intl costs ~10 ms, and `migrate status` loads this module.
 let intFormat: Intl.NumberFormat | undefined;
-const int = { format: (n: number) => (intFormat ??= new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })).format(n) };
+const int = {
+  format(n: number): string {
+    intFormat ??= new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+    return intFormat.format(n);
+  },
+};
 
 /** 950 ms, 12.3 s, 4m05s, 1h02m. */
 export function formatDuration(ms: number): string {
