@@ -197,6 +197,13 @@ export class MigrationRunner {
     return this.aux;
   }
 
+  /** Drop a connection whose step timed out: closing it makes the server roll its transaction back. */
+  private abandon(client: ClientBase): void {
+    if (client === this.main) this.main = undefined;
+    if (client === this.aux) this.aux = undefined;
+    (client as Client).end().catch(() => {});
+  }
+
   /** Closes the connections this runner opened itself (not those from `connect`). */
   async close(): Promise<void> {
     for (const b of this.prismaBound.values()) await b.dispose();
@@ -422,7 +429,7 @@ export class MigrationRunner {
       const fn = direction === 'up' ? m.migration.up : m.migration.down;
       if (!fn) throw new StepFailure(direction, undefined, 'the migration has no down()');
       try {
-        await withDeadline(Promise.resolve(fn(ctx)), deadline, direction);
+        await withDeadline(Promise.resolve(fn(ctx)), deadline, direction, () => this.abandon(work));
       } catch (error) {
         if (error instanceof StepFailure) throw error;
         throw new StepFailure(direction, error, messageOf(error));
@@ -431,7 +438,7 @@ export class MigrationRunner {
       if (direction === 'up' && m.migration.validate) {
         let v: unknown;
         try {
-          v = await withDeadline(Promise.resolve(m.migration.validate(ctx)), deadline, 'validate');
+          v = await withDeadline(Promise.resolve(m.migration.validate(ctx)), deadline, 'validate', () => this.abandon(work));
         } catch (error) {
           if (error instanceof StepFailure) throw error;
           throw new StepFailure('validate', error, messageOf(error));
@@ -806,7 +813,7 @@ export class MigrationRunner {
     const want = new Set(targets);
     const loaded = await loadMigrations(this.migrationsDir, { only: (n) => want.has(n) });
     if (loaded.some((m) => m.usesPrisma && m.hasValidate)) this.preloadPrisma();
-    const client = await this.conn();
+    let client = await this.conn();
     const checked: ValidateResult['checked'] = [];
     for (const m of loaded) {
       if (!m.migration.validate) {
@@ -817,7 +824,10 @@ export class MigrationRunner {
       await client.query('BEGIN READ ONLY');
       try {
         await client.query('SELECT set_config($1, $2, true)', ['statement_timeout', `${this.txTimeoutMs}`]);
-        const v = await withDeadline(Promise.resolve(m.migration.validate(await this.context(client, m, true))), this.txTimeoutMs, 'validate');
+        const current = client;
+        const v = await withDeadline(Promise.resolve(m.migration.validate(await this.context(current, m, true))), this.txTimeoutMs, 'validate', () =>
+          this.abandon(current),
+        );
         const verdict = v !== false;
         checked.push({ name: m.name, verdict, durationMs: performance.now() - t0 });
         if (!verdict) findings.push({ name: m.name, kind: 'validate-false', message: `${m.name}: validate() returned false` });
@@ -827,6 +837,8 @@ export class MigrationRunner {
         findings.push({ name: m.name, kind: 'validate-error', message: `${m.name}: validate() threw: ${msg}` });
       } finally {
         await rollback(client);
+        // A validate that timed out took its connection with it: the next one gets a fresh one.
+        if (this.main === undefined) client = await this.conn();
       }
     }
     return { ok: findings.length === 0, checked, findings, status };
@@ -958,11 +970,19 @@ function attachResult(error: unknown, result: RunResult): unknown {
   return error;
 }
 
-async function withDeadline<T>(promise: Promise<T>, ms: number | undefined, step: MigrationStep): Promise<T> {
+/**
+ * Race a step against the transaction timeout. On timeout `abandon` runs first: the step's code may
+ * still be running and queueing queries, so the connection is closed (the server rolls the
+ * transaction back) rather than sent a ROLLBACK after which those queries would run and commit.
+ */
+async function withDeadline<T>(promise: Promise<T>, ms: number | undefined, step: MigrationStep, abandon: () => void): Promise<T> {
   if (ms === undefined) return promise;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StepFailure(step, undefined, `took longer than the transaction timeout (${Math.round(ms / 1000)} s)`)), ms);
+    timer = setTimeout(() => {
+      abandon();
+      reject(new StepFailure(step, undefined, `took longer than the transaction timeout (${Math.round(ms / 1000)} s); its transaction was rolled back`));
+    }, ms);
   });
   try {
     return await Promise.race([promise, timeout]);

@@ -344,6 +344,27 @@ describe('loading', () => {
   });
 });
 
+describe('the transaction timeout', () => {
+  it('abandons the transaction of an up() that overruns it: statements it still issues never commit', async () => {
+    const db = await freshDb();
+    const dir = migrationFolder({
+      '20240101000000_overrun.ts': mig(`{
+        async up({ sql }) {
+          // keeps issuing 50 ms statements back to back well past the 1 s timeout, ignoring it
+          for (let i = 0; i < 60; i++) {
+            try { await sql\`INSERT INTO audit (name) SELECT \${'overrun-' + i} FROM pg_sleep(0.05)\`; } catch {}
+          }
+        },
+      }`),
+    });
+    await expect(using(runner(db, dir, { transactionTimeoutMs: 1000 }), (r) => r.up())).rejects.toThrow(/transaction timeout/);
+    // Give the abandoned up() time to try its remaining statements.
+    await new Promise((r) => setTimeout(r, 3500));
+    await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({}));
+    expect(await ledgerNames(db)).toEqual([]);
+  });
+});
+
 describe('ctx.prisma', () => {
   it('runs Prisma queries inside the migration transaction (a failed validate rolls them back)', async () => {
     const db = await freshDb();
