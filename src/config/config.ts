@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors.js';
-import { maskUrl } from './redact.js';
+import { maskUrl, urlPasswords } from './redact.js';
 
 export type SourceKind = 'flag' | 'env' | 'dotenv' | 'file' | 'default' | 'derived';
 
@@ -195,12 +195,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
       secrets.push(s.value);
       settings[name] = { value: '***', source: s.source };
     } else if (def.secret) {
-      try {
-        const pw = new URL(s.value).password;
-        if (pw) secrets.push(pw, decodeURIComponent(pw));
-      } catch {
-        // validated below with a proper message
-      }
+      for (const pw of urlPasswords(s.value)) secrets.push(pw);
       settings[name] = { value: maskUrl(s.value) ?? '', source: s.source };
     } else {
       settings[name] = { value: s.value, source: s.source };

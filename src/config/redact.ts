@@ -7,8 +7,13 @@
 
 export const MASK = '***';
 
-/** `scheme://user:password@host` → `scheme://user:***@host` (also without a user). */
-const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^@/\s]+)@/gi;
+/**
+ * `scheme://user:password@host` → `scheme://user:***@host` (also without a user). The password runs
+ * to the last `@` of the token, so an unencoded `/`, `#`, `?` or `@` in it is masked too.
+ */
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):(\S+)@(?=[^@\s]*$|[^@\s]*\s)/gi;
+/** The password of a URL that `new URL` cannot parse (an unencoded `/`, `#`, `?` or `@` in it). */
+const RAW_URL_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^:@/\s]*:(.+)@[^@]*$/i;
 /** `password=secret`, `password: "secret"`, `pass=...` in keyword/value strings and JSON. */
 const KEYWORD_SECRETS = /\b(password|passwd|pwd|pass|secret)(["']?\s*[:=]\s*["']?)([^\s"'&;,}]+)/gi;
 
@@ -33,15 +38,10 @@ export class Redactor {
     }
   }
 
-  /** Remember the password of a connection URL. */
+  /** Remember the password of a connection URL, also of one that does not parse. */
   addUrl(url: string | undefined): void {
     if (!url) return;
-    try {
-      const parsed = new URL(url);
-      if (parsed.password) this.add(parsed.password);
-    } catch {
-      // not a URL: the pattern-based masking still applies
-    }
+    for (const pw of urlPasswords(url)) this.add(pw);
   }
 
   redact(text: string): string {
@@ -54,6 +54,20 @@ export class Redactor {
     out = out.replace(KEYWORD_SECRETS, (_m, key: string, sep: string) => `${key}${sep}${MASK}`);
     return out;
   }
+}
+
+/** Every spelling of a URL's password: as parsed, decoded, and raw up to the last `@`. */
+export function urlPasswords(url: string): string[] {
+  const out: string[] = [];
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) out.push(parsed.password);
+  } catch {
+    // not parseable: the raw form below still finds it
+  }
+  const raw = RAW_URL_PASSWORD.exec(url.trim())?.[1];
+  if (raw) out.push(raw);
+  return out;
 }
 
 /** A URL for display: the password replaced by ***. Invalid URLs are masked by pattern. */

@@ -73,4 +73,22 @@ describe('no password in any output', () => {
       }
     });
   }
+
+  it('a password with unencoded URL-special characters is never printed either', async () => {
+    const special = `Sp/ec#ial?@Pw-${process.pid}`;
+    const env = cleanEnv({
+      DATABASE_URL: `postgresql://app:${special}@127.0.0.1:${closed}/x`,
+      REDIS_URL: `redis://default:${special}@127.0.0.1:${closed}/0`,
+      DIRECT_DATABASE_URL: `postgresql://app:${special}@127.0.0.1:${closed}/x`,
+    });
+    for (const command of COMMANDS) {
+      for (const extra of [['--verbose'], ['--json']]) {
+        const r = await runDbops([...command, '--timeout', '2s', ...extra], { env });
+        const all = r.stdout + r.stderr;
+        for (const piece of [special, 'Sp/ec#ial', encodeURIComponent(special)]) expect(all, `${command.join(' ')} ${extra.join(' ')}`).not.toContain(piece);
+      }
+    }
+    const flag = await runDbops(['doctor', '--database-url', `postgres://u:${special}@127.0.0.1:${closed}/db`, '--timeout', '2s']);
+    expect(flag.stdout + flag.stderr).not.toContain('Sp/ec#ial');
+  }, 300_000);
 });

@@ -21,3 +21,17 @@ describe('Redactor', () => {
     expect(maskUrl('postgres://u@h/db')).toBe('postgres://u@h/db');
   });
 });
+
+describe('passwords with URL-special characters', () => {
+  const pw = 's3cr/et#p?w@rd';
+  it('are masked by pattern even when the URL does not parse', () => {
+    const r = new Redactor();
+    expect(r.redact(`postgresql://user:${pw}@localhost:5432/db failed`)).toBe('postgresql://user:***@localhost:5432/db failed');
+    expect(r.redact(`a postgresql://u:${pw}@h/db and redis://:x@r:1 here`)).not.toContain('s3cr');
+  });
+  it('are learnt from an unparseable URL and masked wherever they appear', () => {
+    const r = new Redactor();
+    r.addUrl(`postgresql://user:${pw}@localhost:5432/db`);
+    expect(r.redact(`password authentication failed: ${pw}`)).toBe('password authentication failed: ***');
+  });
+});
