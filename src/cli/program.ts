@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { type ResolvedConfig, resolveConfig } from '../config/config.js';
 import { Redactor } from '../config/redact.js';
 import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
-import { Output, type Writable } from '../output/output.js';
+import { githubAnnotation, Output, type Writable } from '../output/output.js';
 import { decideTerminal } from '../output/terminal.js';
 import { registerCache } from './commands/cache.js';
 import { registerConfig } from './commands/config.js';
@@ -159,12 +159,12 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
     await program.parseAsync(args, { from: 'user' });
     return state.exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) return commanderExit(error, io, redactor);
+    if (error instanceof CommanderError) return commanderExit(error, io, redactor, args.includes('--json'));
     return reportError(error, io, state, args.includes('--verbose') || args.includes('-v'), args.includes('--json'));
   }
 }
 
-function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor): number {
+function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, json: boolean): number {
   if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code)) return ExitCode.Ok;
   if (error.code === 'commander.executeSubCommandAsync') return ExitCode.Ok;
   // One line: "error: unknown command 'migrat' (Did you mean migrate?)"
@@ -172,7 +172,13 @@ function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor): nu
     .replace(/^error:\s*/i, '')
     .replace(/\n+/g, ' ')
     .trim();
-  io.stderr.write(redactor.redact(`dbops: ${line}\n  hint: see dbops --help, or dbops <command> --help\n`));
+  const hint = 'see dbops --help, or dbops <command> --help';
+  if (json) {
+    // --json promises one document on stdout, also for a command line that did not parse.
+    const doc = { ok: false, error: { code: 'USAGE', message: line, hint, exitCode: ExitCode.Usage } };
+    io.stdout.write(redactor.redact(`${JSON.stringify(doc, null, 2)}\n`));
+  }
+  io.stderr.write(redactor.redact(`dbops: ${line}\n  hint: ${hint}\n`));
   return ExitCode.Usage;
 }
 
@@ -193,7 +199,8 @@ function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolea
     io.stderr.write(redact(`error: ${oneLine}\n`));
   }
   if (hint) io.stderr.write(redact(`  hint: ${hint}\n`));
-  if (state.output?.githubActions) io.stderr.write(redact(`::error title=dbops::${oneLine.replace(/\r?\n/g, ' ')}\n`));
+  // One annotation per failure: a command that already annotated (naming the migration) is not repeated.
+  if (state.output?.githubActions && !state.output.annotated) io.stderr.write(redact(githubAnnotation('dbops', oneLine)));
   if (verbose) {
     let cur: unknown = error;
     let depth = 0;

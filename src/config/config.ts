@@ -21,7 +21,7 @@ export interface Sourced<T> {
 /** Every setting dbops reads, with its environment name, its config-file key and its flag. */
 export const SETTINGS = {
   DATABASE_URL: { key: 'databaseUrl', flag: '--database-url', secret: true },
-  DIRECT_DATABASE_URL: { key: 'directDatabaseUrl', flag: '--direct-database-url', secret: true },
+  DIRECT_DATABASE_URL: { key: 'directDatabaseUrl', secret: true },
   DATABASE_HOST: { key: 'databaseHost' },
   DATABASE_PORT: { key: 'databasePort' },
   DATABASE_NAME: { key: 'databaseName' },
@@ -271,14 +271,14 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
       }
     }
   }
-  if (url && ssl && !/[?&]sslmode=/.test(url)) {
-    url += `${url.includes('?') ? '&' : '?'}sslmode=require`;
-  }
+  // TLS applies to every connection, the direct one (migrations, locks) included.
+  const withSsl = (u: string) => (ssl && !/[?&]sslmode=/.test(u) ? `${u}${u.includes('?') ? '&' : '?'}sslmode=require` : u);
+  if (url) url = withSsl(url);
   const directS = get('DIRECT_DATABASE_URL');
-  const directUrl = directS ? checkUrl('DIRECT_DATABASE_URL', directS, PG_PROTOCOLS) : url;
+  const directUrl = directS ? withSsl(checkUrl('DIRECT_DATABASE_URL', directS, PG_PROTOCOLS)) : url;
   if (!url) {
-    if (directS) {
-      return { url: directS.value, directUrl: directS.value, source: directS.source, directSource: directS.source, ssl, poolSize };
+    if (directUrl && directS) {
+      return { url: directUrl, directUrl, source: directS.source, directSource: directS.source, ssl, poolSize };
     }
     return undefined;
   }

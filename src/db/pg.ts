@@ -10,6 +10,8 @@ export interface ConnectOptions {
   /** Bound on TCP connect + authentication (ms). */
   timeoutMs: number;
   applicationName?: string;
+  /** Client-side bound on each query (ms): a server that accepts the connection but never answers. */
+  queryTimeoutMs?: number;
   /** Server-side statement_timeout for this session (ms); not sent through PgBouncer startup. */
   statementTimeoutMs?: number;
   /** Label used in error messages, e.g. "PostgreSQL" or "PgBouncer". */
@@ -98,6 +100,7 @@ export async function connectPg(opts: ConnectOptions): Promise<Client> {
   const config: ClientConfig = {
     connectionString: opts.connectionString,
     connectionTimeoutMillis: opts.timeoutMs,
+    ...(opts.queryTimeoutMs === undefined ? {} : { query_timeout: opts.queryTimeoutMs }),
   };
   if (!opts.adminConsole) {
     config.application_name = opts.applicationName ?? 'dbops';

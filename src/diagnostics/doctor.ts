@@ -30,8 +30,8 @@ export interface DoctorReport {
 }
 
 export interface DoctorTargets {
-  /** Direct PostgreSQL (DIRECT_DATABASE_URL, or DATABASE_URL when that is direct). */
-  postgresUrl: string;
+  /** Direct PostgreSQL (DIRECT_DATABASE_URL, or DATABASE_URL when that is direct); none configured: skipped. */
+  postgresUrl?: string | undefined;
   /** DATABASE_URL when it differs from the direct URL (usually PgBouncer). */
   pooledUrl?: string | undefined;
   pgbouncerAdminUrl?: string | undefined;
@@ -48,7 +48,8 @@ function failure(error: unknown): ComponentCheck['error'] {
 }
 
 export async function runDoctor(targets: DoctorTargets): Promise<DoctorReport> {
-  const checks: Array<Promise<ComponentCheck>> = [checkPostgres('postgres', 'PostgreSQL', targets.postgresUrl, targets.timeoutMs)];
+  const checks: Array<Promise<ComponentCheck>> = [];
+  if (targets.postgresUrl) checks.push(checkPostgres('postgres', 'PostgreSQL', targets.postgresUrl, targets.timeoutMs));
   if (targets.pooledUrl && targets.pooledUrl !== targets.postgresUrl) {
     checks.push(checkPostgres('postgres-via-pgbouncer', 'PostgreSQL via PgBouncer', targets.pooledUrl, targets.timeoutMs));
   }
@@ -63,7 +64,7 @@ async function checkPostgres(component: ComponentKind, label: string, url: strin
   let client: Client | undefined;
   try {
     const t0 = process.hrtime.bigint();
-    client = await connectPg({ connectionString: url, timeoutMs, label, applicationName: 'dbops doctor' });
+    client = await connectPg({ connectionString: url, timeoutMs, queryTimeoutMs: timeoutMs, label, applicationName: 'dbops doctor' });
     check.connectMs = round(ms(t0));
     const t1 = process.hrtime.bigint();
     await client.query('SELECT 1');
@@ -138,7 +139,7 @@ async function checkPgbouncer(url: string, timeoutMs: number): Promise<Component
   let client: Client | undefined;
   try {
     const t0 = process.hrtime.bigint();
-    client = await connectPg({ connectionString: url, timeoutMs, label: 'PgBouncer', adminConsole: true });
+    client = await connectPg({ connectionString: url, timeoutMs, queryTimeoutMs: timeoutMs, label: 'PgBouncer', adminConsole: true });
     check.connectMs = round(ms(t0));
     const t1 = process.hrtime.bigint();
     // The admin console speaks only the simple query protocol: no parameters, no statement names.
@@ -160,7 +161,7 @@ async function checkRedis(url: string, timeoutMs: number): Promise<ComponentChec
   const check: ComponentCheck = { component: 'redis', label: 'Redis', endpoint: describeRedis(url), ok: false, details: {}, warnings: [] };
   try {
     const t0 = process.hrtime.bigint();
-    const client = await connectRedis({ url, timeoutMs, connectionName: 'dbops-doctor' });
+    const client = await connectRedis({ url, timeoutMs, commandTimeoutMs: timeoutMs, connectionName: 'dbops-doctor' });
     check.connectMs = round(ms(t0));
     try {
       const t1 = process.hrtime.bigint();

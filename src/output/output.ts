@@ -153,6 +153,16 @@ export class Output implements Logger {
   get githubActions(): boolean {
     return this.opts.env.GITHUB_ACTIONS === 'true';
   }
+
+  /** True once this command wrote a workflow error annotation. */
+  annotated = false;
+
+  /** A GitHub Actions error annotation (only when GITHUB_ACTIONS=true). */
+  annotate(title: string, message: string): void {
+    if (!this.githubActions) return;
+    this.annotated = true;
+    this.opts.stderr.write(this.redactor.redact(githubAnnotation(title, message)));
+  }
 }
 
 /** BigInt as number when safe (else string), Date as ISO, Buffer as its binary-safe escape. */
@@ -164,4 +174,11 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
     return Buffer.from((value as { data: number[] }).data).toString('latin1');
   }
   return value;
+}
+
+/** A GitHub Actions `::error` workflow command, with its data and title escaped as the runner requires. */
+export function githubAnnotation(title: string, message: string): string {
+  const data = (v: string) => v.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
+  const prop = (v: string) => data(v).replace(/:/g, '%3A').replace(/,/g, '%2C');
+  return `::error title=${prop(title)}::${data(message)}\n`;
 }

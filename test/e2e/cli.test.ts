@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanEnv, runDbops } from '../helpers/cli.js';
-import { freePort } from '../helpers/servers.js';
+import { freePort, startPgBouncer, startPostgres } from '../helpers/servers.js';
 import { createTestDatabase, redisUrl, services, type TestDatabase } from '../helpers/services.js';
 
 const SECRET = 'Unique-Pw-8f3kq7ZZ';
@@ -35,10 +35,14 @@ describe('dbops CLI basics', () => {
     expect(r.stdout).toBe('');
   });
 
-  it('a bad option value is exit code 2 naming the option', async () => {
+  it('a bad option value is exit code 2 naming the option; with --json also one JSON document', async () => {
     const r = await runDbops(['--timeout', 'soon', 'doctor']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--timeout/);
+    expect(r.stdout).toBe('');
+    const j = await runDbops(['--json', '--timeout', 'soon', 'doctor']);
+    expect(j.code).toBe(2);
+    expect(JSON.parse(j.stdout)).toMatchObject({ ok: false, error: { code: 'USAGE', exitCode: 2 } });
   });
 
   it('refuses with exit code 2 in CI when no database is configured', async () => {
@@ -132,6 +136,29 @@ describe('dbops doctor against real servers', () => {
     const r = await runDbops(['doctor', '--timeout', '2s', '--database-url', `postgres://u:${SECRET}@no-such-host.invalid:5432/db`]);
     expect(r.code).toBe(5);
     expect(r.stdout + r.stderr).not.toContain(SECRET);
+  });
+
+  it('in CI with only Redis configured, checks Redis (and no embedded database)', async () => {
+    const r = await runDbops(['doctor', '--json'], { env: cleanEnv({ CI: 'true', REDIS_URL: redisUrl() }) });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).components.map((c: { component: string }) => c.component)).toEqual(['redis']);
+  });
+
+  it('through a PgBouncer whose PostgreSQL is down: fails within the timeout instead of hanging', async () => {
+    const server = await startPostgres('embedded');
+    const bouncer = await startPgBouncer(server.port);
+    try {
+      await server.stop();
+      const started = Date.now();
+      const r = await runDbops(['doctor', '--json', '--timeout', '2s'], {
+        env: cleanEnv({ DATABASE_URL: bouncer.url('postgres'), DIRECT_DATABASE_URL: bouncer.url('postgres') }),
+      });
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(r.code).toBe(5);
+      expect(JSON.parse(r.stdout).ok).toBe(false);
+    } finally {
+      await bouncer.stop();
+    }
   });
 
   it('config shows masked settings and their sources', async () => {

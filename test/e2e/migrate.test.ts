@@ -241,7 +241,9 @@ describe('migrate commands', () => {
       outputs.push(fail.stdout, fail.stderr);
       expect(fail.code).toBe(1);
       expect(fail.stderr).toMatch(/error: migration 20240102000000_bad failed at validate: validate\(\) returned false \(rolled back\)/);
-      expect(fail.stderr).toMatch(/::error title=dbops migrate: 20240102000000_bad failed at validate::validate\(\) returned false/);
+      expect(fail.stderr).toMatch(/::error title=dbops migrate%3A 20240102000000_bad failed at validate::validate\(\) returned false/);
+      // one annotation per failure, not a second generic one
+      expect(fail.stderr.match(/::error /g)).toHaveLength(1);
 
       const json = await runDbops(['--json', 'migrate', 'up'], { env: e });
       outputs.push(json.stdout, json.stderr);

@@ -97,3 +97,19 @@ describe('resolveConfig precedence: flags > env > .env > config file', () => {
     expect(cfg.secrets).toEqual(expect.arrayContaining(['TopSecret99', 'Bouncer55']));
   });
 });
+
+describe('TLS in production', () => {
+  it('applies sslmode=require to DIRECT_DATABASE_URL as well', () => {
+    const cfg = resolveConfig({
+      cwd: mkdtempSync(join(tmpdir(), 'dbops-cfg-')),
+      env: { NODE_ENV: 'production', DATABASE_URL: 'postgres://u@bouncer:6432/app', DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app' },
+    });
+    expect(cfg.database?.url).toBe('postgres://u@bouncer:6432/app?sslmode=require');
+    expect(cfg.database?.directUrl).toBe('postgres://u@pg:5432/app?sslmode=require');
+    const only = resolveConfig({
+      cwd: mkdtempSync(join(tmpdir(), 'dbops-cfg-')),
+      env: { DATABASE_SSL: 'true', DIRECT_DATABASE_URL: 'postgres://u@pg/app?x=1' },
+    });
+    expect(only.database?.directUrl).toBe('postgres://u@pg/app?x=1&sslmode=require');
+  });
+});

@@ -10,10 +10,12 @@ export function registerDoctor(program: Command, run: Runner): void {
       run(async (ctx) => {
         const { runDoctor } = await import('../../diagnostics/doctor.js');
         const { renderDoctor } = await import('../../output/doctor.js');
-        const db = await ctx.database();
+        // In CI or production with only Redis or PgBouncer configured, check those (no embedded database).
+        const onlyOthers = !ctx.config.database && (ctx.config.ci || ctx.config.production) && (ctx.config.redis || ctx.config.pgbouncerAdminUrl);
+        const db = onlyOthers ? undefined : await ctx.database();
         const report = await runDoctor({
-          postgresUrl: db.directUrl,
-          pooledUrl: db.url,
+          postgresUrl: db?.directUrl,
+          pooledUrl: db?.url,
           pgbouncerAdminUrl: ctx.config.pgbouncerAdminUrl?.value,
           redisUrl: ctx.config.redis?.url,
           timeoutMs: ctx.timeoutMs,

@@ -118,10 +118,7 @@ async function runWithReport(
       } else if (partial.outcomes.length > 0) {
         ctx.out.stderr(renderRunResult(partial, ctx.out.c, ctx.out.terminal.colour));
       }
-      if (failed && ctx.out.githubActions) {
-        const msg = (failed.error?.message ?? '').replace(/\r?\n/g, ' ');
-        ctx.out.stderr(`::error title=dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}::${msg}`);
-      }
+      if (failed) ctx.out.annotate(`dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}`, failed.error?.message ?? '');
     }
     throw error;
   } finally {
@@ -194,9 +191,7 @@ export function registerMigrate(program: Command, run: Runner): void {
         const { renderValidate } = await import('../../output/migrate.js');
         const result = await runner.validate(names);
         ctx.out.result(result, () => renderValidate(result, ctx.out.c));
-        if (!result.ok && ctx.out.githubActions) {
-          for (const f of result.findings) ctx.out.stderr(`::error title=dbops migrate validate: ${f.name}::${f.message}`);
-        }
+        if (!result.ok) for (const f of result.findings) ctx.out.annotate(`dbops migrate validate: ${f.name}`, f.message);
         return result.ok ? ExitCode.Ok : ExitCode.CheckFailed;
       }),
     );
