@@ -18,7 +18,7 @@
  * to `dbops migrate <pid>@<host>`, and xact_start says since when it holds the lock.
  */
 import type { ClientBase } from 'pg';
-import { LockError } from '../errors.js';
+import { InterruptedError, LockError } from '../errors.js';
 import { sleep } from '../util/sleep.js';
 import type { LockHolder, RunnerIdentity } from './types.js';
 
@@ -96,7 +96,7 @@ export async function acquireLockTransaction(client: ClientBase, opts: AcquireOp
       throw lockTimeoutError(holder, opts.timeoutMs);
     }
     if (opts.signal?.aborted) {
-      throw new LockError('interrupted while waiting for the migration lock', { hint: 'nothing was run by this process' });
+      throw new InterruptedError('interrupted while waiting for the migration lock', { hint: 'nothing was run by this process; run the command again' });
     }
     if (opts.onWait && waited - lastReport >= (opts.reportEveryMs ?? 2000)) {
       lastReport = waited;
@@ -155,8 +155,18 @@ export async function findLockHolder(client: ClientBase, key: [number, number]):
   };
 }
 
-/** Ends the holder's server session (its transaction rolls back, the lock goes). */
-export async function terminateHolder(client: ClientBase, backendPid: number): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [backendPid]);
+/**
+ * Ends the holder's server session (its transaction rolls back, the lock goes), only if that
+ * backend still holds the migration lock: checked and done in one statement, because behind
+ * PgBouncer the same server connection may be serving someone else by the time a person confirms.
+ */
+export async function terminateHolder(client: ClientBase, backendPid: number, key: readonly [number, number]): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT pg_terminate_backend(l.pid) AS ok
+       FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $1
+        AND l.classid = ($2::int4)::oid AND l.objid = ($3::int4)::oid AND l.objsubid = 2`,
+    [backendPid, key[0], key[1]],
+  );
   return rows[0]?.ok === true;
 }

@@ -851,7 +851,7 @@ export class MigrationRunner {
 
   /** Terminates the holder's server session (its transaction rolls back and the lock is released). */
   async unlock(backendPid: number): Promise<boolean> {
-    return terminateHolder(await this.conn(), backendPid);
+    return terminateHolder(await this.conn(), backendPid, this.key);
   }
 
   /** Backfill checkpoints (finished or not); [] before any backfill ran. */
@@ -908,7 +908,7 @@ export class MigrationRunner {
     const backfills: BackfillResult[] = [];
     const ctx: MigrationContext = {
       name: m.name,
-      sql: createSqlTag(client),
+      sql: createSqlTag(client, m.transactional),
       log,
       options: m.migration.options ?? {},
       dryRun,

@@ -4,6 +4,7 @@
  */
 import type { ClientBase, QueryResult } from 'pg';
 import { quoteQualified } from '../db/pg.js';
+import { UsageError } from '../errors.js';
 import type { SqlFragment, SqlResult, SqlTag, StatementStat } from './types.js';
 
 const FRAGMENT = Symbol.for('dbops.sqlFragment');
@@ -36,8 +37,24 @@ export function buildSql(strings: readonly string[], values: readonly unknown[])
   return { text, values: out };
 }
 
-export function createSqlTag(client: ClientBase): SqlTag {
+/** BEGIN, COMMIT, ROLLBACK (not ROLLBACK TO), END, ABORT, START TRANSACTION, PREPARE/COMMIT PREPARED. */
+const TRANSACTION_CONTROL = /(^|;)\s*(begin|commit|end|abort|start\s+transaction|prepare\s+transaction|rollback(?!\s+to\b))\b/i;
+
+function withoutComments(text: string): string {
+  return text.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
+}
+
+/**
+ * `inTransaction`: the migration runs inside dbops' transaction, whose end dbops owns (the ledger
+ * row commits with it). A COMMIT from the migration would record it applied before validate ran.
+ */
+export function createSqlTag(client: ClientBase, inTransaction = false): SqlTag {
   const run = async <R>(text: string, values: unknown[]): Promise<SqlResult<R>> => {
+    if (inTransaction && TRANSACTION_CONTROL.test(withoutComments(text))) {
+      throw new UsageError(`ctx.sql: transaction control is not allowed inside a migration's transaction: ${compact(text).slice(0, 80)}`, {
+        hint: 'dbops commits up, validate and the ledger row together; use SAVEPOINT, or defineDataMigration({ transaction: false })',
+      });
+    }
     const res = (await client.query(text, values)) as unknown as QueryResult<R & Record<string, unknown>>;
     return { rows: res.rows, rowCount: res.rowCount ?? 0 };
   };

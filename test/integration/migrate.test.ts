@@ -365,6 +365,23 @@ describe('the transaction timeout', () => {
   });
 });
 
+describe('transaction control inside a migration', () => {
+  it('refuses a COMMIT through ctx.sql: nothing commits early, nothing is recorded', async () => {
+    const db = await freshDb();
+    const dir = migrationFolder({
+      '20240101000000_commits.ts': mig(`{
+        async up({ sql }) {
+          await sql\`INSERT INTO audit (name) VALUES ('before-commit')\`;
+          await sql.query('COMMIT');
+        },
+      }`),
+    });
+    await expect(using(runner(db, dir), (r) => r.up())).rejects.toThrow(/transaction control is not allowed/);
+    await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({}));
+    expect(await ledgerNames(db)).toEqual([]);
+  });
+});
+
 describe('ctx.prisma', () => {
   it('runs Prisma queries inside the migration transaction (a failed validate rolls them back)', async () => {
     const db = await freshDb();
