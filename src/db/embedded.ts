@@ -74,7 +74,7 @@ export async function ensureEmbedded(opts: EmbeddedOptions): Promise<EmbeddedDat
       writeFileSync(p.port, `${port}\n`);
       started = true;
     }
-    const created = await ensureDatabase(port, opts);
+    const created = await ensureDatabase(port, opts, started);
     return { url: embeddedUrl(port), port, pid, started, created, dataDir: p.data };
   } finally {
     release();
@@ -88,7 +88,7 @@ const SERVER_SETTINGS = {
   fsync: 'off',
 };
 
-async function ensureDatabase(port: number, opts: EmbeddedOptions): Promise<boolean> {
+async function ensureDatabase(port: number, opts: EmbeddedOptions, started: boolean): Promise<boolean> {
   const pg = await loadPg();
   const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
   admin.on('error', () => {});
@@ -104,7 +104,9 @@ async function ensureDatabase(port: number, opts: EmbeddedOptions): Promise<bool
     await admin.end();
   }
   const url = embeddedUrl(port);
-  if (created) {
+  // On creation, and on every server start (which also heals a creation cut short by a crash):
+  // the extension and any pending Prisma schema migrations of the example schema.
+  if (created || started) {
     const db = new pg.Client({ connectionString: url });
     db.on('error', () => {});
     await db.connect();
@@ -115,8 +117,14 @@ async function ensureDatabase(port: number, opts: EmbeddedOptions): Promise<bool
     }
     if (opts.prismaMigrationsDir && existsSync(opts.prismaMigrationsDir)) {
       const { applySchemaMigrations } = await import('./schema-engine.js');
-      const { applied } = await applySchemaMigrations({ connectionString: url, migrationsDir: opts.prismaMigrationsDir });
-      opts.log?.(`applied ${applied.length} Prisma schema migration(s) to the embedded database`);
+      try {
+        const { applied } = await applySchemaMigrations({ connectionString: url, migrationsDir: opts.prismaMigrationsDir });
+        if (applied.length > 0) opts.log?.(`applied ${applied.length} Prisma schema migration(s) to the embedded database`);
+      } catch (error) {
+        // A fresh database must get its schema; an existing one keeps working and says why not.
+        if (created) throw error;
+        opts.log?.(`warning: could not apply pending Prisma schema migrations to the embedded database: ${(error as Error).message}`);
+      }
     }
   }
   return created;
@@ -146,7 +154,7 @@ export async function resetEmbedded(dir: string): Promise<void> {
 
 /** An exclusive lock file so two dbops processes never initialise or start the server together. */
 async function takeStartLock(file: string): Promise<() => void> {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 300_000;
   for (;;) {
     try {
       const fd = openSync(file, 'wx');
@@ -155,17 +163,22 @@ async function takeStartLock(file: string): Promise<() => void> {
       return () => rmSync(file, { force: true });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      // A lock older than 60 s, or whose holder is dead, is stale.
+      // A lock whose holder is dead is stale; a live holder may be slow (initdb on a busy machine).
       try {
-        const holder = Number(readFileSync(file, 'utf8'));
+        const text = readFileSync(file, 'utf8');
+        const holder = Number(text);
         const age = Date.now() - statSync(file).mtimeMs;
         let alive = true;
-        try {
-          process.kill(holder, 0);
-        } catch {
-          alive = false;
+        if (text !== '' && Number.isInteger(holder) && holder > 0) {
+          try {
+            process.kill(holder, 0);
+          } catch {
+            alive = false;
+          }
+        } else if (age > 10_000) {
+          alive = false; // written but never filled in: its creator died between open and write
         }
-        if (!alive || age > 60_000) rmSync(file, { force: true });
+        if (!alive) rmSync(file, { force: true });
       } catch {
         // the holder just released it
       }
