@@ -5,6 +5,7 @@
  * is one consistent snapshot; the summaries (groups, idle in transaction, long-running) are pure.
  */
 import type { ClientBase as Client } from 'pg';
+import { maskSqlSecrets } from '../db/sql-secrets.js';
 
 /** One client backend, ages in milliseconds at the moment of the snapshot. */
 export interface Backend {
@@ -71,10 +72,9 @@ export interface ActivityRaw {
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-/** Mask obvious secrets in query text (ALTER ROLE ... PASSWORD '...'). */
+/** Mask secrets in query text (ALTER ROLE ... PASSWORD '...', connection strings). */
 export function maskQuery(query: string | null): string | null {
-  if (query === null) return null;
-  return query.replace(/(PASSWORD\s+)'(?:[^']|'')*'/gi, "$1'***'");
+  return query === null ? null : maskSqlSecrets(query);
 }
 
 const INFO_SQL = `SELECT current_setting('server_version') AS version,

@@ -130,7 +130,8 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
       .map((r) => ({
         name: s(r.name),
         poolSize: n(r.pool_size),
-        reservePool: n(r.reserve_pool),
+        // PgBouncer 1.24 renamed SHOW DATABASES' reserve_pool to reserve_pool_size.
+        reservePool: n(r.reserve_pool_size ?? r.reserve_pool),
         maxConnections: n(r.max_connections),
         currentConnections: n(r.current_connections),
         poolMode: r.pool_mode === null || r.pool_mode === undefined ? null : s(r.pool_mode),

@@ -5,6 +5,7 @@
  */
 import type { ClientBase } from 'pg';
 import { withReadOnly } from '../db/readonly.js';
+import { maskSqlSecrets } from '../db/sql-secrets.js';
 import { ConfigError, type DbopsError, isDbopsError, messageOf, OperationError, UnreachableError } from '../errors.js';
 import { atLeast, type PgssColumns, type PgssVersion, parsePgssVersion, pgssColumns } from './pgss-version.js';
 
@@ -251,7 +252,7 @@ function toCounters(r: CounterRow): StatementCounters {
     blkReadMs: r.blk_read_ms,
     blkWriteMs: r.blk_write_ms,
     statsSince: r.stats_since ? r.stats_since.toISOString() : null,
-    query: r.query ?? '',
+    query: maskSqlSecrets(r.query ?? ''),
   };
 }
 

@@ -138,6 +138,18 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     expect(r.notes.join('\n')).toMatch(/gone \(reset or evicted\)/);
   });
 
+  it('never carries a role password from the query text into reports or snapshots', async (t) => {
+    if (!available()) t.skip();
+    const role = `r_${db.name}`;
+    await client.query(`CREATE ROLE ${role} LOGIN PASSWORD 'Stmt-Secret-77x'`);
+    await client.query(`ALTER ROLE ${role} PASSWORD 'Stmt-Secret-78y'`);
+    const read = await readPgss(client, { mode: 'all' }, 10_000);
+    const texts = JSON.stringify(snapshotOf(read));
+    expect(read.statements.some((s) => /ALTER ROLE/i.test(s.query))).toBe(true);
+    expect(texts).not.toMatch(/Stmt-Secret/);
+    await client.query(`DROP ROLE ${role}`);
+  });
+
   it('works for a role with only pg_monitor, inside a read-only transaction', async (t) => {
     if (!available()) t.skip();
     await runWorkload(client);

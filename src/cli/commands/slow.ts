@@ -106,9 +106,17 @@ export function registerSlow(program: Command, run: Runner): void {
         });
         if (opts.save) {
           // Write beside, then rename: a crash never leaves half a snapshot.
+          // Query texts can be sensitive even masked: the file is private to its owner (0600).
           const tmp = `${opts.save}.${process.pid}.tmp`;
-          await writeFile(tmp, `${JSON.stringify(core.snapshotOf(read))}\n`);
-          await rename(tmp, opts.save);
+          try {
+            await writeFile(tmp, `${JSON.stringify(core.snapshotOf(read))}\n`, { mode: 0o600 });
+            await rename(tmp, opts.save);
+          } catch (error) {
+            const { UsageError } = await import('../../errors.js');
+            throw new UsageError(`--save ${opts.save}: cannot write the snapshot: ${(error as Error).message}`, {
+              hint: 'check that the folder exists and is writable',
+            });
+          }
         }
         const { renderSlowQueries } = await import('../../output/slow.js');
         const doc = opts.save ? { ...report, savedTo: opts.save } : report;
