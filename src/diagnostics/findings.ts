@@ -84,7 +84,8 @@ function lockFindings(tree: BlockingTree, t: Thresholds): Finding[] {
     const waiters = walkTree({ roots: [root], waiterCount: 0 })
       .slice(1)
       .map((x) => x.node);
-    const longest = waiters.reduce((a, w) => Math.max(a, w.queryAgeMs ?? 0), 0);
+    // How long each has waited for its lock (PostgreSQL 14+), else how long its query has run.
+    const longest = waiters.reduce((a, w) => Math.max(a, w.waitingFor?.waitMs ?? w.queryAgeMs ?? 0), 0);
     const what = describeRoot(root);
     const ddl = waiters.find((w) => /^\s*(ALTER|CREATE\s+INDEX|DROP|TRUNCATE|VACUUM\s+FULL|REINDEX|CLUSTER)\b/i.test(w.query ?? ''));
     const idle = root.state?.startsWith('idle in transaction');

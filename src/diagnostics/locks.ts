@@ -22,6 +22,8 @@ export interface WaitTarget {
   mode: string;
   /** Relation name for relation-level locks in this database. */
   relation: string | null;
+  /** How long it has waited for this lock (pg_locks.waitstart, PostgreSQL 14+); null before 14. */
+  waitMs: number | null;
 }
 
 export interface LockEdges {
@@ -49,11 +51,13 @@ export async function readLockEdges(client: Client): Promise<LockEdges> {
                AND hl.objsubid IS NOT DISTINCT FROM wl.objsubid
              WHERE wl.pid = w.pid AND NOT wl.granted
             ) AS holds,
-            t.locktype, t.mode, t.relation
+            t.locktype, t.mode, t.relation, t.wait_ms
        FROM waiters w
        CROSS JOIN LATERAL unnest(w.blockers) AS b(blocker)
        LEFT JOIN LATERAL (
          SELECT l.locktype, l.mode,
+                -- waitstart exists from PostgreSQL 14; through to_jsonb older servers give NULL instead of an error
+                EXTRACT(EPOCH FROM now() - (to_jsonb(l) ->> 'waitstart')::timestamptz) * 1000 AS wait_ms,
                 CASE WHEN l.relation IS NOT NULL AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                      THEN l.relation::regclass::text ELSE l.relation::text END AS relation
            FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted LIMIT 1
@@ -67,7 +71,10 @@ export async function readLockEdges(client: Client): Promise<LockEdges> {
     const blocker = Number(row.blocker);
     // A prepared transaction (pid 0) holds its locks without being in the queue.
     edges.push({ waiter, blocker, kind: row.holds || blocker === 0 ? 'holds' : 'queued' });
-    if (row.locktype) waitingFor[waiter] = { locktype: row.locktype, mode: row.mode, relation: row.relation ?? null };
+    if (row.locktype) {
+      const waitMs = row.wait_ms === null || row.wait_ms === undefined ? null : Math.max(0, Number(row.wait_ms));
+      waitingFor[waiter] = { locktype: row.locktype, mode: row.mode, relation: row.relation ?? null, waitMs };
+    }
   }
   return { edges, waitingFor };
 }

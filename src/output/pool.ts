@@ -186,7 +186,7 @@ function nodeLine(n: LockNode, c: ChalkInstance): string {
     parts.push(c.red(`${n.state ?? '?'} ${fmtAge(age)}`));
   } else {
     const target = n.waitingFor ? `${n.waitingFor.mode} on ${n.waitingFor.relation ?? n.waitingFor.locktype}` : 'a lock';
-    parts.push(c.yellow(`waiting ${fmtAge(n.queryAgeMs)} for ${target}`));
+    parts.push(c.yellow(`waiting ${fmtAge(n.waitingFor?.waitMs ?? n.queryAgeMs)} for ${target}`));
     const soft = n.blockedBy.filter((b) => b.kind === 'queued').map((b) => b.pid);
     const others = n.blockedBy.map((b) => b.pid);
     if (others.length > 1) parts.push(`blocked by ${others.join(', ')}`);

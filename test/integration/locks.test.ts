@@ -52,6 +52,11 @@ describe('blocking tree on a real pile-up (idle in transaction → UPDATE → AL
         .sort(),
     ).toEqual([pids.holder, pids.update].sort());
     expect(byPid.get(pids.alter)?.waitingFor).toMatchObject({ mode: 'AccessExclusiveLock', relation: 'items' });
+    // the time waited for the lock (pg_locks.waitstart), not the age of the query
+    const alter = byPid.get(pids.alter);
+    expect(typeof alter?.waitingFor?.waitMs).toBe('number');
+    expect(alter?.waitingFor?.waitMs ?? -1).toBeGreaterThanOrEqual(0);
+    expect(alter?.waitingFor?.waitMs ?? 0).toBeLessThanOrEqual((alter?.queryAgeMs ?? 0) + 50);
     // The SELECT is blocked only by the queued ALTER: a soft block that pg_locks joins cannot see.
     expect(byPid.get(pids.select)?.blockedBy).toEqual([{ pid: pids.alter, kind: 'queued' }]);
     expect(byPid.get(pids.select)?.application).toBe('select-app');
