@@ -132,11 +132,14 @@ export function escapeGlob(literal: string | Buffer): Buffer {
   return Buffer.from(out);
 }
 
-/** The pattern dbops sends: `<escaped prefix>:<pattern>` with a prefix, else the pattern itself. */
+/**
+ * The pattern dbops sends: `<escaped prefix>:<pattern>` with a prefix, else the pattern itself. A
+ * prefix that already ends with `:` (ioredis' `keyPrefix: 'app:'` style) gets no second one.
+ */
 export function applyPrefix(pattern: string | Buffer, prefix: string | undefined): Buffer {
   const p = toBuffer(pattern);
   if (!prefix) return p;
-  return Buffer.concat([escapeGlob(prefix), Buffer.from(':'), p]);
+  return Buffer.concat([escapeGlob(prefix), Buffer.from(prefix.endsWith(':') ? '' : ':'), p]);
 }
 
 /** A pattern made only of `*` and `?`: it matches (nearly) every key, FLUSHDB territory. */

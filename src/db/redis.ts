@@ -30,7 +30,8 @@ export function describeRedis(url: string): string {
 export function redisOptions(url: string, timeoutMs: number, connectionName = 'dbops'): RedisOptions {
   const u = new URL(url);
   const options: RedisOptions = {
-    host: u.hostname,
+    // new URL keeps the brackets of an IPv6 literal ([::1]); sockets want the bare address.
+    host: bareHost(u.hostname),
     port: Number(u.port || 6379),
     db: Number(u.pathname.replace('/', '') || 0),
     connectTimeout: timeoutMs,
@@ -46,7 +47,7 @@ export function redisOptions(url: string, timeoutMs: number, connectionName = 'd
   if (u.username) options.username = decodeURIComponent(u.username);
   if (u.password) options.password = decodeURIComponent(u.password);
   // SNI must be a host name (RFC 6066): Node warns when it is given an IP address.
-  if (u.protocol === 'rediss:') options.tls = isIP(u.hostname) ? {} : { servername: u.hostname };
+  if (u.protocol === 'rediss:') options.tls = isIP(bareHost(u.hostname)) ? {} : { servername: u.hostname };
   return options;
 }
 
@@ -147,4 +148,9 @@ export async function connectRedisCluster(opts: RedisConnectOptions): Promise<Cl
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** `[::1]` → `::1`; other hosts unchanged. */
+export function bareHost(hostname: string): string {
+  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
 }

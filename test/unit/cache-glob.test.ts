@@ -72,6 +72,10 @@ describe('escapeGlob / applyPrefix', () => {
   it('without a prefix the pattern is unchanged', () => {
     expect(applyPrefix('user:*', undefined).toString()).toBe('user:*');
   });
+  it('a prefix that ends with a colon (ioredis keyPrefix style) gets no second one', () => {
+    expect(applyPrefix('user:*', 'app:').toString()).toBe('app:user:*');
+    expect(applyPrefix('user:*', 'app').toString()).toBe('app:user:*');
+  });
 });
 
 describe('pattern analysis', () => {

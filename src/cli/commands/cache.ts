@@ -105,7 +105,8 @@ async function open(ctx: CommandContext): Promise<{ target: CacheTarget; endpoin
   ctx.onClose(() => target.close());
   const endpoint = endpointLabel(url, target.info);
   const i = target.info;
-  ctx.out.info(`Redis ${endpoint}: ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
+  // Always said, --quiet or not: on call, which server is about to lose keys must be on record.
+  ctx.out.stderr(`Redis ${endpoint}: ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
   return { target, endpoint };
 }
 
