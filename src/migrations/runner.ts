@@ -232,7 +232,9 @@ export class MigrationRunner {
       schemaApplied: schema.applied,
       ledgerExists: exists,
     });
-    const backfills = (await this.backfillProgress()).filter((b) => !b.finished);
+    // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
+    const recorded = new Set(ledger.map((r) => r.name));
+    const backfills = (await this.backfillProgress()).filter((b) => !b.finished || !recorded.has(b.migration));
     return { ...status, problems, backfills };
   }
 
@@ -634,10 +636,11 @@ export class MigrationRunner {
     const result: RunResult = { command: 'down', dryRun: Boolean(options.dryRun), ok: true, outcomes: [], appliedByOthers: [], warnings: [], durationMs: 0 };
     const client = await this.conn();
     const ledger = await readLedger(client, this.table);
-    const targets = selectDown(
-      ledger.map((r) => r.name),
-      options,
-    );
+    const recorded = new Set(ledger.map((r) => r.name));
+    // A transaction: false migration whose batches committed but which was never recorded (its
+    // validate failed, or it was interrupted) can be reverted too: that is how one gets unstuck.
+    const partial = new Set((await this.backfillProgress()).map((b) => b.migration).filter((n) => !recorded.has(n)));
+    const targets = selectDown([...recorded, ...partial], options);
     const { files } = await listMigrationFiles(this.migrationsDir);
     const onDisk = new Map<string, MigrationFile>(files.map((f) => [f.name, f]));
     for (const name of targets) {
@@ -659,7 +662,7 @@ export class MigrationRunner {
       if (options.dryRun) {
         await this.lock(client, true);
         try {
-          for (const name of targets) await this.revertOne(client, loaded.get(name) as LoadedMigration, result, true);
+          for (const name of targets) await this.revertOne(client, loaded.get(name) as LoadedMigration, result, true, partial.has(name));
         } finally {
           await rollback(client);
         }
@@ -669,7 +672,7 @@ export class MigrationRunner {
             throw new InterruptedError(`interrupted before reverting ${name}`, { hint: 'run dbops migrate down again to continue' });
           const m = loaded.get(name) as LoadedMigration;
           await this.lock(client, m.transactional);
-          await this.revertOne(client, m, result, false);
+          await this.revertOne(client, m, result, false, partial.has(name));
         }
       }
     } catch (error) {
@@ -682,9 +685,9 @@ export class MigrationRunner {
   }
 
   /** Runs down + deletes the ledger row inside the lock transaction already open on `client`. */
-  private async revertOne(client: Client, m: LoadedMigration, result: RunResult, dryRun: boolean): Promise<void> {
+  private async revertOne(client: Client, m: LoadedMigration, result: RunResult, dryRun: boolean, partial = false): Promise<void> {
     const done = await appliedNames(client, this.table);
-    if (!done.has(m.name)) {
+    if (!done.has(m.name) && !partial) {
       if (!dryRun) await rollback(client);
       result.appliedByOthers.push(m.name);
       this.emit({ type: 'skip', name: m.name, reason: 'already reverted by another runner' });

@@ -170,7 +170,16 @@ export function renderStatus(s: StatusResult, c: ChalkInstance, colour: boolean)
   );
   for (const p of s.problems) lines.push(`${c.red('✗')} ${p.path}: ${p.cause}`);
   if (s.backfills.length > 0) {
-    lines.push(c.yellow(`${s.backfills.length} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+    const unfinished = s.backfills.filter((b) => !b.finished).length;
+    const unrecorded = s.backfills.length - unfinished;
+    if (unfinished > 0) lines.push(c.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+    if (unrecorded > 0) {
+      lines.push(
+        c.red(
+          `${unrecorded} backfill(s) ran every batch but were not recorded (validate failed): fix the data and run dbops migrate up, or undo with dbops migrate down`,
+        ),
+      );
+    }
     lines.push(renderBackfillStatus(s.backfills, colour));
   }
   return lines.join('\n');

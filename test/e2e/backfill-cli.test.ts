@@ -156,6 +156,37 @@ describe('dbops migrate with a backfill', () => {
     expect(await counters()).toEqual({ 1: 10_000 });
   });
 
+  it('a backfill whose validate fails is shown as not recorded, and down undoes it', async () => {
+    await client.query('DROP TABLE IF EXISTS bf_cli');
+    await client.query('CREATE TABLE bf_cli (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO bf_cli (id) SELECT g FROM generate_series(1, 3000) g');
+    const name = '20240403000000_count_then_fail';
+    const failing = `
+export default {
+  transaction: false,
+  async up(ctx) { await ctx.backfill({ table: 'bf_cli', set: 'counter = counter + 1' }); },
+  async validate() { return false; },
+  async down(ctx) { await ctx.sql.query('UPDATE bf_cli SET counter = 0'); },
+};
+`;
+    const dir = migrationsDir({ [`${name}.js`]: failing });
+    const up = await runDbops(['migrate', 'up'], { env: env(dir) });
+    expect(up.code).toBe(1);
+    expect(up.stderr).toMatch(/validate/);
+    expect(await counters()).toEqual({ 1: 3000 });
+
+    const status = await runDbops(['migrate', 'status'], { env: env(dir) });
+    expect(status.stdout).toMatch(/1 backfill\(s\) ran every batch but were not recorded \(validate failed\)/);
+    expect(status.stdout).toMatch(new RegExp(`${name}\\s+│\\s*pending`));
+
+    const down = await runDbops(['migrate', 'down', '--json'], { env: env(dir) });
+    expect(down.code, down.stderr).toBe(0);
+    expect(JSON.parse(down.stdout).outcomes[0]).toMatchObject({ name, status: 'reverted' });
+    expect(await counters()).toEqual({ 0: 3000 });
+    const after = await runDbops(['migrate', 'status', '--json'], { env: env(dir) });
+    expect(JSON.parse(after.stdout).backfills).toEqual([]);
+  });
+
   it('runs the example migration (Order.total): up with validate, down, up again', async () => {
     // A database of its own: `down` reverts the newest applied migration.
     await client.end();
