@@ -10,7 +10,7 @@ export const ExitCode = {
   Failed: 1,
   /** Bad command line, bad configuration, refused without confirmation. */
   Usage: 2,
-  /** A check or gate failed: drift found, validate false, a slow-query gate, a critical finding. */
+  /** A check or gate failed: `migrate validate` findings, a slow-query gate, a critical pool finding, `--max-keys` reached. */
   CheckFailed: 3,
   /** A lock could not be taken in time (another dbops holds it). */
   Locked: 4,

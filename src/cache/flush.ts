@@ -244,7 +244,10 @@ async function walkNode(
   }
 }
 
+/** The slot moved or is moving (resharding): MOVED/ASK are followed; TRYAGAIN (a multi-key command
+ * during a slot migration) is retried through the cluster client key by key after a short pause. */
 const REDIRECT = /^(MOVED|ASK) /;
+const TRYAGAIN = /^TRYAGAIN/;
 
 /** Delete one batch; returns how many keys the server removed. Argument lists stay ≤ a SCAN batch. */
 async function deleteKeys(target: CacheTarget, node: CacheNode, keys: Buffer[]): Promise<number> {
@@ -263,15 +266,22 @@ async function deleteKeys(target: CacheTarget, node: CacheNode, keys: Buffer[]):
   const replies = (await pipeline.exec()) ?? [];
   let removed = 0;
   const redirected: Buffer[][] = [];
+  const retryKeys: Buffer[] = [];
   for (const [i, [error, value]] of replies.entries()) {
     if (error) {
       // The slot moved (resharding): the cluster client routes by slot and follows MOVED/ASK.
       if (REDIRECT.test(error.message)) redirected.push(groups[i] as Buffer[]);
+      else if (TRYAGAIN.test(error.message)) retryKeys.push(...(groups[i] as Buffer[]));
       else throw error;
     } else {
       removed += Number(value);
     }
   }
   for (const g of redirected) removed += Number(await target.cluster.call(command, ...g));
+  if (retryKeys.length > 0) {
+    await sleep(100);
+    // One key at a time: a single-key command is never refused with TRYAGAIN while a slot moves.
+    for (const k of retryKeys) removed += Number(await target.cluster.call(command, k));
+  }
   return removed;
 }

@@ -350,12 +350,15 @@ export async function readPgss(client: ClientBase, mode: ReadMode, statementTime
  * (1.7+: reset(userid, dbid, queryid) with 0 as a wildcard), else everything.
  */
 export async function resetPgss(client: ClientBase, allDatabases: boolean): Promise<{ scope: 'database' | 'server' }> {
+  let signature = '(oid, oid, bigint)';
   try {
     const v = await client.query<{ extversion: string | null; database: string }>(
       `SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements') AS extversion, current_database() AS database`,
     );
     const row = v.rows[0];
     if (!row?.extversion) throw pgssNotInstalled(row?.database ?? '?', null);
+    // 1.11 (PostgreSQL 17) added a fourth argument, minmax_only.
+    if (atLeast(parsePgssVersion(row.extversion), 1, 11)) signature = '(oid, oid, bigint, boolean)';
     if (!allDatabases && atLeast(parsePgssVersion(row.extversion), 1, 7)) {
       await client.query('SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)');
       return { scope: 'database' };
@@ -367,7 +370,7 @@ export async function resetPgss(client: ClientBase, allDatabases: boolean): Prom
     if (code === '42501') {
       return Promise.reject(
         new ConfigError(`this role may not reset pg_stat_statements: ${messageOf(error)}`, {
-          hint: 'run it as a superuser, or GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO the role',
+          hint: `run it as a superuser, or GRANT EXECUTE ON FUNCTION pg_stat_statements_reset${signature} TO the role`,
           cause: error,
         }),
       );

@@ -346,6 +346,11 @@ export class MigrationRunner {
       s.idle_in_transaction_session_timeout = `${this.txTimeoutMs}`;
     }
     if (this.serverVersion >= 140000) s.client_connection_check_interval = '1000';
+    // A holder whose host vanished without closing its socket (power loss, partition) is noticed
+    // within about a minute even while its transaction sits idle (transaction: false backfills).
+    s.tcp_keepalives_idle = '30';
+    s.tcp_keepalives_interval = '10';
+    s.tcp_keepalives_count = '3';
     return s;
   }
 

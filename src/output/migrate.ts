@@ -32,7 +32,7 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           extra = '';
           const label = `${verb(e)} ${e.kind === 'schema' ? 'schema ' : ''}${e.name}`;
           const started = Date.now();
-          const progress = out.progress(label, 10_000);
+          const progress = out.progress(label, 5_000);
           const entry: NonNullable<typeof current> = { progress, started, label, timer: undefined };
           if (out.terminal.animate) {
             entry.timer = setInterval(() => {

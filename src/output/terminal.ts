@@ -32,7 +32,9 @@ export function decideTerminal(input: TerminalInput): TerminalPolicy {
   let colour: boolean;
   if (input.noColorFlag || (env.NO_COLOR !== undefined && env.NO_COLOR !== '')) colour = false;
   else if (env.FORCE_COLOR !== undefined) colour = env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== 'false';
-  else colour = input.stdoutIsTTY && env.TERM !== 'dumb';
+  // Automatic colour only when both streams are terminals: `dbops ... 2>deploy.log` must not write
+  // escape codes into the log (one palette serves results on stdout and logs on stderr).
+  else colour = input.stdoutIsTTY && input.stderrIsTTY && env.TERM !== 'dumb';
   const animate = input.stderrIsTTY && !input.json && !ci && !input.quiet && env.TERM !== 'dumb';
   const interactive = input.stdinIsTTY && input.stderrIsTTY;
   return { colour, animate, interactive };

@@ -13,6 +13,8 @@ describe('decideTerminal', () => {
     expect(decideTerminal({ ...base, noColorFlag: true }).colour).toBe(false);
     expect(decideTerminal({ ...base, stdoutIsTTY: false, env: { FORCE_COLOR: '1' } }).colour).toBe(true);
     expect(decideTerminal({ ...base, stdoutIsTTY: false }).colour).toBe(false);
+    // stderr redirected to a log file: no escape codes in it
+    expect(decideTerminal({ ...base, stderrIsTTY: false }).colour).toBe(false);
   });
   it('never animates with --json, in CI or when stderr is piped', () => {
     expect(decideTerminal({ ...base, json: true }).animate).toBe(false);

@@ -157,7 +157,9 @@ export function registerMigrate(program: Command, run: Runner): void {
 
   migrate
     .command('down')
-    .description('revert applied data migrations, newest first, each with its ledger row in one transaction')
+    .description(
+      'revert data migrations, newest name first: down and the ledger deletion in one transaction (transaction: false ones run down, then delete their row); also reverts a backfill that ran but was never recorded',
+    )
     .addOption(new Option('--step <n>', 'revert the last N applied migrations (default 1)').argParser(intArg(1)).conflicts('to'))
     .addOption(new Option('--to <name>', 'revert every migration applied after NAME (NAME stays applied)').conflicts('step'))
     .option('--dry-run', 'rehearse: run down for real, report, then roll back')
