@@ -5,7 +5,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { closeRedis, connectRedis, connectRedisCluster, describeRedis } from '../db/redis.js';
-import { OperationError } from '../errors.js';
+import { OperationError, UsageError } from '../errors.js';
 
 export interface CacheNode {
   /** host:port as the cluster announces it (or as configured). */
@@ -94,6 +94,11 @@ export async function openTarget(opts: OpenTargetOptions): Promise<CacheTarget> 
     };
   }
   await closeRedis(seed);
+  if ((seed.options.db ?? 0) !== 0) {
+    throw new UsageError(`REDIS_URL selects database ${seed.options.db}, but ${endpoint} is a Redis Cluster, which has only database 0`, {
+      hint: 'drop the /<db> from the URL',
+    });
+  }
   const cluster = await connectRedisCluster(connectOpts);
   const nodes: CacheNode[] = cluster.nodes('master').map((client) => ({ id: `${client.options.host}:${client.options.port}`, client }));
   const byId = new Map(nodes.map((n) => [n.id, n]));

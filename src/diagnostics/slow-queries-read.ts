@@ -6,7 +6,7 @@
 import type { ClientBase } from 'pg';
 import { withReadOnly } from '../db/readonly.js';
 import { maskSqlSecrets } from '../db/sql-secrets.js';
-import { ConfigError, type DbopsError, isDbopsError, messageOf, OperationError, UnreachableError } from '../errors.js';
+import { ConfigError, type DbopsError, isDbopsError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
 import { atLeast, type PgssColumns, type PgssVersion, parsePgssVersion, pgssColumns } from './pgss-version.js';
 
 export type SortKey = 'total' | 'mean' | 'calls' | 'rows' | 'io';
@@ -359,7 +359,12 @@ export async function resetPgss(client: ClientBase, allDatabases: boolean): Prom
     if (!row?.extversion) throw pgssNotInstalled(row?.database ?? '?', null);
     // 1.11 (PostgreSQL 17) added a fourth argument, minmax_only.
     if (atLeast(parsePgssVersion(row.extversion), 1, 11)) signature = '(oid, oid, bigint, boolean)';
-    if (!allDatabases && atLeast(parsePgssVersion(row.extversion), 1, 7)) {
+    if (!allDatabases && !atLeast(parsePgssVersion(row.extversion), 1, 7)) {
+      throw new UsageError(`pg_stat_statements ${row.extversion} can only reset every database of the server at once`, {
+        hint: 'add --all-databases to reset the whole server, or upgrade the extension (ALTER EXTENSION pg_stat_statements UPDATE)',
+      });
+    }
+    if (!allDatabases) {
       await client.query('SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)');
       return { scope: 'database' };
     }

@@ -47,12 +47,13 @@ export function renderSlowQueries(r: SlowQueryReport, c: ChalkInstance, colour: 
     w.mode === 'since-snapshot'
       ? `since the snapshot of ${w.from}${span}`
       : w.from
-        ? `since the last reset at ${w.from}${span}`
+        ? `since the last full reset at ${w.from}${span} (a reset of one database does not move this time)`
         : 'since the statistics were last reset';
   lines.push(
     `pg_stat_statements ${r.server.pgssVersion} on PostgreSQL ${r.server.serverVersion}, database ${r.server.database}; ${windowText}`,
     `${r.totals.statements} statements, ${fmtCount(r.totals.calls)} calls, ${fmtDuration(r.totals.totalMs)} in total; ` +
-      `${r.totals.slowStatements} slow (mean ≥ ${r.slowRule.minMeanMs} ms over ≥ ${r.slowRule.minCalls} calls); sorted by ${r.sort}`,
+      `${r.totals.slowStatements} slow (mean ≥ ${r.slowRule.minMeanMs} ms over ≥ ${r.slowRule.minCalls} calls); sorted by ${r.sort}; ` +
+      `total and mean include planning time when tracked, max and stddev are execution only`,
   );
   if (r.statements.length === 0) {
     lines.push(r.onlySlow ? 'no slow statements in this window' : 'no statements recorded in this window');
