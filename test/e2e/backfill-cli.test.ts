@@ -1,15 +1,9 @@
-/**
- * Backfills through the built CLI (`dbops migrate up/down/status`), as a deploy runs them:
- * SIGKILL and SIGINT mid-backfill, then `migrate up` again resumes; the example migration
- * 20240301000000_backfill_order_totals goes up, down and up again.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
+import { cleanEnv, ROOT, runDbops, startDbops } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 
 let db: TestDatabase;
@@ -41,20 +35,8 @@ function env(dir: string): Record<string, string> {
   return cleanEnv({ DATABASE_URL: db.url, DBOPS_MIGRATIONS_DIR: dir, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none') });
 }
 
-function spawnDbops(
-  args: string[],
-  e: Record<string, string>,
-): { child: ChildProcess; done: Promise<{ code: number | null; signal: string | null; stderr: string }> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdout?.resume();
-  const done = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  return { child, done };
+function spawnDbops(args: string[], e: Record<string, string>): ReturnType<typeof startDbops> {
+  return startDbops(args, { env: e });
 }
 
 async function rowsDone(migration: string): Promise<number> {

@@ -1,12 +1,12 @@
 /** `dbops cache ...` as a user runs it: the built CLI against real redis-servers and the cluster. */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
+import { cleanEnv, runDbops, startDbops } from '../helpers/cli.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/servers.js';
 import { redisNamespace, redisUrl, services } from '../helpers/services.js';
 
@@ -20,36 +20,16 @@ async function fill(client: Redis, ns: string, n: number, tail = 'user'): Promis
   }
 }
 
+/** Distinct keys matching: SCAN may return a key twice while the server rehashes its table. */
 async function countMatching(client: Redis, pattern: string): Promise<number> {
   let cursor = '0';
-  let n = 0;
+  const seen = new Set<string>();
   do {
     const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 10_000);
     cursor = next;
-    n += keys.length;
+    for (const k of keys) seen.add(k);
   } while (cursor !== '0');
-  return n;
-}
-
-/** Start the CLI as a child we can signal; resolves when it exits. */
-function startDbops(
-  args: string[],
-  env: Record<string, string>,
-): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdin?.end();
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done };
+  return seen.size;
 }
 
 async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
@@ -172,7 +152,7 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
   it('Redis killed mid-flush: non-zero exit with the count so far', async () => {
     const { server, client } = await populated(200_000);
     const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))?.[1]);
-    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], cleanEnv({ REDIS_URL: server.url }));
+    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], { env: cleanEnv({ REDIS_URL: server.url }) });
     await waitUntil(async () => Number(await client.dbsize()) < 195_000, 'some progress');
     client.disconnect();
     process.kill(pid, 'SIGKILL');
@@ -188,7 +168,7 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
   it('connection lost mid-flush (CLIENT KILL): non-zero exit, then the same command completes the job', async () => {
     const { server, client } = await populated(200_000);
     const env = cleanEnv({ REDIS_URL: server.url });
-    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], env);
+    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], { env });
     await waitUntil(async () => Number(await client.dbsize()) < 195_000, 'some progress');
     await client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     const r = await run.done;
@@ -209,7 +189,7 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
 
   it('Ctrl-C stops after the current batch, prints progress, exit 130', async () => {
     const { server, client } = await populated(200_000);
-    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], cleanEnv({ REDIS_URL: server.url }));
+    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], { env: cleanEnv({ REDIS_URL: server.url }) });
     await waitUntil(async () => Number(await client.dbsize()) < 195_000, 'some progress');
     run.child.kill('SIGINT');
     const r = await run.done;

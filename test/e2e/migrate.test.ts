@@ -3,12 +3,12 @@
  * in transaction pooling), SIGKILL of the lock holder, lock timeouts naming the holder, unlock,
  * exit codes, JSON, annotations, and no password in any output.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN, type CliResult, cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
+import { type CliResult, cleanEnv, runDbops, startDbops as startCli } from '../helpers/cli.js';
 import { AUDIT_DDL, auditCounts, auditMig, mig, migrationFolder, withClient } from '../helpers/migrations.js';
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/services.js';
 
@@ -66,18 +66,9 @@ function slowFolder(): string {
 }
 
 function startDbops(args: string[], e: Record<string, string>): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, done };
+  const started = startCli(args, { env: e });
+  children.push(started.child);
+  return started;
 }
 
 async function waitForFile(path: string, child: ChildProcess): Promise<void> {
