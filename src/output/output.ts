@@ -100,7 +100,10 @@ export class Output implements Logger {
 
   /** A spinner on a TTY; elsewhere plain lines, at most one per `plainEveryMs` for updates. */
   async progress(text: string, plainEveryMs = 5000): Promise<Progress> {
-    if (this.terminal.animate) {
+    // A pseudo-terminal can report 0 columns (script(1), some `docker run -t`): ora would then
+    // compute infinitely many lines to clear. Animate only on a terminal with a width.
+    const columns = (this.opts.stderr as { columns?: number }).columns ?? 0;
+    if (this.terminal.animate && columns > 0) {
       const { default: ora } = await import('ora');
       const spinner = ora({ text: this.redactor.redact(text), stream: this.opts.stderr as NodeJS.WritableStream, color: 'cyan' }).start();
       return {
