@@ -51,10 +51,7 @@ async function rebuild(rows: number): Promise<void> {
 }
 
 try {
-  const admin = new pg.Client({ connectionString: server.url() });
-  await admin.connect();
-  await admin.query('CREATE DATABASE bench');
-  await admin.end();
+  await server.createDatabase('bench');
   await applySchemaMigrations({ connectionString: url, migrationsDir: 'prisma/migrations' });
 
   // (a) raw UPDATE through psql

@@ -27,10 +27,7 @@ const DATA_COUNT = 200;
 const work = mkdtempSync(join(tmpdir(), 'dbops-bench-migrate-'));
 const server = await startPostgres('embedded');
 try {
-  const admin = new pg.Client({ connectionString: server.url() });
-  await admin.connect();
-  await admin.query('CREATE DATABASE bench');
-  await admin.end();
+  await server.createDatabase('bench');
   const url = server.url('bench');
 
   // 50 Prisma schema migrations: the example app's init plus 49 small ones.

@@ -31,10 +31,7 @@ function psqlBinary(): string {
 const server = await startPostgres('embedded', { 'pg_stat_statements.max': 10000 });
 const dir = mkdtempSync(join(tmpdir(), 'dbops-bench-slow-'));
 try {
-  const admin = new pg.Client({ connectionString: server.url() });
-  await admin.connect();
-  await admin.query('CREATE DATABASE bench');
-  await admin.end();
+  await server.createDatabase('bench');
   const url = server.url('bench');
   const c = new pg.Client({ connectionString: url });
   await c.connect();

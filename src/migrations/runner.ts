@@ -298,7 +298,7 @@ export class MigrationRunner {
     const loaded = new Map((await loadMigrations(this.migrationsDir, { only: (n) => pendingNames.has(n) })).map((m) => [m.name, m]));
     if (selected.some((i) => i.kind === 'data' && loaded.get(i.name)?.usesPrisma)) this.preloadPrisma();
 
-    try {
+    return finishRun(result, started, async () => {
       if (options.dryRun) {
         await this.rehearseUp(client, selected, loaded, schema.files, result);
       } else {
@@ -325,13 +325,7 @@ export class MigrationRunner {
           }
         }
       }
-    } catch (error) {
-      result.ok = false;
-      result.durationMs = performance.now() - started;
-      throw attachResult(error, result);
-    }
-    result.durationMs = performance.now() - started;
-    return result;
+    });
   }
 
   /** Settings local to a migration transaction: bound statements and notice a vanished client. */
@@ -663,7 +657,7 @@ export class MigrationRunner {
       }
     }
     if (targets.some((n) => loaded.get(n)?.usesPrisma)) this.preloadPrisma();
-    try {
+    return finishRun(result, started, async () => {
       if (options.dryRun) {
         await this.lock(client, true);
         try {
@@ -680,13 +674,7 @@ export class MigrationRunner {
           await this.revertOne(client, m, result, false, partial.has(name));
         }
       }
-    } catch (error) {
-      result.ok = false;
-      result.durationMs = performance.now() - started;
-      throw attachResult(error, result);
-    }
-    result.durationMs = performance.now() - started;
-    return result;
+    });
   }
 
   /** Runs down + deletes the ledger row inside the lock transaction already open on `client`. */
@@ -971,6 +959,19 @@ function baseOutcome(m: LoadedMigration, direction: 'up' | 'down'): MigrationOut
 
 async function rollback(client: ClientBase): Promise<void> {
   await client.query('ROLLBACK').catch(() => {});
+}
+
+/** Runs the body of up/down: stamps the run's duration, and on failure attaches the partial result. */
+async function finishRun(result: RunResult, started: number, body: () => Promise<void>): Promise<RunResult> {
+  try {
+    await body();
+  } catch (error) {
+    result.ok = false;
+    result.durationMs = performance.now() - started;
+    throw attachResult(error, result);
+  }
+  result.durationMs = performance.now() - started;
+  return result;
 }
 
 function attachResult(error: unknown, result: RunResult): unknown {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, ROOT, runDbops, startDbops } from '../helpers/cli.js';
+import { counterHistogram } from '../helpers/counters.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 
 let db: TestDatabase;
@@ -54,10 +55,7 @@ async function waitForRows(migration: string, atLeast: number): Promise<void> {
   throw new Error(`backfill ${migration} never reached ${atLeast} rows`);
 }
 
-async function counters(): Promise<Record<number, number>> {
-  const r = await client.query<{ c: number; n: string }>('SELECT counter AS c, count(*) AS n FROM bf_cli GROUP BY counter');
-  return Object.fromEntries(r.rows.map((x) => [x.c, Number(x.n)]));
-}
+const counters = () => counterHistogram(client, 'bf_cli');
 
 beforeAll(async () => {
   db = await createTestDatabase();

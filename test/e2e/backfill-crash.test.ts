@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { readBackfillProgress, runBackfill } from '../../src/migrations/backfill.js';
+import { counterHistogram } from '../helpers/counters.js';
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/services.js';
 
 const JITI = fileURLToPath(new URL('../../node_modules/jiti/lib/jiti-cli.mjs', import.meta.url));
@@ -75,10 +76,7 @@ async function makeTable(n: number): Promise<string> {
   return name;
 }
 
-async function counters(table: string): Promise<Record<number, number>> {
-  const r = await client.query<{ c: number; n: string }>(`SELECT counter AS c, count(*) AS n FROM ${table} GROUP BY counter`);
-  return Object.fromEntries(r.rows.map((x) => [x.c, Number(x.n)]));
-}
+const counters = (table: string) => counterHistogram(client, table);
 
 beforeAll(async () => {
   db = await createTestDatabase();

@@ -16,6 +16,8 @@ export interface PgServer {
   version: number;
   /** Superuser URL for a database (trust auth for the postgres user). */
   url(database?: string): string;
+  /** CREATE DATABASE `name`; returns its URL. */
+  createDatabase(name: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -64,6 +66,16 @@ export async function startPostgres(kind: 'embedded' | number = 'embedded', sett
     port,
     version: Math.floor(Number(v.rows[0]?.v) / 10000),
     url: (database = 'postgres') => `postgresql://postgres@127.0.0.1:${port}/${database}`,
+    createDatabase: async (name) => {
+      const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE DATABASE ${name}`);
+      } finally {
+        await admin.end();
+      }
+      return `postgresql://postgres@127.0.0.1:${port}/${name}`;
+    },
     stop: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, InterruptedError, OperationError, UsageError } from '../../src/errors.js';
 import { ensureCheckpointTable, readBackfillProgress, resetBackfill, runBackfill } from '../../src/migrations/backfill.js';
 import type { BackfillBatchEvent, BackfillSpec } from '../../src/migrations/backfill-types.js';
+import { counterHistogram } from '../helpers/counters.js';
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/services.js';
 
 let db: TestDatabase;
@@ -29,10 +30,7 @@ async function makeTable(n: number, extra = ''): Promise<string> {
   return name;
 }
 
-async function counters(table: string): Promise<Record<number, number>> {
-  const r = await client.query<{ c: number; n: string }>(`SELECT counter AS c, count(*) AS n FROM ${table} GROUP BY counter`);
-  return Object.fromEntries(r.rows.map((x) => [x.c, Number(x.n)]));
-}
+const counters = (table: string) => counterHistogram(client, table);
 
 beforeAll(async () => {
   db = await createTestDatabase();
