@@ -82,15 +82,20 @@ export function connectError(error: unknown, label: string, connectionString: st
  * whole fetch implementation: about 35 ms of every command. A `navigator` that says Node.js, present
  * only while pg's modules initialise, skips that probe; Node 21+ has its own and this does nothing.
  */
-export async function loadPg(): Promise<typeof import('pg').default> {
-  const g = globalThis as { navigator?: unknown };
-  if (g.navigator !== undefined) return (await import('pg')).default;
-  Object.defineProperty(globalThis, 'navigator', { value: { userAgent: `Node.js/${process.versions.node}` }, configurable: true, writable: true });
-  try {
-    return (await import('pg')).default;
-  } finally {
-    delete g.navigator;
-  }
+let pgModule: Promise<typeof import('pg').default> | undefined;
+
+export function loadPg(): Promise<typeof import('pg').default> {
+  pgModule ??= (async () => {
+    const g = globalThis as { navigator?: unknown };
+    if (g.navigator !== undefined) return (await import('pg')).default;
+    Object.defineProperty(globalThis, 'navigator', { value: { userAgent: `Node.js/${process.versions.node}` }, configurable: true, writable: true });
+    try {
+      return (await import('pg')).default;
+    } finally {
+      delete g.navigator;
+    }
+  })();
+  return pgModule;
 }
 
 /** Open one `pg.Client`; its errors after connect are captured so they can never crash dbops. */

@@ -62,7 +62,6 @@ export function registerPool(program: Command, run: Runner): void {
             hint: 'e.g. dbops pool --app-instances 4 --app-pool-size 10 --surge 2',
           });
         }
-        await (await import('../../db/pg.js')).loadPg();
         // Connect to PostgreSQL and PgBouncer while the report code loads.
         const [{ collectPoolReport }, pg, firstBouncer] = await Promise.all([
           import('../../diagnostics/pool.js'),
@@ -123,7 +122,6 @@ export function registerPool(program: Command, run: Runner): void {
   ).action(
     run<CommonOpts>(async (ctx, opts) => {
       const watch = watchSeconds(ctx, opts);
-      await (await import('../../db/pg.js')).loadPg();
       const [{ collectLocksReport }, first] = await Promise.all([
         import('../../diagnostics/pool.js'),
         ctx.pg({ direct: true, applicationName: 'dbops locks' }),
