@@ -26,6 +26,8 @@ export interface DbopsErrorOptions {
   cause?: unknown;
   /** Structured facts for --json output (never secrets). */
   details?: Record<string, unknown> | undefined;
+  /** What the command did before it failed; --json prints it with the error. */
+  result?: object | undefined;
 }
 
 /** Base class: a one-line message, a hint, an exit code. */
@@ -34,12 +36,14 @@ export class DbopsError extends Error {
   readonly code: string = 'DBOPS_FAILED';
   readonly hint: string | undefined;
   readonly details: Record<string, unknown> | undefined;
+  readonly result: object | undefined;
 
   constructor(message: string, options: DbopsErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.hint = options.hint;
     this.details = options.details;
+    this.result = options.result;
   }
 }
 

@@ -15,15 +15,17 @@ export {
   UsageError,
 } from './errors.js';
 export { DATA_MIGRATION, defineDataMigration } from './migrations/define.js';
+export { type Ledger, type LedgerInsert, memoryLedger } from './migrations/ledger.js';
+export { PostgresLedger } from './migrations/ledger-pg.js';
 export { checksumSource, MigrationLoadError } from './migrations/loader.js';
 export {
   type DownOptions,
+  MigrationRunError,
   MigrationRunner,
   type MigrationRunnerOptions,
+  type RunnerSeams,
   runResultOf,
-  type StatusResult,
   type UpOptions,
-  type ValidateFinding,
-  type ValidateResult,
 } from './migrations/runner.js';
+export type { Db, Session, Transaction, Tx, TxKind } from './migrations/session.js';
 export type * from './migrations/types.js';

@@ -3,7 +3,7 @@
  * `up` / `down` select. Unit-tested without a database.
  */
 import { UsageError } from '../errors.js';
-import type { DriftState, LedgerRow, MigrationKind, MigrationStatus, StatusEntry } from './types.js';
+import type { DriftState, LedgerRow, MigrationKind, MigrationStatus, StatusEntry, ValidateFinding } from './types.js';
 
 export interface DiskMigration {
   name: string;
@@ -187,4 +187,42 @@ export function selectDown(appliedNames: string[], sel: UpSelection): string[] {
 /** Unapplied Prisma migrations older than a data migration (it may need their columns). */
 export function olderPendingSchema(dataName: string, pendingSchema: string[]): string[] {
   return pendingSchema.filter((s) => compareTimeline({ kind: 'schema', name: s }, { kind: 'data', name: dataName }) < 0).sort();
+}
+
+/** What `up` warns about before it runs: pending migrations older than the newest applied, changed files. */
+export function upWarnings(disk: { name: string; checksum: string }[], ledger: LedgerRow[], pending: string[]): string[] {
+  const warnings: string[] = [];
+  const newest = newestName(ledger.map((r) => r.name));
+  for (const name of pending) if (name < newest) warnings.push(`${name} is older than the newest applied migration ${newest} (out of order); applying it`);
+  const checksums = new Map(disk.map((f) => [f.name, f.checksum]));
+  for (const r of ledger) {
+    const checksum = checksums.get(r.name);
+    if (checksum !== undefined && checksum !== r.checksum) warnings.push(`${r.name} changed since it was applied (checksum differs)`);
+  }
+  return warnings;
+}
+
+/** The drift a CI gate fails on, one finding per migration. */
+export function driftFindings(drift: StatusEntry[]): ValidateFinding[] {
+  return drift.map((e) => ({
+    name: e.name,
+    kind: e.state as ValidateFinding['kind'],
+    message:
+      e.state === 'changed'
+        ? `${e.name} changed since it was applied (checksum differs)`
+        : e.state === 'missing'
+          ? `${e.name} is applied but its file is missing`
+          : `${e.name} is pending but older than the newest applied migration`,
+  }));
+}
+
+/** Consecutive schema migrations run together (one schema-engine call); data migrations one by one. */
+export function groupRuns<T extends { kind: MigrationKind; name: string }>(selected: T[]): T[][] {
+  const groups: T[][] = [];
+  for (const item of selected) {
+    const last = groups.at(-1);
+    if (item.kind === 'schema' && last?.[0]?.kind === 'schema') last.push(item);
+    else groups.push([item]);
+  }
+  return groups;
 }

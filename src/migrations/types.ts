@@ -255,6 +255,27 @@ export interface MigrationOutcome {
   error?: { step: MigrationStep; message: string };
 }
 
+/** `status()`: the timeline, plus files that could not be read and backfills that need a person. */
+export interface StatusResult extends MigrationStatus {
+  problems: { path: string; cause: string }[];
+  /** Backfills with a checkpoint that have not finished (percent done, last key). */
+  backfills: BackfillProgress[];
+}
+
+export interface ValidateFinding {
+  name: string;
+  kind: 'changed' | 'missing' | 'out-of-order' | 'not-applied' | 'validate-false' | 'validate-error';
+  message: string;
+}
+
+/** `validate()`: drift, and each applied migration's validate() re-run read-only. */
+export interface ValidateResult {
+  ok: boolean;
+  checked: { name: string; verdict: boolean | null; durationMs: number; error?: string }[];
+  findings: ValidateFinding[];
+  status: MigrationStatus;
+}
+
 export interface RunResult {
   command: 'up' | 'down' | 'mark-applied';
   dryRun: boolean;

@@ -1,0 +1,172 @@
+/**
+ * One migration in its transaction: the sequence that applying, reverting, rehearsing and marking
+ * share (node-pg-migrate's migration.ts is the model):
+ *
+ *   lock → re-read the ledger → run the steps → write the ledger → commit (or roll back) → outcome
+ *
+ * A `transaction: false` migration runs its steps on the session's second connection while the
+ * lock transaction stays open; its ledger row is written in the lock transaction once validate
+ * passed. A rehearsal hands in its own transaction, shared by every migration it rehearses and
+ * rolled back by the caller.
+ */
+import { queryError } from '../db/pg.js';
+import { messageOf } from '../errors.js';
+import type { MigrationContexts } from './context.js';
+import type { Ledger } from './ledger.js';
+import { completeOutcome, type Direction, dataOutcome, failedMigration, type MigrationRef, StepFailure, skippedOutcome } from './outcome.js';
+import { type Session, type Transaction, withDeadline } from './session.js';
+import { recordStatements } from './sql.js';
+import type { BackfillResult, LoadedMigration, MigrationStep, RunResult, StatementStat } from './types.js';
+
+/** What a run hands to each migration it applies: the session, the ledger, contexts, its result. */
+export interface RunParts {
+  session: Session;
+  ledger: Ledger;
+  contexts: MigrationContexts;
+  result: RunResult;
+}
+
+export type Job =
+  | {
+      direction: 'up' | 'down';
+      migration: LoadedMigration;
+      /** A rehearsal's transaction: nothing is committed, the caller rolls it back. */
+      rehearsal?: Transaction | undefined;
+      /** down: a transaction: false migration whose batches ran but which was never recorded. */
+      unrecorded?: boolean | undefined;
+    }
+  | { direction: 'mark'; migration: MigrationRef; rehearsal?: undefined; unrecorded?: undefined };
+
+/** Applies (reverts, rehearses, marks) one migration; throws a MigrationRunError when it fails. */
+export async function applyMigration(run: RunParts, job: Job): Promise<void> {
+  const { session, ledger, result } = run;
+  const m = job.migration;
+  const rehearsal = job.rehearsal !== undefined;
+  // Nothing long runs in a mark's transaction; a transaction: false migration's lock transaction
+  // stays open while its batches run, so only its own statements are bounded.
+  const tx = job.rehearsal ?? (await session.begin({ lock: true, bounded: job.direction === 'mark' || m.transactional }));
+  const end = () => (rehearsal ? Promise.resolve() : session.rollback(tx));
+
+  // Re-read under the lock: another runner may have got here first.
+  const applied = await ledger.applied(tx).catch(async (error: unknown) => {
+    await end();
+    throw queryError(error, 'reading the migration ledger');
+  });
+  const recorded = applied.has(m.name);
+  if (job.direction === 'down' ? !recorded && !job.unrecorded : recorded) {
+    await end();
+    if (job.direction === 'mark') {
+      result.warnings.push(`${m.name} is already applied; nothing changed`);
+      result.outcomes.push(skippedOutcome(m, 'mark', 'already applied'));
+    } else {
+      result.appliedByOthers.push(m.name);
+      session.emit({
+        type: 'skip',
+        name: m.name,
+        reason: job.direction === 'up' ? 'applied meanwhile by another runner' : 'already reverted by another runner',
+      });
+    }
+    return;
+  }
+  if (rehearsal && !m.transactional) {
+    const note = job.direction === 'up' ? 'not rehearsed: transaction: false (its batches commit as they go)' : 'not rehearsed: transaction: false';
+    result.outcomes.push(skippedOutcome(m, job.direction, note));
+    session.emit({ type: 'skip', name: m.name, reason: note });
+    return;
+  }
+
+  const outcome = dataOutcome(m, job.direction);
+  const startedAt = new Date();
+  const t0 = performance.now();
+  let stats: StatementStat[] = [];
+  try {
+    if (job.direction !== 'mark') {
+      session.emit({ type: 'start', kind: 'data', name: m.name, direction: job.direction, dryRun: rehearsal });
+      const steps = await runSteps(run, tx, job.migration, job.direction, rehearsal);
+      stats = steps.stats;
+      outcome.validate = steps.verdict;
+      if (steps.backfill) outcome.backfill = steps.backfill;
+    }
+    await writeLedger(run, tx, job, startedAt, t0);
+    if (!rehearsal) {
+      await session.commit(tx).catch((error: unknown) => {
+        throw new StepFailure('ledger', `COMMIT failed: ${messageOf(error)}`, { cause: error });
+      });
+    }
+  } catch (error) {
+    await end();
+    const failure = failedMigration(error, outcome, stats, t0, result, rehearsal);
+    if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
+    throw failure;
+  }
+  result.outcomes.push(completeOutcome(outcome, statusOf(job.direction, rehearsal), stats, t0));
+  if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
+}
+
+function statusOf(direction: Direction, rehearsal: boolean) {
+  if (rehearsal) return 'rehearsed';
+  return direction === 'up' ? 'applied' : direction === 'down' ? 'reverted' : 'marked';
+}
+
+/** up or down, then (after up) validate, each within the deadline; a StepFailure on false or throw. */
+async function runSteps(
+  run: RunParts,
+  tx: Transaction,
+  m: LoadedMigration,
+  direction: 'up' | 'down',
+  rehearsal: boolean,
+): Promise<{ verdict: boolean | null; stats: StatementStat[]; backfill: BackfillResult | undefined }> {
+  const { session, contexts } = run;
+  const work = m.transactional ? tx.client : await session.aux();
+  const ctx = await contexts.create(work, m, rehearsal);
+  const deadline = m.transactional ? session.transactionTimeoutMs : undefined;
+  const step = async <T>(name: MigrationStep, fn: () => T | Promise<T>): Promise<T> => {
+    try {
+      return await withDeadline(Promise.resolve(fn()), deadline, name, () => session.abandon(work));
+    } catch (error) {
+      if (error instanceof StepFailure) throw error;
+      throw new StepFailure(name, messageOf(error), { cause: error });
+    }
+  };
+  const recorder = recordStatements(work);
+  try {
+    const body = direction === 'up' ? m.migration.up : m.migration.down;
+    if (!body) throw new StepFailure(direction, 'the migration has no down()');
+    await step(direction, () => body(ctx));
+    let verdict: boolean | null = null;
+    const validate = m.migration.validate;
+    if (direction === 'up' && validate) {
+      verdict = (await step('validate', () => validate(ctx))) !== false;
+      if (!verdict) throw new StepFailure('validate', 'validate() returned false');
+    }
+    return { verdict, stats: recorder.stats, backfill: contexts.lastBackfill(ctx) };
+  } finally {
+    recorder.stop();
+  }
+}
+
+/** up and mark record the migration, down removes it (and a backfill's checkpoints, so a later up starts afresh). */
+async function writeLedger(run: RunParts, tx: Transaction, job: Job, startedAt: Date, t0: number): Promise<void> {
+  const { ledger, session } = run;
+  const m = job.migration;
+  try {
+    if (job.direction === 'down') {
+      await ledger.remove(tx, m.name);
+      if (!m.transactional) await (await import('./backfill.js')).resetBackfill(tx.client, m.name);
+      return;
+    }
+    await ledger.record(tx, {
+      name: m.name,
+      checksum: m.checksum,
+      description: m.description,
+      transactional: m.transactional,
+      markedOnly: job.direction === 'mark',
+      startedAt,
+      durationMs: job.direction === 'mark' ? 0 : performance.now() - t0,
+      identity: session.identity,
+    });
+  } catch (error) {
+    const what = job.direction === 'down' ? `removing it from ${ledger.location}` : `recording it in ${ledger.location}`;
+    throw new StepFailure('ledger', `${what} failed: ${messageOf(error)}`, { cause: error });
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The migration context (`ctx`) handed to up, down and validate: `ctx.sql` and `ctx.prisma` on the
+ * migration's connection (inside its transaction when it has one), its logger, and `ctx.backfill`
+ * on the session's second connection.
+ */
+import type { ClientBase } from 'pg';
+import { ConfigError, UsageError } from '../errors.js';
+import { bindPrismaClient, loadPrismaClient, resolvePrismaClientPath } from './prisma.js';
+import type { Session } from './session.js';
+import { createSqlTag } from './sql.js';
+import type { BackfillResult, BackfillRunOptions, BackfillSpec, LoadedMigration, MigrationContext, MigrationLogger } from './types.js';
+
+export interface ContextOptions {
+  cwd: string;
+  /** Module exporting the generated PrismaClient; false disables `ctx.prisma`; undefined: the default places. */
+  prismaClient: string | false | undefined;
+  log?: MigrationLogger | undefined;
+  /** Throttle and batch defaults handed to backfills. */
+  backfill?: Omit<BackfillRunOptions, 'signal' | 'onProgress' | 'log'> | undefined;
+}
+
+type PrismaLoad = Awaited<ReturnType<typeof loadPrismaClient>>;
+
+/** Builds contexts for one runner; owns the Prisma clients bound to its connections. */
+export class MigrationContexts {
+  private prismaLoad: Promise<PrismaLoad> | undefined;
+  private readonly bound = new Map<ClientBase, { prisma: unknown; dispose(): Promise<void> }>();
+  private readonly backfills = new WeakMap<MigrationContext, BackfillResult[]>();
+
+  constructor(
+    private readonly opts: ContextOptions,
+    private readonly session: Pick<Session, 'aux' | 'emit' | 'signal'>,
+  ) {}
+
+  /** Starts loading the Prisma client when one of these migrations mentions it. */
+  preload(migrations: LoadedMigration[]): void {
+    if (!migrations.some((m) => m.usesPrisma) || this.opts.prismaClient === false || this.prismaLoad) return;
+    const path = resolvePrismaClientPath(this.opts.cwd, this.opts.prismaClient);
+    this.prismaLoad = path
+      ? loadPrismaClient(path)
+      : Promise.reject(
+          new ConfigError('ctx.prisma: no generated Prisma client found (looked for src/generated/prisma/client.ts and similar)', {
+            hint: 'run prisma generate, or set --prisma-client / DBOPS_PRISMA_CLIENT to your generated client module',
+          }),
+        );
+    // Awaited lazily by the first migration that touches ctx.prisma; avoid an unhandled rejection.
+    this.prismaLoad.catch(() => {});
+  }
+
+  /** The context of `m` on `client`; `prisma` is bound to `client` (its transaction). */
+  async create(client: ClientBase, m: LoadedMigration, dryRun: boolean): Promise<MigrationContext> {
+    const prefixed = (level: keyof MigrationLogger) => (message: string) => this.opts.log?.[level](`${m.name}: ${message}`);
+    const log: MigrationLogger = { info: prefixed('info'), warn: prefixed('warn'), debug: prefixed('debug') };
+    const signal = this.session.signal ?? new AbortController().signal;
+    const prisma = await this.prismaFor(client, m);
+    const results: BackfillResult[] = [];
+    const ctx: MigrationContext = {
+      name: m.name,
+      sql: createSqlTag(client, m.transactional),
+      log,
+      options: m.migration.options ?? {},
+      dryRun,
+      signal,
+      get prisma(): unknown {
+        if ('error' in prisma) throw prisma.error;
+        return prisma.value;
+      },
+      backfill: async (spec: BackfillSpec) => {
+        if (m.transactional) {
+          throw new UsageError(`${m.name}: ctx.backfill() needs defineDataMigration({ transaction: false, ... })`, {
+            hint: 'a backfill commits batch by batch, which cannot happen inside the migration transaction',
+          });
+        }
+        const { runBackfill } = await import('./backfill.js');
+        const result = await runBackfill(await this.session.aux(), m.name, spec, {
+          ...this.opts.backfill,
+          signal,
+          onProgress: (progress) => this.session.emit({ type: 'backfill', progress }),
+          log: (message) => log.debug(message),
+        });
+        results.push(result);
+        return result;
+      },
+    };
+    this.backfills.set(ctx, results);
+    return ctx;
+  }
+
+  /** The last backfill a context ran, for the run report. */
+  lastBackfill(ctx: MigrationContext): BackfillResult | undefined {
+    return this.backfills.get(ctx)?.at(-1);
+  }
+
+  async dispose(): Promise<void> {
+    for (const b of this.bound.values()) await b.dispose();
+    this.bound.clear();
+  }
+
+  private async prismaFor(client: ClientBase, m: LoadedMigration): Promise<{ value: unknown } | { error: unknown }> {
+    if (!this.prismaLoad || !m.usesPrisma) {
+      return {
+        error: new ConfigError('ctx.prisma is not available: the Prisma client is disabled (prismaClient: false)', {
+          hint: 'set --prisma-client / DBOPS_PRISMA_CLIENT, or use ctx.sql',
+        }),
+      };
+    }
+    try {
+      const loaded = await this.prismaLoad;
+      let bound = this.bound.get(client);
+      if (!bound) {
+        bound = bindPrismaClient(loaded, client);
+        this.bound.set(client, bound);
+      }
+      return { value: bound.prisma };
+    } catch (error) {
+      return { error };
+    }
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The session: everything a migration's steps need from the database server besides the ledger.
+ * Connections, the lock transaction and its settings, deadlines, events and rollback, as one value
+ * handed to the step code (apply.ts), so that no step reaches back into the runner.
+ *
+ * `PgSession` (session-pg.ts) is the real one; a unit test hands the runner a small in-memory one.
+ */
+import { hostname, userInfo } from 'node:os';
+import type { ClientBase } from 'pg';
+import { StepFailure } from './outcome.js';
+import type { LockHolder, MigrationStep, RunEvent, RunnerIdentity } from './types.js';
+
+/** A connection to read through, outside any transaction. */
+export interface Db {
+  readonly client: ClientBase;
+}
+
+/** An open transaction: statements sent on `client` are inside it. The ledger writes through it. */
+export interface Tx extends Db {
+  /** Runs once the transaction has committed, never when it rolls back. */
+  afterCommit(fn: () => Promise<void> | void): void;
+  /** Runs when it rolls back (an in-memory ledger undoes its writes there). */
+  onRollback(fn: () => void): void;
+}
+
+/**
+ * What a transaction is opened for: a migration under the migration lock (`bounded`: its
+ * statements and idle time are bounded by the transaction timeout), a read-only re-run of a
+ * validate(), or plain bookkeeping (creating the ledger).
+ */
+export type TxKind = { lock: true; bounded: boolean } | { readOnly: true } | { plain: true };
+
+export interface Session {
+  readonly identity: RunnerIdentity;
+  /** Aborted on SIGINT/SIGTERM: the runner stops between migrations, long steps at a safe point. */
+  readonly signal: AbortSignal | undefined;
+  /** Bound on one migration's transaction and each of its steps (ms). */
+  readonly transactionTimeoutMs: number;
+  emit(event: RunEvent): void;
+  /** The connection that reads and holds the lock (opened on first use). */
+  reader(): Promise<Db>;
+  /** The second connection a `transaction: false` migration works on while the lock transaction stays open. */
+  aux(): Promise<ClientBase>;
+  /** Opens a transaction of that kind on the main connection: the one place BEGIN is sent. */
+  begin(kind: TxKind): Promise<Transaction>;
+  /** Commits, then runs the transaction's afterCommit hooks: the hook point after a migration's commit. */
+  commit(tx: Transaction): Promise<void>;
+  /** Rolls back and never throws (the failure that led here is what the user needs to see). */
+  rollback(tx: Transaction): Promise<void>;
+  /** A step whose code outlived its deadline: drop its connection (closing it makes the server roll back). */
+  abandon(client: ClientBase): void;
+  lockHolder(): Promise<LockHolder | null>;
+  unlock(backendPid: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** The hooks of one transaction; a session runs them from commit() and rollback(). */
+export class Transaction implements Tx {
+  private readonly committed: Array<() => Promise<void> | void> = [];
+  private readonly rolledBack: Array<() => void> = [];
+
+  constructor(readonly client: ClientBase) {}
+
+  afterCommit(fn: () => Promise<void> | void): void {
+    this.committed.push(fn);
+  }
+
+  onRollback(fn: () => void): void {
+    this.rolledBack.push(fn);
+  }
+
+  async runAfterCommit(): Promise<void> {
+    for (const fn of this.committed.splice(0)) await fn();
+    this.rolledBack.length = 0;
+  }
+
+  runOnRollback(): void {
+    for (const fn of this.rolledBack.splice(0).reverse()) fn();
+    this.committed.length = 0;
+  }
+}
+
+/**
+ * Race a step against the transaction timeout. On timeout `abandon` runs first: the step's code may
+ * still be running and queueing queries, so the connection is closed (the server rolls the
+ * transaction back) rather than sent a ROLLBACK after which those queries would run and commit.
+ */
+export async function withDeadline<T>(work: Promise<T>, ms: number | undefined, step: MigrationStep, abandon: () => void): Promise<T> {
+  if (ms === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abandon();
+      reject(new StepFailure(step, `took longer than the transaction timeout (${Math.round(ms / 1000)} s); its transaction was rolled back`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Who runs, worked out once: what the caller knows (CLI: $USER, the CI job, the version), the rest from the OS. */
+export function resolveIdentity(given: Partial<RunnerIdentity> = {}): RunnerIdentity {
+  return {
+    user: given.user ?? osUser(),
+    host: given.host ?? hostname(),
+    pid: given.pid ?? process.pid,
+    ciJob: given.ciJob,
+    dbopsVersion: given.dbopsVersion ?? 'unknown',
+  };
+}
+
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
