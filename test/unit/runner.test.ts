@@ -1,0 +1,278 @@
+/**
+ * The runner's logic without a server: ordering, selection, drift, outcomes, the re-read under the
+ * lock, rehearsals and failures, driven through the in-memory ledger and session. The same
+ * behaviours on PostgreSQL are proven by test/integration/migrate.test.ts.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Ledger, memoryLedger } from '../../src/migrations/ledger.js';
+import { MigrationRunError, MigrationRunner, runResultOf } from '../../src/migrations/runner.js';
+import { Transaction } from '../../src/migrations/session.js';
+import type { LedgerRow, RunEvent } from '../../src/migrations/types.js';
+import { MemorySession } from '../helpers/memory-session.js';
+
+/** What the migrations did, in order (they run in this process). */
+const calls: string[] = [];
+(globalThis as { __dbopsCalls?: string[] }).__dbopsCalls = calls;
+const dirs: string[] = [];
+
+afterEach(() => {
+  calls.length = 0;
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A migration module that logs `up:name` / `validate:name` / `down:name`; `verdict` is validate's answer. */
+function module(name: string, opts: { verdict?: boolean; transaction?: boolean; down?: boolean } = {}): string {
+  const log = (step: string) => `globalThis.__dbopsCalls.push('${step}:${name}')`;
+  return `export default {
+  description: 'test ${name}',
+  ${opts.transaction === false ? 'transaction: false,' : ''}
+  up() { ${log('up')}; },
+  validate() { ${log('validate')}; return ${opts.verdict ?? true}; },
+  ${opts.down === false ? '' : `down() { ${log('down')}; },`}
+};\n`;
+}
+
+function folder(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-unit-'));
+  dirs.push(dir);
+  for (const [name, source] of Object.entries(files)) writeFileSync(join(dir, `${name}.mjs`), source);
+  return dir;
+}
+
+function setup(files: Record<string, string>, rows: LedgerRow[] | null = null) {
+  const session = new MemorySession();
+  const ledger = memoryLedger(rows);
+  const dir = folder(files);
+  const runner = new MigrationRunner({ migrationsDir: dir, prismaMigrationsDir: false, prismaClient: false }, { session, ledger });
+  return { session, ledger, runner, dir };
+}
+
+async function names(ledger: Ledger): Promise<string[] | undefined> {
+  return (await ledger.read({ client: null as never }))?.map((r) => r.name);
+}
+
+const A = '20240101000000_a';
+const B = '20240102000000_b';
+const C = '20240103000000_c';
+
+function row(name: string, checksum: string): LedgerRow {
+  return {
+    name,
+    checksum,
+    description: null,
+    transactional: true,
+    markedOnly: false,
+    startedAt: new Date(0),
+    finishedAt: new Date(0),
+    durationMs: 1,
+    appliedBy: 'someone',
+    appliedHost: 'elsewhere',
+    ciJob: null,
+    dbUser: null,
+    dbopsVersion: '0.0.0',
+  };
+}
+
+const kinds = (events: RunEvent[]) =>
+  events.map((e) => (e.type === 'finish' ? `finish:${e.outcome.name}:${e.outcome.status}` : 'name' in e ? `${e.type}:${e.name}` : e.type));
+
+describe('MigrationRunner on the in-memory seams', () => {
+  it('up applies pending migrations in name order, each in its own locked transaction, and records who', async () => {
+    const { session, ledger, runner } = setup({ [B]: module('b'), [A]: module('a') });
+    expect(await names(ledger)).toBeUndefined();
+    const result = await runner.up();
+    expect(calls).toEqual(['up:a', 'validate:a', 'up:b', 'validate:b']);
+    expect(result.outcomes.map((o) => [o.name, o.status, o.validate])).toEqual([
+      [A, 'applied', true],
+      [B, 'applied', true],
+    ]);
+    expect(session.transactions).toEqual(['plain', 'commit', 'lock bounded', 'commit', 'lock bounded', 'commit']);
+    expect(kinds(session.events)).toEqual([`start:${A}`, `finish:${A}:applied`, `start:${B}`, `finish:${B}:applied`]);
+    const rows = await ledger.read({ client: null as never });
+    expect(rows?.map((r) => [r.name, r.appliedBy, r.appliedHost, r.ciJob, r.markedOnly])).toEqual([
+      [A, 'tester', 'test-host', 'job-7', false],
+      [B, 'tester', 'test-host', 'job-7', false],
+    ]);
+    expect((await runner.up()).outcomes).toEqual([]);
+    expect(calls).toHaveLength(4);
+  });
+
+  it('a false validate rolls its migration back, stops the run and says where, with the partial result', async () => {
+    const { ledger, runner } = setup({ [A]: module('a'), [B]: module('b', { verdict: false }), [C]: module('c') });
+    const error = await runner.up().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(MigrationRunError);
+    expect(error).toMatchObject({ migration: B, step: 'validate', exitCode: 1, code: 'FAILED' });
+    expect((error as Error).message).toBe(`migration ${B} failed at validate: validate() returned false (rolled back)`);
+    expect(runResultOf(error)?.ok).toBe(false);
+    expect(runResultOf(error)?.outcomes.map((o) => [o.name, o.status, o.validate, o.error?.step])).toEqual([
+      [A, 'applied', true, undefined],
+      [B, 'failed', false, 'validate'],
+    ]);
+    expect(calls).toEqual(['up:a', 'validate:a', 'up:b', 'validate:b']);
+    expect(await names(ledger)).toEqual([A]);
+  });
+
+  it('a failed COMMIT rolls the ledger row back with the migration and names the ledger step', async () => {
+    const { session, ledger, runner } = setup({ [A]: module('a'), [B]: module('b') });
+    session.onLock = () => {
+      session.onLock = () => {
+        session.failNextCommit = true;
+      };
+    };
+    const error = (await runner.up().catch((e: unknown) => e)) as MigrationRunError;
+    expect(error.message).toBe(`migration ${B} failed at ledger: COMMIT failed: connection lost during COMMIT (rolled back)`);
+    expect(await names(ledger)).toEqual([A]);
+    expect(session.transactions.slice(-2)).toEqual(['lock bounded', 'rollback']);
+  });
+
+  it('a throwing up keeps the standard cause', async () => {
+    const { runner } = setup({ [A]: `export default { up() { throw new Error('boom'); } };\n` });
+    const error = (await runner.up().catch((e: unknown) => e)) as MigrationRunError;
+    expect(error.step).toBe('up');
+    expect(error.message).toMatch(/failed at up: boom \(rolled back\)/);
+    expect((error.cause as Error).message).toBe('boom');
+  });
+
+  it('--to and --step select a prefix of the timeline; down reverts newest first', async () => {
+    const { ledger, runner } = setup({ [A]: module('a'), [B]: module('b'), [C]: module('c') });
+    expect((await runner.up({ step: 1 })).outcomes.map((o) => o.name)).toEqual([A]);
+    expect((await runner.up({ to: B })).outcomes.map((o) => o.name)).toEqual([B]);
+    await expect(runner.up({ to: '20240109000000_x' })).rejects.toThrow(/no such migration/);
+    await runner.up();
+    calls.length = 0;
+    const down = await runner.down({ step: 2 });
+    expect(down.outcomes.map((o) => [o.name, o.status])).toEqual([
+      [C, 'reverted'],
+      [B, 'reverted'],
+    ]);
+    expect(calls).toEqual(['down:c', 'down:b']);
+    expect(await names(ledger)).toEqual([A]);
+    expect((await runner.down({ to: A })).outcomes).toEqual([]);
+  });
+
+  it('a migration applied by another runner after we looked is skipped under the lock, not run twice', async () => {
+    const { session, ledger, runner } = setup({ [A]: module('a'), [B]: module('b') });
+    session.onLock = async () => {
+      session.onLock = undefined;
+      const other = new Transaction(session.client);
+      await ledger.record(other, {
+        name: A,
+        checksum: 'x',
+        description: undefined,
+        transactional: true,
+        markedOnly: false,
+        startedAt: new Date(),
+        durationMs: 1,
+        identity: session.identity,
+      });
+    };
+    const result = await runner.up();
+    expect(result.appliedByOthers).toEqual([A]);
+    expect(result.outcomes.map((o) => o.name)).toEqual([B]);
+    expect(calls).toEqual(['up:b', 'validate:b']);
+    expect(kinds(session.events)[0]).toBe(`skip:${A}`);
+  });
+
+  it('status and validate report drift: changed, missing, out of order; up warns and applies the late one', async () => {
+    const { runner } = setup({ [A]: module('a', { down: false }), [B]: module('b') }, [row(A, 'old-checksum'), row(C, 'c')]);
+    const status = await runner.status();
+    expect(status.entries.map((e) => [e.name, e.state])).toEqual([
+      [A, 'changed'],
+      [B, 'out-of-order'],
+      [C, 'missing'],
+    ]);
+    expect(status.ledgerExists).toBe(true);
+    const validated = await runner.validate();
+    expect(validated.ok).toBe(false);
+    expect(validated.findings.map((f) => f.kind)).toEqual(['changed', 'out-of-order', 'missing']);
+    expect(validated.checked).toEqual([{ name: A, verdict: true, durationMs: expect.any(Number) }]);
+    const up = await runner.up();
+    expect(up.warnings).toEqual([
+      `${B} is older than the newest applied migration ${C} (out of order); applying it`,
+      `${A} changed since it was applied (checksum differs)`,
+    ]);
+    expect(up.outcomes.map((o) => o.name)).toEqual([B]);
+  });
+
+  it('a rehearsal runs up and validate in one transaction, reports them, and leaves the ledger as it was', async () => {
+    const { session, ledger, runner } = setup({ [A]: module('a'), [B]: module('b', { transaction: false }) });
+    const result = await runner.up({ dryRun: true });
+    expect(result.outcomes.map((o) => [o.name, o.status])).toEqual([
+      [A, 'rehearsed'],
+      [B, 'skipped'],
+    ]);
+    expect(result.outcomes[0]?.statementLog).toEqual([]);
+    expect(calls).toEqual(['up:a', 'validate:a']);
+    expect(session.transactions).toEqual(['lock bounded', 'rollback']);
+    expect(await names(ledger)).toBeUndefined();
+  });
+
+  it('mark-applied records without running; marking again changes nothing', async () => {
+    const { ledger, runner } = setup({ [A]: module('a', { transaction: false }) });
+    const first = await runner.markApplied(A);
+    expect(first.outcomes.map((o) => [o.status, o.transactional])).toEqual([['marked', false]]);
+    expect((await ledger.read({ client: null as never }))?.map((r) => [r.name, r.markedOnly])).toEqual([[A, true]]);
+    const again = await runner.markApplied(A);
+    expect(again.outcomes.map((o) => [o.status, o.note])).toEqual([['skipped', 'already applied']]);
+    expect(again.warnings).toEqual([`${A} is already applied; nothing changed`]);
+    expect(calls).toEqual([]);
+    await expect(runner.markApplied('20240109000000_nope')).rejects.toThrow(/no such data migration/);
+  });
+
+  it('an interruption between migrations stops before the next one: exit 130 with what was applied', async () => {
+    const { session, ledger, runner } = setup({ [A]: `export default { up() { globalThis.__dbopsInterrupt(); } };\n`, [B]: module('b') });
+    (globalThis as { __dbopsInterrupt?: () => void }).__dbopsInterrupt = () => session.interrupt();
+    const error = (await runner.up().catch((e: unknown) => e)) as MigrationRunError;
+    expect(error).toMatchObject({ exitCode: 130, code: 'INTERRUPTED' });
+    expect(error.message).toBe(`interrupted before ${B}; 1 migration(s) applied`);
+    expect(error.result.outcomes.map((o) => [o.name, o.status])).toEqual([[A, 'applied']]);
+    expect(await names(ledger)).toEqual([A]);
+  });
+
+  it('down refuses a migration without down() before touching anything', async () => {
+    const { ledger, runner } = setup({ [A]: module('a', { down: false }) }, [row(A, 'x')]);
+    await expect(runner.down()).rejects.toThrow(/cannot revert 20240101000000_a: it has no down\(\)/);
+    expect(await names(ledger)).toEqual([A]);
+  });
+});
+
+describe('the memory ledger and the transaction handle', () => {
+  it('writes commit with their transaction or are undone by its rollback; afterCommit runs only on commit', async () => {
+    const session = new MemorySession();
+    const ledger = memoryLedger();
+    const committed: string[] = [];
+    const insert = {
+      checksum: 'c',
+      description: undefined,
+      transactional: true,
+      markedOnly: false,
+      startedAt: new Date(),
+      durationMs: 1,
+      identity: session.identity,
+    };
+
+    const rolledBack = await session.begin({ lock: true, bounded: true });
+    await ledger.ensure(rolledBack);
+    await ledger.record(rolledBack, { ...insert, name: A });
+    rolledBack.afterCommit(() => void committed.push('never'));
+    expect(await ledger.applied(rolledBack)).toEqual(new Set([A]));
+    await session.rollback(rolledBack);
+    expect(await names(ledger)).toBeUndefined();
+
+    const kept = await session.begin({ lock: true, bounded: true });
+    await ledger.ensure(kept);
+    await ledger.record(kept, { ...insert, name: A });
+    kept.afterCommit(() => void committed.push(A));
+    await session.commit(kept);
+    expect(await names(ledger)).toEqual([A]);
+    expect(committed).toEqual([A]);
+
+    const removal = await session.begin({ lock: true, bounded: true });
+    await ledger.remove(removal, A);
+    await session.rollback(removal);
+    expect(await names(ledger)).toEqual([A]);
+  });
+});
