@@ -81,6 +81,16 @@ export class CommandContext {
     return client;
   }
 
+  /** PgBouncer's admin console (PGBOUNCER_ADMIN_URL): no startup parameters, simple protocol only. */
+  async pgbouncer(): Promise<Client> {
+    const url = this.config.pgbouncerAdminUrl?.value;
+    if (!url) throw new ConfigError('no PgBouncer console configured', { hint: 'set PGBOUNCER_ADMIN_URL' });
+    const { connectPg } = await import('../db/pg.js');
+    const client = await connectPg({ connectionString: url, timeoutMs: this.timeoutMs, label: 'PgBouncer', adminConsole: true });
+    this.onClose(() => client.end());
+    return client;
+  }
+
   /** Register something to close when the command ends (last opened, first closed). */
   onClose(fn: () => Promise<unknown>): void {
     this.closers.push(fn);

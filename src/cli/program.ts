@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { type ResolvedConfig, resolveConfig } from '../config/config.js';
 import { Redactor } from '../config/redact.js';
 import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
-import { githubAnnotation, Output, type Writable } from '../output/output.js';
+import { githubAnnotation, jsonReplacer, Output, type Writable } from '../output/output.js';
 import { decideTerminal } from '../output/terminal.js';
 import { registerCache } from './commands/cache.js';
 import { registerConfig } from './commands/config.js';
@@ -17,6 +17,7 @@ import { registerMigrate } from './commands/migrate.js';
 import { registerPool } from './commands/pool.js';
 import { registerSlow } from './commands/slow.js';
 import { CommandContext } from './context.js';
+import type { Runner } from './handler.js';
 import { durationArg } from './options.js';
 import { VERSION } from './version.js';
 
@@ -41,13 +42,7 @@ export interface GlobalOptions {
   timeout?: number;
 }
 
-/** What a command's action gets: its context (config, output, clients) plus parsed options. */
-export type Handler<O> = (ctx: CommandContext, opts: O, args: string[]) => Promise<number | undefined>;
-/** Wraps a handler into a commander action; provided to each command group's register(). */
-export type Runner = <O>(handler: Handler<O>) => (...actionArgs: unknown[]) => Promise<void>;
-
 interface RunState {
-  exitCode: number;
   output: Output | undefined;
   redactor: Redactor;
 }
@@ -125,8 +120,7 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         timeoutMs: globals.timeout,
       });
       try {
-        const code = await handler(ctx, { ...opts, ...globals } as never, positional);
-        state.exitCode = code ?? ExitCode.Ok;
+        await handler(ctx, { ...opts, ...globals } as never, positional);
       } finally {
         await ctx.close();
       }
@@ -153,11 +147,11 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
     if (a.includes('://')) redactor.addUrl(a.replace(/^--[a-z-]+=/, ''));
     if (args[i - 1]?.endsWith('-url')) redactor.addUrl(a);
   });
-  const state: RunState = { exitCode: ExitCode.Ok, output: undefined, redactor };
+  const state: RunState = { output: undefined, redactor };
   const program = buildProgram(io, state);
   try {
     await program.parseAsync(args, { from: 'user' });
-    return state.exitCode;
+    return ExitCode.Ok;
   } catch (error) {
     if (error instanceof CommanderError) return commanderExit(error, io, redactor, args.includes('--json'));
     return reportError(error, io, state, args.includes('--verbose') || args.includes('-v'), args.includes('--json'));
@@ -190,8 +184,13 @@ function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolea
   const oneLine = message.split('\n')[0] ?? message;
   const hint = err?.hint ?? (err ? undefined : 'this is a bug in dbops; run again with --verbose and report the stack trace');
   if (json && state.output && !state.output.hasResult) {
-    const doc = { ok: false, error: { code: err?.code ?? 'INTERNAL', message: oneLine, hint, exitCode, ...(err?.details ? { details: err.details } : {}) } };
-    io.stdout.write(redact(`${JSON.stringify(doc, null, 2)}\n`));
+    // What the command did before it failed (a migration run's outcomes) comes first, then the error.
+    const doc = {
+      ...err?.result,
+      ok: false,
+      error: { code: err?.code ?? 'INTERNAL', message: oneLine, hint, exitCode, ...(err?.details ? { details: err.details } : {}) },
+    };
+    io.stdout.write(redact(`${JSON.stringify(doc, jsonReplacer, 2)}\n`));
   }
   if (err instanceof UsageError || err?.exitCode === ExitCode.Usage) {
     io.stderr.write(redact(`dbops: ${oneLine}\n`));

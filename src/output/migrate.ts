@@ -3,8 +3,7 @@
  * on a TTY, plain lines in CI), the run summary, the status timeline and the validate report.
  */
 import type { ChalkInstance } from 'chalk';
-import type { StatusResult, ValidateResult } from '../migrations/runner.js';
-import type { MigrationOutcome, RunEvent, RunResult, StatusEntry } from '../migrations/types.js';
+import type { MigrationOutcome, RunEvent, RunResult, StatusEntry, StatusResult, ValidateResult } from '../migrations/types.js';
 import { renderBackfillStatus } from './backfill.js';
 import type { Output, Progress } from './output.js';
 import { renderTable } from './table.js';
@@ -127,6 +126,16 @@ export function renderRunResult(r: RunResult, c: ChalkInstance, colour: boolean)
   const what = parts.length ? parts.join(', ') : r.command === 'down' ? 'nothing to revert' : 'nothing to do: everything is applied';
   lines.push(`${r.dryRun ? 'dry run: ' : ''}${what} (${fmtDuration(r.durationMs)})`);
   return lines.join('\n');
+}
+
+/**
+ * A run that failed: on a terminal, what ran before the failure (--json prints it with the error
+ * document instead), and the workflow annotation that names the migration and the step.
+ */
+export function reportRunFailure(out: Output, partial: RunResult): void {
+  if (!out.json && partial.outcomes.length > 0) out.stderr(renderRunResult(partial, out.c, out.terminal.colour));
+  const failed = partial.outcomes.find((outcome) => outcome.status === 'failed');
+  if (failed) out.annotate(`dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}`, failed.error?.message ?? '');
 }
 
 const STATE_LABEL: Record<StatusEntry['state'], string> = {

@@ -82,6 +82,11 @@ export class Output implements Logger {
     this.opts.stdout.write(this.redactor.redact(text));
   }
 
+  /** One frame of a refreshing view: on a terminal the screen is cleared first; elsewhere frames follow each other. */
+  frame(text: string): void {
+    this.stdout(`${this.opts.stdout.isTTY ? '\x1b[2J\x1b[H' : '\n'}${text}\n`);
+  }
+
   stderr(text: string): void {
     this.opts.stderr.write(this.redactor.redact(text.endsWith('\n') ? text : `${text}\n`));
   }

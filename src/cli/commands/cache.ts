@@ -1,10 +1,10 @@
 import { type Command, Option } from 'commander';
 import type { FlushProgress } from '../../cache/flush.js';
 import type { CacheTarget, TargetInfo } from '../../cache/target.js';
-import { CheckFailedError, ConfigError, ExitCode, InterruptedError, OperationError, UsageError } from '../../errors.js';
+import { CheckFailedError, ConfigError, InterruptedError, OperationError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
+import type { Runner } from '../handler.js';
 import { intArg } from '../options.js';
-import type { Runner } from '../program.js';
 
 const TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
 
@@ -126,7 +126,7 @@ function progressText(p: FlushProgress, dryRun: boolean): string {
     : `flushing: ${p.matched.toLocaleString('en-US')} matched, ${p.removed.toLocaleString('en-US')} removed, ${rate} keys/s${nodes}`;
 }
 
-async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: string): Promise<number> {
+async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: string): Promise<void> {
   const { applyPrefix, matchesEverything } = await import('../../cache/glob.js');
   if (pattern === '') throw new UsageError('an empty pattern matches nothing useful: refusing', { hint: "give a pattern such as 'user:*'" });
   const prefix = resolvePrefix(ctx, opts);
@@ -212,10 +212,9 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
       details: { removed: result.removed },
     });
   }
-  return ExitCode.Ok;
 }
 
-async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string): Promise<number> {
+async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string): Promise<void> {
   const { applyPrefix } = await import('../../cache/glob.js');
   if (pattern === '') throw new UsageError('an empty pattern matches nothing useful', { hint: "give a pattern such as 'user:*'" });
   const prefix = resolvePrefix(ctx, opts);
@@ -250,15 +249,13 @@ async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string)
   const doc = { endpoint, target: target.info, prefix: prefix ?? null, ...result };
   ctx.out.result(doc, () => renderKeys(doc, ctx.out.c, ctx.out.terminal.colour));
   if (result.interrupted) throw new InterruptedError(`interrupted: counted ${result.count} keys so far`);
-  return ExitCode.Ok;
 }
 
-async function statsCommand(ctx: CommandContext): Promise<number> {
+async function statsCommand(ctx: CommandContext): Promise<void> {
   const { target, endpoint } = await open(ctx);
   const { collectStats } = await import('../../cache/stats.js');
   const { renderStats } = await import('../../output/cache.js');
   const stats = await collectStats(target);
   const doc = { ...stats, endpoint, target: target.info };
   ctx.out.result(doc, () => renderStats(doc, ctx.out.terminal.colour));
-  return ExitCode.Ok;
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Runner } from '../program.js';
+import type { Runner } from '../handler.js';
 
 export function registerConfig(program: Command, run: Runner): void {
   program
@@ -50,7 +50,6 @@ export function registerConfig(program: Command, run: Runner): void {
           ];
           return `${table}\n${notes.join('\n')}`;
         });
-        return 0;
       }),
     );
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { ExitCode } from '../../errors.js';
-import type { Runner } from '../program.js';
+import { UnreachableError } from '../../errors.js';
+import type { Runner } from '../handler.js';
 
 export function registerDoctor(program: Command, run: Runner): void {
   program
@@ -21,7 +21,13 @@ export function registerDoctor(program: Command, run: Runner): void {
           timeoutMs: ctx.timeoutMs,
         });
         ctx.out.result(report, () => renderDoctor(report, ctx.out.c, ctx.out.terminal.colour));
-        return report.ok ? ExitCode.Ok : ExitCode.Unreachable;
+        const failed = report.components.filter((component) => !component.ok);
+        if (failed.length > 0) {
+          throw new UnreachableError(`doctor: ${failed.map((component) => component.label).join(', ')} failed`, {
+            hint: 'see the report above: each failed component says why',
+            details: { failed: failed.map((component) => component.component) },
+          });
+        }
       }),
     );
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
-import type { Runner } from '../program.js';
+import type { Runner } from '../handler.js';
 
 export function registerEmbedded(program: Command, run: Runner): void {
   const group = program.command('embedded').description('the embedded development PostgreSQL under .dbops/ (used when no database is configured)');
@@ -14,7 +14,6 @@ export function registerEmbedded(program: Command, run: Runner): void {
         ctx.out.result(status, () =>
           status.running ? `running (pid ${status.pid}) at ${status.url}\ndata: ${status.dataDir}` : `not running (data: ${status.dataDir})`,
         );
-        return 0;
       }),
     );
   group
@@ -25,7 +24,6 @@ export function registerEmbedded(program: Command, run: Runner): void {
         const { ensureEmbedded } = await import('../../db/embedded.js');
         const db = await ensureEmbedded({ dir: ctx.config.embeddedDir, prismaMigrationsDir: ctx.config.prismaMigrationsDir, log: (m) => ctx.out.info(m) });
         ctx.out.result(db, () => `${db.started ? 'started' : 'already running'}: ${db.url}`);
-        return 0;
       }),
     );
   group
@@ -36,7 +34,6 @@ export function registerEmbedded(program: Command, run: Runner): void {
         const { stopEmbedded } = await import('../../db/embedded.js');
         const wasRunning = await stopEmbedded(ctx.config.embeddedDir);
         ctx.out.result({ stopped: wasRunning }, () => (wasRunning ? 'stopped' : 'was not running'));
-        return 0;
       }),
     );
   group
@@ -52,7 +49,6 @@ export function registerEmbedded(program: Command, run: Runner): void {
         }
         await resetEmbedded(ctx.config.embeddedDir);
         ctx.out.result({ reset: true }, () => 'embedded database deleted');
-        return 0;
       }),
     );
 }

@@ -1,8 +1,9 @@
 import { type Command, Option } from 'commander';
-import { ExitCode, UsageError } from '../../errors.js';
+import { CheckFailedError, OperationError, UsageError } from '../../errors.js';
+import type { RunEvent, RunResult } from '../../migrations/types.js';
 import type { CommandContext } from '../context.js';
+import type { Runner } from '../handler.js';
 import { durationArg, intArg } from '../options.js';
-import type { Runner } from '../program.js';
 
 interface RunnerFlags {
   lockTimeout?: number;
@@ -44,26 +45,10 @@ export function ciJobOf(env: Record<string, string | undefined>): string | undef
   return env.CI_JOB_URL ?? env.BUILDKITE_BUILD_URL ?? env.CIRCLE_BUILD_URL ?? env.BUILD_URL ?? (env.CI && env.CI !== 'false' ? 'CI' : undefined);
 }
 
-async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e: import('../../migrations/types.js').RunEvent) => void) {
-  const [{ MigrationRunner }, { hostname, userInfo }, { VERSION }] = await Promise.all([
-    import('../../migrations/runner.js'),
-    import('node:os'),
-    import('../version.js'),
-  ]);
-  const db = await ctx.database();
-  let user = ctx.env.USER ?? ctx.env.LOGNAME;
-  if (!user) {
-    try {
-      user = userInfo().username;
-    } catch {
-      user = 'unknown';
-    }
-  }
-  const identity = { user, host: hostname(), pid: process.pid, ciJob: ciJobOf(ctx.env), dbopsVersion: VERSION };
-  const { holderApplicationName } = await import('../../migrations/lock.js');
-  const applicationName = holderApplicationName(identity);
+async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e: RunEvent) => void) {
+  const [{ MigrationRunner }, { VERSION }, db] = await Promise.all([import('../../migrations/runner.js'), import('../version.js'), ctx.database()]);
   const runner = new MigrationRunner({
-    connect: () => ctx.pg({ direct: true, applicationName }),
+    connect: (applicationName) => ctx.pg({ direct: true, applicationName }),
     schemaEngineUrl: db.directUrl,
     migrationsDir: ctx.config.migrationsDir,
     prismaMigrationsDir: ctx.config.prismaMigrationsDir,
@@ -72,7 +57,8 @@ async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e:
     lockTimeoutMs: flags.lockTimeout,
     transactionTimeoutMs: flags.transactionTimeout,
     connectTimeoutMs: ctx.timeoutMs,
-    identity,
+    // What only the CLI knows; the runner fills in the host, the pid and (without $USER) the OS user.
+    identity: { user: ctx.env.USER || ctx.env.LOGNAME || undefined, ciJob: ciJobOf(ctx.env), dbopsVersion: VERSION },
     log: ctx.out,
     signal: ctx.signal,
     ...(onEvent ? { onEvent } : {}),
@@ -87,39 +73,21 @@ async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e:
   return runner;
 }
 
-/** Runs up/down/mark-applied with live progress; on failure still writes the partial result. */
-async function runWithReport(
-  ctx: CommandContext,
-  flags: RunnerFlags,
-  action: (runner: Awaited<ReturnType<typeof makeRunner>>) => Promise<import('../../migrations/types.js').RunResult>,
-): Promise<number> {
-  const { createRunReporter, renderRunResult } = await import('../../output/migrate.js');
-  const { runResultOf } = await import('../../migrations/runner.js');
+type Migrator = Awaited<ReturnType<typeof makeRunner>>;
+
+/** up, down, mark-applied: live progress, then the result (on failure, what ran before it). */
+async function runWithReport(ctx: CommandContext, flags: RunnerFlags, action: (runner: Migrator) => Promise<RunResult>): Promise<void> {
+  const [{ createRunReporter, reportRunFailure, renderRunResult }, { runResultOf }] = await Promise.all([
+    import('../../output/migrate.js'),
+    import('../../migrations/runner.js'),
+  ]);
   const reporter = createRunReporter(ctx.out);
-  const runner = await makeRunner(ctx, flags, reporter.onEvent);
   try {
-    const result = await action(runner);
+    const result = await action(await makeRunner(ctx, flags, reporter.onEvent));
     ctx.out.result(result, () => renderRunResult(result, ctx.out.c, ctx.out.terminal.colour));
-    return ExitCode.Ok;
   } catch (error) {
     const partial = runResultOf(error);
-    if (partial) {
-      const failed = partial.outcomes.find((o) => o.status === 'failed');
-      if (ctx.out.json) {
-        const { isDbopsError, messageOf } = await import('../../errors.js');
-        const err = isDbopsError(error) ? error : undefined;
-        ctx.out.result(
-          {
-            ...partial,
-            error: { code: err?.code ?? 'FAILED', message: messageOf(error), hint: err?.hint, exitCode: err?.exitCode ?? 1, details: err?.details },
-          },
-          () => '',
-        );
-      } else if (partial.outcomes.length > 0) {
-        ctx.out.stderr(renderRunResult(partial, ctx.out.c, ctx.out.terminal.colour));
-      }
-      if (failed) ctx.out.annotate(`dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}`, failed.error?.message ?? '');
-    }
+    if (partial) reportRunFailure(ctx.out, partial);
     throw error;
   } finally {
     reporter.stop();
@@ -177,7 +145,6 @@ export function registerMigrate(program: Command, run: Runner): void {
         const { renderStatus } = await import('../../output/migrate.js');
         const status = await runner.status();
         ctx.out.result(status, () => renderStatus(status, ctx.out.c, ctx.out.terminal.colour));
-        return ExitCode.Ok;
       }),
     );
 
@@ -193,8 +160,12 @@ export function registerMigrate(program: Command, run: Runner): void {
         const { renderValidate } = await import('../../output/migrate.js');
         const result = await runner.validate(names);
         ctx.out.result(result, () => renderValidate(result, ctx.out.c));
-        if (!result.ok) for (const f of result.findings) ctx.out.annotate(`dbops migrate validate: ${f.name}`, f.message);
-        return result.ok ? ExitCode.Ok : ExitCode.CheckFailed;
+        if (result.ok) return;
+        for (const finding of result.findings) ctx.out.annotate(`dbops migrate validate: ${finding.name}`, finding.message);
+        throw new CheckFailedError(`migrate validate: ${result.findings.length} finding(s)`, {
+          hint: 'see the report above; --json lists them under findings',
+          details: { findings: result.findings.length },
+        });
       }),
     );
 
@@ -208,7 +179,6 @@ export function registerMigrate(program: Command, run: Runner): void {
         const { scaffoldMigration } = await import('../../migrations/scaffold.js');
         const created = await scaffoldMigration(ctx.config.migrationsDir, args[0] ?? '', { transaction: opts.transaction !== false });
         ctx.out.result(created, () => `created ${created.path}`);
-        return ExitCode.Ok;
       }),
     );
 
@@ -230,7 +200,7 @@ export function registerMigrate(program: Command, run: Runner): void {
         const holder = await runner.lockHolder();
         if (!holder) {
           ctx.out.result({ held: false, holder: null, released: false }, () => 'the migration lock is not held: nothing to do');
-          return ExitCode.Ok;
+          return;
         }
         const who = describeHolder(holder);
         if (!opts.yes) {
@@ -243,7 +213,7 @@ export function registerMigrate(program: Command, run: Runner): void {
         ctx.out.result({ held: true, holder, released }, () =>
           released ? `ended ${who}: the lock is released and its migration rolled back` : `could not end ${who} (it may have just finished)`,
         );
-        return released ? ExitCode.Ok : ExitCode.Failed;
+        if (!released) throw new OperationError(`could not end ${who}`, { hint: 'it may have just finished: see dbops migrate status' });
       }),
     );
 }

@@ -1,9 +1,10 @@
 import { type Command, Option } from 'commander';
-import { ExitCode, messageOf, UsageError } from '../../errors.js';
-import { sleep } from '../../util/sleep.js';
+import type { Finding } from '../../diagnostics/findings.js';
+import type { LocksReport, PoolReport } from '../../diagnostics/pool.js';
+import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
+import type { Runner } from '../handler.js';
 import { durationArg, intArg, numberArg } from '../options.js';
-import type { Runner } from '../program.js';
 
 interface CommonOpts {
   longMs: number;
@@ -62,13 +63,6 @@ export function registerPool(program: Command, run: Runner): void {
             hint: 'e.g. dbops pool --app-instances 4 --app-pool-size 10 --surge 2',
           });
         }
-        // Connect to PostgreSQL and PgBouncer while the report code loads.
-        const [{ collectPoolReport }, pg, firstBouncer] = await Promise.all([
-          import('../../diagnostics/pool.js'),
-          ctx.pg({ direct: true, applicationName: 'dbops pool' }),
-          connectBouncer(ctx),
-        ]);
-        let bouncer = firstBouncer;
         const options = {
           queryTimeoutMs: opts.queryTimeout,
           thresholds: { longMs: opts.longMs, slowMs: opts.slowMs },
@@ -83,35 +77,10 @@ export function registerPool(program: Command, run: Runner): void {
                   pgbouncerInstances: opts.pgbouncerInstances ?? 1,
                 },
         };
-        if (watch === undefined) {
-          const report = await collectPoolReport(pg, bouncer, options);
-          if (ctx.out.json) {
-            ctx.out.result(report, () => '');
-          } else {
-            const { renderPool } = await import('../../output/pool.js');
-            ctx.out.result(report, () => renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }));
-          }
-          return report.ok ? ExitCode.Ok : ExitCode.CheckFailed;
-        }
-        const { renderPool } = await import('../../output/pool.js');
-        let client = pg;
-        await watchLoop(ctx, watch, async () => {
-          // A lost connection is shown on the screen and re-opened on the next refresh.
-          try {
-            if (bouncer && 'error' in bouncer) bouncer = await connectBouncer(ctx);
-            const report = await collectPoolReport(client, bouncer, options);
-            if (bouncer && 'client' in bouncer && report.pgbouncer && 'error' in report.pgbouncer && report.pgbouncer.error) {
-              await bouncer.client.end().catch(() => {});
-              bouncer = await connectBouncer(ctx);
-            }
-            return renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) });
-          } catch (error) {
-            await client.end().catch(() => {});
-            client = await ctx.pg({ direct: true, applicationName: 'dbops pool' }).catch(() => client);
-            return ctx.out.c.red(`refresh failed: ${messageOf(error)}`);
-          }
-        });
-        return ExitCode.Ok;
+        const [connections, output] = await Promise.all([connect(ctx, 'dbops pool', Boolean(ctx.config.pgbouncerAdminUrl)), renderers(ctx)]);
+        const render = (report: PoolReport) =>
+          output?.renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
+        await view(ctx, watch, () => connections.poolReport(options), render);
       }),
     );
 
@@ -122,34 +91,62 @@ export function registerPool(program: Command, run: Runner): void {
   ).action(
     run<CommonOpts>(async (ctx, opts) => {
       const watch = watchSeconds(ctx, opts);
-      const [{ collectLocksReport }, first] = await Promise.all([
-        import('../../diagnostics/pool.js'),
-        ctx.pg({ direct: true, applicationName: 'dbops locks' }),
-      ]);
-      let client = first;
+      const [connections, output] = await Promise.all([connect(ctx, 'dbops locks', false), renderers(ctx)]);
       const options = { queryTimeoutMs: opts.queryTimeout, thresholds: { longMs: opts.longMs } };
-      if (watch === undefined) {
-        const report = await collectLocksReport(client, options);
-        if (ctx.out.json) ctx.out.result(report, () => '');
-        else {
-          const { renderLocks } = await import('../../output/pool.js');
-          ctx.out.result(report, () => renderLocks(report, ctx.out.c));
-        }
-        return report.ok ? ExitCode.Ok : ExitCode.CheckFailed;
-      }
-      const { renderLocks } = await import('../../output/pool.js');
-      await watchLoop(ctx, watch, async () => {
-        try {
-          return renderLocks(await collectLocksReport(client, options), ctx.out.c);
-        } catch (error) {
-          await client.end().catch(() => {});
-          client = await ctx.pg({ direct: true, applicationName: 'dbops locks' }).catch(() => client);
-          return ctx.out.c.red(`refresh failed: ${messageOf(error)}`);
-        }
-      });
-      return ExitCode.Ok;
+      const render = (report: LocksReport) => output?.renderLocks(report, ctx.out.c) ?? '';
+      await view(ctx, watch, () => connections.locksReport(options), render);
     }),
   );
+}
+
+/** PostgreSQL (and the PgBouncer console), connected while the report code loads. */
+async function connect(ctx: CommandContext, applicationName: string, withConsole: boolean) {
+  const { PoolConnections } = await import('../../diagnostics/pool-connections.js');
+  const connections = new PoolConnections({
+    pg: () => ctx.pg({ direct: true, applicationName }),
+    console: withConsole ? () => ctx.pgbouncer() : undefined,
+  });
+  await connections.connect();
+  return connections;
+}
+
+/** The table renderers; --json prints the report as it is and does not load them. */
+async function renderers(ctx: CommandContext) {
+  return ctx.out.json ? undefined : import('../../output/pool.js');
+}
+
+/**
+ * One report, rendered (exit 3 on a critical finding); or with --watch, a report every N seconds
+ * until the first Ctrl-C (exit 0), a failed refresh shown in its place.
+ */
+async function view<R extends { ok: boolean; findings: Finding[] }>(
+  ctx: CommandContext,
+  watchSeconds: number | undefined,
+  read: () => Promise<R>,
+  render: (report: R) => string,
+): Promise<void> {
+  if (watchSeconds === undefined) {
+    const report = await read();
+    ctx.out.result(report, () => render(report));
+    if (!report.ok) {
+      const critical = report.findings.filter((finding) => finding.severity === 'critical');
+      throw new CheckFailedError(`${critical.length} critical finding(s): ${critical.map((finding) => finding.code).join(', ')}`, {
+        hint: 'see the findings above (--json: findings)',
+        details: { critical: critical.length },
+      });
+    }
+    return;
+  }
+  const { watch } = await import('../../diagnostics/watch.js');
+  await watch({
+    everyMs: watchSeconds * 1000,
+    signal: ctx.signal,
+    read,
+    show: (frame) => {
+      const header = ctx.out.c.dim(`dbops ${new Date().toISOString()}  every ${watchSeconds} s  Ctrl-C to stop`);
+      ctx.out.frame(`${header}\n${'report' in frame ? render(frame.report) : ctx.out.c.red(`refresh failed: ${frame.error}`)}`);
+    },
+  });
 }
 
 /** --watch with --json is refused: --json means one snapshot for a machine. */
@@ -161,34 +158,4 @@ function watchSeconds(ctx: CommandContext, opts: CommonOpts): number | undefined
     });
   }
   return opts.watch === true ? DEFAULT_WATCH_S : opts.watch;
-}
-
-/** The PgBouncer console when PGBOUNCER_ADMIN_URL is set; a failure to connect is data, not an exit. */
-async function connectBouncer(ctx: CommandContext): Promise<{ client: import('pg').Client } | { error: string } | undefined> {
-  const url = ctx.config.pgbouncerAdminUrl?.value;
-  if (!url) return undefined;
-  const { connectPg } = await import('../../db/pg.js');
-  try {
-    // adminConsole: no startup parameters, simple protocol only.
-    const client = await connectPg({ connectionString: url, timeoutMs: ctx.timeoutMs, label: 'PgBouncer', adminConsole: true });
-    ctx.onClose(() => client.end());
-    return { client };
-  } catch (error) {
-    return { error: messageOf(error) };
-  }
-}
-
-/**
- * Redraw every `seconds` until the first Ctrl-C (ctx.signal), then return (exit 0). On a TTY the
- * screen is cleared before each frame; elsewhere frames are appended under a time stamp line.
- */
-async function watchLoop(ctx: CommandContext, seconds: number, frame: () => Promise<string>): Promise<void> {
-  const tty = Boolean(process.stdout.isTTY);
-  while (!ctx.signal.aborted) {
-    const text = await frame();
-    if (ctx.signal.aborted) break;
-    const header = ctx.out.c.dim(`dbops ${new Date().toISOString()}  every ${seconds} s  Ctrl-C to stop`);
-    ctx.out.stdout(`${tty ? '\x1b[2J\x1b[H' : '\n'}${header}\n${text}\n`);
-    await sleep(seconds * 1000, ctx.signal);
-  }
 }

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { CheckFailedError, ExitCode, UsageError } from '../../errors.js';
+import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
+import type { Runner } from '../handler.js';
 import { durationArg, intArg, numberArg } from '../options.js';
-import type { Runner } from '../program.js';
 
 interface SlowOptions {
   sort: 'total' | 'mean' | 'calls' | 'rows' | 'io';
@@ -61,82 +61,41 @@ export function registerSlow(program: Command, run: Runner): void {
           });
         }
         if (opts.allDatabases) throw new UsageError('--all-databases only applies to --reset');
-        const { readFile, rename, writeFile } = await import('node:fs/promises');
-        const core = await import('../../diagnostics/slow-queries.js');
-        const readJson = async (file: string, what: string): Promise<unknown> => {
-          let text: string;
-          try {
-            text = await readFile(file, 'utf8');
-          } catch (error) {
-            throw new UsageError(`cannot read the ${what} ${file}: ${(error as Error).message}`, { cause: error });
-          }
-          try {
-            return JSON.parse(text);
-          } catch (error) {
-            throw new UsageError(`the ${what} ${file} is not JSON: ${(error as Error).message}`, { cause: error });
-          }
-        };
-        const since = opts.since ? core.parseSnapshot(await readJson(opts.since, 'snapshot'), opts.since) : undefined;
-        const baseline = opts.baseline ? core.parseBaseline(await readJson(opts.baseline, 'baseline'), opts.baseline) : undefined;
-        const gated = opts.failOnMeanMs !== undefined || baseline !== undefined;
-        const slow = { minMeanMs: opts.minMeanMs, minCalls: opts.minCalls };
-        const client = await ctx.pg({ direct: true, applicationName: 'dbops slow-queries' });
-        // Every statement is needed for a snapshot, a delta or a gate; otherwise the server ranks and cuts.
-        const read = await core.readPgss(
-          client,
-          opts.save || since || gated ? { mode: 'all' } : { mode: 'top', sort: opts.sort, limit: opts.limit, onlySlow: Boolean(opts.onlySlow), slow },
-          opts.statementTimeout,
-        );
-        if (since && opts.since) core.checkSameSource(since, read.server, opts.since);
-        const report = core.buildReport(read, {
+        const { collectSlowQueries } = await import('../../diagnostics/slow-queries-collect.js');
+        const gated = opts.failOnMeanMs !== undefined || opts.baseline !== undefined;
+        const report = await collectSlowQueries(() => ctx.pg({ direct: true, applicationName: 'dbops slow-queries' }), {
           sort: opts.sort,
           limit: opts.limit,
-          slow,
+          slow: { minMeanMs: opts.minMeanMs, minCalls: opts.minCalls },
           onlySlow: Boolean(opts.onlySlow),
-          since,
+          statementTimeoutMs: opts.statementTimeout,
+          since: opts.since,
+          save: opts.save,
           gates: gated
             ? {
                 failOnMeanMs: opts.failOnMeanMs,
-                baseline,
+                baseline: opts.baseline,
                 failOnRegressionPct: opts.failOnRegression,
                 gateMinCalls: opts.gateMinCalls,
                 regressionMinMs: opts.regressionMinMs,
               }
             : undefined,
         });
-        if (opts.save) {
-          // Write beside, then rename: a crash never leaves half a snapshot.
-          // Query texts can be sensitive even masked: the file is private to its owner (0600).
-          const tmp = `${opts.save}.${process.pid}.tmp`;
-          try {
-            await writeFile(tmp, `${JSON.stringify(core.snapshotOf(read))}\n`, { mode: 0o600 });
-            await rename(tmp, opts.save);
-          } catch (error) {
-            const { UsageError } = await import('../../errors.js');
-            throw new UsageError(`--save ${opts.save}: cannot write the snapshot: ${(error as Error).message}`, {
-              hint: 'check that the folder exists and is writable',
-            });
-          }
-        }
         const { renderSlowQueries } = await import('../../output/slow.js');
-        const doc = opts.save ? { ...report, savedTo: opts.save } : report;
-        ctx.out.result(doc, () => renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full), savedTo: opts.save }));
+        ctx.out.result(report, () => renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full), savedTo: report.savedTo }));
         if (report.gates?.failed) {
-          const f = report.gates.failures;
-          throw new CheckFailedError(
-            `slow-query gate failed: ${f.length} statement${f.length === 1 ? '' : 's'} (${f.map((x) => `queryid ${x.queryid}`).join(', ')})`,
-            {
-              hint: 'see the report above; --json lists them under gates.failures',
-              details: { failures: f.length },
-            },
-          );
+          const failures = report.gates.failures;
+          const which = failures.map((failure) => `queryid ${failure.queryid}`).join(', ');
+          throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'} (${which})`, {
+            hint: 'see the report above; --json lists them under gates.failures',
+            details: { failures: failures.length },
+          });
         }
-        return ExitCode.Ok;
       }),
     );
 }
 
-async function resetCommand(ctx: CommandContext, opts: SlowOptions): Promise<number> {
+async function resetCommand(ctx: CommandContext, opts: SlowOptions): Promise<void> {
   const db = await ctx.database();
   const { describeEndpoint } = await import('../../db/pg.js');
   const where = opts.allDatabases ? `every database on ${describeEndpoint(db.directUrl).replace(/\/.*$/, '')}` : describeEndpoint(db.directUrl);
@@ -150,5 +109,4 @@ async function resetCommand(ctx: CommandContext, opts: SlowOptions): Promise<num
   ctx.out.result({ reset: true, scope: result.scope }, () =>
     result.scope === 'database' ? `pg_stat_statements reset for ${where}` : 'pg_stat_statements reset for the whole server',
   );
-  return ExitCode.Ok;
 }

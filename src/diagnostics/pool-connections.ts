@@ -1,0 +1,71 @@
+/**
+ * The connections `dbops pool` and `dbops locks` read through: PostgreSQL, and PgBouncer's console
+ * when one is configured. A connection that failed during a report is closed and opened again for
+ * the next one, so a watch keeps going through a restart or a dropped connection.
+ */
+import type { Client } from 'pg';
+import { messageOf } from '../errors.js';
+import { type BouncerSource, collectLocksReport, collectPoolReport, type LocksReport, type PoolOptions, type PoolReport } from './pool.js';
+
+export interface PoolOpeners {
+  /** Opens a PostgreSQL connection (its closing is the opener's business). */
+  pg: () => Promise<Client>;
+  /** Opens the PgBouncer console; absent when none is configured. */
+  console?: (() => Promise<Client>) | undefined;
+}
+
+export class PoolConnections {
+  private pg: Client | undefined;
+  private bouncer: BouncerSource;
+  private bouncerStale = false;
+
+  constructor(private readonly open: PoolOpeners) {}
+
+  /** Before the first report: PostgreSQL must answer (else its error is thrown); the console's failure is data. */
+  async connect(): Promise<void> {
+    [this.pg, this.bouncer] = await Promise.all([this.open.pg(), this.openConsole()]);
+  }
+
+  async poolReport(opts: PoolOptions): Promise<PoolReport> {
+    return this.round(async (pg) => {
+      if (this.bouncerStale) {
+        this.bouncer = await this.openConsole();
+        this.bouncerStale = false;
+      }
+      const report = await collectPoolReport(pg, this.bouncer, opts);
+      // A console that could not be reached, or failed while read, is opened afresh next time.
+      const failed = Boolean(report.pgbouncer && 'error' in report.pgbouncer && report.pgbouncer.error);
+      if (this.bouncer && ('error' in this.bouncer || failed)) {
+        if ('client' in this.bouncer) await this.bouncer.client.end().catch(() => {});
+        this.bouncerStale = true;
+      }
+      return report;
+    });
+  }
+
+  async locksReport(opts: PoolOptions): Promise<LocksReport> {
+    return this.round((pg) => collectLocksReport(pg, opts));
+  }
+
+  /** One report; when it fails, its PostgreSQL connection is closed and the next report opens another. */
+  private async round<R>(read: (pg: Client) => Promise<R>): Promise<R> {
+    this.pg ??= await this.open.pg();
+    const pg = this.pg;
+    try {
+      return await read(pg);
+    } catch (error) {
+      this.pg = undefined;
+      await pg.end().catch(() => {});
+      throw error;
+    }
+  }
+
+  private async openConsole(): Promise<BouncerSource> {
+    if (!this.open.console) return undefined;
+    try {
+      return { client: await this.open.console() };
+    } catch (error) {
+      return { error: messageOf(error) };
+    }
+  }
+}
