@@ -18,7 +18,6 @@ type Checkpoint = BackfillProgress & Partial<Pick<BackfillCheckpoint, 'batches' 
 
 const keyText = (k: unknown): string => (k === null || k === undefined ? '-' : String(k));
 
-import type { Output, Progress } from './output.js';
 import { renderTable } from './table.js';
 
 // Created on first use: initialising Intl costs ~10 ms, and `migrate status` loads this module.
@@ -51,48 +50,48 @@ export function renderBar(percent: number, width = 24): string {
 }
 
 /** One line of progress: bar (TTY only), percent, rows done of estimated, rate, ETA, checkpoint. */
-export function renderBackfillProgress(e: Event, opts: { bar: boolean }): string {
-  const pct = percentOf(e.rowsDone, e.estimatedTotal);
+export function renderBackfillProgress(event: Event, opts: { bar: boolean }): string {
+  const pct = percentOf(event.rowsDone, event.estimatedTotal);
   const parts = [
-    `backfill ${e.table}`,
+    `backfill ${event.table}`,
     ...(opts.bar ? [renderBar(pct)] : []),
     `${pct.toFixed(1)}%`,
-    `${int.format(e.rowsDone)}/${int.format(e.estimatedTotal)} rows`,
-    `${int.format(e.rowsPerSecond)} rows/s`,
-    `ETA ${e.etaMs === null ? '?' : formatDuration(e.etaMs)}`,
-    `batch ${e.batches}${e.batchSize === undefined ? '' : ` (${int.format(e.batchSize)} keys)`}`,
+    `${int.format(event.rowsDone)}/${int.format(event.estimatedTotal)} rows`,
+    `${int.format(event.rowsPerSecond)} rows/s`,
+    `ETA ${event.etaMs === null ? '?' : formatDuration(event.etaMs)}`,
+    `batch ${event.batches}${event.batchSize === undefined ? '' : ` (${int.format(event.batchSize)} keys)`}`,
   ];
-  if (!opts.bar) parts.push(`checkpoint ${keyText(e.lastKey)}`);
+  if (!opts.bar) parts.push(`checkpoint ${keyText(event.lastKey)}`);
   return parts.join('  ');
 }
 
 /** The JSON view of a finished backfill (part of `migrate up --json`). */
-export function backfillSummary(migration: string, table: string, r: Result): Record<string, unknown> {
+export function backfillSummary(migration: string, table: string, result: Result): Record<string, unknown> {
   return {
     migration,
     table,
-    batches: r.batches,
-    rows: r.rows,
-    rowsDone: r.rowsDone ?? r.rows,
-    durationMs: Math.round(r.durationMs),
-    rowsPerSecond: r.durationMs > 0 ? Math.round((r.rows / r.durationMs) * 1000) : 0,
-    slowestBatchMs: Math.round(r.slowestBatchMs),
-    throttledMs: Math.round(r.throttledMs ?? 0),
-    retries: r.retries ?? 0,
-    resumedFrom: r.resumedFrom === null || r.resumedFrom === undefined ? null : String(r.resumedFrom),
-    estimate: r.estimate ?? null,
-    alreadyFinished: r.alreadyFinished ?? false,
+    batches: result.batches,
+    rows: result.rows,
+    rowsDone: result.rowsDone ?? result.rows,
+    durationMs: Math.round(result.durationMs),
+    rowsPerSecond: result.durationMs > 0 ? Math.round((result.rows / result.durationMs) * 1000) : 0,
+    slowestBatchMs: Math.round(result.slowestBatchMs),
+    throttledMs: Math.round(result.throttledMs ?? 0),
+    retries: result.retries ?? 0,
+    resumedFrom: result.resumedFrom === null || result.resumedFrom === undefined ? null : String(result.resumedFrom),
+    estimate: result.estimate ?? null,
+    alreadyFinished: result.alreadyFinished ?? false,
   };
 }
 
 /** One sentence for people. */
-export function renderBackfillSummary(migration: string, table: string, r: Result): string {
-  if (r.alreadyFinished) return `backfill ${migration} on ${table}: already finished earlier (${int.format(r.rowsDone ?? r.rows)} rows)`;
-  const rate = r.durationMs > 0 ? (r.rows / r.durationMs) * 1000 : 0;
-  const resumed = r.resumedFrom === null || r.resumedFrom === undefined ? '' : `, resumed after key ${keyText(r.resumedFrom)}`;
-  const throttled = (r.throttledMs ?? 0) >= 1 ? `, ${formatDuration(r.throttledMs ?? 0)} throttled` : '';
-  const retries = r.retries ? `, ${r.retries} batch retr${r.retries === 1 ? 'y' : 'ies'}` : '';
-  return `backfill ${migration} on ${table}: ${int.format(r.rows)} rows in ${int.format(r.batches)} batches, ${formatDuration(r.durationMs)} (${int.format(rate)} rows/s), slowest batch ${formatDuration(r.slowestBatchMs)}${throttled}${retries}${resumed}`;
+export function renderBackfillSummary(migration: string, table: string, result: Result): string {
+  if (result.alreadyFinished) return `backfill ${migration} on ${table}: already finished earlier (${int.format(result.rowsDone ?? result.rows)} rows)`;
+  const rate = result.durationMs > 0 ? (result.rows / result.durationMs) * 1000 : 0;
+  const resumed = result.resumedFrom === null || result.resumedFrom === undefined ? '' : `, resumed after key ${keyText(result.resumedFrom)}`;
+  const throttled = (result.throttledMs ?? 0) >= 1 ? `, ${formatDuration(result.throttledMs ?? 0)} throttled` : '';
+  const retries = result.retries ? `, ${result.retries} batch retr${result.retries === 1 ? 'y' : 'ies'}` : '';
+  return `backfill ${migration} on ${table}: ${int.format(result.rows)} rows in ${int.format(result.batches)} batches, ${formatDuration(result.durationMs)} (${int.format(rate)} rows/s), slowest batch ${formatDuration(result.slowestBatchMs)}${throttled}${retries}${resumed}`;
 }
 
 /** The backfill rows of `migrate status`: a table of checkpoints with percent and key. */
@@ -113,40 +112,4 @@ export function renderBackfillStatus(rows: Checkpoint[], colour: boolean): strin
     colour,
     alignRight: [3, 4, 5],
   });
-}
-
-/**
- * Progress reporting for the CLI: a bar on a TTY (via the spinner), a plain line every few seconds
- * in CI and pipes, nothing with --json (the summary goes into the JSON result instead).
- */
-export async function createBackfillReporter(
-  out: Output,
-  migration: string,
-  everyMs = 5000,
-): Promise<{ onProgress: (e: BackfillProgressEvent) => void; done: (table: string, r: Result) => void; fail: () => void }> {
-  let progress: Progress | undefined;
-  const bar = out.terminal.animate;
-  return {
-    onProgress: (e) => {
-      const line = renderBackfillProgress(e, { bar });
-      if (!progress) {
-        // Lazily: a backfill that finishes in one batch prints only its summary.
-        void out.progress(line, everyMs).then((p) => {
-          progress = p;
-        });
-        return;
-      }
-      progress.update(line);
-    },
-    done: (table, r) => {
-      const text = renderBackfillSummary(migration, table, r);
-      if (progress) progress.succeed(text);
-      else if (!out.json) out.info(text);
-      progress = undefined;
-    },
-    fail: () => {
-      progress?.stop();
-      progress = undefined;
-    },
-  };
 }

@@ -4,7 +4,7 @@
  */
 import type { ChalkInstance } from 'chalk';
 import type { MigrationOutcome, RunEvent, RunResult, StatusEntry, StatusResult, ValidateResult } from '../migrations/types.js';
-import { renderBackfillStatus } from './backfill.js';
+import { renderBackfillProgress, renderBackfillStatus } from './backfill.js';
 import type { Output, Progress } from './output.js';
 import { renderTable } from './table.js';
 
@@ -62,11 +62,9 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           break;
         }
         case 'backfill': {
-          const p = e.progress;
-          const pct = p.estimatedTotal > 0 ? ` ${Math.min(100, (100 * p.rowsDone) / p.estimatedTotal).toFixed(1)}%` : '';
-          const eta = p.etaMs !== null ? `, ETA ${fmtDuration(p.etaMs)}` : '';
-          extra = c.dim(` ${p.rowsDone}/${p.estimatedTotal} rows${pct}, ${Math.round(p.rowsPerSecond)} rows/s${eta}`);
-          if (!out.terminal.animate) void current?.progress.then((pr) => pr.update(`${current?.label ?? p.migration}:${extra}`));
+          // On a terminal the bar joins the migration's spinner line; elsewhere a plain line with the checkpoint.
+          extra = c.dim(`  ${renderBackfillProgress(e.progress, { bar: out.terminal.animate })}`);
+          if (!out.terminal.animate) void current?.progress.then((progress) => progress.update(`${current?.label ?? e.progress.migration}:${extra}`));
           break;
         }
       }
@@ -75,33 +73,34 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
   };
 }
 
-export function outcomeLine(o: MigrationOutcome, c: ChalkInstance): string {
-  const kind = o.kind === 'schema' ? 'schema ' : '';
-  const time = c.dim(fmtDuration(o.durationMs));
-  const stats = o.kind === 'data' && o.status !== 'skipped' ? c.dim(`, ${o.statements} statement(s), ${o.rowsAffected} row(s)`) : '';
-  const v = o.validate === null ? '' : o.validate ? c.dim(', validate ok') : c.red(', validate FALSE');
-  const nt = o.transactional ? '' : c.yellow(' [no transaction]');
-  switch (o.status) {
+export function outcomeLine(outcome: MigrationOutcome, paint: ChalkInstance): string {
+  const kind = outcome.kind === 'schema' ? 'schema ' : '';
+  const time = paint.dim(fmtDuration(outcome.durationMs));
+  const stats =
+    outcome.kind === 'data' && outcome.status !== 'skipped' ? paint.dim(`, ${outcome.statements} statement(s), ${outcome.rowsAffected} row(s)`) : '';
+  const v = outcome.validate === null ? '' : outcome.validate ? paint.dim(', validate ok') : paint.red(', validate FALSE');
+  const nt = outcome.transactional ? '' : paint.yellow(' [no transaction]');
+  switch (outcome.status) {
     case 'applied':
-      return `${c.green('✔')} applied ${kind}${o.name}${nt} ${time}${stats}${v}`;
+      return `${paint.green('✔')} applied ${kind}${outcome.name}${nt} ${time}${stats}${v}`;
     case 'reverted':
-      return `${c.green('✔')} reverted ${o.name}${nt} ${time}${stats}`;
+      return `${paint.green('✔')} reverted ${outcome.name}${nt} ${time}${stats}`;
     case 'rehearsed':
-      return `${c.green('✔')} rehearsed ${kind}${o.name} ${time}${stats}${v} ${c.dim('(rolled back)')}`;
+      return `${paint.green('✔')} rehearsed ${kind}${outcome.name} ${time}${stats}${v} ${paint.dim('(rolled back)')}`;
     case 'marked':
-      return `${c.green('✔')} marked ${o.name} as applied (not run)`;
+      return `${paint.green('✔')} marked ${outcome.name} as applied (not run)`;
     case 'skipped':
-      return `${c.yellow('-')} skipped ${o.name}${o.note ? `: ${o.note}` : ''}`;
+      return `${paint.yellow('-')} skipped ${outcome.name}${outcome.note ? `: ${outcome.note}` : ''}`;
     default:
-      return `${c.red('✗')} ${kind}${o.name} failed at ${o.error?.step ?? o.direction} ${time}: ${o.error?.message ?? ''}`;
+      return `${paint.red('✗')} ${kind}${outcome.name} failed at ${outcome.error?.step ?? outcome.direction} ${time}: ${outcome.error?.message ?? ''}`;
   }
 }
 
-export function renderRunResult(r: RunResult, c: ChalkInstance, colour: boolean): string {
+export function renderRunResult(result: RunResult, paint: ChalkInstance, colour: boolean): string {
   const lines: string[] = [];
-  for (const w of r.warnings) lines.push(`${c.yellow('warning:')} ${w}`);
-  if (r.dryRun) {
-    for (const o of r.outcomes) {
+  for (const w of result.warnings) lines.push(`${paint.yellow('warning:')} ${w}`);
+  if (result.dryRun) {
+    for (const o of result.outcomes) {
       if (!o.statementLog?.length) continue;
       lines.push(`${o.name} (${o.direction}) ran:`);
       lines.push(
@@ -114,17 +113,17 @@ export function renderRunResult(r: RunResult, c: ChalkInstance, colour: boolean)
       );
     }
   }
-  const count = (s: MigrationOutcome['status']) => r.outcomes.filter((o) => o.status === s).length;
+  const count = (s: MigrationOutcome['status']) => result.outcomes.filter((o) => o.status === s).length;
   const parts: string[] = [];
   if (count('applied')) parts.push(`${count('applied')} applied`);
   if (count('reverted')) parts.push(`${count('reverted')} reverted`);
   if (count('rehearsed')) parts.push(`${count('rehearsed')} rehearsed and rolled back`);
   if (count('marked')) parts.push(`${count('marked')} marked applied`);
   if (count('skipped')) parts.push(`${count('skipped')} skipped`);
-  if (count('failed')) parts.push(c.red(`${count('failed')} failed`));
-  if (r.appliedByOthers.length) parts.push(`${r.appliedByOthers.length} already done by another runner`);
-  const what = parts.length ? parts.join(', ') : r.command === 'down' ? 'nothing to revert' : 'nothing to do: everything is applied';
-  lines.push(`${r.dryRun ? 'dry run: ' : ''}${what} (${fmtDuration(r.durationMs)})`);
+  if (count('failed')) parts.push(paint.red(`${count('failed')} failed`));
+  if (result.appliedByOthers.length) parts.push(`${result.appliedByOthers.length} already done by another runner`);
+  const what = parts.length ? parts.join(', ') : result.command === 'down' ? 'nothing to revert' : 'nothing to do: everything is applied';
+  lines.push(`${result.dryRun ? 'dry run: ' : ''}${what} (${fmtDuration(result.durationMs)})`);
   return lines.join('\n');
 }
 
@@ -146,17 +145,17 @@ const STATE_LABEL: Record<StatusEntry['state'], string> = {
   'out-of-order': 'OUT OF ORDER',
 };
 
-export function renderStatus(s: StatusResult, c: ChalkInstance, colour: boolean): string {
-  const paint = (e: StatusEntry) => {
+export function renderStatus(status: StatusResult, paint: ChalkInstance, colour: boolean): string {
+  const stateCell = (e: StatusEntry) => {
     const label = e.failed ? 'FAILED' : STATE_LABEL[e.state];
-    if (e.state === 'applied') return c.green(label);
-    if (e.state === 'pending') return c.yellow(label);
-    return c.red(label);
+    if (e.state === 'applied') return paint.green(label);
+    if (e.state === 'pending') return paint.yellow(label);
+    return paint.red(label);
   };
-  const rows = s.entries.map((e) => [
+  const rows = status.entries.map((e) => [
     e.kind,
     e.name,
-    paint(e),
+    stateCell(e),
     e.appliedAt
       ? e.appliedAt
           .toISOString()
@@ -164,7 +163,7 @@ export function renderStatus(s: StatusResult, c: ChalkInstance, colour: boolean)
           .replace(/\.\d+Z$/, 'Z')
       : '',
     e.markedOnly ? 'marked applied' : (e.appliedBy ?? ''),
-    e.kind === 'data' ? (e.transactional ? 'yes' : c.yellow('no')) : '',
+    e.kind === 'data' ? (e.transactional ? 'yes' : paint.yellow('no')) : '',
     e.description ?? '',
   ]);
   const lines: string[] = [];
@@ -173,38 +172,38 @@ export function renderStatus(s: StatusResult, c: ChalkInstance, colour: boolean)
   } else {
     lines.push('no migrations found');
   }
-  const n = s.counts;
+  const n = status.counts;
   lines.push(
-    `${n.applied} applied, ${n.pending} pending${n.changed ? `, ${c.red(`${n.changed} changed`)}` : ''}${n.missing ? `, ${c.red(`${n.missing} missing`)}` : ''}${n['out-of-order'] ? `, ${c.red(`${n['out-of-order']} out of order`)}` : ''}`,
+    `${n.applied} applied, ${n.pending} pending${n.changed ? `, ${paint.red(`${n.changed} changed`)}` : ''}${n.missing ? `, ${paint.red(`${n.missing} missing`)}` : ''}${n['out-of-order'] ? `, ${paint.red(`${n['out-of-order']} out of order`)}` : ''}`,
   );
-  for (const p of s.problems) lines.push(`${c.red('✗')} ${p.path}: ${p.cause}`);
-  if (s.backfills.length > 0) {
-    const unfinished = s.backfills.filter((b) => !b.finished).length;
-    const unrecorded = s.backfills.length - unfinished;
-    if (unfinished > 0) lines.push(c.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+  for (const p of status.problems) lines.push(`${paint.red('✗')} ${p.path}: ${p.cause}`);
+  if (status.backfills.length > 0) {
+    const unfinished = status.backfills.filter((b) => !b.finished).length;
+    const unrecorded = status.backfills.length - unfinished;
+    if (unfinished > 0) lines.push(paint.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
     if (unrecorded > 0) {
       lines.push(
-        c.red(
+        paint.red(
           `${unrecorded} backfill(s) ran every batch but were not recorded (validate failed): fix the data and run dbops migrate up, or undo with dbops migrate down`,
         ),
       );
     }
-    lines.push(renderBackfillStatus(s.backfills, colour));
+    lines.push(renderBackfillStatus(status.backfills, colour));
   }
   return lines.join('\n');
 }
 
-export function renderValidate(v: ValidateResult, c: ChalkInstance): string {
+export function renderValidate(result: ValidateResult, paint: ChalkInstance): string {
   const lines: string[] = [];
-  for (const k of v.checked) {
-    const verdict = k.verdict === null ? c.dim('no validate()') : k.verdict ? c.green('ok') : c.red(k.error ? 'ERROR' : 'FALSE');
-    lines.push(`${verdict.padEnd(4)} ${k.name} ${c.dim(fmtDuration(k.durationMs))}${k.error ? `: ${k.error}` : ''}`);
+  for (const k of result.checked) {
+    const verdict = k.verdict === null ? paint.dim('no validate()') : k.verdict ? paint.green('ok') : paint.red(k.error ? 'ERROR' : 'FALSE');
+    lines.push(`${verdict.padEnd(4)} ${k.name} ${paint.dim(fmtDuration(k.durationMs))}${k.error ? `: ${k.error}` : ''}`);
   }
-  for (const f of v.findings) lines.push(`${c.red('✗')} ${f.message}`);
+  for (const f of result.findings) lines.push(`${paint.red('✗')} ${f.message}`);
   lines.push(
-    v.ok
-      ? `${c.green('ok')}: ${v.checked.length} applied migration(s) checked, no drift`
-      : `${c.red(`${v.findings.length} finding(s)`)}: ${v.checked.length} applied migration(s) checked`,
+    result.ok
+      ? `${paint.green('ok')}: ${result.checked.length} applied migration(s) checked, no drift`
+      : `${paint.red(`${result.findings.length} finding(s)`)}: ${result.checked.length} applied migration(s) checked`,
   );
   return lines.join('\n');
 }
