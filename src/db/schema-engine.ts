@@ -14,6 +14,7 @@
  * printed, every error is a plain `Error` whose message never contains a password or connection string.
  */
 import type pg from 'pg';
+import { messageOf } from '../errors.js';
 
 export interface SchemaMigrationFile {
   name: string;
@@ -607,10 +608,6 @@ function rawEngineMessage(error: unknown): string {
     }
   }
   return String(error);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function isErrnoException(error: unknown): error is NodeJS.ErrnoException {

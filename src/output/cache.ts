@@ -9,10 +9,10 @@ import { renderKeyValue, renderTable } from './table.js';
 const n = (v: number) => v.toLocaleString('en-US');
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-export function bytes(v: number): string {
-  if (v < 1024) return `${v} B`;
+export function bytes(value: number): string {
+  if (value < 1024) return `${value} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let x = v / 1024;
+  let x = value / 1024;
   let i = 0;
   while (x >= 1024 && i < units.length - 1) {
     x /= 1024;
@@ -31,69 +31,77 @@ const STOPPED: Record<FlushResult['stopped'], string> = {
   error: 'stopped by an error',
 };
 
-export function renderFlush(r: FlushResult & { endpoint: string; target: TargetInfo }, c: ChalkInstance, colour: boolean): string {
+export function renderFlush(result: FlushResult & { endpoint: string; target: TargetInfo }, paint: ChalkInstance, colour: boolean): string {
   const pairs: Array<[string, string | number]> = [
-    ['target', targetLine(r.endpoint, r.target)],
-    ['pattern', r.pattern + (r.pinnedSlot === undefined ? '' : ` (hash slot ${r.pinnedSlot} only)`)],
+    ['target', targetLine(result.endpoint, result.target)],
+    ['pattern', result.pattern + (result.pinnedSlot === undefined ? '' : ` (hash slot ${result.pinnedSlot} only)`)],
   ];
-  if (r.dryRun) {
-    pairs.push(['matching keys', `${n(r.matched)}${r.approximate ? ' (approximate)' : ''}`]);
+  if (result.dryRun) {
+    pairs.push(['matching keys', `${n(result.matched)}${result.approximate ? ' (approximate)' : ''}`]);
   } else {
-    pairs.push(['removed', n(r.removed)], ['returned by SCAN', `${n(r.matched)}${r.matched !== r.removed ? ' (includes repeats or keys already gone)' : ''}`]);
+    pairs.push(
+      ['removed', n(result.removed)],
+      ['returned by SCAN', `${n(result.matched)}${result.matched !== result.removed ? ' (includes repeats or keys already gone)' : ''}`],
+    );
   }
   pairs.push(
-    ['SCAN calls', n(r.scans)],
-    ['time', secs(r.elapsedMs)],
-    [r.dryRun ? 'keys/s scanned' : 'keys/s removed', n(r.keysPerSecond)],
-    ['result', r.stopped === 'done' ? (r.dryRun ? 'dry run: nothing deleted' : STOPPED.done) : STOPPED[r.stopped]],
+    ['SCAN calls', n(result.scans)],
+    ['time', secs(result.elapsedMs)],
+    [result.dryRun ? 'keys/s scanned' : 'keys/s removed', n(result.keysPerSecond)],
+    ['result', result.stopped === 'done' ? (result.dryRun ? 'dry run: nothing deleted' : STOPPED.done) : STOPPED[result.stopped]],
   );
-  if (r.error) pairs.push(['error', r.error]);
+  if (result.error) pairs.push(['error', result.error]);
   const lines = [renderKeyValue(pairs, colour)];
-  if (r.nodes.length > 1) {
+  if (result.nodes.length > 1) {
     lines.push(
       renderTable({
         head: ['primary', 'SCAN calls', 'matched', 'removed', 'complete'],
-        rows: r.nodes.map((x) => [x.node, n(x.scans), n(x.matched), n(x.removed), x.error ? c.red(`no: ${x.error}`) : x.complete ? 'yes' : 'no']),
+        rows: result.nodes.map((x) => [x.node, n(x.scans), n(x.matched), n(x.removed), x.error ? paint.red(`no: ${x.error}`) : x.complete ? 'yes' : 'no']),
         colour,
         alignRight: [1, 2, 3],
       }),
     );
   }
-  if (r.dryRun && r.sample.length > 0) lines.push(`sample:\n${r.sample.map((k) => `  ${k}`).join('\n')}`);
+  if (result.dryRun && result.sample.length > 0) lines.push(`sample:\n${result.sample.map((k) => `  ${k}`).join('\n')}`);
   return lines.join('\n');
 }
 
-export function renderKeys(r: KeysResult & { endpoint: string; target: TargetInfo }, c: ChalkInstance, colour: boolean): string {
+export function renderKeys(result: KeysResult & { endpoint: string; target: TargetInfo }, paint: ChalkInstance, colour: boolean): string {
   const pairs: Array<[string, string | number]> = [
-    ['target', targetLine(r.endpoint, r.target)],
-    ['pattern', r.pattern + (r.pinnedSlot === undefined ? '' : ` (hash slot ${r.pinnedSlot} only)`)],
-    ['matching keys', `${n(r.count)}${r.approximate ? ` (approximate: ${r.approximateReasons.join('; ')})` : ''}`],
-    ['SCAN calls', n(r.scans)],
-    ['time', secs(r.elapsedMs)],
+    ['target', targetLine(result.endpoint, result.target)],
+    ['pattern', result.pattern + (result.pinnedSlot === undefined ? '' : ` (hash slot ${result.pinnedSlot} only)`)],
+    ['matching keys', `${n(result.count)}${result.approximate ? ` (approximate: ${result.approximateReasons.join('; ')})` : ''}`],
+    ['SCAN calls', n(result.scans)],
+    ['time', secs(result.elapsedMs)],
   ];
-  if (r.memory) {
+  if (result.memory) {
     pairs.push(
-      ['sample memory', `${bytes(r.memory.sampleBytes)} in ${n(r.memory.sampleKeys)} keys`],
-      ['estimated total', `~${bytes(r.memory.estimatedTotalBytes)}`],
+      ['sample memory', `${bytes(result.memory.sampleBytes)} in ${n(result.memory.sampleKeys)} keys`],
+      ['estimated total', `~${bytes(result.memory.estimatedTotalBytes)}`],
     );
   }
   const lines = [renderKeyValue(pairs, colour)];
-  if (r.nodes.length > 1) {
+  if (result.nodes.length > 1) {
     lines.push(
-      renderTable({ head: ['primary', 'SCAN calls', 'matching'], rows: r.nodes.map((x) => [x.node, n(x.scans), n(x.matched)]), colour, alignRight: [1, 2] }),
+      renderTable({
+        head: ['primary', 'SCAN calls', 'matching'],
+        rows: result.nodes.map((x) => [x.node, n(x.scans), n(x.matched)]),
+        colour,
+        alignRight: [1, 2],
+      }),
     );
   }
-  if (r.sample.length > 0) {
-    const withMem = r.sample.some((s) => s.bytes !== undefined);
+  if (result.sample.length > 0) {
+    const withMem = result.sample.some((s) => s.bytes !== undefined);
     lines.push(
       withMem
         ? renderTable({
             head: ['sample key', 'memory'],
-            rows: r.sample.map((s) => [s.key, s.bytes === null || s.bytes === undefined ? c.dim('gone') : bytes(s.bytes)]),
+            rows: result.sample.map((s) => [s.key, s.bytes === null || s.bytes === undefined ? paint.dim('gone') : bytes(s.bytes)]),
             colour,
             alignRight: [1],
           })
-        : `sample:\n${r.sample.map((s) => `  ${s.key}`).join('\n')}`,
+        : `sample:\n${result.sample.map((s) => `  ${s.key}`).join('\n')}`,
     );
   }
   return lines.join('\n');
@@ -105,9 +113,9 @@ const keysText = (k: Record<string, number>) =>
     .map(([db, v]) => `${db}=${n(v)}`)
     .join(' ') || '0';
 
-export function renderStats(r: StatsResult & { endpoint: string; target: TargetInfo }, colour: boolean): string {
+export function renderStats(result: StatsResult & { endpoint: string; target: TargetInfo }, colour: boolean): string {
   const head = ['node', 'role', 'version', 'memory used', 'peak', 'maxmemory', 'keys', 'hit ratio', 'hits', 'misses', 'evicted', 'expired', 'clients'];
-  const rows = r.nodes.map((s) => [
+  const rows = result.nodes.map((s) => [
     s.node,
     s.role,
     s.version,
@@ -122,8 +130,8 @@ export function renderStats(r: StatsResult & { endpoint: string; target: TargetI
     n(s.expiredKeys),
     n(s.connectedClients),
   ]);
-  if (r.nodes.length > 1) {
-    const t = r.total;
+  if (result.nodes.length > 1) {
+    const t = result.total;
     rows.push([
       'total',
       '',
@@ -140,5 +148,5 @@ export function renderStats(r: StatsResult & { endpoint: string; target: TargetI
       n(t.connectedClients),
     ]);
   }
-  return `${targetLine(r.endpoint, r.target)}\n${renderTable({ head, rows, colour, alignRight: [3, 4, 7, 8, 9, 10, 11, 12] })}`;
+  return `${targetLine(result.endpoint, result.target)}\n${renderTable({ head, rows, colour, alignRight: [3, 4, 7, 8, 9, 10, 11, 12] })}`;
 }

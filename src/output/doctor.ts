@@ -4,11 +4,11 @@ import { renderTable } from './table.js';
 
 const fmtMs = (n: number | undefined) => (n === undefined ? '' : `${n} ms`);
 
-export function renderDoctor(report: DoctorReport, c: ChalkInstance, colour: boolean): string {
+export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour: boolean): string {
   const rows = report.components.map((k) => [
     k.label,
     k.endpoint,
-    k.ok ? c.green('ok') : c.red('FAILED'),
+    k.ok ? paint.green('ok') : paint.red('FAILED'),
     fmtMs(k.connectMs),
     fmtMs(k.roundTripMs),
     k.version ?? '',
@@ -16,7 +16,7 @@ export function renderDoctor(report: DoctorReport, c: ChalkInstance, colour: boo
   ]);
   const lines = [renderTable({ head: ['component', 'endpoint', 'status', 'connect', 'round trip', 'version', 'TLS'], rows, colour, alignRight: [3, 4] })];
   for (const k of report.components) {
-    if (k.error) lines.push(`${c.red('✗')} ${k.label}: ${k.error.message}${k.error.hint ? `\n    hint: ${k.error.hint}` : ''}`);
+    if (k.error) lines.push(`${paint.red('✗')} ${k.label}: ${k.error.message}${k.error.hint ? `\n    hint: ${k.error.hint}` : ''}`);
     const pss = k.details.pgStatStatements as Record<string, unknown> | undefined;
     if (pss) {
       lines.push(
@@ -31,8 +31,8 @@ export function renderDoctor(report: DoctorReport, c: ChalkInstance, colour: boo
       lines.push(`role ${String(k.details.user)} on ${String(k.details.database)}: ${held.length ? held.join(', ') : 'no special privileges'}`);
     }
     if (k.component === 'redis' && k.ok) lines.push(`redis: ${k.details.cluster ? 'cluster' : 'standalone'}`);
-    for (const w of k.warnings) lines.push(`${c.yellow('!')} ${k.label}: ${w}`);
+    for (const w of k.warnings) lines.push(`${paint.yellow('!')} ${k.label}: ${w}`);
   }
-  lines.push(report.ok ? c.green('all configured components reachable') : c.red('some components are unreachable'));
+  lines.push(report.ok ? paint.green('all configured components reachable') : paint.red('some components are unreachable'));
   return lines.join('\n');
 }

@@ -27,36 +27,43 @@ const int = (n: number) => n.toLocaleString('en-US');
 const app = (name: string) => name || '(none)';
 
 export interface RenderOptions {
-  c: ChalkInstance;
+  paint: ChalkInstance;
   colour: boolean;
   /** Draw the whole blocking tree (pool --locks). */
   showLocks: boolean;
 }
 
-export function renderPool(r: PoolReport, o: RenderOptions): string {
-  const { c, colour } = o;
+export function renderPool(report: PoolReport, options: RenderOptions): string {
+  const { paint, colour } = options;
   const out: string[] = [];
-  out.push(c.bold(`PostgreSQL ${r.server.version}`) + c.dim(`  database ${r.server.database} as ${r.server.user}  snapshot ${r.takenAt}`));
-  const p = r.pool;
+  out.push(
+    paint.bold(`PostgreSQL ${report.server.version}`) + paint.dim(`  database ${report.server.database} as ${report.server.user}  snapshot ${report.takenAt}`),
+  );
+  const p = report.pool;
   out.push(
     `pool      active ${p.active}  idle ${p.idle}  idle in transaction ${p.idleInTransaction}  waiting ${p.waiting === null ? 'n/a (no PgBouncer console)' : p.waiting}  lock waits ${p.lockWaiting}  max ${p.max} (usable ${p.usable})`,
   );
-  const m = r.metrics;
+  const m = report.metrics;
   const err =
     m.errorRate === null ? 'n/a' : `${(m.errorRate * 100).toFixed(2)}% (${int(m.xactRollback)} of ${int(m.xactCommit + m.xactRollback)} transactions)`;
   out.push(
     `metrics   total connections ${m.totalConnections}  active queries ${m.activeQueries}  avg query time ${m.avgQueryTimeMs === null ? 'n/a' : `${m.avgQueryTimeMs.toFixed(2)} ms`}  slow queries ${m.slowQueries === null ? 'n/a' : m.slowQueries} (mean > ${m.slowQueryMs} ms)  error rate ${err}`,
   );
-  const h = r.headroom;
-  const free = h.free <= 0 ? c.red(String(h.free)) : h.free < h.usable * r.thresholds.headroomWarnRatio ? c.yellow(String(h.free)) : c.green(String(h.free));
+  const h = report.headroom;
+  const free =
+    h.free <= 0
+      ? paint.red(String(h.free))
+      : h.free < h.usable * report.thresholds.headroomWarnRatio
+        ? paint.yellow(String(h.free))
+        : paint.green(String(h.free));
   out.push(`headroom  ${h.formula.replace(/= -?\d+$/, `= ${free}`)} free`);
   out.push('');
-  out.push(c.bold('Connections by database, application, user, client and state'));
+  out.push(paint.bold('Connections by database, application, user, client and state'));
   out.push(
-    r.groups.length
+    report.groups.length
       ? renderTable({
           head: ['database', 'application', 'user', 'client', 'state', 'count', 'longest in state', 'oldest xact'],
-          rows: r.groups.map((g) => [
+          rows: report.groups.map((g) => [
             g.database,
             app(g.application),
             g.user,
@@ -71,13 +78,13 @@ export function renderPool(r: PoolReport, o: RenderOptions): string {
         })
       : '(no other connections)',
   );
-  if (r.idleInTransaction.length) {
+  if (report.idleInTransaction.length) {
     out.push('');
-    out.push(c.bold(`Idle in transaction (${r.idleInTransaction.length})`));
+    out.push(paint.bold(`Idle in transaction (${report.idleInTransaction.length})`));
     out.push(
       renderTable({
         head: ['pid', 'application', 'user', 'idle for', 'transaction age', 'xid age held', 'last query'],
-        rows: r.idleInTransaction.map((s) => [
+        rows: report.idleInTransaction.map((s) => [
           s.pid,
           app(s.application),
           s.user,
@@ -90,15 +97,15 @@ export function renderPool(r: PoolReport, o: RenderOptions): string {
         alignRight: [0, 3, 4, 5],
       }),
     );
-    out.push(c.dim(`to end one (dbops never does): ${r.idleInTransaction[0]?.terminate ?? ''}`));
+    out.push(paint.dim(`to end one (dbops never does): ${report.idleInTransaction[0]?.terminate ?? ''}`));
   }
   out.push('');
-  out.push(c.bold(`Long-running queries over ${fmtAge(r.thresholds.longMs)} (${r.longRunning.length})`));
-  if (r.longRunning.length) {
+  out.push(paint.bold(`Long-running queries over ${fmtAge(report.thresholds.longMs)} (${report.longRunning.length})`));
+  if (report.longRunning.length) {
     out.push(
       renderTable({
         head: ['pid', 'application', 'user', 'running', 'waiting on', 'query'],
-        rows: r.longRunning.map((s) => [
+        rows: report.longRunning.map((s) => [
           s.pid,
           app(s.application),
           s.user,
@@ -110,48 +117,48 @@ export function renderPool(r: PoolReport, o: RenderOptions): string {
         alignRight: [0, 3],
       }),
     );
-    out.push(c.dim(`to cancel one (dbops never does): ${r.longRunning[0]?.cancel ?? ''}`));
+    out.push(paint.dim(`to cancel one (dbops never does): ${report.longRunning[0]?.cancel ?? ''}`));
   } else out.push('none');
   out.push('');
-  if (o.showLocks) {
-    out.push(renderTree(r.locks, c));
+  if (options.showLocks) {
+    out.push(renderTree(report.locks, paint));
   } else {
     out.push(
-      r.locks.waiterCount
-        ? `${c.bold('Lock waits')}: ${r.locks.waiterCount} session(s) wait behind ${r.locks.roots.length} root(s): dbops locks (or pool --locks) draws the tree`
-        : `${c.bold('Lock waits')}: none`,
+      report.locks.waiterCount
+        ? `${paint.bold('Lock waits')}: ${report.locks.waiterCount} session(s) wait behind ${report.locks.roots.length} root(s): dbops locks (or pool --locks) draws the tree`
+        : `${paint.bold('Lock waits')}: none`,
     );
   }
-  if (r.pgbouncer) {
+  if (report.pgbouncer) {
     out.push('');
-    if ('pools' in r.pgbouncer) out.push(renderBouncer(r.pgbouncer, c, colour));
-    else out.push(`${c.bold('PgBouncer')}: ${r.pgbouncer.error ?? 'not read'}`);
+    if ('pools' in report.pgbouncer) out.push(renderBouncer(report.pgbouncer, paint, colour));
+    else out.push(`${paint.bold('PgBouncer')}: ${report.pgbouncer.error ?? 'not read'}`);
   }
   out.push('');
-  out.push(c.bold('Capacity budget'));
-  if (r.budget) for (const line of r.budget.lines) out.push(`  ${line}`);
-  else out.push(c.dim('  give --app-instances N (and --app-pool-size, --surge) to check what the application may open against the limits'));
+  out.push(paint.bold('Capacity budget'));
+  if (report.budget) for (const line of report.budget.lines) out.push(`  ${line}`);
+  else out.push(paint.dim('  give --app-instances N (and --app-pool-size, --surge) to check what the application may open against the limits'));
   out.push('');
-  out.push(renderFindings(r.findings, c));
+  out.push(renderFindings(report.findings, paint));
   return out.join('\n');
 }
 
-function renderBouncer(b: PgBouncerView, c: ChalkInstance, colour: boolean): string {
+function renderBouncer(view: PgBouncerView, paint: ChalkInstance, colour: boolean): string {
   const out: string[] = [];
-  const cfg = b.config;
+  const cfg = view.config;
   out.push(
-    c.bold(`PgBouncer ${b.version ?? ''}`) +
-      c.dim(
+    paint.bold(`PgBouncer ${view.version ?? ''}`) +
+      paint.dim(
         `  pool_mode ${cfg.poolMode ?? '?'}  max_client_conn ${cfg.maxClientConn ?? '?'}  default_pool_size ${cfg.defaultPoolSize ?? '?'}  reserve_pool_size ${cfg.reservePoolSize ?? '?'}  max_db_connections ${cfg.maxDbConnections ?? '?'}`,
       ),
   );
-  if (b.error) out.push(c.yellow(`console read incomplete: ${b.error}`));
-  if (b.pools.length === 0) out.push('no pools yet');
+  if (view.error) out.push(paint.yellow(`console read incomplete: ${view.error}`));
+  if (view.pools.length === 0) out.push('no pools yet');
   else {
     out.push(
       renderTable({
         head: ['pool', 'mode', 'cl active', 'cl waiting', 'max wait', 'sv active', 'sv idle', 'sv used', 'backends (PostgreSQL)'],
-        rows: b.pools.map((p) => {
+        rows: view.pools.map((p) => {
           const states = new Map<string, number>();
           for (const x of p.backends) {
             const k = `${x.state ?? '?'} app=${app(x.application)}`;
@@ -175,37 +182,37 @@ function renderBouncer(b: PgBouncerView, c: ChalkInstance, colour: boolean): str
       }),
     );
   }
-  for (const p of b.pools) if (p.explanation) out.push(p.explanation);
+  for (const p of view.pools) if (p.explanation) out.push(p.explanation);
   return out.join('\n');
 }
 
-function nodeLine(n: LockNode, c: ChalkInstance): string {
-  const parts: string[] = [c.bold(n.pid === 0 ? 'prepared transaction' : `pid ${n.pid}`)];
-  if (n.root) {
-    const age = n.state?.startsWith('idle') ? n.stateAgeMs : n.queryAgeMs;
-    parts.push(c.red(`${n.state ?? '?'} ${fmtAge(age)}`));
+function nodeLine(node: LockNode, paint: ChalkInstance): string {
+  const parts: string[] = [paint.bold(node.pid === 0 ? 'prepared transaction' : `pid ${node.pid}`)];
+  if (node.root) {
+    const age = node.state?.startsWith('idle') ? node.stateAgeMs : node.queryAgeMs;
+    parts.push(paint.red(`${node.state ?? '?'} ${fmtAge(age)}`));
   } else {
-    const target = n.waitingFor ? `${n.waitingFor.mode} on ${n.waitingFor.relation ?? n.waitingFor.locktype}` : 'a lock';
-    parts.push(c.yellow(`waiting ${fmtAge(n.waitingFor?.waitMs ?? n.queryAgeMs)} for ${target}`));
-    const soft = n.blockedBy.filter((b) => b.kind === 'queued').map((b) => b.pid);
-    const others = n.blockedBy.map((b) => b.pid);
+    const target = node.waitingFor ? `${node.waitingFor.mode} on ${node.waitingFor.relation ?? node.waitingFor.locktype}` : 'a lock';
+    parts.push(paint.yellow(`waiting ${fmtAge(node.waitingFor?.waitMs ?? node.queryAgeMs)} for ${target}`));
+    const soft = node.blockedBy.filter((b) => b.kind === 'queued').map((b) => b.pid);
+    const others = node.blockedBy.map((b) => b.pid);
     if (others.length > 1) parts.push(`blocked by ${others.join(', ')}`);
-    if (soft.length) parts.push(c.dim(`queued behind waiter ${soft.join(', ')}`));
+    if (soft.length) parts.push(paint.dim(`queued behind waiter ${soft.join(', ')}`));
   }
-  if (n.xactAgeMs !== null) parts.push(`xact ${fmtAge(n.xactAgeMs)}`);
-  parts.push(`app=${app(n.application)}`);
-  if (n.user) parts.push(`user=${n.user}`);
-  if (n.cycle) parts.push(c.red('(wait cycle)'));
-  parts.push(c.cyan(oneLine(n.query, 70)));
+  if (node.xactAgeMs !== null) parts.push(`xact ${fmtAge(node.xactAgeMs)}`);
+  parts.push(`app=${app(node.application)}`);
+  if (node.user) parts.push(`user=${node.user}`);
+  if (node.cycle) parts.push(paint.red('(wait cycle)'));
+  parts.push(paint.cyan(oneLine(node.query, 70)));
   return parts.join('  ');
 }
 
-export function renderTree(tree: BlockingTree, c: ChalkInstance): string {
-  if (tree.roots.length === 0) return `${c.bold('Blocking tree')}: no session waits on a lock`;
-  const out: string[] = [c.bold(`Blocking tree: ${tree.waiterCount} waiting session(s), ${tree.roots.length} root(s)`)];
+export function renderTree(tree: BlockingTree, paint: ChalkInstance): string {
+  if (tree.roots.length === 0) return `${paint.bold('Blocking tree')}: no session waits on a lock`;
+  const out: string[] = [paint.bold(`Blocking tree: ${tree.waiterCount} waiting session(s), ${tree.roots.length} root(s)`)];
   const visit = (n: LockNode, prefix: string, last: boolean, depth: number) => {
     const branch = depth === 0 ? '' : last ? '└─ ' : '├─ ';
-    out.push(`${prefix}${branch}${nodeLine(n, c)}`);
+    out.push(`${prefix}${branch}${nodeLine(n, paint)}`);
     const next = depth === 0 ? '   ' : `${prefix}${last ? '   ' : '│  '}`;
     n.children.forEach((ch, i) => {
       visit(ch, next, i === n.children.length - 1, depth + 1);
@@ -213,22 +220,22 @@ export function renderTree(tree: BlockingTree, c: ChalkInstance): string {
   };
   for (const r of tree.roots) {
     visit(r, '', true, 0);
-    if (r.terminate) out.push(c.dim(`   to end the root (dbops never does): ${r.terminate}`));
+    if (r.terminate) out.push(paint.dim(`   to end the root (dbops never does): ${r.terminate}`));
   }
   return out.join('\n');
 }
 
-export function renderFindings(findings: Finding[], c: ChalkInstance): string {
-  if (findings.length === 0) return c.green('Findings: none');
-  const out = [c.bold(`Findings (${findings.length})`)];
+export function renderFindings(findings: Finding[], paint: ChalkInstance): string {
+  if (findings.length === 0) return paint.green('Findings: none');
+  const out = [paint.bold(`Findings (${findings.length})`)];
   for (const f of findings) {
-    const label = f.severity === 'critical' ? c.red('CRITICAL') : f.severity === 'warning' ? c.yellow('WARNING ') : c.blue('INFO    ');
+    const label = f.severity === 'critical' ? paint.red('CRITICAL') : f.severity === 'warning' ? paint.yellow('WARNING ') : paint.blue('INFO    ');
     out.push(`${label} ${f.message}`);
-    out.push(`         ${c.dim('→')} ${f.suggestion}`);
+    out.push(`         ${paint.dim('→')} ${f.suggestion}`);
   }
   return out.join('\n');
 }
 
-export function renderLocks(r: LocksReport, c: ChalkInstance): string {
-  return [c.dim(`snapshot ${r.takenAt}`), renderTree(r.locks, c), '', renderFindings(r.findings, c)].join('\n');
+export function renderLocks(report: LocksReport, paint: ChalkInstance): string {
+  return [paint.dim(`snapshot ${report.takenAt}`), renderTree(report.locks, paint), '', renderFindings(report.findings, paint)].join('\n');
 }

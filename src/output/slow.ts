@@ -13,22 +13,22 @@ export function fmtDuration(ms: number): string {
   return `${(ms / 3_600_000).toFixed(1)} h`;
 }
 
-function fmtCount(n: number): string {
-  if (n < 10_000) return String(Math.round(n));
-  if (n < 10_000_000) return `${(n / 1000).toFixed(1)}k`;
-  return `${(n / 1_000_000).toFixed(1)}M`;
+function fmtCount(count: number): string {
+  if (count < 10_000) return String(Math.round(count));
+  if (count < 10_000_000) return `${(count / 1000).toFixed(1)}k`;
+  return `${(count / 1_000_000).toFixed(1)}M`;
 }
 
-function origin(s: StatementStats): string {
-  const o = s.origin;
+function origin(stats: StatementStats): string {
+  const o = stats.origin;
   if (o.source === 'none') return '';
   const text = [o.model, o.operation].filter(Boolean).join('.');
   return o.source === 'sql' ? `${text}?` : text;
 }
 
-function maxCell(s: StatementStats): string {
-  if (s.maxMs !== null) return fmtDuration(s.maxMs);
-  return s.maxUpperBoundMs === undefined ? '' : `≤${fmtDuration(s.maxUpperBoundMs)}`;
+function maxCell(stats: StatementStats): string {
+  if (stats.maxMs !== null) return fmtDuration(stats.maxMs);
+  return stats.maxUpperBoundMs === undefined ? '' : `≤${fmtDuration(stats.maxUpperBoundMs)}`;
 }
 
 const QUERY_WIDTH = 60;
@@ -39,9 +39,9 @@ export interface RenderSlowOptions {
   savedTo?: string | undefined;
 }
 
-export function renderSlowQueries(r: SlowQueryReport, c: ChalkInstance, colour: boolean, opts: RenderSlowOptions): string {
+export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance, colour: boolean, opts: RenderSlowOptions): string {
   const lines: string[] = [];
-  const w = r.window;
+  const w = report.window;
   const span = w.seconds === null ? '' : ` (${fmtDuration(w.seconds * 1000)})`;
   const windowText =
     w.mode === 'since-snapshot'
@@ -50,20 +50,20 @@ export function renderSlowQueries(r: SlowQueryReport, c: ChalkInstance, colour: 
         ? `since the last full reset at ${w.from}${span} (a reset of one database does not move this time)`
         : 'since the statistics were last reset';
   lines.push(
-    `pg_stat_statements ${r.server.pgssVersion} on PostgreSQL ${r.server.serverVersion}, database ${r.server.database}; ${windowText}`,
-    `${r.totals.statements} statements, ${fmtCount(r.totals.calls)} calls, ${fmtDuration(r.totals.totalMs)} in total; ` +
-      `${r.totals.slowStatements} slow (mean ≥ ${r.slowRule.minMeanMs} ms over ≥ ${r.slowRule.minCalls} calls); sorted by ${r.sort}; ` +
+    `pg_stat_statements ${report.server.pgssVersion} on PostgreSQL ${report.server.serverVersion}, database ${report.server.database}; ${windowText}`,
+    `${report.totals.statements} statements, ${fmtCount(report.totals.calls)} calls, ${fmtDuration(report.totals.totalMs)} in total; ` +
+      `${report.totals.slowStatements} slow (mean ≥ ${report.slowRule.minMeanMs} ms over ≥ ${report.slowRule.minCalls} calls); sorted by ${report.sort}; ` +
       `total and mean include planning time when tracked, max and stddev are execution only`,
   );
-  if (r.statements.length === 0) {
-    lines.push(r.onlySlow ? 'no slow statements in this window' : 'no statements recorded in this window');
+  if (report.statements.length === 0) {
+    lines.push(report.onlySlow ? 'no slow statements in this window' : 'no statements recorded in this window');
   } else {
-    const rows = r.statements.map((s, i) => [
+    const rows = report.statements.map((s, i) => [
       String(i + 1),
-      s.slow ? c.red('slow') : '',
+      s.slow ? paint.red('slow') : '',
       fmtCount(s.calls),
       fmtDuration(s.totalMs),
-      s.slow ? c.red(fmtDuration(s.meanMs)) : fmtDuration(s.meanMs),
+      s.slow ? paint.red(fmtDuration(s.meanMs)) : fmtDuration(s.meanMs),
       maxCell(s),
       fmtDuration(s.stddevMs),
       s.rowsPerCall < 10 ? s.rowsPerCall.toFixed(1) : fmtCount(s.rowsPerCall),
@@ -82,20 +82,20 @@ export function renderSlowQueries(r: SlowQueryReport, c: ChalkInstance, colour: 
         alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
       }),
     );
-    if (r.truncated) lines.push(c.dim(`showing ${r.statements.length}; --limit 0 shows all`));
-    if (r.statements.some((s) => s.origin.source === 'sql')) {
-      lines.push(c.dim('prisma: Model.operation from a Prisma SQL comment tag; with "?" guessed from the SQL shape'));
+    if (report.truncated) lines.push(paint.dim(`showing ${report.statements.length}; --limit 0 shows all`));
+    if (report.statements.some((s) => s.origin.source === 'sql')) {
+      lines.push(paint.dim('prisma: Model.operation from a Prisma SQL comment tag; with "?" guessed from the SQL shape'));
     }
   }
   if (opts.full) {
-    for (const [i, s] of r.statements.entries()) lines.push(`\n#${i + 1} queryid ${s.queryid} (${s.rolname ?? s.userid})\n${s.query}`);
+    for (const [i, s] of report.statements.entries()) lines.push(`\n#${i + 1} queryid ${s.queryid} (${s.rolname ?? s.userid})\n${s.query}`);
   }
-  for (const note of r.notes) lines.push(`${c.yellow('note:')} ${note}`);
-  if (r.disappeared.length > 0 && opts.full) {
-    for (const d of r.disappeared) lines.push(`  gone: queryid ${d.queryid} (${d.rolname ?? '?'}) ${shorten(d.query)}`);
+  for (const note of report.notes) lines.push(`${paint.yellow('note:')} ${note}`);
+  if (report.disappeared.length > 0 && opts.full) {
+    for (const d of report.disappeared) lines.push(`  gone: queryid ${d.queryid} (${d.rolname ?? '?'}) ${shorten(d.query)}`);
   }
-  if (r.gates) {
-    const g = r.gates;
+  if (report.gates) {
+    const g = report.gates;
     const what = [
       g.checked.failOnMeanMs !== null ? `mean > ${g.checked.failOnMeanMs} ms` : '',
       g.checked.failOnRegressionPct !== null
@@ -105,12 +105,12 @@ export function renderSlowQueries(r: SlowQueryReport, c: ChalkInstance, colour: 
       .filter(Boolean)
       .join(', ');
     if (g.failed) {
-      lines.push(c.red(`gate FAILED (${what}; statements with ≥ ${g.checked.gateMinCalls} calls):`));
-      for (const f of g.failures) lines.push(`  ${c.red('✗')} [${f.kind}] queryid ${f.queryid} (${f.rolname ?? '?'}): ${f.message}`);
+      lines.push(paint.red(`gate FAILED (${what}; statements with ≥ ${g.checked.gateMinCalls} calls):`));
+      for (const f of g.failures) lines.push(`  ${paint.red('✗')} [${f.kind}] queryid ${f.queryid} (${f.rolname ?? '?'}): ${f.message}`);
     } else {
-      lines.push(c.green(`gate passed (${what}; statements with ≥ ${g.checked.gateMinCalls} calls)`));
+      lines.push(paint.green(`gate passed (${what}; statements with ≥ ${g.checked.gateMinCalls} calls)`));
     }
   }
-  if (opts.savedTo) lines.push(`snapshot of ${r.server.database} saved to ${opts.savedTo}`);
+  if (opts.savedTo) lines.push(`snapshot of ${report.server.database} saved to ${opts.savedTo}`);
   return lines.join('\n');
 }

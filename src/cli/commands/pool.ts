@@ -79,7 +79,7 @@ export function registerPool(program: Command, run: Runner): void {
         };
         const [connections, output] = await Promise.all([connect(ctx, 'dbops pool', Boolean(ctx.config.pgbouncerAdminUrl)), renderers(ctx)]);
         const render = (report: PoolReport) =>
-          output?.renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
+          output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
         await view(ctx, watch, () => connections.poolReport(options), render);
       }),
     );
