@@ -4,7 +4,7 @@
  * exit codes, JSON, annotations, and no password in any output.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -200,19 +200,6 @@ describe('migrate commands', () => {
     const down = await runDbops(['migrate', 'down'], { env: e });
     expect(down.code, down.stderr).toBe(0);
     expect(await ledger(db)).toEqual(['20240101000000_a']);
-  });
-
-  it('refuses conflicting options naming both, and bad names for create', async () => {
-    const dir = migrationFolder({});
-    const r = await runDbops(['migrate', 'up', '--to', '20240101000000_a', '--step', '1'], { env: env(dir, { url: 'postgresql://x@127.0.0.1:1/x' }) });
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--to.*--step|--step.*--to/);
-    const bad = await runDbops(['migrate', 'create', 'BackfillTotals'], { env: env(dir, { url: 'postgresql://x@127.0.0.1:1/x' }) });
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/hint: try: dbops migrate create backfill_totals/);
-    const ok = await runDbops(['migrate', 'create', 'backfill_totals'], { env: env(dir, { url: 'postgresql://x@127.0.0.1:1/x' }) });
-    expect(ok.code, ok.stderr).toBe(0);
-    expect(readdirSync(dir)).toEqual([expect.stringMatching(/^\d{14}_backfill_totals\.ts$/)]);
   });
 
   it('a failed migration: exit 1 naming migration, step and cause; --json result; GitHub annotation; no password anywhere', async () => {

@@ -121,16 +121,6 @@ describe('dbops slow-queries (CLI)', () => {
     expect(fresh.stdout).toMatch(/\[new-slow\] .*new statement, mean .* > 20\.0 ms: SELECT pg_sleep\(\$1\), \$2::text AS brand_new/);
   });
 
-  it('refuses misused options with exit 2', async () => {
-    const r = await run(['--baseline', join(dir, 'baseline.json')]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--baseline and --fail-on-regression go together/);
-    const missing = await run(['--since', join(dir, 'nope.json')]);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/cannot read the snapshot .*nope\.json/);
-    expect((await run(['--sort', 'speed'])).code).toBe(2);
-  });
-
   it('--reset asks first (refused off a terminal), resets this database with --yes', async () => {
     const refused = await run(['--reset']);
     expect(refused.code).toBe(2);
