@@ -1,6 +1,6 @@
 /**
- * The one error hierarchy of dbops. Core code throws these; only `cli/main.ts` turns them into
- * a message, a hint and an exit code (documented in docs/exit-codes.md).
+ * The one error hierarchy of dbops. Core code and command handlers throw these; only
+ * `cli/program.ts` (runCli) turns them into a message, a hint and an exit code (docs/exit-codes.md).
  */
 
 /** Exit codes; keep in step with docs/exit-codes.md. */

@@ -80,7 +80,7 @@ export function registerPool(program: Command, run: Runner): void {
         const [connections, output] = await Promise.all([connect(ctx, 'dbops pool', Boolean(ctx.config.pgbouncerAdminUrl)), renderers(ctx)]);
         const render = (report: PoolReport) =>
           output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
-        await view(ctx, watch, () => connections.poolReport(options), render);
+        await view(ctx, 'pool', watch, () => connections.poolReport(options), render);
       }),
     );
 
@@ -94,7 +94,7 @@ export function registerPool(program: Command, run: Runner): void {
       const [connections, output] = await Promise.all([connect(ctx, 'dbops locks', false), renderers(ctx)]);
       const options = { queryTimeoutMs: opts.queryTimeout, thresholds: { longMs: opts.longMs } };
       const render = (report: LocksReport) => output?.renderLocks(report, ctx.out.c) ?? '';
-      await view(ctx, watch, () => connections.locksReport(options), render);
+      await view(ctx, 'locks', watch, () => connections.locksReport(options), render);
     }),
   );
 }
@@ -121,6 +121,7 @@ async function renderers(ctx: CommandContext) {
  */
 async function view<R extends { ok: boolean; findings: Finding[] }>(
   ctx: CommandContext,
+  command: string,
   watchSeconds: number | undefined,
   read: () => Promise<R>,
   render: (report: R) => string,
@@ -130,7 +131,7 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
     ctx.out.result(report, () => render(report));
     if (!report.ok) {
       const critical = report.findings.filter((finding) => finding.severity === 'critical');
-      throw new CheckFailedError(`${critical.length} critical finding(s): ${critical.map((finding) => finding.code).join(', ')}`, {
+      throw new CheckFailedError(`${command}: ${critical.length} critical finding(s): ${critical.map((finding) => finding.code).join(', ')}`, {
         hint: 'see the findings above (--json: findings)',
         details: { critical: critical.length },
       });
