@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Ledger, memoryLedger } from '../../src/migrations/ledger.js';
+import { type Ledger, type LedgerInsert, memoryLedger } from '../../src/migrations/ledger.js';
 import { MigrationRunError, MigrationRunner, runResultOf } from '../../src/migrations/runner.js';
 import { Transaction } from '../../src/migrations/session.js';
-import type { LedgerRow, RunEvent } from '../../src/migrations/types.js';
+import type { RunEvent } from '../../src/migrations/types.js';
 import { MemorySession } from '../helpers/memory-session.js';
 
 /** What the migrations did, in order (they run in this process). */
@@ -42,9 +42,9 @@ function folder(files: Record<string, string>): string {
   return dir;
 }
 
-function setup(files: Record<string, string>, rows: LedgerRow[] | null = null) {
+function setup(files: Record<string, string>) {
   const session = new MemorySession();
-  const ledger = memoryLedger(rows);
+  const ledger = memoryLedger();
   const dir = folder(files);
   const runner = new MigrationRunner({ migrationsDir: dir, prismaMigrationsDir: false, prismaClient: false }, { session, ledger });
   return { session, ledger, runner, dir };
@@ -58,22 +58,18 @@ const A = '20240101000000_a';
 const B = '20240102000000_b';
 const C = '20240103000000_c';
 
-function row(name: string, checksum: string): LedgerRow {
-  return {
-    name,
-    checksum,
-    description: null,
-    transactional: true,
-    markedOnly: false,
-    startedAt: new Date(0),
-    finishedAt: new Date(0),
-    durationMs: 1,
-    appliedBy: 'someone',
-    appliedHost: 'elsewhere',
-    ciJob: null,
-    dbUser: null,
-    dbopsVersion: '0.0.0',
-  };
+const identity = new MemorySession().identity;
+
+/** A ledger row as `record` takes it. */
+function insert(name: string, checksum = 'c'): LedgerInsert {
+  return { name, checksum, description: undefined, transactional: true, markedOnly: false, startedAt: new Date(), durationMs: 1, identity };
+}
+
+/** Rows another runner committed: recorded through a transaction nobody rolls back. */
+async function seed(ledger: Ledger, rows: Array<[name: string, checksum: string]>): Promise<void> {
+  const other = new Transaction(null as never);
+  await ledger.ensure(other);
+  for (const [name, checksum] of rows) await ledger.record(other, insert(name, checksum));
 }
 
 const kinds = (events: RunEvent[]) =>
@@ -157,17 +153,7 @@ describe('MigrationRunner on the in-memory seams', () => {
     const { session, ledger, runner } = setup({ [A]: module('a'), [B]: module('b') });
     session.onLock = async () => {
       session.onLock = undefined;
-      const other = new Transaction(session.client);
-      await ledger.record(other, {
-        name: A,
-        checksum: 'x',
-        description: undefined,
-        transactional: true,
-        markedOnly: false,
-        startedAt: new Date(),
-        durationMs: 1,
-        identity: session.identity,
-      });
+      await seed(ledger, [[A, 'x']]);
     };
     const result = await runner.up();
     expect(result.appliedByOthers).toEqual([A]);
@@ -177,7 +163,11 @@ describe('MigrationRunner on the in-memory seams', () => {
   });
 
   it('status and validate report drift: changed, missing, out of order; up warns and applies the late one', async () => {
-    const { runner } = setup({ [A]: module('a', { down: false }), [B]: module('b') }, [row(A, 'old-checksum'), row(C, 'c')]);
+    const { ledger, runner } = setup({ [A]: module('a', { down: false }), [B]: module('b') });
+    await seed(ledger, [
+      [A, 'old-checksum'],
+      [C, 'c'],
+    ]);
     const status = await runner.status();
     expect(status.entries.map((e) => [e.name, e.state])).toEqual([
       [A, 'changed'],
@@ -233,7 +223,8 @@ describe('MigrationRunner on the in-memory seams', () => {
   });
 
   it('down refuses a migration without down() before touching anything', async () => {
-    const { ledger, runner } = setup({ [A]: module('a', { down: false }) }, [row(A, 'x')]);
+    const { ledger, runner } = setup({ [A]: module('a', { down: false }) });
+    await seed(ledger, [[A, 'x']]);
     await expect(runner.down()).rejects.toThrow(/cannot revert 20240101000000_a: it has no down\(\)/);
     expect(await names(ledger)).toEqual([A]);
   });
@@ -244,19 +235,10 @@ describe('the memory ledger and the transaction handle', () => {
     const session = new MemorySession();
     const ledger = memoryLedger();
     const committed: string[] = [];
-    const insert = {
-      checksum: 'c',
-      description: undefined,
-      transactional: true,
-      markedOnly: false,
-      startedAt: new Date(),
-      durationMs: 1,
-      identity: session.identity,
-    };
 
     const rolledBack = await session.begin({ lock: true, bounded: true });
     await ledger.ensure(rolledBack);
-    await ledger.record(rolledBack, { ...insert, name: A });
+    await ledger.record(rolledBack, insert(A));
     rolledBack.afterCommit(() => void committed.push('never'));
     expect(await ledger.applied(rolledBack)).toEqual(new Set([A]));
     await session.rollback(rolledBack);
@@ -264,7 +246,7 @@ describe('the memory ledger and the transaction handle', () => {
 
     const kept = await session.begin({ lock: true, bounded: true });
     await ledger.ensure(kept);
-    await ledger.record(kept, { ...insert, name: A });
+    await ledger.record(kept, insert(A));
     kept.afterCommit(() => void committed.push(A));
     await session.commit(kept);
     expect(await names(ledger)).toEqual([A]);
