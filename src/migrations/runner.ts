@@ -151,7 +151,7 @@ export class MigrationRunner {
   async up(options: UpOptions = {}): Promise<RunResult> {
     const started = performance.now();
     const result = newRunResult('up', Boolean(options.dryRun));
-    const { selected, loaded, schemaFiles } = await this.planUp(options, result);
+    const { selected, loaded, schemaFiles, ledgerExists } = await this.planUp(options, result);
     const run = this.parts(result);
     return finishRun(result, started, async () => {
       if (options.dryRun) {
@@ -162,7 +162,7 @@ export class MigrationRunner {
           }
         });
       }
-      if (selected.length > 0) await this.ensureLedger();
+      if (selected.length > 0 && !ledgerExists) await this.ensureLedger();
       for (const group of groupRuns(selected)) {
         const first = group[0] as Item;
         const applied = result.outcomes.filter((o) => o.status === 'applied').length;
@@ -187,7 +187,8 @@ export class MigrationRunner {
     const db = await this.session.reader();
     // Naming problems are reported together with load errors by loadMigrations below.
     const { files } = await listMigrationFiles(this.migrationsDir);
-    const ledger = (await this.ledger.read(db)) ?? [];
+    const rows = await this.ledger.read(db);
+    const ledger = rows ?? [];
     const schema = await this.schemaState(db);
     const recorded = new Set(ledger.map((r) => r.name));
     const pendingData = files.filter((f) => !recorded.has(f.name)).map((f) => f.name);
@@ -215,7 +216,7 @@ export class MigrationRunner {
     const pending = new Set(pendingData);
     const loaded = new Map((await loadMigrations(this.migrationsDir, { only: (n) => pending.has(n) })).map((m) => [m.name, m]));
     this.contexts.preload(selected.flatMap((i) => (i.kind === 'data' ? [loaded.get(i.name) as LoadedMigration] : [])));
-    return { selected, loaded, schemaFiles: new Map(schema.files.map((f) => [f.name, f.sql])) };
+    return { selected, loaded, schemaFiles: new Map(schema.files.map((f) => [f.name, f.sql])), ledgerExists: rows !== null };
   }
 
   async down(options: DownOptions = {}): Promise<RunResult> {
