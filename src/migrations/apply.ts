@@ -101,6 +101,8 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
   }
   result.outcomes.push(completeOutcome(outcome, statusOf(job.direction, rehearsal), stats, t0));
   if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
+  // The hook point after a migration's commit (a rehearsal never commits).
+  if (!rehearsal) await tx.runAfterCommit();
 }
 
 function statusOf(direction: Direction, rehearsal: boolean) {

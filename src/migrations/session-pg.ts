@@ -75,7 +75,7 @@ export class PgSession implements Session {
 
   async commit(tx: Transaction): Promise<void> {
     await tx.client.query('COMMIT');
-    await tx.runAfterCommit();
+    tx.committed();
   }
 
   async rollback(tx: Transaction): Promise<void> {

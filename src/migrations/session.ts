@@ -17,7 +17,11 @@ export interface Db {
 
 /** An open transaction: statements sent on `client` are inside it. The ledger writes through it. */
 export interface Tx extends Db {
-  /** Runs once the transaction has committed, never when it rolls back. */
+  /**
+   * Runs once the transaction has committed and its outcome is recorded, never when it rolls
+   * back: the hook point after a migration's commit. A hook that throws stops the run; the
+   * migration stays committed.
+   */
   afterCommit(fn: () => Promise<void> | void): void;
   /** Runs when it rolls back (an in-memory ledger undoes its writes there). */
   onRollback(fn: () => void): void;
@@ -43,7 +47,7 @@ export interface Session {
   aux(): Promise<ClientBase>;
   /** Opens a transaction of that kind on the main connection: the one place BEGIN is sent. */
   begin(kind: TxKind): Promise<Transaction>;
-  /** Commits, then runs the transaction's afterCommit hooks: the hook point after a migration's commit. */
+  /** Commits; from then on a rollback of `tx` undoes nothing (its afterCommit hooks are the caller's to run). */
   commit(tx: Transaction): Promise<void>;
   /** Rolls back and never throws (the failure that led here is what the user needs to see). */
   rollback(tx: Transaction): Promise<void>;
@@ -54,29 +58,39 @@ export interface Session {
   close(): Promise<void>;
 }
 
-/** The hooks of one transaction; a session runs them from commit() and rollback(). */
+/**
+ * The hooks of one transaction. A session calls `committed()` after COMMIT and `runOnRollback()`
+ * after ROLLBACK; apply.ts runs `runAfterCommit()` once the migration's outcome is recorded.
+ */
 export class Transaction implements Tx {
-  private readonly committed: Array<() => Promise<void> | void> = [];
-  private readonly rolledBack: Array<() => void> = [];
+  private readonly commitHooks: Array<() => Promise<void> | void> = [];
+  private readonly rollbackHooks: Array<() => void> = [];
+  private done = false;
 
   constructor(readonly client: ClientBase) {}
 
   afterCommit(fn: () => Promise<void> | void): void {
-    this.committed.push(fn);
+    this.commitHooks.push(fn);
   }
 
   onRollback(fn: () => void): void {
-    this.rolledBack.push(fn);
+    this.rollbackHooks.push(fn);
+  }
+
+  /** COMMIT went through: nothing is to be undone any more (a later ROLLBACK is a no-op). */
+  committed(): void {
+    this.done = true;
+    this.rollbackHooks.length = 0;
   }
 
   async runAfterCommit(): Promise<void> {
-    for (const fn of this.committed.splice(0)) await fn();
-    this.rolledBack.length = 0;
+    for (const fn of this.commitHooks.splice(0)) await fn();
   }
 
   runOnRollback(): void {
-    for (const fn of this.rolledBack.splice(0).reverse()) fn();
-    this.committed.length = 0;
+    if (this.done) return;
+    for (const fn of this.rollbackHooks.splice(0).reverse()) fn();
+    this.commitHooks.length = 0;
   }
 }
 

@@ -53,7 +53,7 @@ export class MemorySession implements Session {
       throw new Error('connection lost during COMMIT');
     }
     this.transactions.push('commit');
-    await tx.runAfterCommit();
+    tx.committed();
   }
 
   async rollback(tx: Transaction): Promise<void> {

@@ -124,6 +124,26 @@ describe('MigrationRunner on the in-memory seams', () => {
     expect(session.transactions.slice(-2)).toEqual(['lock bounded', 'rollback']);
   });
 
+  it('afterCommit hooks registered in the migration transaction run once it committed, never after a rollback or in a rehearsal', async () => {
+    const { session, ledger, runner } = setup({ [A]: module('a'), [B]: module('b') });
+    const relayed: string[] = [];
+    // An outbox in miniature: the ledger write registers the relay on the migration's transaction.
+    const record = ledger.record.bind(ledger);
+    ledger.record = async (tx, row) => {
+      await record(tx, row);
+      tx.afterCommit(() => void relayed.push(row.name));
+    };
+    await runner.up({ dryRun: true });
+    expect(relayed).toEqual([]);
+    session.onLock = () => {
+      session.onLock = () => {
+        session.failNextCommit = true;
+      };
+    };
+    await expect(runner.up()).rejects.toThrow(/COMMIT failed/);
+    expect(relayed).toEqual([A]);
+  });
+
   it('a throwing up keeps the standard cause', async () => {
     const { runner } = setup({ [A]: `export default { up() { throw new Error('boom'); } };\n` });
     const error = (await runner.up().catch((e: unknown) => e)) as MigrationRunError;
@@ -242,6 +262,7 @@ describe('the memory ledger and the transaction handle', () => {
     rolledBack.afterCommit(() => void committed.push('never'));
     expect(await ledger.applied(rolledBack)).toEqual(new Set([A]));
     await session.rollback(rolledBack);
+    await rolledBack.runAfterCommit();
     expect(await names(ledger)).toBeUndefined();
 
     const kept = await session.begin({ lock: true, bounded: true });
@@ -249,7 +270,9 @@ describe('the memory ledger and the transaction handle', () => {
     await ledger.record(kept, insert(A));
     kept.afterCommit(() => void committed.push(A));
     await session.commit(kept);
+    await session.rollback(kept);
     expect(await names(ledger)).toEqual([A]);
+    await kept.runAfterCommit();
     expect(committed).toEqual([A]);
 
     const removal = await session.begin({ lock: true, bounded: true });
