@@ -168,13 +168,8 @@ export class MigrationRunner {
         const applied = result.outcomes.filter((o) => o.status === 'applied').length;
         this.stopIfInterrupted(`interrupted before ${first.name}; ${applied} migration(s) applied`, 'run dbops migrate up again to continue');
         if (first.kind === 'schema') {
-          const target = { url: this.schemaEngineUrl, migrationsDir: this.prismaDir as string };
-          await applySchemaGroup(
-            this.session,
-            target,
-            group.map((i) => i.name),
-            result,
-          );
+          const names = group.map((i) => i.name);
+          await applySchemaGroup(this.session, { url: this.schemaEngineUrl, migrationsDir: this.prismaDir as string }, names, result);
         } else {
           await applyMigration(run, { direction: 'up', migration: loaded.get(first.name) as LoadedMigration });
         }
