@@ -25,7 +25,7 @@ import {
 import { listMigrationFiles, loadMigrations, type MigrationFile, MigrationLoadError } from './loader.js';
 import { acquireLockTransaction, findLockHolder, holderApplicationName, lockKey, terminateHolder } from './lock.js';
 import { computeStatus, declaresNoTransaction, newestName, olderPendingSchema, selectDown, selectUp } from './plan.js';
-import { bindPrismaClient, loadPrismaClient, resolvePrismaClientPath } from './prisma.js';
+import { bindPrismaClient, loadPrismaClient, locatePrismaClient } from './prisma.js';
 import { createSqlTag, recordStatements, summarise } from './sql.js';
 import type {
   BackfillProgress,
@@ -57,7 +57,7 @@ export interface MigrationRunnerOptions {
   /** Folder of Prisma schema migrations (default `prisma/migrations`); false to ignore them. */
   prismaMigrationsDir?: string | false;
   ledgerTable?: string;
-  /** Module exporting your generated PrismaClient; false to disable `ctx.prisma`. Default: src/generated/prisma/client.ts. */
+  /** Your generated PrismaClient (a path or a package such as @prisma/client); false to disable `ctx.prisma`. Default: found from the Prisma schema's generator. */
   prismaClient?: string | false;
   cwd?: string;
   /** How long to wait for another runner's lock (default 60 s). */
@@ -479,10 +479,13 @@ export class MigrationRunner {
     }
     const rolledBack = outcome.transactional ? 'rolled back' : 'not recorded (transaction: false: committed batches stay)';
     return new OperationError(`migration ${name} failed at ${step}: ${message} (${rolledBack})`, {
+      // a configuration problem (ctx.prisma's client not found) keeps its own hint: it says how to fix it
       hint:
-        step === 'validate'
-          ? 'the post-condition did not hold; fix the migration and run again'
-          : 'fix the migration and run again; later migrations did not run',
+        cause instanceof ConfigError && cause.hint
+          ? cause.hint
+          : step === 'validate'
+            ? 'the post-condition did not hold; fix the migration and run again'
+            : 'fix the migration and run again; later migrations did not run',
       cause,
       details: { migration: name, step, cause: message, sqlstate: (cause as { code?: string } | undefined)?.code },
     });
@@ -861,14 +864,8 @@ export class MigrationRunner {
 
   private preloadPrisma(): void {
     if (this.opts.prismaClient === false || this.prismaLoad) return;
-    const path = resolvePrismaClientPath(this.cwd, this.opts.prismaClient);
-    this.prismaLoad = path
-      ? loadPrismaClient(path)
-      : Promise.reject(
-          new ConfigError('ctx.prisma: no generated Prisma client found (looked for src/generated/prisma/client.ts and similar)', {
-            hint: 'run prisma generate, or set --prisma-client / DBOPS_PRISMA_CLIENT to your generated client module',
-          }),
-        );
+    // Found from DBOPS_PRISMA_CLIENT or the application's schema.prisma; the error names where it looked.
+    this.prismaLoad = locatePrismaClient(this.cwd, this.opts.prismaClient || undefined).then(loadPrismaClient);
     // Awaited lazily by the first migration that touches ctx.prisma; avoid an unhandled rejection.
     this.prismaLoad.catch(() => {});
   }
