@@ -146,6 +146,27 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     expect(after.code).toBe(0);
   });
 
+  it("errors keep Prisma's code, name the adapter's cause, and never carry the password", async () => {
+    const dir = project();
+    const db = await database();
+    const wrong = new URL(db.url);
+    wrong.username = 'dbops_nobody';
+    wrong.password = 'Shim-Pw-Must-Not-Leak-71';
+    const denied = await prisma(dir, ['migrate', 'status'], wrong.toString());
+    expect(denied.code).toBe(1);
+    expect(`${denied.stdout}${denied.stderr}`).not.toContain('Shim-Pw-Must-Not-Leak-71');
+    expect(denied.stderr).toMatch(/P1000|authentication|dbops_nobody/);
+
+    const closed = new URL(db.url);
+    closed.port = '9';
+    closed.password = 'Shim-Pw-Must-Not-Leak-72';
+    const refused = await prisma(dir, ['migrate', 'diff', '--from-config-datasource', '--to-schema', 'prisma/schema.prisma'], closed.toString());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("Can't reach database server at `127.0.0.1:9`");
+    expect(refused.stderr).not.toContain('External error id#');
+    expect(`${refused.stdout}${refused.stderr}`).not.toContain('Shim-Pw-Must-Not-Leak-72');
+  });
+
   it('migrate resolve: --rolled-back a failed migration, --applied a baseline, without running its script', async () => {
     const dir = project();
     const db = await database();
