@@ -1,22 +1,21 @@
 /**
- * Another Prisma version, installed from npm at test time (never committed): a folder under
- * node_modules/.cache/dbops-tests/ with `prisma`, `@prisma/client` and `@prisma/adapter-pg` of that
- * version and the client generated from a given schema. Installed once per version and schema,
- * reused afterwards; an interrupted install is redone. Offline the Prisma CLI would download
- * native engines: the schema engine is dbops' shim, and generate gets a placeholder query engine
- * library path (a client with engineType "client" never loads one).
+ * Another Prisma version, installed from npm at test time (never committed): a folder in the test
+ * cache (test/helpers/test-cache.ts) with `prisma`, `@prisma/client` and `@prisma/adapter-pg` of
+ * that version and the client generated from a given schema, once per version and schema. Offline
+ * the Prisma CLI would download native engines: the schema engine is dbops' shim, and generate gets
+ * a placeholder query engine library path (a client with engineType "client" never loads one).
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { cachedDir, TEST_CACHE } from './test-cache.js';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '..', '..');
-const CACHE = join(ROOT, 'node_modules', '.cache', 'dbops-tests');
 export const SHIM = join(ROOT, 'scripts', 'prisma-engine-shim.mjs');
 
 export interface PrismaInstall {
@@ -33,7 +32,7 @@ export async function installPrisma(version: string, schema: string, packages: s
     .update(`${version}\n${packages.join(',')}\n${schema}`)
     .digest('hex')
     .slice(0, 12);
-  const dir = join(CACHE, `prisma-${version}-${key}`);
+  const dir = join(TEST_CACHE, `prisma-${version}-${key}`);
   const placeholder = join(dir, 'no-query-engine.so.node');
   const install: PrismaInstall = {
     dir,
@@ -54,27 +53,21 @@ export async function installPrisma(version: string, schema: string, packages: s
         },
       }),
   };
-  const ready = join(dir, 'ready');
-  if (existsSync(ready)) return install;
-  const release = await lock(`${dir}.lock`);
-  try {
-    if (existsSync(ready)) return install;
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(join(dir, 'prisma'), { recursive: true });
-    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'dbops-test-prisma-app', private: true }));
-    const specs = ['prisma', '@prisma/client', ...packages].map((p) => (p.startsWith('@prisma/') || p === 'prisma' ? `${p}@${version}` : p));
+  await cachedDir(`prisma-${version}-${key}`, async (into) => {
+    mkdirSync(join(into, 'prisma'));
+    writeFileSync(join(into, 'package.json'), JSON.stringify({ name: 'dbops-test-prisma-app', private: true }));
+    const specs = ['prisma', '@prisma/client', ...packages].map((p) =>
+      p.startsWith('@prisma/') || p === 'prisma' ? `${p}@${version}` : p === 'pg' ? 'pg@8' : p,
+    );
     await run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock', '--loglevel=error', ...specs], {
-      cwd: dir,
+      cwd: into,
       timeout: 600_000,
     });
     writeFileSync(placeholder, '');
-    writeFileSync(join(dir, 'prisma', 'schema.prisma'), schema);
-    await install.prisma(dir, ['generate'], { DATABASE_URL: 'postgresql://generate@127.0.0.1:9/none' });
-    writeFileSync(ready, new Date().toISOString());
-    return install;
-  } finally {
-    release();
-  }
+    writeFileSync(join(into, 'prisma', 'schema.prisma'), schema);
+    await install.prisma(into, ['generate'], { DATABASE_URL: 'postgresql://generate@127.0.0.1:9/none' });
+  });
+  return install;
 }
 
 /** A throwaway copy of a fixture application, with the install's node_modules linked in. */
@@ -83,23 +76,4 @@ export async function appFrom(fixture: string, install: PrismaInstall): Promise<
   cpSync(fixture, dir, { recursive: true });
   symlinkSync(join(install.dir, 'node_modules'), join(dir, 'node_modules'));
   return dir;
-}
-
-/** A directory lock across test processes; a lock older than 15 minutes is taken as abandoned. */
-async function lock(path: string): Promise<() => void> {
-  mkdirSync(join(path, '..'), { recursive: true });
-  for (;;) {
-    try {
-      mkdirSync(path);
-      return () => rmSync(path, { recursive: true, force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      try {
-        if (Date.now() - statSync(path).mtimeMs > 15 * 60_000) rmSync(path, { recursive: true, force: true });
-      } catch {
-        // released meanwhile
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
 }
