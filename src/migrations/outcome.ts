@@ -2,7 +2,7 @@
  * What a run reports: the builders of each migration's outcome, and the one error a run (up, down,
  * mark-applied) throws, naming the migration, the step and the cause, and carrying what ran before.
  */
-import { DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf } from '../errors.js';
+import { ConfigError, DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf } from '../errors.js';
 import { summarise } from './sql.js';
 import type { MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
 
@@ -99,10 +99,13 @@ export function failedMigration(
     migration,
     step,
     cause,
+    // a configuration problem (ctx.prisma's client not found) keeps its own hint: it says how to fix it
     hint:
-      step === 'validate'
-        ? 'the post-condition did not hold; fix the migration and run again'
-        : 'fix the migration and run again; later migrations did not run',
+      cause instanceof ConfigError && cause.hint
+        ? cause.hint
+        : step === 'validate'
+          ? 'the post-condition did not hold; fix the migration and run again'
+          : 'fix the migration and run again; later migrations did not run',
     details: { migration, step, cause: message, sqlstate: (cause as { code?: string } | undefined)?.code },
   });
 }

@@ -50,7 +50,7 @@ export interface MigrationRunnerOptions {
   /** Folder of Prisma schema migrations (default `prisma/migrations`); false to ignore them. */
   prismaMigrationsDir?: string | false;
   ledgerTable?: string;
-  /** Module exporting your generated PrismaClient; false to disable `ctx.prisma`. Default: src/generated/prisma/client.ts. */
+  /** Your generated PrismaClient (a path or a package such as @prisma/client); false to disable `ctx.prisma`. Default: found from the Prisma schema's generator. */
   prismaClient?: string | false;
   cwd?: string;
   /** How long to wait for another runner's lock (default 60 s). */

@@ -33,7 +33,7 @@ const txTimeoutOption = () =>
 const prismaClientOption = () =>
   new Option(
     '--prisma-client <module>',
-    'your generated PrismaClient module for ctx.prisma (default: src/generated/prisma/client.ts; env DBOPS_PRISMA_CLIENT)',
+    'your generated PrismaClient for ctx.prisma: a path or a package such as @prisma/client (default: found from the generator in your Prisma schema; env DBOPS_PRISMA_CLIENT)',
   );
 
 /** The CI job running us, for the ledger (GitHub Actions, GitLab, Buildkite, CircleCI, Jenkins). */
