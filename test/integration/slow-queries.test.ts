@@ -90,8 +90,13 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
         .filter(Boolean);
     expect(order('mean').slice(0, 3)).toEqual(['rareC', 'slowA', 'busyB']);
     expect(order('calls')[0]).toBe('fastD');
-    // Total time: sleeps of 320, 200 and 120 ms; slowA stays first unless each sleep overshoots by 10 ms.
-    expect(order('total').slice(0, 3)).toEqual(['slowA', 'busyB', 'rareC']);
+    // Total time: the order the server's own totals give (sleeps of 320, 200 and 120 ms overshoot
+    // under load, so the nominal order is not a fact; the server's figures are).
+    const byTruth = (Object.keys(WORKLOAD) as Name[])
+      .map((n) => ({ n, total: Number(find(direct.rows, n)?.total) }))
+      .sort((a, b) => b.total - a.total)
+      .map((x) => x.n);
+    expect(order('total').slice(0, 4)).toEqual(byTruth.slice(0, 4));
 
     // The server-side top-N path agrees with the full read.
     const top = await readPgss(client, { mode: 'top', sort: 'mean', limit: 3, onlySlow: false, slow }, 10_000);
