@@ -98,9 +98,7 @@ describe('secrets learnt from the whole raw value, not from what a URL parser re
 
 describe('maskUrl', () => {
   it('masks sslpassword and other secret parameters', () => {
-    expect(maskUrl('postgresql://u:pw1@h/db?sslpassword=Ssl-Secret-1&sslmode=require')).toBe(
-      'postgresql://u:***@h/db?sslpassword=***&sslmode=require',
-    );
+    expect(maskUrl('postgresql://u:pw1@h/db?sslpassword=Ssl-Secret-1&sslmode=require')).toBe('postgresql://u:***@h/db?sslpassword=***&sslmode=require');
   });
   it('shows nothing of a value that does not parse as a URL with a host', () => {
     expect(maskUrl('canary_user:Cn4ry@h:5/db')).toBe('***');

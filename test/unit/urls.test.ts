@@ -3,10 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { durationArg, durationIn } from '../../src/cli/options.js';
 import { resolveConfig } from '../../src/config/config.js';
 import { Redactor } from '../../src/config/redact.js';
 import { checkPostgresUrl, describePostgres, parseRedisUrl } from '../../src/config/urls.js';
-import { durationArg, durationIn } from '../../src/cli/options.js';
 import { ConfigError } from '../../src/errors.js';
 
 const src = (value: string) => ({ value, source: 'environment variable X' });
@@ -59,9 +59,7 @@ describe('PostgreSQL URLs', () => {
 
   it('gives sslmode=require psql semantics (no SECURITY WARNING from pg)', () => {
     expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db?sslmode=require'))).toBe('postgresql://u@h/db?sslmode=require&uselibpqcompat=true');
-    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db'), { requireTls: true })).toBe(
-      'postgresql://u@h/db?sslmode=require&uselibpqcompat=true',
-    );
+    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db'), { requireTls: true })).toBe('postgresql://u@h/db?sslmode=require&uselibpqcompat=true');
     expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db?sslmode=verify-full'))).toBe('postgresql://u@h/db?sslmode=verify-full');
   });
 });
