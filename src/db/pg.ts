@@ -67,7 +67,7 @@ export function connectError(error: unknown, label: string, connectionString: st
     return new UnreachableError(`${label} at ${endpoint} is unreachable: ${msg}`, {
       hint: dns
         ? 'the host name does not resolve: check the host in the URL (a password with an unencoded "@", "/" or "?" cuts the URL short: percent-encode it)'
-        : 'is the server running and is the host/port right? check DATABASE_URL (dbops config shows what is used)',
+        : 'is the server running, and are the host and port in its URL right? (dbops config shows which URL is used)',
       cause: error,
       details: { endpoint, code },
     });
