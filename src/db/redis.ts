@@ -51,6 +51,8 @@ export function redisOptions(url: string, timeoutMs: number, connectionName = 'd
     connectionName,
     // Binary-safe keys are read with *Buffer commands; no automatic pipelining surprises.
     enableAutoPipelining: false,
+    // A socket that does not close after QUIT or a failed handshake is destroyed soon (default 2 s).
+    disconnectTimeout: 200,
   };
   if (t.username) options.username = t.username;
   if (t.password) options.password = t.password;
@@ -128,9 +130,16 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<Redis> {
   client.on('error', (e) => {
     lastError = e;
   });
-  const timer = setTimeout(() => client.disconnect(), opts.timeoutMs + 250);
+  // connectTimeout bounds the TCP connect only: a server that accepts and never answers the
+  // handshake (AUTH, HELLO) is bounded here.
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await client.connect();
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs);
+      }),
+    ]);
   } catch (error) {
     client.disconnect();
     throw redisConnectError(lastError ?? error, opts.url, opts.timeoutMs);
