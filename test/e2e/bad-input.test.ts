@@ -88,6 +88,15 @@ class Ctx {
     return encodeURIComponent(this.pw());
   }
 
+  /** The config file's whole text (broken on purpose). */
+  text(configText: string): void {
+    this.configText = configText;
+  }
+  /** A raw key of the config file (unknown ones, nested values). */
+  key(name: string, value: unknown): void {
+    this.file[name] = value;
+  }
+
   /** Put a setting's value in one source (a flag exists for DATABASE_URL and REDIS_URL only). */
   set(name: SettingName | string, value: string, source: Source = 'env', dotenvQuoted = true): this {
     this.provided.add(name);
@@ -167,7 +176,6 @@ const COMMANDS: string[][] = [
   ['cache', 'keys', 'user:*'],
   ['cache', 'flush', 'user:*', '--yes'],
 ];
-const PG_COMMANDS = COMMANDS.filter((c) => c[0] !== 'cache');
 const REDIS_COMMANDS = COMMANDS.filter((c) => c[0] === 'cache');
 const pick = <T>(list: T[], i: number): T => list[i % list.length] as T;
 
@@ -371,23 +379,23 @@ const config: Case[] = [
     name: 'config file: broken JSON right after a password',
     argv: ['migrate', 'status'],
     exit: 2,
-    build: (c) => void (c.configText = `{\n  "databasePassword": ${c.pw()}",\n  "databaseHost": "127.0.0.1"\n}`),
+    build: (c) => c.text(`{\n  "databasePassword": ${c.pw()}",\n  "databaseHost": "127.0.0.1"\n}`),
   },
   {
     name: 'config file: broken JSON inside a URL',
     argv: ['config'],
     exit: 2,
-    build: (c) => void (c.configText = `{"databaseUrl": "postgresql://u:${c.epw()}@h/db" "redisUrl": 1}`),
+    build: (c) => c.text(`{"databaseUrl": "postgresql://u:${c.epw()}@h/db" "redisUrl": 1}`),
   },
   {
     name: 'config file: trailing comma after a password',
     argv: ['cache', 'stats'],
     exit: 2,
-    build: (c) => void (c.configText = `{"redisUrl": "redis://:${c.epw()}@h:1/0",}`),
+    build: (c) => c.text(`{"redisUrl": "redis://:${c.epw()}@h:1/0",}`),
   },
-  { name: 'config file: a JSON array', argv: ['doctor'], exit: 2, build: (c) => void (c.configText = JSON.stringify([`postgresql://u:${c.epw()}@h/db`])) },
-  { name: 'config file: unknown key holding a password', argv: ['pool'], exit: 2, build: (c) => void (c.file.dbPassword = c.pw()) },
-  { name: 'config file: a nested object holding a password', argv: ['locks'], exit: 2, build: (c) => void (c.file.databaseUrl = { password: c.pw() }) },
+  { name: 'config file: a JSON array', argv: ['doctor'], exit: 2, build: (c) => c.text(JSON.stringify([`postgresql://u:${c.epw()}@h/db`])) },
+  { name: 'config file: unknown key holding a password', argv: ['pool'], exit: 2, build: (c) => c.key('dbPassword', c.pw()) },
+  { name: 'config file: a nested object holding a password', argv: ['locks'], exit: 2, build: (c) => c.key('databaseUrl', { password: c.pw() }) },
   { name: '--config file that does not exist', argv: ['--config', 'nope.json', 'config'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.closedPg()) },
   { name: '--config is a folder', argv: ['--config', '.', 'migrate', 'status'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.closedPg()) },
   { name: 'DATABASE_POOL_SIZE=lots (env)', argv: ['pool'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('DATABASE_POOL_SIZE', 'lots') },
