@@ -21,14 +21,18 @@ function target(url: string) {
   return parseRedisUrl('REDIS_URL', { value: url, source: 'the caller' });
 }
 
+function targetOrUndefined(url: string): ReturnType<typeof target> | undefined {
+  try {
+    return target(url);
+  } catch {
+    return undefined;
+  }
+}
+
 /** host:port/db of a Redis URL, for messages (never the password). */
 export function describeRedis(url: string): string {
-  try {
-    const t = target(url);
-    return `${t.tls ? 'rediss' : 'redis'}://${t.hostname}:${t.port}/${t.db}`;
-  } catch {
-    return 'the configured Redis';
-  }
+  const t = targetOrUndefined(url);
+  return t ? `${t.tls ? 'rediss' : 'redis'}://${t.hostname}:${t.port}/${t.db}` : 'the configured Redis';
 }
 
 /**
@@ -64,6 +68,13 @@ export function redisOptions(url: string, timeoutMs: number, connectionName = 'd
 export function redisConnectError(error: unknown, url: string, timeoutMs: number): UnreachableError {
   const endpoint = describeRedis(url);
   const msg = messageOf(error);
+  if (/NOAUTH/.test(msg) && !targetOrUndefined(url)?.password) {
+    return new UnreachableError(`Redis at ${endpoint} asks for a password and REDIS_URL has none`, {
+      hint: 'put it in REDIS_URL: redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@... for an ACL user (percent-encoded)',
+      cause: error,
+      details: { endpoint },
+    });
+  }
   if (/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)) {
     return new UnreachableError(`Redis at ${endpoint} refused the login: ${msg}`, {
       hint: 'check the user and password in REDIS_URL (redis://USER:PASSWORD@HOST:PORT/DB, percent-encoded)',
@@ -127,8 +138,15 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<Redis> {
   // The last one is kept: a refused login (WRONGPASS) arrives as an event while connect() only
   // rejects with "Connection is closed".
   let lastError: unknown;
+  // A refused login during the handshake (NOAUTH from the ready check, WRONGPASS) does not close the
+  // connection by itself: fail on it at once instead of waiting out the timeout.
+  let refused: (error: unknown) => void = () => {};
+  const loginRefused = new Promise((_, reject) => {
+    refused = reject;
+  });
   client.on('error', (e) => {
     lastError = e;
+    if (/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(messageOf(e))) refused(e);
   });
   // connectTimeout bounds the TCP connect only: a server that accepts and never answers the
   // handshake (AUTH, HELLO) is bounded here.
@@ -136,6 +154,7 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<Redis> {
   try {
     await Promise.race([
       client.connect(),
+      loginRefused,
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs);
       }),
