@@ -3,7 +3,7 @@
  * (`dbops.config.json`, or `--config`). Pure: the caller passes the environment, the flags and
  * the working directory; nothing here reads `process.env` by itself.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -276,11 +276,11 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     redis,
     cacheKeyPrefix: get('CACHE_KEY_PREFIX'),
     pgbouncerAdminUrl,
-    migrationsDir: resolve(cwd, get('DBOPS_MIGRATIONS_DIR')?.value ?? 'data-migrations'),
-    prismaMigrationsDir: resolve(cwd, get('DBOPS_PRISMA_MIGRATIONS_DIR')?.value ?? 'prisma/migrations'),
+    migrationsDir: folder(cwd, 'DBOPS_MIGRATIONS_DIR', get('DBOPS_MIGRATIONS_DIR'), 'data-migrations'),
+    prismaMigrationsDir: folder(cwd, 'DBOPS_PRISMA_MIGRATIONS_DIR', get('DBOPS_PRISMA_MIGRATIONS_DIR'), 'prisma/migrations'),
     prismaSchema: resolve(cwd, get('DBOPS_PRISMA_SCHEMA')?.value ?? 'prisma/schema.prisma'),
     connectTimeoutMs,
-    embeddedDir: resolve(cwd, get('DBOPS_EMBEDDED_DIR')?.value ?? '.dbops'),
+    embeddedDir: folder(cwd, 'DBOPS_EMBEDDED_DIR', get('DBOPS_EMBEDDED_DIR'), '.dbops'),
     poolSize,
     ssl,
     nodeEnv,
@@ -289,6 +289,17 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     settings,
     secrets: [...redactor.list()],
   };
+}
+
+/** A folder setting: it may not exist yet, but if something is there it must be a folder. */
+function folder(cwd: string, name: string, s: Sourced<string> | undefined, fallback: string): string {
+  const path = resolve(cwd, s?.value ?? fallback);
+  if (s && existsSync(path) && !statSync(path).isDirectory()) {
+    throw new ConfigError(`${name}="${s.value}" (from ${s.source}) is a file, not a folder`, {
+      hint: `give the folder (relative paths start at ${cwd}); the default is ${fallback}`,
+    });
+  }
+  return path;
 }
 
 function flagOf(name: string): string {
