@@ -485,6 +485,18 @@ const config: Case[] = [
     build: (c) => void c.set('REDIS_URL', `redis://:${c.epw()}@127.0.0.1:${c.ports.redis}/99999999999`, 'file'),
   },
   {
+    name: 'DBOPS_MIGRATIONS_DIR is a file',
+    argv: ['migrate', 'status'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('DBOPS_MIGRATIONS_DIR', 'not-json.txt'),
+  },
+  {
+    name: 'DBOPS_PRISMA_MIGRATIONS_DIR is a file (.env)',
+    argv: ['migrate', 'up'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('DBOPS_PRISMA_MIGRATIONS_DIR', 'not-json.txt', 'dotenv'),
+  },
+  {
     name: 'Redis URL with a path after the index',
     argv: ['cache', 'stats'],
     exit: 2,
