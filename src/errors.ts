@@ -30,6 +30,22 @@ export interface DbopsErrorOptions {
   result?: object | undefined;
 }
 
+/**
+ * The hint of an error thrown without one, by class: every error a user can cause carries a hint.
+ * A specific hint (what to change, where) is always better; these are the floor, and the bad-input
+ * suite counts how often an error falls back to one of them.
+ */
+export const DEFAULT_HINTS = {
+  DbopsError: 'run the command again with --verbose for the full cause',
+  UsageError: 'see dbops <command> --help',
+  ConfigError: 'dbops config shows every setting and where it came from (docs/configuration.md)',
+  OperationError: 'run the command again with --verbose for the full cause',
+  CheckFailedError: 'the output above names each finding',
+  LockError: 'another dbops holds the lock: wait for it to finish, or see dbops migrate unlock',
+  UnreachableError: 'check that the server is running and reachable at that address; dbops doctor checks every configured server',
+  InterruptedError: 'run the same command again to resume',
+} as const;
+
 /** Base class: a one-line message, a hint, an exit code. */
 export class DbopsError extends Error {
   readonly exitCode: ExitCodeValue = ExitCode.Failed;
@@ -41,10 +57,19 @@ export class DbopsError extends Error {
   constructor(message: string, options: DbopsErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
-    this.hint = options.hint;
+    this.hint = options.hint ?? defaultHintOf(new.target);
     this.details = options.details;
     this.result = options.result;
   }
+}
+
+/** The default hint of the nearest class in the chain that has one. */
+function defaultHintOf(ctor: unknown): string | undefined {
+  for (let c = ctor as { name?: string } | null; c?.name; c = Object.getPrototypeOf(c)) {
+    const hint = (DEFAULT_HINTS as Record<string, string>)[c.name];
+    if (hint) return hint;
+  }
+  return undefined;
 }
 
 /** Command-line misuse, conflicting options, a refused dangerous action. */

@@ -24,12 +24,42 @@ export function numberArg(min: number, max = Number.MAX_VALUE): (value: string) 
   };
 }
 
-/** A duration: `500` (ms), `500ms`, `5s`, `2m`. Returns milliseconds. */
-export function durationArg(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new InvalidArgumentError(`expected a duration such as 500ms, 5s or 2m, got "${value}"`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  const factor = unit === 'h' ? 3_600_000 : unit === 'm' ? 60_000 : unit === 's' ? 1000 : 1;
-  return Math.round(n * factor);
+/**
+ * The longest duration anything accepts: Node's timers and PostgreSQL's statement_timeout and
+ * lock_timeout are 32-bit signed milliseconds (about 24.8 days, 596 h); past it Node fires at once
+ * with a TimeoutOverflowWarning and PostgreSQL refuses the value.
+ */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+/** `5000` → `5s`, `5400000` → `90m`: a duration in the units a user types. */
+export function formatDuration(ms: number): string {
+  for (const [unit, factor] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
+    if (ms >= factor && Number.isInteger(ms / factor)) return `${ms / factor}${unit}`;
+  }
+  return ms >= 3_600_000 ? `${ms}ms (about ${Math.round(ms / 3_600_000)}h)` : `${ms}ms`;
 }
+
+/** A duration (`500` = ms, `500ms`, `5s`, `2m`, `1h`) from `min` to `max` milliseconds. */
+export function durationIn(min: number, max = MAX_DURATION_MS): (value: string) => number {
+  return (value: string) => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+    if (!m) throw new InvalidArgumentError(`expected a duration such as 500ms, 5s or 2m, got "${value}"`);
+    const unit = m[2] ?? 'ms';
+    const factor = unit === 'h' ? 3_600_000 : unit === 'm' ? 60_000 : unit === 's' ? 1000 : 1;
+    const ms = Math.round(Number(m[1]) * factor);
+    if (ms < min || ms > max) {
+      throw new InvalidArgumentError(`must be from ${formatDuration(min)} to ${formatDuration(max)}, got ${value}`);
+    }
+    return ms;
+  };
+}
+
+/** A duration from 0 up to the longest a timer or statement_timeout takes. Returns milliseconds. */
+export const durationArg: (value: string) => number = durationIn(0);
+
+/** The connect timeout (`--timeout`): the same range as DBOPS_CONNECT_TIMEOUT_MS. */
+export const connectTimeoutArg: (value: string) => number = durationIn(100, 600_000);

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { type ResolvedConfig, resolveConfig } from '../config/config.js';
-import { Redactor } from '../config/redact.js';
+import { isSecretName, Redactor } from '../config/redact.js';
 import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
 import { githubAnnotation, jsonReplacer, Output, type Writable } from '../output/output.js';
 import { decideTerminal } from '../output/terminal.js';
@@ -18,7 +18,7 @@ import { registerPool } from './commands/pool.js';
 import { registerSlow } from './commands/slow.js';
 import { CommandContext } from './context.js';
 import type { Runner } from './handler.js';
-import { durationArg } from './options.js';
+import { connectTimeoutArg } from './options.js';
 import { VERSION } from './version.js';
 
 export interface CliIO {
@@ -82,7 +82,7 @@ export function buildProgram(io: CliIO, state: RunState): Command {
     .option('--database-url <url>', 'PostgreSQL connection string (overrides DATABASE_URL)')
     .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
     .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
-    .addOption(new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(durationArg))
+    .addOption(new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(connectTimeoutArg))
     .option('--json', 'write one JSON document to stdout; logs go to stderr')
     .option('--no-color', 'no colour (NO_COLOR and FORCE_COLOR are honoured too)')
     .option('-q, --quiet', 'only results and errors')
@@ -110,8 +110,8 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         cwd: io.cwd,
         configFile: globals.config,
         flags: { DATABASE_URL: globals.databaseUrl, REDIS_URL: globals.redisUrl },
+        redactor: state.redactor,
       });
-      for (const secret of config.secrets) state.redactor.add(secret);
       const ctx = new CommandContext({
         config,
         out: state.output,
@@ -138,15 +138,9 @@ export function buildProgram(io: CliIO, state: RunState): Command {
 
 /** Parse and run one command line; returns the exit code. Never throws. */
 export async function runCli(args: string[], io: CliIO): Promise<number> {
-  const redactor = new Redactor();
-  // Secrets given on the command line or in the environment are masked even if config fails.
-  for (const [name, value] of Object.entries(io.env)) {
-    if (/PASSWORD|_URL$/.test(name)) name.endsWith('_URL') ? redactor.addUrl(value) : redactor.add(value);
-  }
-  args.forEach((a, i) => {
-    if (a.includes('://')) redactor.addUrl(a.replace(/^--[a-z-]+=/, ''));
-    if (args[i - 1]?.endsWith('-url')) redactor.addUrl(a);
-  });
+  // Secrets given on the command line or in the environment are learnt before anything is parsed;
+  // .env and the config file are learnt by resolveConfig as it reads them.
+  const redactor = seedRedactor(args, io.env);
   const state: RunState = { output: undefined, redactor };
   const program = buildProgram(io, state);
   try {
@@ -156,6 +150,25 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
     if (error instanceof CommanderError) return commanderExit(error, io, redactor, args.includes('--json'));
     return reportError(error, io, state, args.includes('--verbose') || args.includes('-v'), args.includes('--json'));
   }
+}
+
+/**
+ * A Redactor that knows every secret of the command line and the environment: each secret-named
+ * variable (`*_URL`, `*PASSWORD*`, ...), the value of each `--...-url`/`--...password` option in
+ * either spelling, and the credential-shaped pieces of every other argument.
+ */
+export function seedRedactor(args: string[], env: Record<string, string | undefined>): Redactor {
+  const redactor = new Redactor();
+  for (const [name, value] of Object.entries(env)) if (isSecretName(name)) redactor.addNamed(name, value);
+  args.forEach((arg, i) => {
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    const option = eq === -1 ? arg : arg.slice(0, eq);
+    if (eq !== -1 && isSecretName(option.replace(/^--/, '').replace(/-/g, '_'))) redactor.addUrl(arg.slice(eq + 1));
+    const previous = args[i - 1];
+    if (previous?.startsWith('--') && !previous.includes('=') && isSecretName(previous.replace(/^--/, '').replace(/-/g, '_'))) redactor.addUrl(arg);
+    redactor.scan(arg);
+  });
+  return redactor;
 }
 
 function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, json: boolean): number {

@@ -3,11 +3,13 @@
  * (`dbops.config.json`, or `--config`). Pure: the caller passes the environment, the flags and
  * the working directory; nothing here reads `process.env` by itself.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors.js';
-import { maskUrl, urlPasswords } from './redact.js';
+import { isSecretName, MASK, maskUrl, Redactor } from './redact.js';
+import { checkGenericUrl, checkPostgresUrl, parseRedisUrl } from './urls.js';
 
 export type SourceKind = 'flag' | 'env' | 'dotenv' | 'file' | 'default' | 'derived';
 
@@ -55,6 +57,11 @@ export interface ConfigInput {
   cwd: string;
   /** `--config <file>`; when absent `dbops.config.json` in cwd is read if it exists. */
   configFile?: string | undefined;
+  /**
+   * Learns every secret of every layer (flags, environment, `.env`, config file) as soon as the
+   * layer is read, before anything is validated, so no error about a value can print it.
+   */
+  redactor?: Redactor;
 }
 
 export interface DatabaseSettings {
@@ -88,29 +95,59 @@ export interface ResolvedConfig {
   production: boolean;
   /** Every setting that has a value, with where it came from (secrets masked). */
   settings: Record<string, { value: string; source: string }>;
-  /** Passwords found in any configured value, for the output redactor. */
+  /** Every secret found in any configured value of any layer (each spelling), for an output redactor. */
   secrets: string[];
 }
 
 type Layer = { kind: SourceKind; describe: (name: string) => string; values: Record<string, string | undefined> };
 
-function readConfigFile(path: string, explicit: boolean): Record<string, string> {
+/** Where a JSON text stops being JSON, as "line L, column C: <what>", without quoting the text. */
+function jsonErrorPosition(text: string): string {
+  // Loaded only on this error path (synchronously: configuration is resolved synchronously).
+  const { parse, printParseErrorCode } = createRequire(import.meta.url)('jsonc-parser') as typeof import('jsonc-parser');
+  const errors: Array<{ error: number; offset: number }> = [];
+  parse(text, errors as never, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  if (!first) return 'not valid JSON';
+  const before = text.slice(0, first.offset).split('\n');
+  const what = printParseErrorCode(first.error as never)
+    .replace(/([a-z])([A-Z])/g, '$1 $2')
+    .toLowerCase();
+  return `line ${before.length}, column ${(before[before.length - 1]?.length ?? 0) + 1}: ${what}`;
+}
+
+function readConfigFile(path: string, explicit: boolean, redactor: Redactor): Record<string, string> {
   if (!existsSync(path)) {
-    if (explicit) throw new ConfigError(`config file ${path} does not exist`, { hint: 'check the --config path' });
+    if (explicit)
+      throw new ConfigError(`config file ${path} does not exist`, { hint: 'check the --config path (relative paths start at the working directory)' });
     return {};
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(`config file ${path} cannot be read (${code})`, { hint: 'check that it is a readable file (not a folder) and its permissions' });
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new ConfigError(`config file ${path} is not valid JSON: ${(error as Error).message}`, {
-      hint: 'dbops.config.json is a JSON object such as {"databaseUrl": "postgres://..."}',
+    parsed = JSON.parse(text);
+  } catch {
+    // The parser's own message quotes the text around the fault, which may be a password.
+    throw new ConfigError(`config file ${path} is not valid JSON (${jsonErrorPosition(text)})`, {
+      hint: 'dbops.config.json is one JSON object such as {"databaseUrl": "postgresql://..."}: double quotes, no comments, no trailing commas',
     });
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new ConfigError(`config file ${path} must contain a JSON object`);
+    throw new ConfigError(`config file ${path} must contain a JSON object`, {
+      hint: 'write the settings as {"key": "value", ...}; docs/configuration.md lists the keys',
+    });
   }
   const byKey = new Map<string, SettingName>(Object.entries(SETTINGS).map(([n, s]) => [s.key, n as SettingName]));
+  // Learn first: an error about any key below must not be able to print any secret in the file.
+  for (const [key, value] of Object.entries(parsed)) {
+    for (const leaf of leaves(value)) redactor.addNamed(byKey.get(key) ?? key, leaf);
+  }
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(parsed)) {
     const name = byKey.get(key) ?? (key in SETTINGS ? (key as SettingName) : undefined);
@@ -119,10 +156,19 @@ function readConfigFile(path: string, explicit: boolean): Record<string, string>
       throw new ConfigError(`config file ${path}: unknown setting "${key}"`, { hint: `known settings: ${known}` });
     }
     if (value === null || value === undefined) continue;
-    if (typeof value === 'object') throw new ConfigError(`config file ${path}: "${key}" must be a string or number`);
+    if (typeof value === 'object') {
+      throw new ConfigError(`config file ${path}: "${key}" must be a string or number`, { hint: `write it as "${key}": "..."` });
+    }
     out[name] = String(value);
   }
   return out;
+}
+
+/** Every string or number inside a JSON value. */
+function leaves(value: unknown): string[] {
+  if (value === null || value === undefined) return [];
+  if (typeof value === 'object') return Object.values(value as object).flatMap(leaves);
+  return [String(value)];
 }
 
 function readDotenv(cwd: string): Record<string, string> {
@@ -131,7 +177,8 @@ function readDotenv(cwd: string): Record<string, string> {
   try {
     return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
   } catch (error) {
-    throw new ConfigError(`.env in ${cwd} cannot be parsed: ${(error as Error).message}`);
+    const code = (error as NodeJS.ErrnoException).code ?? 'not KEY=value lines';
+    throw new ConfigError(`.env in ${cwd} cannot be read (${code})`, { hint: 'it holds KEY=value lines; quote a value that contains spaces or #' });
   }
 }
 
@@ -139,40 +186,51 @@ function isTruthy(v: string | undefined): boolean {
   return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
 }
 
-function parseInteger(name: string, s: Sourced<string>, min: number, max: number): number {
+function parseInteger(name: string, s: Sourced<string>, min: number, max: number, hint: string): number {
   const n = Number(s.value);
   if (!/^\s*\d+\s*$/.test(s.value) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${name}="${s.value}" (from ${s.source}) must be a whole number from ${min} to ${max}`);
+    throw new ConfigError(`${name}="${s.value}" (from ${s.source}) must be a whole number from ${min} to ${max}`, { hint });
   }
   return n;
 }
 
-function checkUrl(name: string, s: Sourced<string>, protocols: string[]): string {
-  let url: URL;
-  try {
-    url = new URL(s.value);
-  } catch {
-    throw new ConfigError(`${name} (from ${s.source}) is not a valid URL: ${maskUrl(s.value)}`, {
-      hint: `expected ${protocols[0]}//user:password@host:port/...; percent-encode special characters in the password`,
-    });
+/**
+ * Check a connection string of a setting: its scheme (`protocols`, e.g. `['http:', 'https:']`), that
+ * it parses, no fragment, no `@` after the host. Never repeats the value in a message.
+ */
+export function checkUrl(name: string, s: Sourced<string>, protocols: string[]): string {
+  const schemes = protocols.map((p) => p.replace(/:$/, ''));
+  if (schemes.includes('postgresql')) return checkPostgresUrl(name, s);
+  if (schemes.includes('redis')) {
+    parseRedisUrl(name, s);
+    return s.value;
   }
-  if (!protocols.includes(url.protocol)) {
-    throw new ConfigError(`${name} (from ${s.source}) must start with ${protocols.join(' or ')}, not ${url.protocol}`);
-  }
-  return s.value;
+  return checkGenericUrl(name, s, schemes);
 }
-
-const PG_PROTOCOLS = ['postgresql:', 'postgres:'];
 
 /** Resolve and validate the configuration. Throws ConfigError naming the setting and its source. */
 export function resolveConfig(input: ConfigInput): ResolvedConfig {
   const { env, cwd } = input;
+  const redactor = input.redactor ?? new Redactor();
   const configPath = input.configFile ? resolve(cwd, input.configFile) : resolve(cwd, 'dbops.config.json');
+  const learn = (values: Record<string, string | undefined>) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (value && (name in SETTINGS || isSecretName(name))) redactor.addNamed(name, value);
+    }
+    return values;
+  };
+  const flags = learn(input.flags ?? {});
+  learn(env);
+  const dotenv = learn(readDotenv(cwd));
   const layers: Layer[] = [
-    { kind: 'flag', describe: (n) => `flag ${flagOf(n)}`, values: input.flags ?? {} },
+    { kind: 'flag', describe: (n) => `flag ${flagOf(n)}`, values: flags },
     { kind: 'env', describe: (n) => `environment variable ${n}`, values: env },
-    { kind: 'dotenv', describe: (n) => `${n} in ${resolve(cwd, '.env')}`, values: readDotenv(cwd) },
-    { kind: 'file', describe: (n) => `"${SETTINGS[n as SettingName].key}" in ${configPath}`, values: readConfigFile(configPath, Boolean(input.configFile)) },
+    { kind: 'dotenv', describe: (n) => `${n} in ${resolve(cwd, '.env')}`, values: dotenv },
+    {
+      kind: 'file',
+      describe: (n) => `"${SETTINGS[n as SettingName].key}" in ${configPath}`,
+      values: readConfigFile(configPath, Boolean(input.configFile), redactor),
+    },
   ];
   const get = (name: SettingName): Sourced<string> | undefined => {
     for (const layer of layers) {
@@ -186,54 +244,62 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
   const production = nodeEnv === 'production';
   const ci = isTruthy(env.CI);
   const settings: ResolvedConfig['settings'] = {};
-  const secrets: string[] = [];
   for (const name of Object.keys(SETTINGS) as SettingName[]) {
     const s = get(name);
     if (!s) continue;
     const def = SETTINGS[name] as SettingDef;
-    if (name === 'DATABASE_PASSWORD') {
-      secrets.push(s.value);
-      settings[name] = { value: '***', source: s.source };
-    } else if (def.secret) {
-      for (const pw of urlPasswords(s.value)) secrets.push(pw);
-      settings[name] = { value: maskUrl(s.value) ?? '', source: s.source };
-    } else {
-      settings[name] = { value: s.value, source: s.source };
-    }
+    if (!def.secret && !isSecretName(name)) settings[name] = { value: s.value, source: s.source };
+    else if (name.endsWith('_URL')) settings[name] = { value: maskUrl(s.value) ?? MASK, source: s.source };
+    else settings[name] = { value: MASK, source: s.source };
   }
 
   const poolSizeS = get('DATABASE_POOL_SIZE');
-  const poolSize = poolSizeS ? parseInteger('DATABASE_POOL_SIZE', poolSizeS, 1, 10_000) : 10;
+  const poolSize = poolSizeS
+    ? parseInteger('DATABASE_POOL_SIZE', poolSizeS, 1, 10_000, "the application's connection pool size per instance (Prisma's default is 10)")
+    : 10;
   const sslS = get('DATABASE_SSL');
   const ssl = sslS ? isTruthy(sslS.value) : production;
   const timeoutS = get('DBOPS_CONNECT_TIMEOUT_MS');
-  const connectTimeoutMs = timeoutS ? parseInteger('DBOPS_CONNECT_TIMEOUT_MS', timeoutS, 100, 600_000) : 5000;
+  const connectTimeoutMs = timeoutS
+    ? parseInteger('DBOPS_CONNECT_TIMEOUT_MS', timeoutS, 100, 600_000, 'milliseconds, e.g. 5000; --timeout 5s overrides it for one command')
+    : 5000;
 
   const database = resolveDatabase(get, ssl, poolSize);
   const redisS = get('REDIS_URL');
   const redis = redisS ? { url: checkUrl('REDIS_URL', redisS, ['redis:', 'rediss:']), source: redisS.source } : undefined;
   const bouncerS = get('PGBOUNCER_ADMIN_URL');
-  if (bouncerS) checkUrl('PGBOUNCER_ADMIN_URL', bouncerS, PG_PROTOCOLS);
+  const pgbouncerAdminUrl = bouncerS ? { ...bouncerS, value: checkPostgresUrl('PGBOUNCER_ADMIN_URL', bouncerS) } : undefined;
 
   return {
     cwd,
     database,
     redis,
     cacheKeyPrefix: get('CACHE_KEY_PREFIX'),
-    pgbouncerAdminUrl: bouncerS,
-    migrationsDir: resolve(cwd, get('DBOPS_MIGRATIONS_DIR')?.value ?? 'data-migrations'),
-    prismaMigrationsDir: resolve(cwd, get('DBOPS_PRISMA_MIGRATIONS_DIR')?.value ?? 'prisma/migrations'),
+    pgbouncerAdminUrl,
+    migrationsDir: folder(cwd, 'DBOPS_MIGRATIONS_DIR', get('DBOPS_MIGRATIONS_DIR'), 'data-migrations'),
+    prismaMigrationsDir: folder(cwd, 'DBOPS_PRISMA_MIGRATIONS_DIR', get('DBOPS_PRISMA_MIGRATIONS_DIR'), 'prisma/migrations'),
     prismaSchema: resolve(cwd, get('DBOPS_PRISMA_SCHEMA')?.value ?? 'prisma/schema.prisma'),
     connectTimeoutMs,
-    embeddedDir: resolve(cwd, get('DBOPS_EMBEDDED_DIR')?.value ?? '.dbops'),
+    embeddedDir: folder(cwd, 'DBOPS_EMBEDDED_DIR', get('DBOPS_EMBEDDED_DIR'), '.dbops'),
     poolSize,
     ssl,
     nodeEnv,
     ci,
     production,
     settings,
-    secrets: secrets.filter(Boolean),
+    secrets: [...redactor.list()],
   };
+}
+
+/** A folder setting: it may not exist yet, but if something is there it must be a folder. */
+function folder(cwd: string, name: string, s: Sourced<string> | undefined, fallback: string): string {
+  const path = resolve(cwd, s?.value ?? fallback);
+  if (s && existsSync(path) && !statSync(path).isDirectory()) {
+    throw new ConfigError(`${name}="${s.value}" (from ${s.source}) is a file, not a folder`, {
+      hint: `give the folder (relative paths start at ${cwd}); the default is ${fallback}`,
+    });
+  }
+  return path;
 }
 
 function flagOf(name: string): string {
@@ -241,29 +307,49 @@ function flagOf(name: string): string {
   return def.flag ?? name;
 }
 
+/** The URL built from DATABASE_HOST/PORT/NAME/USER/PASSWORD (a host starting with / is a socket folder). */
+function urlFromParts(get: (name: SettingName) => Sourced<string> | undefined, host: Sourced<string>): string {
+  const [port, name, user, password] = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const).map(get);
+  if (port) parseInteger('DATABASE_PORT', port, 1, 65_535, 'the TCP port PostgreSQL listens on (5432 by default)');
+  const socket = host.value.startsWith('/');
+  const u = new URL('postgresql://localhost');
+  if (!socket) {
+    u.hostname = host.value;
+    // The URL setter silently ignores a host it cannot take (a space, "@", ":"): check it took this one.
+    const wanted = host.value.toLowerCase().replace(/^\[|\]$/g, '');
+    if (u.hostname.replace(/^\[|\]$/g, '') !== wanted) {
+      throw new ConfigError(`DATABASE_HOST (from ${host.source}) is not a host name or address`, {
+        hint: 'give only the host, e.g. db.internal or 10.0.0.5 (or a socket folder such as /run/postgresql); the port, user and password go in DATABASE_PORT, DATABASE_USER, DATABASE_PASSWORD',
+      });
+    }
+  }
+  if (port) u.port = port.value;
+  u.pathname = `/${encodeURIComponent(name?.value ?? 'postgres')}`;
+  u.username = encodeURIComponent(user?.value ?? 'postgres');
+  if (password) u.password = encodeURIComponent(password.value);
+  if (!socket) return u.toString();
+  // A Unix socket: no host in the authority, the folder in ?host= (as libpq and pg read it).
+  const auth = `${u.username}${u.password ? `:${u.password}` : ''}@`;
+  const query = new URLSearchParams({ host: host.value, ...(port ? { port: port.value } : {}) });
+  return `postgresql://${auth}${u.pathname}?${query.toString()}`;
+}
+
 function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined, ssl: boolean, poolSize: number): DatabaseSettings | undefined {
   const urlS = get('DATABASE_URL');
+  // TLS applies to every connection, the direct one (migrations, locks) included.
+  const tls = { requireTls: ssl };
   let url: string | undefined;
   let source = '';
   if (urlS) {
-    url = checkUrl('DATABASE_URL', urlS, PG_PROTOCOLS);
+    url = checkPostgresUrl('DATABASE_URL', urlS, tls);
     source = urlS.source;
   } else {
     const host = get('DATABASE_HOST');
-    const parts = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const).map(get);
     if (host) {
-      const [port, name, user, password] = parts;
-      if (port) parseInteger('DATABASE_PORT', port, 1, 65_535);
-      const u = new URL('postgresql://localhost');
-      u.hostname = host.value;
-      if (port) u.port = port.value;
-      u.pathname = `/${encodeURIComponent(name?.value ?? 'postgres')}`;
-      u.username = encodeURIComponent(user?.value ?? 'postgres');
-      if (password) u.password = encodeURIComponent(password.value);
-      url = u.toString();
       source = `DATABASE_HOST/PORT/NAME/USER/PASSWORD (${host.source})`;
+      url = checkPostgresUrl('DATABASE_HOST/PORT/NAME/USER/PASSWORD', { value: urlFromParts(get, host), source: host.source }, tls);
     } else {
-      const stray = parts.find((p) => p !== undefined);
+      const stray = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const).map(get).find((p) => p !== undefined);
       if (stray) {
         throw new ConfigError(`${stray.source} is set but DATABASE_HOST is not`, {
           hint: 'set DATABASE_URL, or DATABASE_HOST with the other DATABASE_* parts',
@@ -271,11 +357,8 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
       }
     }
   }
-  // TLS applies to every connection, the direct one (migrations, locks) included.
-  const withSsl = (u: string) => (ssl && !/[?&]sslmode=/.test(u) ? `${u}${u.includes('?') ? '&' : '?'}sslmode=require` : u);
-  if (url) url = withSsl(url);
   const directS = get('DIRECT_DATABASE_URL');
-  const directUrl = directS ? withSsl(checkUrl('DIRECT_DATABASE_URL', directS, PG_PROTOCOLS)) : url;
+  const directUrl = directS ? checkPostgresUrl('DIRECT_DATABASE_URL', directS, tls) : url;
   if (!url) {
     if (directUrl && directS) {
       return { url: directUrl, directUrl, source: directS.source, directSource: directS.source, ssl, poolSize };

@@ -3,6 +3,7 @@
  * `pg` is imported lazily: `dbops --help` must not load it.
  */
 import type { Client, ClientConfig } from 'pg';
+import { describePostgres } from '../config/urls.js';
 import { type DbopsError, messageOf, OperationError, UnreachableError } from '../errors.js';
 
 export interface ConnectOptions {
@@ -22,15 +23,38 @@ export interface ConnectOptions {
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE']);
 
-/** Host:port/db of a connection string, for messages (never the password). */
+/** Host:port/db of a connection string, for messages (never the user or password); a socket folder as the host. */
 export function describeEndpoint(connectionString: string): string {
-  try {
-    const u = new URL(connectionString);
-    const host = u.hostname || u.searchParams.get('host') || 'localhost';
-    return `${host}:${u.port || '5432'}${u.pathname && u.pathname !== '/' ? u.pathname : ''}`;
-  } catch {
-    return 'the configured server';
-  }
+  return describePostgres(connectionString) ?? 'the configured server';
+}
+
+/** What to do about a server error, by SQLSTATE (class or code); undefined when nothing specific helps. */
+export function hintForSqlState(code: string | undefined): string | undefined {
+  if (!code) return undefined;
+  const byCode: Record<string, string> = {
+    '28P01': 'check the user and password in the connection settings (percent-encode special characters in a URL password)',
+    '28000': 'the server refused this user from this address (pg_hba.conf), or the user does not exist: check the user in the connection settings',
+    '3D000': 'create the database or fix its name in the URL',
+    '42501': 'the user lacks a privilege: grant it (the message names the object), or connect as the owner',
+    '57014': 'a statement was cancelled by a timeout: raise the timeout option of this command, or check what blocks it (dbops locks)',
+    '25P03':
+      "the server ended an idle transaction (idle_in_transaction_session_timeout): raise it for dbops' role, e.g. ALTER ROLE ... SET idle_in_transaction_session_timeout = 0",
+    '57P01': 'the server was shut down or the session was terminated by an administrator: run the command again once it is back',
+    '57P03': 'the server is starting up or shutting down: wait and run the command again',
+    '53300': 'the server has no free connection slots (max_connections): see dbops pool, or connect through PgBouncer',
+    '55P03': 'a lock could not be taken: see dbops locks for who holds it',
+    '40001': 'a serialization failure: run the command again',
+    '40P01': 'a deadlock with another session: run the command again; dbops locks shows the blocking tree',
+    '42P01': 'a table is missing: are the schema migrations applied to this database? (dbops migrate status)',
+    '42883': 'a function or extension is missing on this server: check the server version and installed extensions',
+    '08P01': "the server spoke an unexpected protocol: is this port PostgreSQL (not PgBouncer's admin console or another service)?",
+  };
+  if (byCode[code]) return byCode[code];
+  if (code.startsWith('08')) return 'the connection failed: check the server is running and reachable';
+  if (code.startsWith('53')) return 'the server is out of a resource (disk, memory, connections): check its logs';
+  if (code.startsWith('22') || code.startsWith('23')) return 'the data did not fit the statement (the message names the value or constraint)';
+  if (code.startsWith('42')) return 'the statement does not fit this database (the message names what is missing or wrong)';
+  return undefined;
 }
 
 /** Translate a connection-time error from pg into a dbops error with a hint. */
@@ -39,41 +63,46 @@ export function connectError(error: unknown, label: string, connectionString: st
   const code = (error as { code?: string } | null)?.code;
   const msg = messageOf(error);
   if (code && NETWORK_CODES.has(code)) {
+    const dns = code === 'ENOTFOUND' || code === 'EAI_AGAIN';
     return new UnreachableError(`${label} at ${endpoint} is unreachable: ${msg}`, {
-      hint: 'is the server running and is the host/port right? check DATABASE_URL',
+      hint: dns
+        ? 'the host name does not resolve: check the host in the URL (a password with an unencoded "@", "/" or "?" cuts the URL short: percent-encode it)'
+        : 'is the server running, and are the host and port in its URL right? (dbops config shows which URL is used)',
       cause: error,
       details: { endpoint, code },
     });
   }
   if (/timeout/i.test(msg) || /terminated unexpectedly/i.test(msg)) {
     return new UnreachableError(`${label} at ${endpoint} did not answer within ${timeoutMs} ms`, {
-      hint: 'raise --timeout if the network is slow, or check firewalls and the host',
+      hint: 'raise --timeout if the network is slow, or check firewalls, the host and that the port is PostgreSQL',
       cause: error,
       details: { endpoint, code: code ?? 'TIMEOUT' },
     });
   }
-  if (code === '28P01' || code === '28000') {
-    return new UnreachableError(`${label} at ${endpoint} refused the login: ${msg}`, {
-      hint: 'check the user and password in the connection settings',
+  if (/^SASL|client password must be a string|password must be a string/i.test(msg)) {
+    // pg's own wording for "the server asked for a password and none was given".
+    return new UnreachableError(`${label} at ${endpoint} asks for a password and none was given`, {
+      hint: 'put the password in the URL (postgresql://USER:PASSWORD@HOST/DB, percent-encoded) or in DATABASE_PASSWORD',
       cause: error,
-      details: { endpoint, code },
+      details: { endpoint, code: code ?? 'NO_PASSWORD' },
     });
   }
-  if (code === '3D000') {
-    return new UnreachableError(`${label} at ${endpoint}: ${msg}`, {
-      hint: 'create the database or fix its name in the URL',
-      cause: error,
-      details: { endpoint, code },
-    });
+  const sqlHint = hintForSqlState(code);
+  if (code === '28P01' || code === '28000') {
+    return new UnreachableError(`${label} at ${endpoint} refused the login: ${msg}`, { hint: sqlHint, cause: error, details: { endpoint, code } });
   }
   if (/SSL|TLS|certificate/i.test(msg)) {
     return new UnreachableError(`${label} at ${endpoint}: TLS failed: ${msg}`, {
-      hint: 'check sslmode in the URL (DATABASE_SSL / NODE_ENV=production turn TLS on)',
+      hint: 'check sslmode in the URL (DATABASE_SSL / NODE_ENV=production turn TLS on; sslmode=disable turns it off)',
       cause: error,
       details: { endpoint, code },
     });
   }
-  return new UnreachableError(`${label} at ${endpoint}: ${msg}`, { cause: error, details: { endpoint, code } });
+  return new UnreachableError(`${label} at ${endpoint}: ${msg}`, {
+    hint: sqlHint ?? `is ${endpoint} a PostgreSQL server? dbops doctor checks each configured server`,
+    cause: error,
+    details: { endpoint, code },
+  });
 }
 
 /**
@@ -129,9 +158,16 @@ export async function connectPg(opts: ConnectOptions): Promise<Client> {
 export function queryError(error: unknown, doing: string): DbopsError {
   const code = (error as { code?: string } | null)?.code;
   if (code && NETWORK_CODES.has(code)) {
-    return new UnreachableError(`lost the connection while ${doing}: ${messageOf(error)}`, { cause: error });
+    return new UnreachableError(`lost the connection while ${doing}: ${messageOf(error)}`, {
+      hint: 'the server went away or the network dropped: run the command again once it is reachable',
+      cause: error,
+    });
   }
-  return new OperationError(`${doing} failed: ${messageOf(error)}`, { cause: error, details: code ? { sqlstate: code } : undefined });
+  return new OperationError(`${doing} failed: ${messageOf(error)}`, {
+    hint: hintForSqlState(code) ?? 'run again with --verbose for the full cause',
+    cause: error,
+    details: code ? { sqlstate: code } : undefined,
+  });
 }
 
 /** Quote an SQL identifier (table, column, schema). The one place identifiers are quoted. */

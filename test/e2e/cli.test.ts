@@ -41,7 +41,7 @@ describe('dbops CLI basics', () => {
     writeFileSync(join(cwd, '.env'), `DATABASE_URL=mysql://u:${SECRET}@h/db\n`);
     const r = await runDbops(['doctor'], { cwd });
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/DATABASE_URL \(from DATABASE_URL in .*\.env\) must start with postgresql: or postgres:/);
+    expect(r.stderr).toMatch(/DATABASE_URL \(from DATABASE_URL in .*\.env\) must start with postgresql:\/\/ or postgres:\/\/, not mysql:/);
     expect(r.stderr + r.stdout).not.toContain(SECRET);
   });
 });

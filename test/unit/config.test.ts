@@ -70,7 +70,7 @@ describe('resolveConfig precedence: flags > env > .env > config file', () => {
       /DATABASE_POOL_SIZE="lots" \(from environment variable DATABASE_POOL_SIZE\)/,
     );
     expect(() => resolveConfig({ cwd: dir(), env: { REDIS_URL: 'http://x' } })).toThrowError(
-      /REDIS_URL \(from environment variable REDIS_URL\) must start with redis: or rediss:/,
+      /REDIS_URL \(from environment variable REDIS_URL\) must start with redis:\/\/ or rediss:\/\/, not http:/,
     );
     expect(() => resolveConfig({ cwd: dir(), env: { DATABASE_URL: 'not a url' } })).toThrow(ConfigError);
   });
@@ -99,17 +99,18 @@ describe('resolveConfig precedence: flags > env > .env > config file', () => {
 });
 
 describe('TLS in production', () => {
+  // uselibpqcompat=true: require means what it means to psql (and pg prints no SECURITY WARNING).
   it('applies sslmode=require to DIRECT_DATABASE_URL as well', () => {
     const cfg = resolveConfig({
       cwd: mkdtempSync(join(tmpdir(), 'dbops-cfg-')),
       env: { NODE_ENV: 'production', DATABASE_URL: 'postgres://u@bouncer:6432/app', DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app' },
     });
-    expect(cfg.database?.url).toBe('postgres://u@bouncer:6432/app?sslmode=require');
-    expect(cfg.database?.directUrl).toBe('postgres://u@pg:5432/app?sslmode=require');
+    expect(cfg.database?.url).toBe('postgres://u@bouncer:6432/app?sslmode=require&uselibpqcompat=true');
+    expect(cfg.database?.directUrl).toBe('postgres://u@pg:5432/app?sslmode=require&uselibpqcompat=true');
     const only = resolveConfig({
       cwd: mkdtempSync(join(tmpdir(), 'dbops-cfg-')),
       env: { DATABASE_SSL: 'true', DIRECT_DATABASE_URL: 'postgres://u@pg/app?x=1' },
     });
-    expect(only.database?.directUrl).toBe('postgres://u@pg/app?x=1&sslmode=require');
+    expect(only.database?.directUrl).toBe('postgres://u@pg/app?x=1&sslmode=require&uselibpqcompat=true');
   });
 });
