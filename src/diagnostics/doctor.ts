@@ -7,7 +7,7 @@ import { connectPg, describeEndpoint } from '../db/pg.js';
 import { closeRedis, connectRedis, describeRedis } from '../db/redis.js';
 import { type DbopsError, isDbopsError, messageOf } from '../errors.js';
 
-export type ComponentKind = 'postgres' | 'postgres-via-pgbouncer' | 'pgbouncer-admin' | 'redis';
+export type ComponentKind = 'postgres' | 'postgres-via-pgbouncer' | 'pgbouncer-admin' | 'redis' | 'clickhouse';
 
 export interface ComponentCheck {
   component: ComponentKind;
@@ -36,6 +36,8 @@ export interface DoctorTargets {
   pooledUrl?: string | undefined;
   pgbouncerAdminUrl?: string | undefined;
   redisUrl?: string | undefined;
+  /** CLICKHOUSE_URL (and its CA); the check and its client load only when set. */
+  clickhouse?: { url: string; caCert?: string | undefined } | undefined;
   timeoutMs: number;
 }
 
@@ -55,6 +57,8 @@ export async function runDoctor(targets: DoctorTargets): Promise<DoctorReport> {
   }
   if (targets.pgbouncerAdminUrl) checks.push(checkPgbouncer(targets.pgbouncerAdminUrl, targets.timeoutMs));
   if (targets.redisUrl) checks.push(checkRedis(targets.redisUrl, targets.timeoutMs));
+  const ch = targets.clickhouse;
+  if (ch) checks.push(import('../clickhouse/doctor.js').then((m) => m.checkClickHouse(ch, targets.timeoutMs)));
   const components = await Promise.all(checks);
   return { ok: components.every((c) => c.ok), components };
 }

@@ -20,6 +20,7 @@ interface PoolOpts extends CommonOpts {
   appName?: string;
   pgbouncerInstances?: number;
   locks?: boolean;
+  source?: 'postgres' | 'clickhouse';
 }
 
 const DEFAULT_WATCH_S = 2;
@@ -52,9 +53,25 @@ export function registerPool(program: Command, run: Runner): void {
     .addOption(new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(intArg(1, 1000)))
     .option('--app-name <name>', "the application's application_name: its current connections are its own in the budget")
     .option('--locks', 'draw the whole blocking tree')
+    .addOption(
+      new Option('--source <system>', 'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)').choices([
+        'postgres',
+        'clickhouse',
+      ]),
+    )
     .action(
       run<PoolOpts>(async (ctx, opts) => {
         const watch = watchSeconds(ctx, opts);
+        // ClickHouse alone: asked for, or the only system configured (no embedded PostgreSQL started for it).
+        const withClickHouse = opts.source !== 'postgres' && ctx.config.clickhouse !== undefined;
+        const clickhouse = withClickHouse || opts.source === 'clickhouse' ? await import('./clickhouse.js') : undefined;
+        if (clickhouse && (opts.source === 'clickhouse' || (opts.source === undefined && !ctx.config.database))) {
+          if (watch === undefined) return clickhouse.poolClickHouseOnly(ctx, opts);
+          const source = clickhouse.clickhousePool(ctx, opts);
+          await watchLoop(ctx, watch, async () => clickhouse.renderClickHouseSection(ctx, await source.collect()));
+          return ExitCode.Ok;
+        }
+        const chSource = clickhouse?.clickhousePool(ctx, opts);
         const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName'] as const).filter((k) => opts[k] !== undefined);
         if (opts.appInstances === undefined && needsInstances.length) {
           const flag = needsInstances[0]?.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
@@ -84,14 +101,18 @@ export function registerPool(program: Command, run: Runner): void {
                 },
         };
         if (watch === undefined) {
-          const report = await collectPoolReport(pg, bouncer, options);
+          const [report, ch] = await Promise.all([collectPoolReport(pg, bouncer, options), chSource?.collect()]);
+          // An unreachable ClickHouse is shown, like an unreachable PgBouncer console; its critical findings count.
+          const chOk = !ch || 'error' in ch || ch.ok;
+          const doc = ch ? { ...report, ok: report.ok && chOk, clickhouse: ch } : report;
           if (ctx.out.json) {
-            ctx.out.result(report, () => '');
+            ctx.out.result(doc, () => '');
           } else {
             const { renderPool } = await import('../../output/pool.js');
-            ctx.out.result(report, () => renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }));
+            const chText = ch && clickhouse ? `\n\n${await clickhouse.renderClickHouseSection(ctx, ch)}` : '';
+            ctx.out.result(doc, () => renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) + chText);
           }
-          return report.ok ? ExitCode.Ok : ExitCode.CheckFailed;
+          return report.ok && chOk ? ExitCode.Ok : ExitCode.CheckFailed;
         }
         const { renderPool } = await import('../../output/pool.js');
         let client = pg;
@@ -104,7 +125,8 @@ export function registerPool(program: Command, run: Runner): void {
               await bouncer.client.end().catch(() => {});
               bouncer = await connectBouncer(ctx);
             }
-            return renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) });
+            const ch = chSource && clickhouse ? `\n\n${await clickhouse.renderClickHouseSection(ctx, await chSource.collect())}` : '';
+            return renderPool(report, { c: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) + ch;
           } catch (error) {
             await client.end().catch(() => {});
             client = await ctx.pg({ direct: true, applicationName: 'dbops pool' }).catch(() => client);
