@@ -66,11 +66,7 @@ export async function checkClickHouse(target: { url: string; caCert?: string | u
       },
     );
     const queryLogExists = present.some((r) => r.name === 'query_log');
-    let logQueries: boolean | null = null;
-    if (readable.settings) {
-      const rows = await conn.query<{ value: string }>("SELECT value FROM system.settings WHERE name = 'log_queries'", { doing: 'reading log_queries' });
-      logQueries = rows[0] ? rows[0].value === '1' : null;
-    }
+    const logQueries = conn.logQueries;
     check.details.queryLog = { exists: queryLogExists, logQueries, readable: queryLogExists ? readable.query_log : null };
     check.details.systemTables = readable;
     check.details.serverSettings = present.some((r) => r.name === 'server_settings');

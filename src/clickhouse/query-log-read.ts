@@ -143,18 +143,6 @@ async function columnsOf(conn: ClickHouseConnection, table: string, timeoutMs: n
   return new Map(rows.map((r) => [r.name, r.type]));
 }
 
-async function logQueriesSetting(conn: ClickHouseConnection, timeoutMs: number): Promise<boolean | null> {
-  try {
-    const rows = await conn.query<{ value: string }>("SELECT value FROM system.settings WHERE name = 'log_queries'", {
-      timeoutMs,
-      doing: 'reading log_queries',
-    });
-    return rows[0] ? rows[0].value === '1' : null;
-  } catch {
-    return null;
-  }
-}
-
 export interface ReadOptions {
   window: Window;
   /** SYSTEM FLUSH LOGS first, so the last seconds (flush_interval_milliseconds, 7.5 s by default) are in. */
@@ -165,7 +153,7 @@ export interface ReadOptions {
 /** Read the groups of the window. A missing or unreadable query_log is a ConfigError (exit 2) with the fix. */
 export async function readQueryLog(conn: ClickHouseConnection, opts: ReadOptions): Promise<QueryLogRead> {
   const { timeoutMs } = opts;
-  const logQueries = await logQueriesSetting(conn, timeoutMs);
+  const logQueries = conn.logQueries;
   if (opts.flush) {
     try {
       await conn.command('SYSTEM FLUSH LOGS', { timeoutMs, doing: 'SYSTEM FLUSH LOGS' });

@@ -18,7 +18,7 @@ import {
 } from '../diagnostics/slow-queries.js';
 import { UsageError } from '../errors.js';
 import { PERCENTILES, type QueryLogPlan, type QueryLogRead, type QueryLogServer, type RawGroupRow } from './query-log-read.js';
-import { maskErrorText, normalizeQuery, textKey } from './sql-text.js';
+import { maskErrorText, normalizedHash, normalizeQuery } from './sql-text.js';
 
 export const CLICKHOUSE_REPORT_KIND = 'dbops-clickhouse-slow-queries-report';
 export const CLICKHOUSE_SORT_KEYS = ['total', 'mean', 'p95', 'calls', 'rows', 'io', 'memory'] as const;
@@ -136,14 +136,17 @@ function errorOf(row: RawGroupRow, plan: QueryLogPlan): { message: string; query
 
 /** Fold the server's rows into groups: by hash as they come, or by dbops' normalized text. */
 export function groupRows(rows: RawGroupRow[], plan: QueryLogPlan): Acc[] {
-  const byKey = new Map<string, Acc>();
+  const byKey = new Map<string | number, Acc>();
   for (const row of rows) {
-    const text = normalizeQuery(row.sample);
-    const key = plan.grouping === 'normalized_query_hash' ? String(row.key) : textKey(text);
+    // Old servers: grouped by a hash of the normalized text, built without the string; the
+    // text itself is made once per group.
+    const byHash = plan.grouping === 'normalized_query_hash';
+    const key = byHash ? String(row.key) : normalizedHash(row.sample);
     let a = byKey.get(key);
     if (!a) {
+      const text = normalizeQuery(row.sample);
       a = {
-        queryid: key,
+        queryid: byHash ? String(key) : `t${key.toString(16).padStart(14, '0')}`,
         query: text,
         calls: 0,
         failed: 0,

@@ -6,8 +6,6 @@
  * credential inside a literal (`mysql(..., 'password')`, `s3(..., 'secret')`) is never shown;
  * and the masking of error messages, which may quote the query.
  */
-import { createHash } from 'node:crypto';
-
 export type TokenKind = 'space' | 'comment' | 'string' | 'number' | 'heredoc' | 'quoted' | 'word' | 'comma' | 'plus' | 'minus' | 'op' | 'unterminated';
 
 export interface Token {
@@ -16,23 +14,51 @@ export interface Token {
   end: number;
 }
 
-const isDigit = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9';
-const isWordStart = (c: string | undefined) => c !== undefined && (/[A-Za-z_]/.test(c) || c.charCodeAt(0) >= 0x80);
-const isWordChar = (c: string | undefined) => c !== undefined && (isWordStart(c) || isDigit(c) || c === '$');
-const isSpace = (c: string | undefined) => c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
+// Character classes by code, from a table: the lexer runs over every logged query text
+// (10,000 texts in one report), so each character costs one array read, not a chain of calls.
+const DIGIT = 1;
+const WORD_START = 2;
+const WORD = 4;
+const SPACE = 8;
+const HEX = 16;
+const CLASS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const digit = c >= 48 && c <= 57;
+  const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+  CLASS[c] =
+    (digit ? DIGIT | WORD : 0) |
+    (letter ? WORD_START | WORD : 0) |
+    (c === 36 ? WORD : 0) |
+    (c === 32 || (c >= 9 && c <= 13) ? SPACE : 0) |
+    (digit || (c >= 65 && c <= 70) || (c >= 97 && c <= 102) ? HEX : 0);
+}
+// Non-ASCII (UTF-16 units >= 128) counts as a letter, as in ClickHouse's lexer; NaN (past the end) as nothing.
+function has(c: number, bit: number): boolean {
+  if (c < 128) return ((CLASS[c] as number) & bit) !== 0;
+  return c >= 128 && (bit & (WORD_START | WORD)) !== 0;
+}
+const isDigit = (c: number) => has(c, DIGIT);
+const isWordStart = (c: number) => has(c, WORD_START);
+const isWordChar = (c: number) => has(c, WORD);
+const isSpace = (c: number) => has(c, SPACE);
+const isHex = (c: number) => has(c, HEX);
+const isTagChar = (c: number) => c !== 36 && c < 128 && has(c, WORD);
+
+/** The UTF-16 unit at `i`, 0 outside the text: an out-of-range read would throw optimized code back to the interpreter. */
+const at = (text: string, i: number): number => (i >>> 0 < text.length ? text.charCodeAt(i) : 0);
 
 /** End of a quoted token starting at `i` (the quote), honouring backslash escapes and doubled quotes; -1 when unterminated. */
 function quotedEnd(text: string, i: number): number {
-  const q = text[i];
+  const q = at(text, i);
   let j = i + 1;
   while (j < text.length) {
-    const c = text[j];
-    if (c === '\\') {
+    const c = at(text, j);
+    if (c === 92) {
       j += 2;
       continue;
     }
     if (c === q) {
-      if (text[j + 1] === q) {
+      if (at(text, j + 1) === q) {
         j += 2;
         continue;
       }
@@ -45,84 +71,100 @@ function quotedEnd(text: string, i: number): number {
 
 function numberEnd(text: string, i: number): number {
   let j = i;
-  if (text[j] === '0' && (text[j + 1] === 'x' || text[j + 1] === 'X') && /[0-9a-fA-F]/.test(text[j + 2] ?? '')) {
+  const x = at(text, j + 1);
+  if (at(text, j) === 48 && (x === 120 || x === 88) && isHex(at(text, j + 2))) {
     j += 2;
-    while (/[0-9a-fA-F]/.test(text[j] ?? '')) j++;
+    while (isHex(at(text, j))) j++;
     return j;
   }
-  if (text[j] === '0' && (text[j + 1] === 'b' || text[j + 1] === 'B') && /[01]/.test(text[j + 2] ?? '')) {
+  if (at(text, j) === 48 && (x === 98 || x === 66) && (at(text, j + 2) === 48 || at(text, j + 2) === 49)) {
     j += 2;
-    while (text[j] === '0' || text[j] === '1') j++;
+    while (at(text, j) === 48 || at(text, j) === 49) j++;
     return j;
   }
-  while (isDigit(text[j]) || text[j] === '_') j++;
-  if (text[j] === '.') {
+  while (isDigit(at(text, j)) || at(text, j) === 95) j++;
+  if (at(text, j) === 46) {
     j++;
-    while (isDigit(text[j])) j++;
+    while (isDigit(at(text, j))) j++;
   }
-  if ((text[j] === 'e' || text[j] === 'E') && (isDigit(text[j + 1]) || ((text[j + 1] === '+' || text[j + 1] === '-') && isDigit(text[j + 2])))) {
+  const e = at(text, j);
+  const s1 = at(text, j + 1);
+  if ((e === 101 || e === 69) && (isDigit(s1) || ((s1 === 43 || s1 === 45) && isDigit(at(text, j + 2))))) {
     j += 2;
-    while (isDigit(text[j])) j++;
+    while (isDigit(at(text, j))) j++;
   }
   return j;
+}
+
+/** Length of a heredoc tag (`$tag$`) at `i`, or 0. */
+function heredocTag(text: string, i: number): number {
+  let j = i + 1;
+  while (j < text.length && j - i < 64 && isTagChar(at(text, j))) j++;
+  return at(text, j) === 36 ? j + 1 - i : 0;
+}
+
+/** The token at `i`: its kind and end, written into `t` (no allocation per token). */
+function scan(text: string, i: number, t: Token): void {
+  const c = at(text, i);
+  const n = at(text, i + 1);
+  t.start = i;
+  if (isSpace(c)) {
+    let j = i + 1;
+    while (isSpace(at(text, j))) j++;
+    t.kind = 'space';
+    t.end = j;
+  } else if ((c === 45 && n === 45) || (c === 35 && (n === 32 || n === 33))) {
+    const eol = text.indexOf('\n', i);
+    t.kind = 'comment';
+    t.end = eol < 0 ? text.length : eol;
+  } else if (c === 47 && n === 42) {
+    // Nested block comments, as ClickHouse's lexer reads them.
+    let depth = 1;
+    let j = i + 2;
+    while (j < text.length && depth > 0) {
+      const a = at(text, j);
+      const b = at(text, j + 1);
+      if (a === 47 && b === 42) {
+        depth++;
+        j += 2;
+      } else if (a === 42 && b === 47) {
+        depth--;
+        j += 2;
+      } else j++;
+    }
+    t.kind = depth === 0 ? 'comment' : 'unterminated';
+    t.end = j;
+  } else if (c === 39 || c === 34 || c === 96) {
+    const end = quotedEnd(text, i);
+    t.kind = end < 0 ? 'unterminated' : c === 39 ? 'string' : 'quoted';
+    t.end = end < 0 ? text.length : end;
+  } else if (c === 36 && heredocTag(text, i) > 0) {
+    const len = heredocTag(text, i);
+    const close = text.indexOf(text.slice(i, i + len), i + len);
+    t.kind = close < 0 ? 'unterminated' : 'heredoc';
+    t.end = close < 0 ? text.length : close + len;
+  } else if (isDigit(c) || (c === 46 && isDigit(n) && !isWordChar(at(text, i - 1)) && at(text, i - 1) !== 41)) {
+    t.kind = 'number';
+    t.end = numberEnd(text, i);
+  } else if (isWordStart(c)) {
+    let j = i + 1;
+    while (isWordChar(at(text, j))) j++;
+    t.kind = 'word';
+    t.end = j;
+  } else {
+    t.kind = c === 44 ? 'comma' : c === 43 ? 'plus' : c === 45 ? 'minus' : 'op';
+    t.end = i + 1;
+  }
 }
 
 /** Split a query into tokens; every character belongs to exactly one token. */
 export function tokenize(text: string): Token[] {
   const out: Token[] = [];
-  let i = 0;
-  const push = (kind: TokenKind, end: number) => {
-    out.push({ kind, start: i, end });
-    i = end;
-  };
-  while (i < text.length) {
-    const c = text[i];
-    const n = text[i + 1];
-    if (isSpace(c)) {
-      let j = i + 1;
-      while (isSpace(text[j])) j++;
-      push('space', j);
-    } else if (c === '-' && n === '-') {
-      const eol = text.indexOf('\n', i);
-      push('comment', eol < 0 ? text.length : eol);
-    } else if (c === '#' && (n === ' ' || n === '!')) {
-      const eol = text.indexOf('\n', i);
-      push('comment', eol < 0 ? text.length : eol);
-    } else if (c === '/' && n === '*') {
-      // Nested block comments, as ClickHouse's lexer reads them.
-      let depth = 1;
-      let j = i + 2;
-      while (j < text.length && depth > 0) {
-        if (text[j] === '/' && text[j + 1] === '*') {
-          depth++;
-          j += 2;
-        } else if (text[j] === '*' && text[j + 1] === '/') {
-          depth--;
-          j += 2;
-        } else j++;
-      }
-      push(depth === 0 ? 'comment' : 'unterminated', j);
-    } else if (c === "'") {
-      const end = quotedEnd(text, i);
-      push(end < 0 ? 'unterminated' : 'string', end < 0 ? text.length : end);
-    } else if (c === '"' || c === '`') {
-      const end = quotedEnd(text, i);
-      push(end < 0 ? 'unterminated' : 'quoted', end < 0 ? text.length : end);
-    } else if (c === '$' && /^\$[A-Za-z0-9_]*\$/.test(text.slice(i, i + 64))) {
-      const tag = /^\$[A-Za-z0-9_]*\$/.exec(text.slice(i, i + 64))?.[0] ?? '$$';
-      const close = text.indexOf(tag, i + tag.length);
-      if (close < 0) push('unterminated', text.length);
-      else push('heredoc', close + tag.length);
-    } else if (isDigit(c) || (c === '.' && isDigit(n) && !isWordChar(text[i - 1]) && text[i - 1] !== ')')) {
-      push('number', numberEnd(text, i));
-    } else if (isWordStart(c)) {
-      let j = i + 1;
-      while (isWordChar(text[j])) j++;
-      push('word', j);
-    } else if (c === ',') push('comma', i + 1);
-    else if (c === '+') push('plus', i + 1);
-    else if (c === '-') push('minus', i + 1);
-    else push('op', i + 1);
+  for (let i = 0; i < text.length; ) {
+    const t: Token = { kind: 'op', start: i, end: i + 1 };
+    scan(text, i, t);
+    out.push(t);
+    i = t.end;
   }
   return out;
 }
@@ -130,73 +172,153 @@ export function tokenize(text: string): Token[] {
 /** ClickHouse's rule: an identifier of 36+ characters, with whitespace or with more than two digits looks generated. */
 function isComplexIdentifier(name: string): boolean {
   if (name.length >= 36) return true;
-  if (/\s/.test(name)) return true;
-  return (name.match(/[0-9]/g)?.length ?? 0) > 2;
+  let digits = 0;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (isSpace(c)) return true;
+    if (isDigit(c) && ++digits > 2) return true;
+  }
+  return false;
 }
 
-const LITERAL: ReadonlySet<TokenKind> = new Set(['string', 'number', 'heredoc']);
+/** Where normalization writes: a string for display, or a hash for grouping (no string built). */
+interface Sink {
+  /** Copy text[start, end) as it is. */
+  keep(start: number, end: number): void;
+  /** Write a replacement (`?`, `..`, `,`, a space, `` `?` ``). */
+  emit(s: string): void;
+}
 
 /**
- * The query with its literals replaced: `SELECT * FROM t WHERE id IN (1, 2, 3) AND s = 'x'` →
- * `SELECT * FROM t WHERE id IN (?..) AND s = ?`. Follows the rules of ClickHouse's own
- * normalizeQuery (20.8+), so texts look alike on every server version. Text from an unterminated
- * string or comment on is dropped (it may be a cut-off credential).
+ * The normalization itself, ClickHouse's normalizeQuery rules: literals → `?`, a list of literals
+ * → `?..`, comments and whitespace → one space (none at either end), complex identifiers → `?`.
+ * Returns at an unterminated string or comment, dropping the rest (it may be a cut-off credential).
  */
-export function normalizeQuery(text: string): string {
-  const tokens = tokenize(text);
-  let out = '';
+function normalizeInto(text: string, sink: Sink): void {
   let inSequence = 0;
   let prevComma = false;
   let prevSpace = false;
   let prevInsignificant = false;
-  for (let k = 0; k < tokens.length; k++) {
-    const t = tokens[k] as Token;
-    if (t.kind === 'space' || t.kind === 'comment') {
+  // A space is written only before the next output, so there is none at either end.
+  let started = false;
+  let pendingSpace = -1; // -1 none, -2 write ' ', else the index of a single ' ' to copy
+  const flushSpace = () => {
+    if (started && pendingSpace >= 0) sink.keep(pendingSpace, pendingSpace + 1);
+    else if (started && pendingSpace === -2) sink.emit(' ');
+    pendingSpace = -1;
+    started = true;
+  };
+  const t: Token = { kind: 'op', start: 0, end: 0 };
+  for (let i = 0; i < text.length; i = t.end) {
+    scan(text, i, t);
+    const k = t.kind;
+    if (k === 'space' || k === 'comment') {
       if (!prevInsignificant) {
-        if (inSequence === 0) {
-          if (t.start !== 0) out += ' ';
-        } else prevSpace = true;
+        // A single ' ' can be copied with its neighbours; anything else becomes one written space.
+        if (inSequence === 0) pendingSpace = k === 'space' && t.end === t.start + 1 && at(text, t.start) === 32 ? t.start : -2;
+        else prevSpace = true;
       }
       prevInsignificant = true;
       continue;
     }
     prevInsignificant = false;
-    if (LITERAL.has(t.kind)) {
-      if (inSequence === 0) out += '?';
+    if (k === 'string' || k === 'number' || k === 'heredoc') {
+      if (inSequence === 0) {
+        flushSpace();
+        sink.emit('?');
+      }
       inSequence++;
       prevSpace = false;
       prevComma = false;
       continue;
     }
-    if (t.kind === 'comma' && inSequence > 0) {
+    if (k === 'comma' && inSequence > 0) {
       prevComma = true;
       continue;
     }
-    if (prevComma && (t.kind === 'plus' || t.kind === 'minus')) continue;
-    if (t.kind !== 'comma') {
-      if (inSequence > 1) out += '..';
-      if (prevComma) out += ',';
-      if (prevSpace) out += ' ';
+    if (prevComma && (k === 'plus' || k === 'minus')) continue;
+    if (k !== 'comma') {
+      if (inSequence > 1) sink.emit('..');
+      if (prevComma) sink.emit(',');
+      if (prevSpace && k !== 'unterminated') sink.emit(' ');
       inSequence = 0;
       prevComma = false;
       prevSpace = false;
     }
-    if (t.kind === 'unterminated') break;
-    const raw = text.slice(t.start, t.end);
-    if (t.kind === 'quoted' || (t.kind === 'word' && text[t.end] !== '(')) {
-      const name = t.kind === 'quoted' ? raw.slice(1, -1) : raw;
-      out += isComplexIdentifier(name) ? '`?`' : raw;
+    if (k === 'unterminated') return;
+    flushSpace();
+    if (
+      (k === 'quoted' && isComplexIdentifier(text.slice(t.start + 1, t.end - 1))) ||
+      (k === 'word' && at(text, t.end) !== 40 && isComplexIdentifier(text.slice(t.start, t.end)))
+    ) {
+      sink.emit('`?`');
       continue;
     }
-    out += raw;
+    sink.keep(t.start, t.end);
   }
-  if (inSequence > 1) out += '..';
-  return out.trim();
+  if (inSequence > 1) sink.emit('..');
 }
 
-/** A stable key for a normalized text, for servers without normalized_query_hash. */
-export function textKey(normalized: string): string {
-  return `t${createHash('sha1').update(normalized).digest('hex').slice(0, 15)}`;
+/**
+ * The query with its literals replaced: `SELECT * FROM t WHERE id IN (1, 2, 3) AND s = 'x'` →
+ * `SELECT * FROM t WHERE id IN (?..) AND s = ?`. Follows the rules of ClickHouse's own
+ * normalizeQuery (20.8+), so texts look alike on every server version.
+ */
+export function normalizeQuery(text: string): string {
+  // Kept tokens are copied as spans of the original text, not one by one.
+  let out = '';
+  let from = -1;
+  let to = -1;
+  const flush = () => {
+    if (from >= 0) out += text.slice(from, to);
+    from = -1;
+  };
+  normalizeInto(text, {
+    keep(start, end) {
+      if (from >= 0 && to === start) to = end;
+      else {
+        flush();
+        from = start;
+        to = end;
+      }
+    },
+    emit(s) {
+      flush();
+      out += s;
+    },
+  });
+  flush();
+  return out;
+}
+
+/**
+ * A 53-bit hash of normalizeQuery(text), computed without building the string: how dbops groups
+ * 10,000 texts of an old server's query log (like ClickHouse's 64-bit normalized_query_hash, a
+ * collision would merge two groups; at 53 bits it takes millions of distinct shapes to be likely).
+ */
+export function normalizedHash(text: string): number {
+  // Two FNV-1a variants over the UTF-16 units of the normalized text.
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x9e3779b9;
+  const unit = (c: number) => {
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  };
+  normalizeInto(text, {
+    keep(start, end) {
+      for (let i = start; i < end; i++) unit(text.charCodeAt(i));
+    },
+    emit(s) {
+      for (let i = 0; i < s.length; i++) unit(s.charCodeAt(i));
+    },
+  });
+  return (a >>> 0) * 0x200000 + ((b >>> 0) & 0x1fffff);
+}
+
+/** The queryid of a group on a server without normalized_query_hash: `t` + the hash in hex. */
+export function textQueryId(text: string): string {
+  return `t${normalizedHash(text).toString(16).padStart(14, '0')}`;
 }
 
 /** The contents of the string literals, heredocs and unterminated strings of a query, raw and unescaped. */
@@ -207,8 +329,8 @@ export function literalValues(text: string): string[] {
     const raw = text.slice(t.start, t.end);
     let inner: string;
     if (t.kind === 'heredoc') {
-      const tag = /^\$[A-Za-z0-9_]*\$/.exec(raw)?.[0] ?? '$$';
-      inner = raw.slice(tag.length, raw.length - tag.length);
+      const len = heredocTag(raw, 0);
+      inner = raw.slice(len, raw.length - len);
     } else inner = t.kind === 'string' ? raw.slice(1, -1) : raw.slice(1);
     if (inner) out.add(inner);
     const unescaped = inner.replace(/''/g, "'").replace(/\\(.)/g, '$1');

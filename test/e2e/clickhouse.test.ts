@@ -59,7 +59,7 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
 
     const gate = await run(['slow', '--source', 'clickhouse', '--since', '10m', '--fail-on-mean-ms', '40', '--json']);
     expect(gate.code).toBe(3);
-    const g = json(gate) as { ok: boolean; gates: { failed: boolean; failures: Array<{ kind: string; queryid: string }> } };
+    const g = json(gate) as unknown as { ok: boolean; gates: { failed: boolean; failures: Array<{ kind: string; queryid: string }> } };
     expect(g.ok).toBe(false);
     expect(g.gates.failures).toContainEqual(expect.objectContaining({ kind: 'mean', queryid: sleep?.queryid }));
     expect(gate.stderr).toMatch(/slow-query gate failed: \d+ ClickHouse quer/);

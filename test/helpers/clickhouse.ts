@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/db/local-server.js';
@@ -118,22 +119,34 @@ export async function startClickHouse(opts: ClickHouseServerOptions = {}): Promi
   );
   writeFileSync(join(dir, 'users.xml'), usersXml(queryLog));
   const child: ChildProcess = spawn(CLICKHOUSE_SERVER, [`--config-file=${join(dir, 'config.xml')}`], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
+  // Never outlive the test process, even when it dies without calling stop().
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
   const base = `http://127.0.0.1:${httpPort}/`;
-  const exec = async (sql: string, user = 'default'): Promise<string> => {
-    const auth = user === 'monitor' ? `&password=${encodeURIComponent(MONITOR_PASSWORD)}` : '';
-    const res = await fetch(`${base}?user=${user}${auth}`, { method: 'POST', body: sql });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`ClickHouse: ${text.trim()} (in: ${sql.slice(0, 200)})`);
-    return text;
-  };
+  // A new connection per request: the server closes idle keep-alive sockets after 3 s, and a
+  // pooled one reused after that fails with "other side closed".
+  const exec = (sql: string, user = 'default'): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const auth = user === 'monitor' ? `&password=${encodeURIComponent(MONITOR_PASSWORD)}` : '';
+      const req = request(`${base}?user=${user}${auth}`, { method: 'POST', agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+        });
+        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`ClickHouse: ${text.trim()} (in: ${sql.slice(0, 200)})`))));
+      });
+      req.on('error', reject);
+      req.end(sql);
+    });
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const up = await fetch(`${base}ping`).then(
-      (r) => r.ok,
+    const up = await exec('SELECT 1').then(
+      () => true,
       () => false,
     );
     if (up) break;
@@ -168,6 +181,7 @@ export async function startClickHouse(opts: ClickHouseServerOptions = {}): Promi
       await exec('SYSTEM FLUSH LOGS');
     },
     stop: async () => {
+      process.removeListener('exit', killOnExit);
       // A throw-away server: SIGTERM waits about 8 s for idle keep-alive connections, SIGKILL does not.
       await new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();

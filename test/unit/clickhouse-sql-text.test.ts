@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { literalValues, maskErrorText, normalizeQuery, textKey, tokenize } from '../../src/clickhouse/sql-text.js';
+import { literalValues, maskErrorText, normalizedHash, normalizeQuery, textQueryId, tokenize } from '../../src/clickhouse/sql-text.js';
 
 describe('ClickHouse query normalization (the rules of its normalizeQuery)', () => {
   it.each([
@@ -23,12 +23,45 @@ describe('ClickHouse query normalization (the rules of its normalizeQuery)', () 
     expect(normalizeQuery("SELECT * FROM s3('https://b/k', 'AKIA', 'secret-cut-of")).not.toContain('secret');
   });
 
-  it('groups the same shape under one key whatever the literals', () => {
-    const a = normalizeQuery("SELECT * FROM t WHERE a = 1 AND b = 'x'");
-    const b = normalizeQuery("SELECT  * FROM t WHERE a = 2 AND b = 'yy'");
-    expect(a).toBe(b);
-    expect(textKey(a)).toBe(textKey(b));
-    expect(textKey(a)).not.toBe(textKey(normalizeQuery('SELECT * FROM u WHERE a = 1')));
+  it('groups the same shape under one hash whatever the literals, the spacing and the comments', () => {
+    const a = "SELECT * FROM t WHERE a = 1 AND b = 'x'";
+    const b = "  SELECT  *\n FROM t /* c */ WHERE a = 2 AND b = 'yy' -- end";
+    expect(normalizeQuery(a)).toBe(normalizeQuery(b));
+    expect(normalizedHash(a)).toBe(normalizedHash(b));
+    expect(textQueryId(a)).toMatch(/^t[0-9a-f]{14}$/);
+    expect(normalizedHash(a)).not.toBe(normalizedHash('SELECT * FROM u WHERE a = 1'));
+  });
+
+  it('hashes exactly what normalizeQuery writes: same text, same hash; different text, different hash', () => {
+    const samples = [
+      'SELECT 1',
+      'SELECT 1 ',
+      ' SELECT 1',
+      'SELECT  1',
+      'SELECT\t1',
+      'SELECT 1 -- c',
+      'SELECT [1, 2]',
+      'SELECT [1, 2, 3]',
+      'SELECT [1]',
+      "SELECT 'a', 1 , x",
+      'SELECT f(1, -2)',
+      'SELECT a  ,  b',
+      'SELECT a , b',
+      "SELECT * FROM s3('u', 'k', 'secr",
+      'SELECT x FROM t1',
+      'SELECT x FROM t123',
+    ];
+    const byText = new Map<string, number>();
+    for (const q of samples) {
+      const text = normalizeQuery(q);
+      expect(text).toBe(text.trim());
+      const seen = byText.get(text);
+      if (seen === undefined) {
+        expect([...byText.values()]).not.toContain(normalizedHash(q));
+        byText.set(text, normalizedHash(q));
+      } else expect(normalizedHash(q)).toBe(seen);
+    }
+    expect(byText.size).toBeGreaterThan(6);
   });
 
   it('gives every character to exactly one token', () => {

@@ -74,9 +74,8 @@ export async function slowClickHouse(ctx: CommandContext, opts: ClickHouseSlowOp
     baseline = parseClickHouseBaseline(doc, opts.baseline);
   }
   const timeoutMs = opts.statementTimeout ?? ctx.config.clickhouse?.queryTimeoutMs;
-  const conn = await openClickHouse(ctx, 'slow-queries', timeoutMs);
+  const [conn, { readQueryLog }] = await Promise.all([openClickHouse(ctx, 'slow-queries', timeoutMs), import('../../clickhouse/query-log-read.js')]);
   const window = windowSince(opts.since ?? '1h', conn.serverNow);
-  const { readQueryLog } = await import('../../clickhouse/query-log-read.js');
   const read = await readQueryLog(conn, { window, flush: Boolean(opts.flushLogs), timeoutMs: timeoutMs ?? 10_000 });
   const gated = opts.failOnMeanMs !== undefined || baseline !== undefined;
   const report = buildClickHouseReport(read, {
@@ -94,8 +93,9 @@ export async function slowClickHouse(ctx: CommandContext, opts: ClickHouseSlowOp
         }
       : undefined,
   });
-  const { renderClickHouseSlow } = await import('../../output/clickhouse.js');
-  ctx.out.result(report, () => renderClickHouseSlow(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full) }));
+  // The table renderer (cli-table3) is loaded only for a person.
+  const render = ctx.out.json ? undefined : (await import('../../output/clickhouse.js')).renderClickHouseSlow;
+  ctx.out.result(report, () => render?.(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full) }) ?? '');
   if (report.gates?.failed) {
     const f = report.gates.failures;
     throw new CheckFailedError(
