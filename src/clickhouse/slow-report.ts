@@ -4,6 +4,7 @@
  * (evaluateGates). Pure: no I/O, so every rule is unit-testable.
  */
 
+import { serverErrorText } from '../db/clickhouse.js';
 import { normaliseQuery, stripTagComments } from '../diagnostics/prisma-origin.js';
 import {
   type Baseline,
@@ -211,7 +212,7 @@ function toGroup(a: Acc, windowTotalMs: number, slow: SlowRule): QueryGroup {
     sharePct: windowTotalMs > 0 ? (100 * a.totalMs) / windowTotalMs : 0,
     users: [...a.users].sort(),
     tables: a.tables ? [...a.tables].sort() : null,
-    lastError: a.err ? { at: iso(a.err.at), message: maskErrorText(a.err.message, a.err.query), code: a.err.code } : null,
+    lastError: a.err ? { at: iso(a.err.at), message: maskErrorText(serverErrorText(a.err.message), a.err.query), code: a.err.code } : null,
     firstSeen: iso(Number.isFinite(a.first) ? a.first : 0),
     lastSeen: iso(a.last),
     slow: isSlow(a.calls, meanMs, slow),

@@ -127,9 +127,23 @@ export function shortMessage(error: unknown): string {
   const e = error as { code?: unknown; type?: unknown } | null;
   const raw = messageOf(error).trim();
   if (typeof e?.type === 'string' && e.code !== undefined) return `${raw.replace(/[.\s]+$/, '')} (${e.type}, code ${String(e.code)})`;
-  const old = /^Code: (\d+), e\.displayText\(\) = (?:[\w:]*Exception: )?([\s\S]*?)(?:, e\.what\(\) = [\w:]+)?\s*$/.exec(raw);
-  if (old) return `${old[2]} (code ${old[1]})`;
-  return raw.split('\n')[0] ?? raw;
+  return serverErrorText(raw);
+}
+
+/**
+ * A server error text (from a response or from system.query_log.exception) as one line ending in
+ * its code: "Table default.t doesn't exist. (code 60)". Reads both the 18.x-19.x form
+ * ("Code: 60, e.displayText() = DB::Exception: ..., e.what() = DB::Exception", also with a
+ * "Poco::Exception. " prefix) and the newer one ("Code: 60. DB::Exception: ... (UNKNOWN_TABLE) (version ...)").
+ */
+export function serverErrorText(raw: string): string {
+  const text = raw.trim();
+  const code = /Code: (\d+)/.exec(text)?.[1];
+  const old = /e\.displayText\(\) = (?:DB::Exception: )?([\s\S]*?)(?:, e\.what\(\) = [^\n]*)?\s*$/.exec(text);
+  if (old && code) return `${old[1]} (code ${code})`;
+  const recent = /^Code: \d+\. (?:DB::Exception: )?([\s\S]*?)(?: \(([A-Z][A-Z0-9_]+)\))?(?: \(version .*\))?\.?\s*$/.exec(text);
+  if (recent && code) return `${recent[1]} (${recent[2] ? `${recent[2]}, ` : ''}code ${code})`;
+  return text.split('\n')[0] ?? text;
 }
 
 /** Translate a failure of the first request into a dbops error with a hint. */

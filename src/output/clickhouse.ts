@@ -9,8 +9,8 @@ import { renderTable } from './table.js';
 /** 950, 12.3k, 4.5M, 7.1G (counts). */
 export function fmtCount(n: number): string {
   if (n < 10_000) return String(Math.round(n));
-  if (n < 10_000_000) return `${(n / 1000).toFixed(1)}k`;
-  if (n < 10_000_000_000) return `${(n / 1_000_000).toFixed(1)}M`;
+  if (n < 1_000_000) return `${(n / 1000).toFixed(1)}k`;
+  if (n < 1_000_000_000) return `${(n / 1_000_000).toFixed(1)}M`;
   return `${(n / 1_000_000_000).toFixed(1)}G`;
 }
 

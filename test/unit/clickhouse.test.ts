@@ -12,6 +12,7 @@ import { clickhouseFindings, connectionsFrom, limitsFrom, type RunningQuery } fr
 import { groupsSql, planFor, type QueryLogRead, type RawGroupRow } from '../../src/clickhouse/query-log-read.js';
 import { buildClickHouseReport, parseClickHouseBaseline, quantileExact, windowSince } from '../../src/clickhouse/slow-report.js';
 import { resolveConfig } from '../../src/config/config.js';
+import { serverErrorText } from '../../src/db/clickhouse.js';
 import { ConfigError, UsageError } from '../../src/errors.js';
 
 const OLD = new Map([
@@ -113,7 +114,7 @@ describe('a report from a newer server', () => {
     expect(g?.lastError).toEqual({
       at: new Date((W.from + 100) * 1000).toISOString(),
       code: 499,
-      message: "Code: 499. DB::Exception: S3 error for '***' with key '***'",
+      message: "S3 error for '***' with key '***' (code 499)",
     });
     expect(g?.readRows).toBe(123456789012);
     expect(r.server.grouping).toBe('normalized_query_hash');
@@ -147,6 +148,21 @@ describe('a report from a newer server', () => {
   it('refuses a PostgreSQL report as a ClickHouse baseline', () => {
     expect(() => parseClickHouseBaseline({ kind: 'dbops-slow-queries-report', statements: [] }, 'pg.json')).toThrow(/PostgreSQL slow-queries report/);
     expect(() => parseClickHouseBaseline({ hello: 1 }, 'x.json')).toThrow(UsageError);
+  });
+});
+
+describe('server error texts', () => {
+  it('reads the 18.x and the newer form into one line ending in the code', () => {
+    expect(serverErrorText("Code: 60, e.displayText() = DB::Exception: Table default.t doesn't exist., e.what() = DB::Exception")).toBe(
+      "Table default.t doesn't exist. (code 60)",
+    );
+    expect(serverErrorText('Poco::Exception. Code: 1000, e.code() = 111, e.displayText() = Connection refused, e.what() = Connection refused')).toBe(
+      'Connection refused (code 1000)',
+    );
+    expect(serverErrorText("Code: 60. DB::Exception: Table default.t doesn't exist. (UNKNOWN_TABLE) (version 24.8.4.13 (official build))")).toBe(
+      "Table default.t doesn't exist. (UNKNOWN_TABLE, code 60)",
+    );
+    expect(serverErrorText('something else\nsecond line')).toBe('something else');
   });
 });
 
