@@ -3,7 +3,7 @@ import type { ChalkInstance } from 'chalk';
 import type { ClickHousePoolReport, Headroom } from '../clickhouse/activity.js';
 import type { ClickHouseSlowReport, QueryGroup } from '../clickhouse/slow-report.js';
 import { fmtAge, oneLine, renderFindings } from './pool.js';
-import { fmtDuration } from './slow.js';
+import { fmtDuration, renderGates } from './slow.js';
 import { renderTable } from './table.js';
 
 /** 950, 12.3k, 4.5M, 7.1G (counts). */
@@ -106,21 +106,7 @@ export function renderClickHouseSlow(r: ClickHouseSlowReport, c: ChalkInstance, 
     }
   }
   for (const note of r.notes) lines.push(`${c.yellow('note:')} ${note}`);
-  if (r.gates) {
-    const g = r.gates;
-    const what = [
-      g.checked.failOnMeanMs !== null ? `mean > ${g.checked.failOnMeanMs} ms` : '',
-      g.checked.failOnRegressionPct !== null ? `regression > ${g.checked.failOnRegressionPct}% vs a baseline of ${g.checked.baselineStatements} queries` : '',
-    ]
-      .filter(Boolean)
-      .join(', ');
-    if (g.failed) {
-      lines.push(c.red(`gate FAILED (${what}; queries with ≥ ${g.checked.gateMinCalls} executions):`));
-      for (const f of g.failures) lines.push(`  ${c.red('✗')} [${f.kind}] queryid ${f.queryid}: ${f.message}`);
-    } else {
-      lines.push(c.green(`gate passed (${what}; queries with ≥ ${g.checked.gateMinCalls} executions)`));
-    }
-  }
+  if (r.gates) lines.push(...renderGates(r.gates, c, { items: 'queries', calls: 'executions', roles: false }));
   return lines.join('\n');
 }
 

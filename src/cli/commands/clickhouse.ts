@@ -7,6 +7,7 @@ import type { ClickHouseConnection } from '../../db/clickhouse.js';
 import type { Baseline } from '../../diagnostics/slow-queries.js';
 import { CheckFailedError, ConfigError, ExitCode, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
+import { gateOptionsOf, type SlowOptions } from './slow.js';
 
 /** A connection to CLICKHOUSE_URL, closed when the command ends. */
 export async function openClickHouse(ctx: CommandContext, purpose: string, queryTimeoutMs?: number): Promise<ClickHouseConnection> {
@@ -28,28 +29,8 @@ export async function openClickHouse(ctx: CommandContext, purpose: string, query
   return conn;
 }
 
-export interface ClickHouseSlowOptions {
-  sort: string;
-  limit: number;
-  minMeanMs: number;
-  minCalls: number;
-  onlySlow?: boolean;
-  full?: boolean;
-  save?: string;
-  since?: string;
-  failOnMeanMs?: number;
-  baseline?: string;
-  failOnRegression?: number;
-  gateMinCalls: number;
-  regressionMinMs: number;
-  statementTimeout?: number;
-  reset?: boolean;
-  allDatabases?: boolean;
-  flushLogs?: boolean;
-}
-
 /** `dbops slow-queries --source clickhouse`: render the report, then throw CheckFailedError when a gate failed. */
-export async function slowClickHouse(ctx: CommandContext, opts: ClickHouseSlowOptions): Promise<number> {
+export async function slowClickHouse(ctx: CommandContext, opts: SlowOptions): Promise<number> {
   const postgresOnly = (['save', 'reset', 'allDatabases'] as const).find((k) => opts[k] !== undefined && opts[k] !== false);
   if (postgresOnly) {
     const flag = `--${postgresOnly.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`;
@@ -61,6 +42,7 @@ export async function slowClickHouse(ctx: CommandContext, opts: ClickHouseSlowOp
     throw new UsageError('--baseline and --fail-on-regression go together', { hint: 'e.g. --baseline main.json --fail-on-regression 50' });
   }
   const { CLICKHOUSE_SORT_KEYS, buildClickHouseReport, parseClickHouseBaseline, windowSince } = await import('../../clickhouse/slow-report.js');
+  // --sort's choices include p95 and memory, which only this report has.
   const sort = opts.sort as (typeof CLICKHOUSE_SORT_KEYS)[number];
   let baseline: Baseline | undefined;
   if (opts.baseline) {
@@ -83,15 +65,7 @@ export async function slowClickHouse(ctx: CommandContext, opts: ClickHouseSlowOp
     limit: opts.limit,
     slow: { minMeanMs: opts.minMeanMs, minCalls: opts.minCalls },
     onlySlow: Boolean(opts.onlySlow),
-    gates: gated
-      ? {
-          failOnMeanMs: opts.failOnMeanMs,
-          baseline,
-          failOnRegressionPct: opts.failOnRegression,
-          gateMinCalls: opts.gateMinCalls,
-          regressionMinMs: opts.regressionMinMs,
-        }
-      : undefined,
+    gates: gated ? gateOptionsOf(opts, baseline) : undefined,
   });
   // The table renderer (cli-table3) is loaded only for a person.
   const render = ctx.out.json ? undefined : (await import('../../output/clickhouse.js')).renderClickHouseSlow;

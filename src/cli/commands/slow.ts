@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import type { Baseline, GateOptions } from '../../diagnostics/slow-queries.js';
 import { CheckFailedError, ExitCode, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { durationArg, intArg, numberArg } from '../options.js';
 import type { Runner } from '../program.js';
 
-interface SlowOptions {
+export interface SlowOptions {
   source: 'postgres' | 'clickhouse';
   flushLogs?: boolean;
   /** p95 and memory reach only the ClickHouse report; the PostgreSQL one refuses them first. */
@@ -32,6 +33,17 @@ interface SlowOptions {
 const SORTS = ['total', 'mean', 'calls', 'rows', 'io', 'p95', 'memory'];
 /** Sort keys only the ClickHouse report has (pg_stat_statements keeps no percentiles or memory). */
 const CLICKHOUSE_ONLY_SORTS = ['p95', 'memory'];
+
+/** The gates as the options ask for them (the same for PostgreSQL and ClickHouse). */
+export function gateOptionsOf(opts: SlowOptions, baseline: Baseline | undefined): GateOptions {
+  return {
+    failOnMeanMs: opts.failOnMeanMs,
+    baseline,
+    failOnRegressionPct: opts.failOnRegression,
+    gateMinCalls: opts.gateMinCalls,
+    regressionMinMs: opts.regressionMinMs,
+  };
+}
 
 export function registerSlow(program: Command, run: Runner): void {
   program
@@ -121,15 +133,7 @@ export function registerSlow(program: Command, run: Runner): void {
           slow,
           onlySlow: Boolean(opts.onlySlow),
           since,
-          gates: gated
-            ? {
-                failOnMeanMs: opts.failOnMeanMs,
-                baseline,
-                failOnRegressionPct: opts.failOnRegression,
-                gateMinCalls: opts.gateMinCalls,
-                regressionMinMs: opts.regressionMinMs,
-              }
-            : undefined,
+          gates: gated ? gateOptionsOf(opts, baseline) : undefined,
         });
         if (opts.save) {
           // Write beside, then rename: a crash never leaves half a snapshot.
