@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, type CliResult, cleanEnv, runDbops } from '../helpers/cli.js';
 import { type ClickHouseServer, MONITOR_PASSWORD, startClickHouse } from '../helpers/clickhouse.js';
+import { createTestDatabase } from '../helpers/services.js';
 
 let server: ClickHouseServer;
 let cwd: string;
@@ -107,6 +108,26 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
     const text = await run(['pool', '--source', 'clickhouse']);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/ClickHouse 18\.16\.1 .*headroom {5}connections: max_connections unknown/s);
+  });
+
+  it('pool with PostgreSQL and ClickHouse: both in one document; an unreachable ClickHouse is shown, not fatal', async () => {
+    const db = await createTestDatabase({ empty: true });
+    try {
+      const both = await run(['pool', '--json'], { DATABASE_URL: db.url });
+      expect(both.code).toBe(0);
+      const doc = JSON.parse(both.stdout) as { ok: boolean; server: { database: string }; clickhouse: { kind: string; ok: boolean } };
+      expect(doc.server.database).toBe(db.name);
+      expect(doc.clickhouse).toMatchObject({ kind: 'dbops-clickhouse-pool', ok: true });
+      const text = await run(['pool'], { DATABASE_URL: db.url });
+      expect(text.stdout).toMatch(/^PostgreSQL [\s\S]*\nClickHouse 18\.16\.1 /);
+      const down = await run(['pool', '--json'], { DATABASE_URL: db.url, CLICKHOUSE_URL: 'http://monitor:x@127.0.0.1:1' });
+      expect(down.code).toBe(0);
+      expect((JSON.parse(down.stdout) as { clickhouse: { error: string } }).clickhouse.error).toMatch(/ECONNREFUSED/);
+      const pgOnly = await run(['pool', '--source', 'postgres', '--json'], { DATABASE_URL: db.url });
+      expect(JSON.parse(pgOnly.stdout)).not.toHaveProperty('clickhouse');
+    } finally {
+      await db.drop();
+    }
   });
 
   it('doctor with only CLICKHOUSE_URL, over https with CLICKHOUSE_CA_CERT: TLS yes, the query log on', async () => {
