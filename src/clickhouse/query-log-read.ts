@@ -135,7 +135,7 @@ export interface QueryLogRead {
 
 const ACCESS_DENIED = /\b(497|ACCESS_DENIED)\b|Not enough privileges/i;
 
-async function columnsOf(conn: ClickHouseConnection, table: string, timeoutMs: number): Promise<Map<string, string>> {
+async function columnsOf(conn: ClickHouseConnection, table: string, timeoutMs: number): Promise<ReadonlyMap<string, string>> {
   const rows = await conn.query<{ name: string; type: string }>(`SELECT name, type FROM system.columns WHERE database = 'system' AND table = '${table}'`, {
     timeoutMs,
     doing: `reading the columns of system.${table}`,
@@ -167,7 +167,8 @@ export async function readQueryLog(conn: ClickHouseConnection, opts: ReadOptions
       });
     }
   }
-  const columns = await columnsOf(conn, 'query_log', timeoutMs);
+  // Read at connect; again after a flush, which creates the table on a server that logged nothing yet.
+  const columns = !opts.flush && conn.queryLogColumns ? conn.queryLogColumns : await columnsOf(conn, 'query_log', timeoutMs);
   const server: QueryLogServer = { endpoint: conn.endpoint, version: conn.version, user: conn.user, tls: conn.tls, logQueries };
   if (columns.size === 0) {
     const off = logQueries === false ? ` (log_queries is 0 for ${conn.user}'s profile)` : '';

@@ -46,6 +46,8 @@ export interface ClickHouseConnection {
   readonly: number;
   /** log_queries of this user's profile; null when system.settings is unreadable. */
   logQueries: boolean | null;
+  /** name → type of system.query_log's columns when connected (empty: no such table); undefined when unreadable. */
+  queryLogColumns: ReadonlyMap<string, string> | undefined;
   /** Time to reach the server and authenticate (ms). */
   connectMs: number;
   /** Rows of a SELECT as objects (read as JSONCompact: half the bytes of JSONEachRow, one parse). */
@@ -284,12 +286,14 @@ export async function connectClickHouse(opts: ClickHouseConnectOptions): Promise
       return (await rs.json<{ version: string; now: number | string; db: string }>())[0];
     }),
     bounded(opts.connectTimeoutMs, async (signal) => {
+      // With the columns of system.query_log: slow-queries needs them next, and this saves a round trip.
       const rs = await client.query({
-        query: "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'log_queries')",
+        query: `SELECT 'setting' AS kind, name, value FROM system.settings WHERE name IN ('readonly', 'log_queries')
+                UNION ALL SELECT 'query_log' AS kind, name, type AS value FROM system.columns WHERE database = 'system' AND table = 'query_log'`,
         format: 'JSONEachRow',
         abort_signal: signal,
       });
-      return rs.json<{ name: string; value: string }>();
+      return rs.json<{ kind: string; name: string; value: string }>();
     }),
   ]);
   if (!('value' in first)) {
@@ -298,7 +302,9 @@ export async function connectClickHouse(opts: ClickHouseConnectOptions): Promise
   }
   const connectMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const info = first.value;
-  const settings = 'value' in settingsRead ? new Map(settingsRead.value.map((r) => [r.name, r.value])) : undefined;
+  const probe = 'value' in settingsRead ? settingsRead.value : undefined;
+  const settings = probe ? new Map(probe.filter((r) => r.kind === 'setting').map((r) => [r.name, r.value])) : undefined;
+  const queryLogColumns = probe ? new Map(probe.filter((r) => r.kind === 'query_log').map((r) => [r.name, r.value])) : undefined;
   // readonly=1 may not change any setting; unknown (system.settings unreadable) counts as 1.
   const readonly = settings ? Number(settings.get('readonly') ?? 0) || 0 : 1;
   const logQueries = settings?.has('log_queries') ? settings.get('log_queries') === '1' : null;
@@ -328,6 +334,7 @@ export async function connectClickHouse(opts: ClickHouseConnectOptions): Promise
     serverNow: Number(info?.now ?? Math.floor(Date.now() / 1000)),
     readonly,
     logQueries,
+    queryLogColumns,
     connectMs,
     query: (sql, o) => run('query', sql, o),
     command: async (sql, o) => {
