@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { clickhouseFindings, connectionsFrom, limitsFrom, type RunningQuery } from '../../src/clickhouse/activity.js';
-import { groupsSql, planFor, type QueryLogRead, type RawGroupRow } from '../../src/clickhouse/query-log-read.js';
+import { groupsSql, planFor, type QueryLogRead, type RawGroupRow, REQUIRED_COLUMNS, readQueryLog } from '../../src/clickhouse/query-log-read.js';
 import { buildClickHouseReport, parseClickHouseBaseline, quantileExact, windowSince } from '../../src/clickhouse/slow-report.js';
 import { resolveConfig } from '../../src/config/config.js';
-import { serverErrorText } from '../../src/db/clickhouse.js';
-import { ConfigError, UsageError } from '../../src/errors.js';
+import { type ClickHouseConnection, serverErrorText } from '../../src/db/clickhouse.js';
+import { ConfigError, OperationError, UsageError } from '../../src/errors.js';
 
 const OLD = new Map([
   ['type', 'UInt8'],
@@ -272,5 +272,36 @@ describe('configuration', () => {
     expect(() => resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'https://h', CLICKHOUSE_CA_CERT: 'nope.pem' } })).toThrow(
       /CLICKHOUSE_CA_CERT .*does not exist/,
     );
+  });
+});
+
+describe('an unreadable query log (servers with access control, which 18.16 lacks)', () => {
+  /** A connection whose query_log read is refused as a 20.4+ server refuses it. */
+  const refusing = (): ClickHouseConnection => ({
+    endpoint: 'h:8123',
+    tls: false,
+    user: 'dash',
+    database: 'default',
+    version: '24.8.4.13',
+    serverNow: W.to,
+    readonly: 0,
+    logQueries: true,
+    // Every column a supported server has, and the newer ones.
+    queryLogColumns: new Map([...REQUIRED_COLUMNS.map((c): [string, string] => [c, 'String']), ...NEW]),
+    connectMs: 1,
+    query: async () => {
+      throw new OperationError(
+        'reading system.query_log failed: dash: Not enough privileges. To execute this query, it is necessary to have the grant SELECT(query) ON system.query_log (ACCESS_DENIED, code 497)',
+      );
+    },
+    command: async () => {},
+    close: async () => {},
+  });
+
+  it('is a configuration error (exit 2) with the GRANT that fixes it', async () => {
+    const error = await readQueryLog(refusing(), { window: W, flush: false, timeoutMs: 1000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/^user dash may not read system\.query_log: /);
+    expect((error as ConfigError).hint).toBe('GRANT SELECT ON system.query_log TO dash (or run dbops as a user who may)');
   });
 });
