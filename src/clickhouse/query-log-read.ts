@@ -8,7 +8,7 @@
  * - `type` is a UInt8 before 19.x and an Enum8 after; `tables` and `exception_code` are read
  *   where they exist.
  */
-import type { ClickHouseConnection } from '../db/clickhouse.js';
+import { type ClickHouseConnection, quoteString } from '../db/clickhouse.js';
 import { ConfigError, isDbopsError, OperationError } from '../errors.js';
 
 export interface QueryLogPlan {
@@ -18,6 +18,12 @@ export interface QueryLogPlan {
   /** The `tables` column (Array(String)) exists. */
   tables: boolean;
   exceptionCode: boolean;
+  /**
+   * Text grouping only: the server first merges texts that differ only in the values of their
+   * number and string literals (preKeySql), so a log of 10,000 texts of 50 shapes sends 50 rows,
+   * not 10,000; dbops' lexer still decides the final groups.
+   */
+  preKey: boolean;
 }
 
 /** Which figures a server's query_log can give, from its columns (name → type). */
@@ -27,7 +33,27 @@ export function planFor(columns: ReadonlyMap<string, string>): QueryLogPlan {
     typeIsEnum: (columns.get('type') ?? '').startsWith('Enum'),
     tables: (columns.get('tables') ?? '').startsWith('Array'),
     exceptionCode: columns.has('exception_code'),
+    preKey: !columns.has('normalized_query_hash'),
   };
+}
+
+/**
+ * The server-side pre-grouping key of old servers: the text with each number and single-quoted
+ * string literal replaced by `?`, computed only for texts where such patterns read the text exactly
+ * as dbops' lexer does, that is texts with nothing but words, numbers, single-quoted strings without
+ * backslashes, punctuation and ASCII whitespace (no comments, double quotes, backticks, heredocs,
+ * `#`, backslashes or non-ASCII). Any other text is its own key. Two texts with the same key differ
+ * only in literal values, so they normalize alike: the key can merge less than the lexer, never more.
+ * A number is only taken where the lexer starts one (not after a word character), and the string
+ * alternative comes first, so digits inside a string are never read as a number.
+ */
+export function preKeySql(column = 'query'): string {
+  const literal = String.raw`'(?:[^']|'')*'|(^|[^A-Za-z0-9_$])(0[xX][0-9a-fA-F]+|0[bB][01]+|[0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)`;
+  const plain = ['"', '`', '--', '/*', '#', '$', '\\']
+    .map((s) => `position(${column}, ${quoteString(s)}) = 0`)
+    .concat(`length(${column}) = lengthUTF8(${column})`)
+    .join(' AND ');
+  return `if(${plain}, replaceRegexpAll(${column}, ${quoteString(literal)}, ${quoteString('\\1?')}), ${column})`;
 }
 
 /** Columns every supported server has (18.16 included); without them there is no report. */
@@ -59,13 +85,14 @@ export function groupsSql(plan: QueryLogPlan, w: Window): string {
   const finished = plan.typeIsEnum ? "type != 'QueryStart'" : 'type != 1';
   const failed = plan.typeIsEnum ? "type IN ('ExceptionBeforeStart', 'ExceptionWhileProcessing')" : 'type >= 3';
   const byHash = plan.grouping === 'normalized_query_hash';
-  const errorTuple = byHash
-    ? `(exception, query${plan.exceptionCode ? ', exception_code' : ''})`
-    : plan.exceptionCode
-      ? '(exception, exception_code)'
-      : 'exception';
+  // The failing execution's own text travels with its error: it masks the literals the error repeats.
+  const errorTuple = `(exception, query${plan.exceptionCode ? ', exception_code' : ''})`;
   const cols = [
-    byHash ? 'toString(normalized_query_hash) AS key, any(query) AS sample' : 'query AS sample',
+    byHash
+      ? 'toString(normalized_query_hash) AS key, any(query) AS sample'
+      : plan.preKey
+        ? `${preKeySql()} AS pre_key, any(query) AS sample`
+        : 'query AS sample',
     'count() AS calls',
     `countIf(${failed}) AS failed`,
     'sum(query_duration_ms) AS total_ms',
@@ -88,13 +115,14 @@ export function groupsSql(plan: QueryLogPlan, w: Window): string {
     // event_date is the table's partition and primary key prefix: it prunes the scan.
     `WHERE event_date >= toDate(toDateTime(${whole(w.from)})) AND event_time >= toDateTime(${whole(w.from)}) AND event_time <= toDateTime(${whole(w.to)})`,
     `  AND ${finished}`,
-    `GROUP BY ${byHash ? 'normalized_query_hash' : 'query'}`,
+    `GROUP BY ${byHash ? 'normalized_query_hash' : plan.preKey ? 'pre_key' : 'query'}`,
   ].join('\n');
 }
 
 /** One row of groupsSql as JSON (64-bit integers may arrive as strings). */
 export interface RawGroupRow {
   key?: string;
+  pre_key?: string;
   sample: string;
   calls: number | string;
   failed: number | string;
@@ -108,8 +136,8 @@ export interface RawGroupRow {
   peak_memory: number | string;
   users: string[];
   tables?: string[];
-  /** exception; or [exception, code]; or [exception, query(, code)] when grouped by hash. */
-  err: string | Array<string | number>;
+  /** [exception, the failing execution's query(, exception_code)] */
+  err: Array<string | number>;
   err_at: number | string;
   first_seen: number | string;
   last_seen: number | string;

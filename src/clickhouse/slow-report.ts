@@ -116,23 +116,15 @@ interface Acc {
 
 /** The error of a row: [exception, query?, code?] in whatever shape the plan asked for. */
 function errorOf(row: RawGroupRow, plan: QueryLogPlan): { message: string; query: string; code: number | null } | null {
-  const e = row.err;
-  let message: string;
-  let query = row.sample;
-  let code: number | null = null;
-  if (Array.isArray(e)) {
-    message = String(e[0] ?? '');
-    if (plan.grouping === 'normalized_query_hash') {
-      query = String(e[1] ?? row.sample);
-      if (plan.exceptionCode) code = num(e[2]);
-    } else if (plan.exceptionCode) code = num(e[1]);
-  } else message = String(e ?? '');
+  const [exception, query, exceptionCode] = row.err;
+  const message = String(exception ?? '');
+  let code = plan.exceptionCode ? num(exceptionCode) : null;
   if (!message) return null;
   if (code === null) {
     const m = /^\s*Code: (\d+)/.exec(message);
     code = m ? Number(m[1]) : null;
   }
-  return { message, query, code: code || null };
+  return { message, query: String(query ?? row.sample), code: code || null };
 }
 
 /** Fold the server's rows into groups: by hash as they come, or by dbops' normalized text. */

@@ -33,7 +33,7 @@ const SLOW = { minMeanMs: 20, minCalls: 100 };
 describe('the column choice', () => {
   it('a newer server (21.1+) groups by normalized_query_hash on the server, with tables and exception codes', () => {
     const plan = planFor(NEW);
-    expect(plan).toEqual({ grouping: 'normalized_query_hash', typeIsEnum: true, tables: true, exceptionCode: true });
+    expect(plan).toEqual({ grouping: 'normalized_query_hash', typeIsEnum: true, tables: true, exceptionCode: true, preKey: false });
     const sql = groupsSql(plan, W);
     expect(sql).toContain('GROUP BY normalized_query_hash');
     expect(sql).toContain('quantilesExact(0.5, 0.95, 0.99)(query_duration_ms) AS q');
@@ -45,12 +45,14 @@ describe('the column choice', () => {
 
   it('an old server (18.x) groups by text and returns the durations; type is compared as a number', () => {
     const plan = planFor(OLD);
-    expect(plan).toEqual({ grouping: 'text', typeIsEnum: false, tables: false, exceptionCode: false });
+    expect(plan).toEqual({ grouping: 'text', typeIsEnum: false, tables: false, exceptionCode: false, preKey: true });
     const sql = groupsSql(plan, W);
-    expect(sql).toContain('GROUP BY query');
+    expect(sql).toContain('AS pre_key, any(query) AS sample');
+    expect(sql).toContain('GROUP BY pre_key');
     expect(sql).toContain('groupArray(query_duration_ms) AS durations');
     expect(sql).toContain('type != 1');
-    expect(sql).toContain('argMaxIf(exception, event_time, type >= 3)');
+    expect(sql).toContain('argMaxIf((exception, query), event_time, type >= 3)');
+    expect(groupsSql({ ...plan, preKey: false }, W)).toContain('GROUP BY query');
     expect(sql).not.toMatch(/tables|normalized_query_hash|quantiles/);
     expect(sql).toContain(`event_date >= toDate(toDateTime(${W.from})) AND event_time >= toDateTime(${W.from}) AND event_time <= toDateTime(${W.to})`);
   });
