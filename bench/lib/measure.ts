@@ -26,6 +26,28 @@ export function timeCommand(cmd: string, args: string[], opts: { runs?: number; 
   return times;
 }
 
+/**
+ * Wall times (ms) of several commands run in rounds (each round runs every command once, after
+ * `warmup` discarded rounds), so a change of the machine's load hits all of them alike.
+ */
+export function timeInterleaved<K extends string>(
+  commands: Record<K, [string, string[]]>,
+  opts: { runs?: number; warmup?: number; env?: NodeJS.ProcessEnv } = {},
+): Record<K, number[]> {
+  const out = Object.fromEntries(Object.keys(commands).map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  const warmup = opts.warmup ?? 2;
+  for (let i = 0; i < warmup + (opts.runs ?? 15); i++) {
+    for (const [name, [cmd, args]] of Object.entries(commands) as Array<[K, [string, string[]]]>) {
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr?.toString().slice(0, 500)}`);
+      if (i >= warmup) out[name].push(ms);
+    }
+  }
+  return out;
+}
+
 export function printTable(rows: Array<Record<string, string | number>>): void {
   const head = Object.keys(rows[0] ?? {});
   const widths = head.map((h) => Math.max(h.length, ...rows.map((r) => String(r[h]).length)));

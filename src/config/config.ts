@@ -34,6 +34,9 @@ export const SETTINGS = {
   REDIS_URL: { key: 'redisUrl', flag: '--redis-url', secret: true },
   CACHE_KEY_PREFIX: { key: 'cacheKeyPrefix' },
   PGBOUNCER_ADMIN_URL: { key: 'pgbouncerAdminUrl', secret: true },
+  CLICKHOUSE_URL: { key: 'clickhouseUrl', flag: '--clickhouse-url', secret: true },
+  CLICKHOUSE_CA_CERT: { key: 'clickhouseCaCert' },
+  CLICKHOUSE_QUERY_TIMEOUT_MS: { key: 'clickhouseQueryTimeoutMs' },
   DBOPS_MIGRATIONS_DIR: { key: 'migrationsDir' },
   DBOPS_PRISMA_MIGRATIONS_DIR: { key: 'prismaMigrationsDir' },
   DBOPS_PRISMA_SCHEMA: { key: 'prismaSchema' },
@@ -76,6 +79,16 @@ export interface DatabaseSettings {
   poolSize: number;
 }
 
+/** ClickHouse over its HTTP interface (`http(s)://user:password@host:8123/database`). */
+export interface ClickHouseSettings {
+  url: string;
+  source: string;
+  /** A CA certificate (PEM file) to trust for https://, beside the system's. */
+  caCert: string | undefined;
+  /** Bound on each query, client- and (unless the user is readonly=1) server-side. */
+  queryTimeoutMs: number;
+}
+
 export interface ResolvedConfig {
   cwd: string;
   /** Undefined when nothing is configured: the CLI then decides about the embedded server. */
@@ -83,6 +96,7 @@ export interface ResolvedConfig {
   redis: { url: string; source: string } | undefined;
   cacheKeyPrefix: Sourced<string> | undefined;
   pgbouncerAdminUrl: Sourced<string> | undefined;
+  clickhouse: ClickHouseSettings | undefined;
   migrationsDir: string;
   prismaMigrationsDir: string;
   prismaSchema: string;
@@ -269,6 +283,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
   const redis = redisS ? { url: checkUrl('REDIS_URL', redisS, ['redis:', 'rediss:']), source: redisS.source } : undefined;
   const bouncerS = get('PGBOUNCER_ADMIN_URL');
   const pgbouncerAdminUrl = bouncerS ? { ...bouncerS, value: checkPostgresUrl('PGBOUNCER_ADMIN_URL', bouncerS) } : undefined;
+  const clickhouse = resolveClickHouse(get, cwd);
 
   return {
     cwd,
@@ -276,6 +291,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     redis,
     cacheKeyPrefix: get('CACHE_KEY_PREFIX'),
     pgbouncerAdminUrl,
+    clickhouse,
     migrationsDir: folder(cwd, 'DBOPS_MIGRATIONS_DIR', get('DBOPS_MIGRATIONS_DIR'), 'data-migrations'),
     prismaMigrationsDir: folder(cwd, 'DBOPS_PRISMA_MIGRATIONS_DIR', get('DBOPS_PRISMA_MIGRATIONS_DIR'), 'prisma/migrations'),
     prismaSchema: resolve(cwd, get('DBOPS_PRISMA_SCHEMA')?.value ?? 'prisma/schema.prisma'),
@@ -300,6 +316,30 @@ function folder(cwd: string, name: string, s: Sourced<string> | undefined, fallb
     });
   }
   return path;
+}
+
+function resolveClickHouse(get: (name: SettingName) => Sourced<string> | undefined, cwd: string): ClickHouseSettings | undefined {
+  const urlS = get('CLICKHOUSE_URL');
+  const caS = get('CLICKHOUSE_CA_CERT');
+  const timeoutS = get('CLICKHOUSE_QUERY_TIMEOUT_MS');
+  const queryTimeoutMs = timeoutS ? parseInteger('CLICKHOUSE_QUERY_TIMEOUT_MS', timeoutS, 100, 3_600_000, 'milliseconds, e.g. 10000 for 10 s') : 10_000;
+  if (!urlS) return undefined;
+  const url = checkUrl('CLICKHOUSE_URL', urlS, ['http:', 'https:']);
+  // Settings in the query string would be sent with every request, which a readonly=1 user is refused.
+  if (new URL(url).search) {
+    throw new ConfigError(`CLICKHOUSE_URL (from ${urlS.source}) has a query string: settings in the URL are not supported`, {
+      hint: 'use http(s)://user:password@host:8123/database; https:// turns TLS on',
+    });
+  }
+  let caCert: string | undefined;
+  if (caS) {
+    caCert = resolve(cwd, caS.value);
+    if (!existsSync(caCert))
+      throw new ConfigError(`CLICKHOUSE_CA_CERT (from ${caS.source}): ${caCert} does not exist`, {
+        hint: 'a PEM file with the CA that signed the server certificate',
+      });
+  }
+  return { url, source: urlS.source, caCert, queryTimeoutMs };
 }
 
 function flagOf(name: string): string {

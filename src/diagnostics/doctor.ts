@@ -7,22 +7,9 @@ import { connectPg, describeEndpoint } from '../db/pg.js';
 import { closeRedis, connectRedis, describeRedis } from '../db/redis.js';
 import { type DbopsError, isDbopsError, messageOf } from '../errors.js';
 
-export type ComponentKind = 'postgres' | 'postgres-via-pgbouncer' | 'pgbouncer-admin' | 'redis';
+export type { ComponentCheck, ComponentKind } from './doctor-check.js';
 
-export interface ComponentCheck {
-  component: ComponentKind;
-  label: string;
-  endpoint: string;
-  ok: boolean;
-  connectMs?: number;
-  roundTripMs?: number;
-  version?: string;
-  tls?: boolean;
-  details: Record<string, unknown>;
-  /** Problems that do not make the component unreachable (e.g. pg_stat_statements missing). */
-  warnings: string[];
-  error?: { message: string; hint?: string | undefined; code: string };
-}
+import type { ComponentCheck, ComponentKind } from './doctor-check.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -36,6 +23,8 @@ export interface DoctorTargets {
   pooledUrl?: string | undefined;
   pgbouncerAdminUrl?: string | undefined;
   redisUrl?: string | undefined;
+  /** CLICKHOUSE_URL (and its CA); the check and its client load only when set. */
+  clickhouse?: { url: string; caCert?: string | undefined } | undefined;
   timeoutMs: number;
 }
 
@@ -55,6 +44,8 @@ export async function runDoctor(targets: DoctorTargets): Promise<DoctorReport> {
   }
   if (targets.pgbouncerAdminUrl) checks.push(checkPgbouncer(targets.pgbouncerAdminUrl, targets.timeoutMs));
   if (targets.redisUrl) checks.push(checkRedis(targets.redisUrl, targets.timeoutMs));
+  const ch = targets.clickhouse;
+  if (ch) checks.push(import('./clickhouse/doctor.js').then((m) => m.checkClickHouse(ch, targets.timeoutMs)));
   const components = await Promise.all(checks);
   return { ok: components.every((c) => c.ok), components };
 }

@@ -5,7 +5,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { ClientBase } from 'pg';
-import { UsageError } from '../errors.js';
+import { messageOf, UsageError } from '../errors.js';
 import {
   buildReport,
   checkSameSource,
@@ -36,8 +36,8 @@ export interface CollectOptions {
 
 /** The report, with `savedTo` when a snapshot was written; `connect` is called once the files are read. */
 export async function collectSlowQueries(connect: () => Promise<ClientBase>, opts: CollectOptions): Promise<SlowQueryReport & { savedTo?: string }> {
-  const since = opts.since ? parseSnapshot(await readJson(opts.since, 'snapshot'), opts.since) : undefined;
-  const baseline = opts.gates?.baseline ? parseBaseline(await readJson(opts.gates.baseline, 'baseline'), opts.gates.baseline) : undefined;
+  const since = opts.since ? parseSnapshot(await readJsonFile(opts.since, 'snapshot'), opts.since) : undefined;
+  const baseline = opts.gates?.baseline ? parseBaseline(await readJsonFile(opts.gates.baseline, 'baseline'), opts.gates.baseline) : undefined;
   // Every statement is needed for a snapshot, a delta or a gate; otherwise the server ranks and cuts.
   const everything = Boolean(opts.save || since || opts.gates);
   const read = await readPgss(
@@ -69,16 +69,26 @@ export async function collectSlowQueries(connect: () => Promise<ClientBase>, opt
   return { ...report, savedTo: opts.save };
 }
 
-async function readJson(file: string, what: string): Promise<unknown> {
+/** A JSON file a person named (a snapshot, a baseline): unreadable or not JSON is a usage error with a hint. */
+export async function readJsonFile(file: string, what: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`cannot read the ${what} ${file}: ${(error as Error).message}`, { cause: error });
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read the ${what} ${file} (${code ?? messageOf(error)})`, {
+      cause: error,
+      hint: `give the path of a file written by dbops slow-queries --json${what === 'snapshot' ? ' --save FILE' : ''}`,
+    });
   }
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`the ${what} ${file} is not JSON: ${(error as Error).message}`, { cause: error });
+    // Not the parser's message: it quotes the file's text, which may be anything.
+    const at = /position (\d+)/.exec(messageOf(error))?.[1];
+    throw new UsageError(`the ${what} ${file} is not JSON${at === undefined ? '' : ` (at character ${at})`}`, {
+      cause: error,
+      hint: `give a file written by dbops slow-queries --json${what === 'snapshot' ? ' --save FILE' : ''}`,
+    });
   }
 }

@@ -68,6 +68,9 @@ export interface GateFailure {
   message: string;
 }
 
+/** What a gate judges: a statement of this report, or a query group of the ClickHouse report. */
+export type GateSubject = Pick<StatementStats, 'queryid' | 'rolname' | 'meanMs' | 'calls' | 'query'>;
+
 export interface GateOptions {
   failOnMeanMs?: number | undefined;
   baseline?: Baseline | undefined;
@@ -403,7 +406,7 @@ export function parseBaseline(doc: unknown, file: string): Baseline {
   });
 }
 
-function findBaseline(b: Baseline, s: StatementStats): BaselineEntry | undefined {
+function findBaseline(b: Baseline, s: GateSubject): BaselineEntry | undefined {
   // Same queryid and role first; else the same text (queryids differ between servers: they hash OIDs).
   const text = textKey(s.query);
   return (
@@ -416,7 +419,7 @@ function findBaseline(b: Baseline, s: StatementStats): BaselineEntry | undefined
 
 const ms = (n: number) => `${n.toFixed(n < 10 ? 2 : 1)} ms`;
 
-export function evaluateGates(stats: StatementStats[], g: GateOptions, slow: SlowRule): GateResult {
+export function evaluateGates(stats: GateSubject[], g: GateOptions, slow: SlowRule): GateResult {
   const failures: GateFailure[] = [];
   const judged = stats.filter((s) => s.calls >= g.gateMinCalls);
   const short = (q: string) => textKey(q).slice(0, 120);

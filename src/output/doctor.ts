@@ -31,6 +31,14 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
       lines.push(`role ${String(k.details.user)} on ${String(k.details.database)}: ${held.length ? held.join(', ') : 'no special privileges'}`);
     }
     if (k.component === 'redis' && k.ok) lines.push(`redis: ${k.details.cluster ? 'cluster' : 'standalone'}`);
+    const ql = k.details.queryLog as { exists: boolean; logQueries: boolean | null; readable: boolean | null } | undefined;
+    if (k.component === 'clickhouse' && ql) {
+      const tables = Object.entries((k.details.systemTables ?? {}) as Record<string, boolean>).map(([t, ok]) => `${t} ${ok ? 'yes' : 'no'}`);
+      lines.push(
+        `clickhouse: user ${String(k.details.user)} on ${String(k.details.database)}${k.details.readonly ? ` (readonly=${String(k.details.readonly)})` : ''}; ` +
+          `query_log ${ql.exists ? 'exists' : 'missing'}, log_queries ${ql.logQueries === null ? 'unknown' : ql.logQueries ? 'on' : 'off'}; readable: ${tables.join(', ')}`,
+      );
+    }
     for (const w of k.warnings) lines.push(`${paint.yellow('!')} ${k.label}: ${w}`);
   }
   lines.push(report.ok ? paint.green('all configured components reachable') : paint.red('some components are unreachable'));

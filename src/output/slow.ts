@@ -1,6 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import { shortenQuery } from '../diagnostics/prisma-origin.js';
-import type { SlowQueryReport, StatementStats } from '../diagnostics/slow-queries.js';
+import type { GateResult, SlowQueryReport, StatementStats } from '../diagnostics/slow-queries.js';
 import { renderTable } from './table.js';
 
 /** 0.42 ms, 12.3 ms, 1.25 s, 3.2 min. */
@@ -37,6 +37,24 @@ const shorten = (q: string) => shortenQuery(q, QUERY_WIDTH);
 export interface RenderSlowOptions {
   full: boolean;
   savedTo?: string | undefined;
+}
+
+/** The gates' verdict: PostgreSQL judges statements by role, ClickHouse query groups across users. */
+export function renderGates(g: GateResult, paint: ChalkInstance, words: { items: string; calls: string; roles: boolean }): string[] {
+  const what = [
+    g.checked.failOnMeanMs !== null ? `mean > ${g.checked.failOnMeanMs} ms` : '',
+    g.checked.failOnRegressionPct !== null
+      ? `regression > ${g.checked.failOnRegressionPct}% vs a baseline of ${g.checked.baselineStatements} ${words.items}`
+      : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+  const scope = `${words.items} with ≥ ${g.checked.gateMinCalls} ${words.calls}`;
+  if (!g.failed) return [paint.green(`gate passed (${what}; ${scope})`)];
+  return [
+    paint.red(`gate FAILED (${what}; ${scope}):`),
+    ...g.failures.map((f) => `  ${paint.red('✗')} [${f.kind}] queryid ${f.queryid}${words.roles ? ` (${f.rolname ?? '?'})` : ''}: ${f.message}`),
+  ];
 }
 
 export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance, colour: boolean, opts: RenderSlowOptions): string {
@@ -94,23 +112,7 @@ export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance,
   if (report.disappeared.length > 0 && opts.full) {
     for (const d of report.disappeared) lines.push(`  gone: queryid ${d.queryid} (${d.rolname ?? '?'}) ${shorten(d.query)}`);
   }
-  if (report.gates) {
-    const g = report.gates;
-    const what = [
-      g.checked.failOnMeanMs !== null ? `mean > ${g.checked.failOnMeanMs} ms` : '',
-      g.checked.failOnRegressionPct !== null
-        ? `regression > ${g.checked.failOnRegressionPct}% vs a baseline of ${g.checked.baselineStatements} statements`
-        : '',
-    ]
-      .filter(Boolean)
-      .join(', ');
-    if (g.failed) {
-      lines.push(paint.red(`gate FAILED (${what}; statements with ≥ ${g.checked.gateMinCalls} calls):`));
-      for (const f of g.failures) lines.push(`  ${paint.red('✗')} [${f.kind}] queryid ${f.queryid} (${f.rolname ?? '?'}): ${f.message}`);
-    } else {
-      lines.push(paint.green(`gate passed (${what}; statements with ≥ ${g.checked.gateMinCalls} calls)`));
-    }
-  }
+  if (report.gates) lines.push(...renderGates(report.gates, paint, { items: 'statements', calls: 'calls', roles: true }));
   if (opts.savedTo) lines.push(`snapshot of ${report.server.database} saved to ${opts.savedTo}`);
   return lines.join('\n');
 }

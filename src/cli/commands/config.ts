@@ -30,6 +30,9 @@ export function registerConfig(program: Command, run: Runner): void {
           redis: c.redis ? { url: maskUrl(c.redis.url), source: c.redis.source } : null,
           cacheKeyPrefix: c.cacheKeyPrefix?.value ?? null,
           pgbouncerAdminUrl: maskUrl(c.pgbouncerAdminUrl?.value) ?? null,
+          clickhouse: c.clickhouse
+            ? { url: maskUrl(c.clickhouse.url), source: c.clickhouse.source, caCert: c.clickhouse.caCert ?? null, queryTimeoutMs: c.clickhouse.queryTimeoutMs }
+            : null,
           migrationsDir: c.migrationsDir,
           prismaMigrationsDir: c.prismaMigrationsDir,
           connectTimeoutMs: c.connectTimeoutMs,

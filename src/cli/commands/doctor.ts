@@ -11,13 +11,17 @@ export function registerDoctor(program: Command, run: Runner): void {
         const { runDoctor } = await import('../../diagnostics/doctor.js');
         const { renderDoctor } = await import('../../output/doctor.js');
         // In CI or production with only Redis or PgBouncer configured, check those (no embedded database).
-        const onlyOthers = !ctx.config.database && (ctx.config.ci || ctx.config.production) && (ctx.config.redis || ctx.config.pgbouncerAdminUrl);
+        const onlyOthers =
+          !ctx.config.database &&
+          (ctx.config.ci || ctx.config.production || ctx.config.clickhouse) &&
+          (ctx.config.redis || ctx.config.pgbouncerAdminUrl || ctx.config.clickhouse);
         const db = onlyOthers ? undefined : await ctx.database();
         const report = await runDoctor({
           postgresUrl: db?.directUrl,
           pooledUrl: db?.url,
           pgbouncerAdminUrl: ctx.config.pgbouncerAdminUrl?.value,
           redisUrl: ctx.config.redis?.url,
+          clickhouse: ctx.config.clickhouse,
           timeoutMs: ctx.timeoutMs,
         });
         ctx.out.result(report, () => renderDoctor(report, ctx.out.c, ctx.out.terminal.colour));

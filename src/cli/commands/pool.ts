@@ -21,6 +21,7 @@ interface PoolOpts extends CommonOpts {
   appName?: string;
   pgbouncerInstances?: number;
   locks?: boolean;
+  source?: 'postgres' | 'clickhouse';
 }
 
 const DEFAULT_WATCH_S = 2;
@@ -53,9 +54,24 @@ export function registerPool(program: Command, run: Runner): void {
     .addOption(new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(intArg(1, 1000)))
     .option('--app-name <name>', "the application's application_name: its current connections are its own in the budget")
     .option('--locks', 'draw the whole blocking tree')
+    .addOption(
+      new Option('--source <system>', 'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)').choices([
+        'postgres',
+        'clickhouse',
+      ]),
+    )
     .action(
       run<PoolOpts>(async (ctx, opts) => {
         const watch = watchSeconds(ctx, opts);
+        // ClickHouse alone: asked for, or the only system configured (no embedded PostgreSQL started for it).
+        const withClickHouse = opts.source !== 'postgres' && ctx.config.clickhouse !== undefined;
+        const clickhouse = withClickHouse || opts.source === 'clickhouse' ? await import('./clickhouse.js') : undefined;
+        if (clickhouse && (opts.source === 'clickhouse' || (opts.source === undefined && !ctx.config.database))) {
+          const render = await clickhouse.sectionRenderer(ctx);
+          await view(ctx, 'pool', watch, clickhouse.clickhouseReader(ctx, opts), (report) => render?.(report) ?? '');
+          return;
+        }
+        const chSource = clickhouse?.clickhousePool(ctx, opts);
         const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName'] as const).filter((k) => opts[k] !== undefined);
         if (opts.appInstances === undefined && needsInstances.length) {
           const flag = needsInstances[0]?.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
@@ -77,10 +93,33 @@ export function registerPool(program: Command, run: Runner): void {
                   pgbouncerInstances: opts.pgbouncerInstances ?? 1,
                 },
         };
-        const [connections, output] = await Promise.all([connect(ctx, 'dbops pool', Boolean(ctx.config.pgbouncerAdminUrl)), renderers(ctx)]);
-        const render = (report: PoolReport) =>
+        const [connections, output, chRender] = await Promise.all([
+          connect(ctx, 'dbops pool', Boolean(ctx.config.pgbouncerAdminUrl)),
+          renderers(ctx),
+          clickhouse?.sectionRenderer(ctx),
+        ]);
+        const renderPg = (report: PoolReport) =>
           output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
-        await view(ctx, 'pool', watch, () => connections.poolReport(options), render);
+        if (!chSource) {
+          await view(ctx, 'pool', watch, () => connections.poolReport(options), renderPg);
+          return;
+        }
+        // An unreachable ClickHouse is shown, like an unreachable PgBouncer console; its critical findings count.
+        const read = async () => {
+          const [report, ch] = await Promise.all([connections.poolReport(options), chSource.collect()]);
+          return { ...report, ok: report.ok && ('error' in ch || ch.ok), clickhouse: ch };
+        };
+        const findingsOf = (doc: Awaited<ReturnType<typeof read>>) => [...doc.findings, ...('error' in doc.clickhouse ? [] : doc.clickhouse.findings)];
+        await view(
+          ctx,
+          'pool',
+          watch,
+          read,
+          (doc) => `${renderPg(doc)}
+
+${chRender?.(doc.clickhouse) ?? ''}`,
+          findingsOf,
+        );
       }),
     );
 
@@ -125,12 +164,13 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
   watchSeconds: number | undefined,
   read: () => Promise<R>,
   render: (report: R) => string,
+  findingsOf: (report: R) => Finding[] = (report) => report.findings,
 ): Promise<void> {
   if (watchSeconds === undefined) {
     const report = await read();
     ctx.out.result(report, () => render(report));
     if (!report.ok) {
-      const critical = report.findings.filter((finding) => finding.severity === 'critical');
+      const critical = findingsOf(report).filter((finding) => finding.severity === 'critical');
       throw new CheckFailedError(`${command}: ${critical.length} critical finding(s): ${critical.map((finding) => finding.code).join(', ')}`, {
         hint: 'see the findings above (--json: findings)',
         details: { critical: critical.length },

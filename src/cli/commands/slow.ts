@@ -4,43 +4,37 @@ import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
 import { durationArg, intArg, numberArg } from '../options.js';
+import type { SlowOptions } from './slow-options.js';
 
-interface SlowOptions {
-  sort: 'total' | 'mean' | 'calls' | 'rows' | 'io';
-  limit: number;
-  minMeanMs: number;
-  minCalls: number;
-  onlySlow?: boolean;
-  full?: boolean;
-  save?: string;
-  since?: string;
-  failOnMeanMs?: number;
-  baseline?: string;
-  failOnRegression?: number;
-  gateMinCalls: number;
-  regressionMinMs: number;
-  statementTimeout: number;
-  reset?: boolean;
-  allDatabases?: boolean;
-  yes?: boolean;
-  json?: boolean;
-}
-
-const SORTS = ['total', 'mean', 'calls', 'rows', 'io'];
+const SORTS = ['total', 'mean', 'calls', 'rows', 'io', 'p95', 'memory'];
+/** Sort keys only the ClickHouse report has (pg_stat_statements keeps no percentiles or memory). */
+const CLICKHOUSE_ONLY_SORTS = ['p95', 'memory'];
 
 export function registerSlow(program: Command, run: Runner): void {
   program
     .command('slow-queries')
     .alias('slow')
-    .description('top statements of the current database from pg_stat_statements; snapshots, deltas and CI gates')
-    .addOption(new Option('--sort <key>', 'total | mean | calls | rows | io (blocks read or spilled)').choices(SORTS).default('total'))
+    .description(
+      "top statements of the current database from pg_stat_statements (or ClickHouse's query_log with --source clickhouse); snapshots, deltas and CI gates",
+    )
+    .addOption(
+      new Option('--source <system>', 'postgres (pg_stat_statements) | clickhouse (system.query_log of CLICKHOUSE_URL)')
+        .choices(['postgres', 'clickhouse'])
+        .default('postgres'),
+    )
+    .addOption(
+      new Option('--sort <key>', 'total | mean | calls | rows | io (blocks read or spilled; ClickHouse: bytes read) | p95, memory (ClickHouse)')
+        .choices(SORTS)
+        .default('total'),
+    )
     .addOption(new Option('--limit <n>', 'how many statements to show (0 = all)').argParser(intArg(0)).default(20))
     .addOption(new Option('--min-mean-ms <ms>', 'slow: mean time at least this').argParser(numberArg(0)).default(20))
     .addOption(new Option('--min-calls <n>', 'slow: at least this many calls').argParser(intArg(1)).default(100))
     .option('--only-slow', 'show only statements marked slow')
     .option('--full', 'print each statement in full below the table (--json always has full text)')
     .option('--save <file>', 'write a snapshot of the counters to FILE (for a later --since)')
-    .option('--since <file>', 'report only what happened since the snapshot in FILE')
+    .option('--since <file|window>', 'report only what happened since the snapshot in FILE; ClickHouse: the window, e.g. 30m, 1h (default), 2d or an ISO time')
+    .option('--flush-logs', 'ClickHouse: SYSTEM FLUSH LOGS first, so the last seconds are in the report')
     .addOption(new Option('--fail-on-mean-ms <ms>', 'gate: exit 3 if a statement has a mean over this').argParser(numberArg(0)))
     .option('--baseline <file>', 'gate: a previous --json report (or a snapshot) to compare means with')
     .addOption(
@@ -48,18 +42,28 @@ export function registerSlow(program: Command, run: Runner): void {
     )
     .addOption(new Option('--gate-min-calls <n>', 'gates judge only statements with at least N calls').argParser(intArg(1)).default(1))
     .addOption(new Option('--regression-min-ms <ms>', 'ignore regressions whose new mean is below this').argParser(numberArg(0)).default(1))
-    .addOption(new Option('--statement-timeout <duration>', 'statement timeout of the reads').argParser(durationArg).default(10_000, '10s'))
+    .addOption(
+      new Option('--statement-timeout <duration>', 'statement timeout of the reads (default 10s; ClickHouse: CLICKHOUSE_QUERY_TIMEOUT_MS)').argParser(
+        durationArg,
+      ),
+    )
     .addOption(new Option('--reset', 'call pg_stat_statements_reset() for this database (asks first)').conflicts(['since', 'save', 'baseline', 'failOnMeanMs']))
     .option('--all-databases', 'with --reset: reset the whole server, not only this database')
     .option('-y, --yes', 'with --reset: do not ask')
     .action(
       run<SlowOptions>(async (ctx, opts) => {
-        if (opts.reset) return resetCommand(ctx, opts);
         if ((opts.baseline === undefined) !== (opts.failOnRegression === undefined)) {
           throw new UsageError('--baseline and --fail-on-regression go together', {
             hint: 'e.g. --baseline main.json --fail-on-regression 50',
           });
         }
+        if (opts.source === 'clickhouse') return (await import('./clickhouse.js')).slowClickHouse(ctx, opts);
+        if (CLICKHOUSE_ONLY_SORTS.includes(opts.sort) || opts.flushLogs) {
+          throw new UsageError(`${opts.flushLogs ? '--flush-logs' : `--sort ${opts.sort}`} is for --source clickhouse`, {
+            hint: 'pg_stat_statements keeps counters, not a log: sort by total, mean, calls, rows or io',
+          });
+        }
+        if (opts.reset) return resetCommand(ctx, opts);
         if (opts.allDatabases) throw new UsageError('--all-databases only applies to --reset');
         const { collectSlowQueries } = await import('../../diagnostics/slow-queries-collect.js');
         const gated = opts.failOnMeanMs !== undefined || opts.baseline !== undefined;
@@ -68,7 +72,7 @@ export function registerSlow(program: Command, run: Runner): void {
           limit: opts.limit,
           slow: { minMeanMs: opts.minMeanMs, minCalls: opts.minCalls },
           onlySlow: Boolean(opts.onlySlow),
-          statementTimeoutMs: opts.statementTimeout,
+          statementTimeoutMs: opts.statementTimeout ?? 10_000,
           since: opts.since,
           save: opts.save,
           gates: gated
