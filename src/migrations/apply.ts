@@ -87,14 +87,24 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
       outcome.validate = steps.verdict;
       if (steps.backfill) outcome.backfill = steps.backfill;
     }
+    // The server's word before the ledger row: still inside this transaction, still holding the lock.
+    await tx.verify().catch((error: unknown) => {
+      throw new StepFailure('ledger', messageOf(error), { cause: error });
+    });
     await writeLedger(run, tx, job, startedAt, t0);
     if (!rehearsal) {
       await session.commit(tx).catch((error: unknown) => {
         throw new StepFailure('ledger', `COMMIT failed: ${messageOf(error)}`, { cause: error });
       });
     }
-  } catch (error) {
+  } catch (thrown) {
     await end();
+    // A transaction lost behind dbops' back explains whatever failed after it (a closed connection, a stopped batch).
+    const lost = tx.lostError();
+    const error =
+      lost && !(thrown instanceof StepFailure && thrown.cause === lost)
+        ? new StepFailure(stepOf(thrown, job.direction), lost.message, { cause: lost })
+        : thrown;
     const failure = failedMigration(error, outcome, stats, t0, result, rehearsal);
     if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
     throw failure;
@@ -103,6 +113,10 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
   if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
   // The hook point after a migration's commit (a rehearsal never commits).
   if (!rehearsal) await tx.runAfterCommit();
+}
+
+function stepOf(error: unknown, direction: Direction): MigrationStep {
+  return error instanceof StepFailure ? error.step : direction === 'down' ? 'down' : 'up';
 }
 
 function statusOf(direction: Direction, rehearsal: boolean) {
@@ -120,7 +134,7 @@ async function runSteps(
 ): Promise<{ verdict: boolean | null; stats: StatementStat[]; backfill: BackfillResult | undefined }> {
   const { session, contexts } = run;
   const work = m.transactional ? tx.client : await session.aux();
-  const ctx = await contexts.create(work, m, rehearsal);
+  const ctx = await contexts.create(work, m, rehearsal, tx);
   const deadline = m.transactional ? session.transactionTimeoutMs : undefined;
   const step = async <T>(name: MigrationStep, fn: () => T | Promise<T>): Promise<T> => {
     try {
