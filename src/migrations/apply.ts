@@ -10,12 +10,13 @@
  * rolled back by the caller.
  */
 import { queryError } from '../db/pg.js';
-import { messageOf } from '../errors.js';
+import { DbopsError, messageOf } from '../errors.js';
 import type { MigrationContexts } from './context.js';
 import type { Ledger } from './ledger.js';
 import { completeOutcome, type Direction, dataOutcome, failedMigration, type MigrationRef, StepFailure, skippedOutcome } from './outcome.js';
 import { type Session, type Transaction, withDeadline } from './session.js';
 import { recordStatements } from './sql.js';
+import { whoEnded } from './tx-guard.js';
 import type { BackfillResult, LoadedMigration, MigrationStep, RunResult, StatementStat } from './types.js';
 
 /** What a run hands to each migration it applies: the session, the ledger, contexts, its result. */
@@ -141,7 +142,8 @@ async function runSteps(
       return await withDeadline(Promise.resolve(fn()), deadline, name, () => session.abandon(work));
     } catch (error) {
       if (error instanceof StepFailure) throw error;
-      throw new StepFailure(name, messageOf(error), { cause: error });
+      // A server or pooler guard that stopped a statement is named (statement_timeout, lock_timeout, ...).
+      throw new StepFailure(name, error instanceof DbopsError ? error.message : whoEnded(error), { cause: error });
     }
   };
   const recorder = recordStatements(work);

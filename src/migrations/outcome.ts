@@ -4,7 +4,7 @@
  */
 import { ConfigError, DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf } from '../errors.js';
 import { summarise } from './sql.js';
-import { TransactionLostError } from './tx-guard.js';
+import { guardHint, TransactionLostError } from './tx-guard.js';
 import type { MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
 
 export type Direction = MigrationOutcome['direction'];
@@ -110,9 +110,10 @@ export function failedMigration(
     hint:
       (cause instanceof ConfigError || cause instanceof TransactionLostError) && cause.hint
         ? cause.hint
-        : step === 'validate'
-          ? 'the post-condition did not hold; fix the migration and run again'
-          : 'fix the migration and run again; later migrations did not run',
+        : (guardHint(cause) ??
+          (step === 'validate'
+            ? 'the post-condition did not hold; fix the migration and run again'
+            : 'fix the migration and run again; later migrations did not run')),
     details: { migration, step, cause: message, sqlstate: (cause as { code?: string } | undefined)?.code },
   });
 }

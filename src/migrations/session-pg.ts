@@ -82,7 +82,7 @@ export class PgSession implements Session {
     if (this.second && this.dead.has(this.second)) this.drop(this.second);
     if (!this.second) {
       this.second = await this.open();
-      this.startKeepalive();
+      await this.startKeepalive(this.second);
     }
     return this.second;
   }
@@ -269,15 +269,21 @@ export class PgSession implements Session {
     this.watches.delete(tx);
   }
 
-  /** The second connection says something when idle, so idle-session guards leave it open. */
-  private startKeepalive(): void {
+  /**
+   * The second connection says something when idle, so idle-session guards leave it open: every
+   * heartbeat, or three times per the server's idle_session_timeout when that is shorter.
+   */
+  private async startKeepalive(client: Client): Promise<void> {
     if (this.keepalive || this.heartbeatMs <= 0) return;
+    const { rows } = await client.query<{ ms: number | null }>(`SELECT (SELECT setting::int FROM pg_settings WHERE name = 'idle_session_timeout') AS ms`);
+    const idleSession = rows[0]?.ms ?? 0;
+    const every = idleSession > 0 ? Math.max(50, Math.min(this.heartbeatMs, Math.floor(idleSession / 3))) : this.heartbeatMs;
     this.keepalive = setInterval(() => {
       const c = this.second;
       if (!c || this.dead.has(c) || !isIdle(c)) return;
       const query = Object.getPrototypeOf(c).query as (text: string) => Promise<unknown>;
       query.call(c, 'SELECT 1').catch(() => {});
-    }, this.heartbeatMs);
+    }, every);
     this.keepalive.unref();
   }
 }
