@@ -79,6 +79,7 @@ export class PgSession implements Session {
   }
 
   async aux(): Promise<ClientBase> {
+    if (this.second) await settle();
     if (this.second && this.dead.has(this.second)) this.drop(this.second);
     if (!this.second) {
       this.second = await this.open();
@@ -93,7 +94,13 @@ export class PgSession implements Session {
     if ('lock' in kind) {
       ({ client, witness } = await this.lock(kind.bounded));
     } else {
-      await client.query(`BEGIN${'readOnly' in kind ? ' READ ONLY' : ''}`);
+      // A guard may end the idle connection just as BEGIN goes out: nothing was held, begin on a new one.
+      await client.query(`BEGIN${'readOnly' in kind ? ' READ ONLY' : ''}`).catch(async (error: unknown) => {
+        if (!connectionLost(error)) throw error;
+        this.drop(client);
+        client = await this.conn();
+        await client.query(`BEGIN${'readOnly' in kind ? ' READ ONLY' : ''}`);
+      });
       if ('readOnly' in kind) {
         const settings = await this.settings(client, true);
         const sets = settings.map((_, i) => `set_config($${i * 2 + 1}, $${i * 2 + 2}, true)`).join(', ');
@@ -148,6 +155,7 @@ export class PgSession implements Session {
 
   /** The main connection; a fresh one after its predecessor was abandoned or died while idle. */
   private async conn(): Promise<Client> {
+    if (this.main) await settle();
     if (this.main && this.dead.has(this.main)) this.drop(this.main);
     this.main ??= await this.open();
     return this.main;
@@ -204,8 +212,7 @@ export class PgSession implements Session {
         return { client, witness };
       } catch (error) {
         if (error instanceof DbopsError) throw error;
-        const lostConnection = this.dead.has(client) || !(error as { code?: string }).code || /^08/.test((error as { code: string }).code);
-        if (!lostConnection || attempt >= LOCK_RECONNECTS || performance.now() >= deadline || this.signal?.aborted) {
+        if (!(this.dead.has(client) || connectionLost(error)) || attempt >= LOCK_RECONNECTS || performance.now() >= deadline || this.signal?.aborted) {
           throw queryError(error, 'taking the migration lock');
         }
         this.drop(client);
@@ -286,6 +293,25 @@ export class PgSession implements Session {
     }, every);
     this.keepalive.unref();
   }
+}
+
+/**
+ * The connection is gone (a network error, or the server or PgBouncer ended the session: classes
+ * 08 and 57P0x, idle-in-transaction and transaction timeouts), as opposed to a statement failing.
+ */
+function connectionLost(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return true;
+  return /^(08|57P0|E[A-Z])/.test(code) || code === '25P03' || code === '25P04';
+}
+
+/**
+ * One turn of the event loop: a connection that a guard closed while dbops was busy (compiling
+ * migrations, say) has its close already waiting in the socket; this lets the client see it
+ * before dbops sends anything on it.
+ */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The error of a transaction lost behind dbops' back: what ended it, and what that means for the data. */
