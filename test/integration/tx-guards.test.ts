@@ -28,8 +28,8 @@ afterAll(async () => {
 });
 
 /** A database with `audit` and a 2,000-row `items` table, the guards given set on it. */
-async function guardedDb(guards: Record<string, string> = {}): Promise<TestDatabase> {
-  const db = await createTestDatabase();
+async function guardedDb(guards: Record<string, string> = {}, server: 'pg' | 'pg15' = 'pg'): Promise<TestDatabase> {
+  const db = await createTestDatabase({ server });
   dbs.push(db);
   await withClient(db.url, async (c) => {
     await c.query(AUDIT_DDL);
@@ -84,12 +84,15 @@ async function expectBackfilledOnce(db: TestDatabase, dir: string): Promise<void
 }
 
 describe('server guards that dbops makes harmless', () => {
-  it('idle_in_transaction_session_timeout = 1s: the lock transaction of a 2 s backfill is kept, applied once', async () => {
-    const db = await guardedDb({ idle_in_transaction_session_timeout: '1s' });
-    const dir = migrationFolder({ '20240101000000_bf.ts': BACKFILL });
-    await up(db.url, dir);
-    await expectBackfilledOnce(db, dir);
-  });
+  it.each((services().pg15 ? ['pg', 'pg15'] : ['pg']) as Array<'pg' | 'pg15'>)(
+    'idle_in_transaction_session_timeout = 1s (%s): the lock transaction of a 2 s backfill is kept, applied once',
+    async (server) => {
+      const db = await guardedDb({ idle_in_transaction_session_timeout: '1s' }, server);
+      const dir = migrationFolder({ '20240101000000_bf.ts': BACKFILL });
+      await up(db.url, dir);
+      await expectBackfilledOnce(db, dir);
+    },
+  );
 
   it('transaction_timeout = 1s (PostgreSQL 17+): a 1.5 s migration transaction and a 2 s backfill both apply', async (t) => {
     if (services().pg.version < 17) t.skip();
