@@ -40,6 +40,12 @@ function loadParser(): Promise<Parser> {
   return parser;
 }
 
+/**
+ * BEGIN, START, COMMIT, END, ROLLBACK, ABORT, PREPARE as words: a necessary condition for transaction
+ * control, never the verdict (CASE ... END and plpgsql bodies match it; the grammar then decides).
+ */
+const KEYWORDS = /\b(?:begin|start|commit|end|rollback|abort|prepare)\b/i;
+
 /** Verdicts of recent texts: a migration that loops over one parameterised statement parses it once. */
 const verdicts = new Map<string, string | null>();
 const CACHE_ENTRIES = 512;
@@ -51,6 +57,9 @@ const CACHE_MAX_TEXT = 4096;
  * status (TxWatch) has the last word.
  */
 export async function transactionControl(text: string): Promise<string | null> {
+  // Every statement that begins or ends a transaction starts with one of these keywords, written
+  // out in ASCII as a word of its own: a text without any of them needs no parse.
+  if (!KEYWORDS.test(text)) return null;
   const cached = verdicts.get(text);
   if (cached !== undefined) return cached;
   const { parseSync } = await loadParser();
