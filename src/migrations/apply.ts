@@ -10,12 +10,13 @@
  * rolled back by the caller.
  */
 import { queryError } from '../db/pg.js';
-import { messageOf } from '../errors.js';
+import { DbopsError, messageOf } from '../errors.js';
 import type { MigrationContexts } from './context.js';
 import type { Ledger } from './ledger.js';
 import { completeOutcome, type Direction, dataOutcome, failedMigration, type MigrationRef, StepFailure, skippedOutcome } from './outcome.js';
 import { type Session, type Transaction, withDeadline } from './session.js';
 import { recordStatements } from './sql.js';
+import { whoEnded } from './tx-guard.js';
 import type { BackfillResult, LoadedMigration, MigrationStep, RunResult, StatementStat } from './types.js';
 
 /** What a run hands to each migration it applies: the session, the ledger, contexts, its result. */
@@ -87,14 +88,24 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
       outcome.validate = steps.verdict;
       if (steps.backfill) outcome.backfill = steps.backfill;
     }
+    // The server's word before the ledger row: still inside this transaction, still holding the lock.
+    await tx.verify().catch((error: unknown) => {
+      throw new StepFailure('ledger', messageOf(error), { cause: error });
+    });
     await writeLedger(run, tx, job, startedAt, t0);
     if (!rehearsal) {
       await session.commit(tx).catch((error: unknown) => {
         throw new StepFailure('ledger', `COMMIT failed: ${messageOf(error)}`, { cause: error });
       });
     }
-  } catch (error) {
+  } catch (thrown) {
     await end();
+    // A transaction lost behind dbops' back explains whatever failed after it (a closed connection, a stopped batch).
+    const lost = tx.lostError();
+    const error =
+      lost && !(thrown instanceof StepFailure && thrown.cause === lost)
+        ? new StepFailure(stepOf(thrown, job.direction), lost.message, { cause: lost })
+        : thrown;
     const failure = failedMigration(error, outcome, stats, t0, result, rehearsal);
     if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
     throw failure;
@@ -103,6 +114,10 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
   if (job.direction !== 'mark') session.emit({ type: 'finish', outcome });
   // The hook point after a migration's commit (a rehearsal never commits).
   if (!rehearsal) await tx.runAfterCommit();
+}
+
+function stepOf(error: unknown, direction: Direction): MigrationStep {
+  return error instanceof StepFailure ? error.step : direction === 'down' ? 'down' : 'up';
 }
 
 function statusOf(direction: Direction, rehearsal: boolean) {
@@ -120,14 +135,15 @@ async function runSteps(
 ): Promise<{ verdict: boolean | null; stats: StatementStat[]; backfill: BackfillResult | undefined }> {
   const { session, contexts } = run;
   const work = m.transactional ? tx.client : await session.aux();
-  const ctx = await contexts.create(work, m, rehearsal);
+  const ctx = await contexts.create(work, m, rehearsal, tx);
   const deadline = m.transactional ? session.transactionTimeoutMs : undefined;
   const step = async <T>(name: MigrationStep, fn: () => T | Promise<T>): Promise<T> => {
     try {
       return await withDeadline(Promise.resolve(fn()), deadline, name, () => session.abandon(work));
     } catch (error) {
       if (error instanceof StepFailure) throw error;
-      throw new StepFailure(name, messageOf(error), { cause: error });
+      // A server or pooler guard that stopped a statement is named (statement_timeout, lock_timeout, ...).
+      throw new StepFailure(name, error instanceof DbopsError ? error.message : whoEnded(error), { cause: error });
     }
   };
   const recorder = recordStatements(work);

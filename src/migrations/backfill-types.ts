@@ -2,9 +2,26 @@
  * Types of the backfill engine. The contract with the migration runner lives in `types.ts`
  * (BackfillSpec, BackfillRunOptions, ...); these extend it with what the engine reports beyond it.
  */
-import type { BackfillProgress, BackfillProgressEvent, BackfillResult } from './types.js';
+import type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions } from './types.js';
 
 export type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions, BackfillSpec } from './types.js';
+
+/**
+ * The migration lock a backfill runs under (its lock transaction is on another connection): once
+ * it is lost, no further batch runs, and each batch checks, before it commits, that it is still held.
+ */
+export interface BackfillLockGuard {
+  /** Aborts when the lock transaction is lost. */
+  lost: AbortSignal;
+  lostError(): Error | undefined;
+  /** Throws when the lock is no longer held, asked on the batch's own connection. */
+  check(client: import('pg').ClientBase): Promise<void>;
+}
+
+/** What runBackfill takes: the runner's options plus the lock it runs under. */
+export interface BackfillEngineOptions extends BackfillRunOptions {
+  lock?: BackfillLockGuard | undefined;
+}
 
 /** A key value as node-pg returns it: number for int2/int4, string for int8/text/uuid. */
 export type BackfillKey = string | number;

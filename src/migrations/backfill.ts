@@ -20,7 +20,15 @@ import type { ClientBase } from 'pg';
 import { quoteIdent, quoteQualified } from '../db/pg.js';
 import { InterruptedError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
 import { sleep } from '../util/sleep.js';
-import type { BackfillBatchEvent, BackfillCheckpoint, BackfillKey, BackfillRunOptions, BackfillRunResult, BackfillSpec } from './backfill-types.js';
+import type {
+  BackfillBatchEvent,
+  BackfillCheckpoint,
+  BackfillEngineOptions,
+  BackfillKey,
+  BackfillRunOptions,
+  BackfillRunResult,
+  BackfillSpec,
+} from './backfill-types.js';
 
 export type * from './backfill-types.js';
 
@@ -206,14 +214,30 @@ function specHash(t: Target, spec: BackfillSpec): string {
   return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 16);
 }
 
+/**
+ * SET LOCALs bounding one of the backfill's own transactions: its statements and idle time by
+ * `statementMs`, whatever the server's guards say (a transaction_timeout on PostgreSQL 17+ would
+ * end the session, not just the transaction: switched off, the statements are bounded instead).
+ */
+function localLimits(serverVersion: number, statementMs: number): string {
+  const sets = [`SET LOCAL statement_timeout = ${statementMs}`, `SET LOCAL idle_in_transaction_session_timeout = ${statementMs}`];
+  if (serverVersion >= 170000) sets.push('SET LOCAL transaction_timeout = 0');
+  return sets.join('; ');
+}
+
 /** Rows still to do: an exact count for tables up to a few million rows, else the planner's estimate. */
-async function estimateRemaining(client: ClientBase, t: Target, where: string, lastKey: string | null): Promise<{ rows: number; how: 'count' | 'planner' }> {
+async function estimateRemaining(
+  client: ClientBase,
+  t: Target,
+  where: string,
+  lastKey: string | null,
+  serverVersion: number,
+): Promise<{ rows: number; how: 'count' | 'planner' }> {
   const cond = `(${where})${lastKey === null ? '' : ` AND ${t.keySql} > $1`}`;
   const params = lastKey === null ? [] : [lastKey];
   if (t.reltuples < DEFAULTS.exactCountMaxRows) {
     try {
-      await client.query('BEGIN');
-      await client.query(`SET LOCAL statement_timeout = ${DEFAULTS.countTimeoutMs}`);
+      await client.query(`BEGIN; ${localLimits(serverVersion, DEFAULTS.countTimeoutMs)}`);
       const r = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${t.sql} WHERE ${cond}`, params);
       await client.query('COMMIT');
       return { rows: Number(r.rows[0]?.n ?? 0), how: 'count' };
@@ -231,11 +255,22 @@ async function estimateRemaining(client: ClientBase, t: Target, where: string, l
  * Returns when every batch is done; throws InterruptedError (checkpoint saved) when `signal`
  * aborts, OperationError naming the key range when a batch fails (nothing after it applied).
  */
-export async function runBackfill(client: ClientBase, migrationName: string, spec: BackfillSpec, options: BackfillRunOptions = {}): Promise<BackfillRunResult> {
+export async function runBackfill(
+  client: ClientBase,
+  migrationName: string,
+  spec: BackfillSpec,
+  options: BackfillEngineOptions = {},
+): Promise<BackfillRunResult> {
   checkSpec(migrationName, spec, options);
   const started = performance.now();
   const where = spec.where?.trim() ? spec.where : 'true';
-  const { signal, log } = options;
+  const { log, lock: migrationLock } = options;
+  // Sleeps (throttle, retry back-off) wake when the run is interrupted or its lock is lost.
+  const signal = options.signal && migrationLock ? AbortSignal.any([options.signal, migrationLock.lost]) : (options.signal ?? migrationLock?.lost);
+  const lockLost = () => {
+    const lost = migrationLock?.lostError();
+    if (lost) throw lost;
+  };
   const targetMs = options.targetBatchMs ?? DEFAULTS.targetBatchMs;
   const lockTimeout = Math.floor(options.lockTimeoutMs ?? DEFAULTS.lockTimeoutMs);
   const stmtTimeout = Math.floor(options.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs);
@@ -300,7 +335,8 @@ export async function runBackfill(client: ClientBase, migrationName: string, spe
     return result;
   }
 
-  const est = await estimateRemaining(client, t, where, resumedFrom);
+  const serverVersion = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
+  const est = await estimateRemaining(client, t, where, resumedFrom, serverVersion);
   let estimatedTotal = rowsDone + est.rows;
   result.estimate = est.how;
   await client.query(`UPDATE ${CKPT} SET estimated_total = $3, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
@@ -321,7 +357,8 @@ export async function runBackfill(client: ClientBase, migrationName: string, spe
   let lastKey = resumedFrom;
 
   for (;;) {
-    if (signal?.aborted) {
+    lockLost();
+    if (options.signal?.aborted) {
       throw new InterruptedError(
         `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone} of ~${estimatedTotal} rows done in ${batchesTotal} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
         {
@@ -336,7 +373,7 @@ export async function runBackfill(client: ClientBase, migrationName: string, spe
     let changed = 0;
     let finished = false;
     try {
-      await client.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeout}; SET LOCAL statement_timeout = ${stmtTimeout}`);
+      await client.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeout}; ${localLimits(serverVersion, stmtTimeout)}`);
       // The checkpoint row, locked: the cursor comes from the database, never from memory.
       const lock = await client.query<CheckpointRow>(
         `SELECT key_column, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2 FOR UPDATE`,
@@ -382,9 +419,12 @@ export async function runBackfill(client: ClientBase, migrationName: string, spe
           );
         }
       }
+      // The last word before this batch commits: the migration lock is still this run's.
+      if (migrationLock) await migrationLock.check(client);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
+      lockLost();
       const code = errorCode(error);
       const range = `${t.key} in (${from ?? '-∞'}, ${hi ?? '…'}]`;
       const details = {

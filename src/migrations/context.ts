@@ -6,8 +6,8 @@
 import type { ClientBase } from 'pg';
 import { ConfigError, UsageError } from '../errors.js';
 import { bindPrismaClient, loadPrismaClient, locatePrismaClient } from './prisma.js';
-import type { Session } from './session.js';
-import { createSqlTag } from './sql.js';
+import type { Session, Transaction } from './session.js';
+import { createSqlTag, guardStatement, type StatementGuard } from './sql.js';
 import type { BackfillResult, BackfillRunOptions, BackfillSpec, LoadedMigration, MigrationContext, MigrationLogger } from './types.js';
 
 export interface ContextOptions {
@@ -25,6 +25,8 @@ type PrismaLoad = Awaited<ReturnType<typeof loadPrismaClient>>;
 export class MigrationContexts {
   private prismaLoad: Promise<PrismaLoad> | undefined;
   private readonly bound = new Map<ClientBase, { prisma: unknown; dispose(): Promise<void> }>();
+  /** The guard of the migration currently using a connection (a bound Prisma client outlives one migration). */
+  private readonly guards = new Map<ClientBase, StatementGuard>();
   private readonly backfills = new WeakMap<MigrationContext, BackfillResult[]>();
 
   constructor(
@@ -41,16 +43,23 @@ export class MigrationContexts {
     this.prismaLoad.catch(() => {});
   }
 
-  /** The context of `m` on `client`; `prisma` is bound to `client` (its transaction). */
-  async create(client: ClientBase, m: LoadedMigration, dryRun: boolean): Promise<MigrationContext> {
+  /**
+   * The context of `m` on `client`; `prisma` is bound to `client` (its transaction). `tx` is the
+   * migration's transaction (for `transaction: false`, the lock transaction): once it is lost,
+   * `signal` aborts and no statement or batch is sent any more.
+   */
+  async create(client: ClientBase, m: LoadedMigration, dryRun: boolean, tx: Transaction): Promise<MigrationContext> {
     const prefixed = (level: keyof MigrationLogger) => (message: string) => this.opts.log?.[level](`${m.name}: ${message}`);
     const log: MigrationLogger = { info: prefixed('info'), warn: prefixed('warn'), debug: prefixed('debug') };
-    const signal = this.session.signal ?? new AbortController().signal;
+    const signal = this.session.signal ? AbortSignal.any([this.session.signal, tx.lost]) : tx.lost;
+    // Inside dbops' transaction (a migration's own, or validate's read-only re-run) nothing may end it.
+    const guard: StatementGuard = { inTransaction: client === tx.client, tx };
+    this.guards.set(client, guard);
     const prisma = await this.prismaFor(client, m);
     const results: BackfillResult[] = [];
     const ctx: MigrationContext = {
       name: m.name,
-      sql: createSqlTag(client, m.transactional),
+      sql: createSqlTag(client, guard),
       log,
       options: m.migration.options ?? {},
       dryRun,
@@ -68,7 +77,8 @@ export class MigrationContexts {
         const { runBackfill } = await import('./backfill.js');
         const result = await runBackfill(await this.session.aux(), m.name, spec, {
           ...this.opts.backfill,
-          signal,
+          signal: this.session.signal,
+          lock: { lost: tx.lost, lostError: () => tx.lostError(), check: (batch) => tx.holds(batch) },
           onProgress: (progress) => this.session.emit({ type: 'backfill', progress }),
           log: (message) => log.debug(message),
         });
@@ -102,7 +112,7 @@ export class MigrationContexts {
       const loaded = await this.prismaLoad;
       let bound = this.bound.get(client);
       if (!bound) {
-        bound = bindPrismaClient(loaded, client);
+        bound = bindPrismaClient(loaded, client, (text) => guardStatement(text, this.guards.get(client) ?? { inTransaction: true }, 'ctx.prisma'));
         this.bound.set(client, bound);
       }
       return { value: bound.prisma };

@@ -57,8 +57,8 @@ export interface AcquireOptions {
   applicationName: string;
   /** How long to wait for another holder (ms). */
   timeoutMs: number;
-  /** Transaction-local settings applied once the lock is ours (statement_timeout, ...). */
-  settings?: Record<string, string>;
+  /** Transaction-local settings applied, in order, once the lock is ours (statement_timeout, ...). */
+  settings?: Array<[string, string]>;
   signal?: AbortSignal | undefined;
   onWait?: (holder: LockHolder | null, waitedMs: number) => void;
   /** How often onWait is called while waiting (ms). */
@@ -66,29 +66,43 @@ export interface AcquireOptions {
 }
 
 /**
+ * Which server session holds the lock: its pid and start time (a pid alone may be reused). Work on
+ * another connection checks against it that the lock is still ours (`lockStillHeld`).
+ */
+export interface LockWitness {
+  backendPid: number;
+  /** backend_start, as text with full precision. */
+  backendStart: string;
+}
+
+/**
  * Opens a transaction on `client` holding the migration lock; polls until `timeoutMs`, then
  * throws LockError naming the holder. On return the caller owns an open transaction: it must
  * COMMIT or ROLLBACK (either releases the lock).
  */
-export async function acquireLockTransaction(client: ClientBase, opts: AcquireOptions): Promise<void> {
+export async function acquireLockTransaction(client: ClientBase, opts: AcquireOptions): Promise<LockWitness> {
   const started = performance.now();
   let delay = 25;
   let lastReport = 0;
-  const settings = Object.entries(opts.settings ?? {});
+  const settings = opts.settings ?? [];
   const sets = [['application_name', opts.applicationName], ...settings].map((_, i) => `set_config($${3 + i * 2}, $${4 + i * 2}, true)`).join(', ');
   const params: unknown[] = [opts.key[0], opts.key[1], 'application_name', opts.applicationName, ...settings.flat()];
-  const text = `SELECT l AS locked, CASE WHEN l THEN concat_ws(',', ${sets}) END AS applied FROM pg_try_advisory_xact_lock($1, $2) AS l`;
+  const text = `SELECT l AS locked, CASE WHEN l THEN concat_ws(',', ${sets}) END AS applied,
+    CASE WHEN l THEN pg_backend_pid() END AS pid,
+    CASE WHEN l THEN (SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()) END AS since
+    FROM pg_try_advisory_xact_lock($1, $2) AS l`;
   for (;;) {
     await client.query('BEGIN');
-    let locked = false;
+    let row: { locked: boolean; pid: number | null; since: string | null } | undefined;
     try {
-      const { rows } = await client.query<{ locked: boolean }>(text, params);
-      locked = rows[0]?.locked === true;
+      ({
+        rows: [row],
+      } = await client.query<{ locked: boolean; pid: number | null; since: string | null }>(text, params));
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
       throw error;
     }
-    if (locked) return;
+    if (row?.locked === true) return { backendPid: row.pid ?? 0, backendStart: row.since ?? '' };
     await client.query('ROLLBACK');
     const waited = performance.now() - started;
     if (waited >= opts.timeoutMs) {
@@ -121,6 +135,17 @@ function lockTimeoutError(holder: LockHolder | null, timeoutMs: number): LockErr
     hint: 'another dbops migrate is running; wait for it, raise --lock-timeout, or if it hangs run: dbops migrate unlock',
     details: { holder },
   });
+}
+
+/** Whether the session `witness` names still holds the lock, asked from any connection. */
+export async function lockStillHeld(client: ClientBase, key: readonly [number, number], witness: LockWitness): Promise<boolean> {
+  const { rows } = await client.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $1 AND a.backend_start = $2::timestamptz
+        AND l.classid = ($3::int4)::oid AND l.objid = ($4::int4)::oid AND l.objsubid = 2) AS held`,
+    [witness.backendPid, witness.backendStart, key[0], key[1]],
+  );
+  return rows[0]?.held === true;
 }
 
 /** The session holding the lock (granted advisory lock with our key), or null. */

@@ -4,6 +4,7 @@
  */
 import { ConfigError, DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf } from '../errors.js';
 import { summarise } from './sql.js';
+import { guardHint, TransactionLostError } from './tx-guard.js';
 import type { MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
 
 export type Direction = MigrationOutcome['direction'];
@@ -93,7 +94,13 @@ export function failedMigration(
       details: { migration, step },
     });
   }
-  const rolledBack = outcome.transactional ? 'rolled back' : 'not recorded (transaction: false: committed batches stay)';
+  // A transaction that left dbops' control says itself what was committed.
+  const rolledBack =
+    cause instanceof TransactionLostError && cause.escaped
+      ? 'not recorded'
+      : outcome.transactional
+        ? 'rolled back'
+        : 'not recorded (transaction: false: committed batches stay)';
   return new MigrationRunError(`${prefix}migration ${migration} failed at ${step}: ${message} (${rolledBack})`, {
     result,
     migration,
@@ -101,11 +108,12 @@ export function failedMigration(
     cause,
     // a configuration problem (ctx.prisma's client not found) keeps its own hint: it says how to fix it
     hint:
-      cause instanceof ConfigError && cause.hint
+      (cause instanceof ConfigError || cause instanceof TransactionLostError) && cause.hint
         ? cause.hint
-        : step === 'validate'
-          ? 'the post-condition did not hold; fix the migration and run again'
-          : 'fix the migration and run again; later migrations did not run',
+        : (guardHint(cause) ??
+          (step === 'validate'
+            ? 'the post-condition did not hold; fix the migration and run again'
+            : 'fix the migration and run again; later migrations did not run')),
     details: { migration, step, cause: message, sqlstate: (cause as { code?: string } | undefined)?.code },
   });
 }

@@ -305,16 +305,26 @@ function resolveFrom(from: string, id: string): string | undefined {
   }
 }
 
-/** A PrismaClient whose every query runs on `client` (inside its open transaction). */
-export function bindPrismaClient(loaded: Loaded, client: ClientBase): { prisma: unknown; dispose(): Promise<void> } {
+/**
+ * A PrismaClient whose every query runs on `client` (inside its open transaction). Every statement
+ * it sends is first shown to `guard` (which refuses one that would end the migration's
+ * transaction, `$executeRawUnsafe('COMMIT')` included). Its own interactive transactions arrive as
+ * BEGIN ... COMMIT | ROLLBACK on a connection of their own and become a savepoint: a COMMIT or
+ * ROLLBACK there with no savepoint left to end is refused as well.
+ */
+export function bindPrismaClient(loaded: Loaded, client: ClientBase, guard: (text: string) => Promise<void>): { prisma: unknown; dispose(): Promise<void> } {
   let seq = 0;
   const pool = new loaded.Pool({ max: 1 });
-  const query = (...args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args);
+  const textOf = (cfg: unknown) => (typeof cfg === 'string' ? cfg : ((cfg as { text?: string } | null)?.text ?? ''));
+  const query = async (...args: unknown[]) => {
+    await guard(textOf(args[0]));
+    return (client.query as (...a: unknown[]) => unknown)(...args);
+  };
   const connect = async () => {
     const stack: string[] = [];
     const conn = {
       query: async (cfg: string | { text: string }) => {
-        const text = (typeof cfg === 'string' ? cfg : cfg.text).trim().toUpperCase();
+        const text = textOf(cfg).trim().toUpperCase();
         if (text === 'BEGIN') {
           const name = `dbops_prisma_${++seq}`;
           stack.push(name);

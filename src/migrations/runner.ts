@@ -301,7 +301,7 @@ export class MigrationRunner {
     const t0 = performance.now();
     const tx = await this.session.begin({ readOnly: true });
     try {
-      const ctx = await this.contexts.create(tx.client, m, true);
+      const ctx = await this.contexts.create(tx.client, m, true, tx);
       const run = Promise.resolve(validate(ctx));
       const verdict = (await withDeadline(run, this.session.transactionTimeoutMs, 'validate', () => this.session.abandon(tx.client))) !== false;
       if (!verdict) findings.push({ name: m.name, kind: 'validate-false', message: `${m.name}: validate() returned false` });

@@ -8,6 +8,7 @@
 import { hostname, userInfo } from 'node:os';
 import type { ClientBase } from 'pg';
 import { StepFailure } from './outcome.js';
+import type { TransactionLostError } from './tx-guard.js';
 import type { LockHolder, MigrationStep, RunEvent, RunnerIdentity } from './types.js';
 
 /** A connection to read through, outside any transaction. */
@@ -25,6 +26,19 @@ export interface Tx extends Db {
   afterCommit(fn: () => Promise<void> | void): void;
   /** Runs when it rolls back (an in-memory ledger undoes its writes there). */
   onRollback(fn: () => void): void;
+  /**
+   * Aborted when the transaction ended behind dbops' back: its lock was lost (a server or pooler
+   * guard, or `migrate unlock`, ended the session) or a statement left it. `lostError()` says how.
+   */
+  readonly lost: AbortSignal;
+}
+
+/** How a session lets a transaction ask the server about itself (a memory session has none). */
+export interface TxChecks {
+  /** Before the ledger row is written: the connection is still inside this transaction, which still holds the lock. */
+  verify(): Promise<void>;
+  /** From another connection (a backfill batch): the lock is still held by this transaction's session. */
+  holds(client: ClientBase): Promise<void>;
 }
 
 /**
@@ -66,8 +80,42 @@ export class Transaction implements Tx {
   private readonly commitHooks: Array<() => Promise<void> | void> = [];
   private readonly rollbackHooks: Array<() => void> = [];
   private done = false;
+  private readonly lostController = new AbortController();
+  private lostWith: TransactionLostError | undefined;
+  /** Set by the session that opened the transaction. */
+  checks: TxChecks | undefined;
 
   constructor(readonly client: ClientBase) {}
+
+  get lost(): AbortSignal {
+    return this.lostController.signal;
+  }
+
+  /** Why the transaction was lost (undefined while it is not). */
+  lostError(): TransactionLostError | undefined {
+    return this.lostWith;
+  }
+
+  /** The session saw it end behind dbops' back; the first report wins. */
+  markLost(error: TransactionLostError): void {
+    if (this.lostWith) return;
+    this.lostWith = error;
+    this.lostController.abort(error);
+  }
+
+  /** Throws the lost error, if any; else asks the server (see TxChecks.verify). */
+  async verify(): Promise<void> {
+    if (this.lostWith) throw this.lostWith;
+    await this.checks?.verify();
+    if (this.lostWith) throw this.lostWith;
+  }
+
+  /** Throws the lost error, if any; else asks the server from `client` whether the lock is still held. */
+  async holds(client: ClientBase): Promise<void> {
+    if (this.lostWith) throw this.lostWith;
+    await this.checks?.holds(client);
+    if (this.lostWith) throw this.lostWith;
+  }
 
   afterCommit(fn: () => Promise<void> | void): void {
     this.commitHooks.push(fn);

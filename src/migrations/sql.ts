@@ -5,6 +5,7 @@
 import type { ClientBase, QueryResult } from 'pg';
 import { quoteQualified } from '../db/pg.js';
 import { UsageError } from '../errors.js';
+import { transactionControl } from './tx-guard.js';
 import type { SqlFragment, SqlResult, SqlTag, StatementStat } from './types.js';
 
 const FRAGMENT = Symbol.for('dbops.sqlFragment');
@@ -37,24 +38,38 @@ export function buildSql(strings: readonly string[], values: readonly unknown[])
   return { text, values: out };
 }
 
-/** BEGIN, COMMIT, ROLLBACK (not ROLLBACK TO), END, ABORT, START TRANSACTION, PREPARE/COMMIT PREPARED. */
-const TRANSACTION_CONTROL = /(^|;)\s*(begin|commit|end|abort|start\s+transaction|prepare\s+transaction|rollback(?!\s+to\b))\b/i;
-
-function withoutComments(text: string): string {
-  return text.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
+/** What a statement of a migration is checked against before it is sent. */
+export interface StatementGuard {
+  /**
+   * The migration runs inside dbops' transaction, whose end dbops owns (the ledger row commits
+   * with it): a COMMIT from the migration would record it applied before validate ran.
+   */
+  inTransaction: boolean;
+  /** The migration's (lock) transaction: once it is lost, nothing more is sent. */
+  tx?: { lostError(): Error | undefined } | undefined;
 }
 
 /**
- * `inTransaction`: the migration runs inside dbops' transaction, whose end dbops owns (the ledger
- * row commits with it). A COMMIT from the migration would record it applied before validate ran.
+ * Refuses a statement that would begin or end the migration's transaction (PostgreSQL's own
+ * grammar decides, see tx-guard.ts), and any statement once the migration's transaction is lost.
+ * `via` names the path in the message (ctx.sql, ctx.prisma).
  */
-export function createSqlTag(client: ClientBase, inTransaction = false): SqlTag {
+export async function guardStatement(text: string, guard: StatementGuard, via: string): Promise<void> {
+  const lost = guard.tx?.lostError();
+  if (lost) throw lost;
+  if (!guard.inTransaction) return;
+  const control = await transactionControl(text);
+  if (control) {
+    throw new UsageError(`${via}: transaction control is not allowed inside a migration's transaction: ${compact(control).slice(0, 80)}`, {
+      hint: 'dbops commits up, validate and the ledger row together; use SAVEPOINT, or defineDataMigration({ transaction: false })',
+    });
+  }
+}
+
+/** `ctx.sql` on `client`, each statement checked by `guard` first. */
+export function createSqlTag(client: ClientBase, guard: StatementGuard = { inTransaction: false }): SqlTag {
   const run = async <R>(text: string, values: unknown[]): Promise<SqlResult<R>> => {
-    if (inTransaction && TRANSACTION_CONTROL.test(withoutComments(text))) {
-      throw new UsageError(`ctx.sql: transaction control is not allowed inside a migration's transaction: ${compact(text).slice(0, 80)}`, {
-        hint: 'dbops commits up, validate and the ledger row together; use SAVEPOINT, or defineDataMigration({ transaction: false })',
-      });
-    }
+    await guardStatement(text, guard, 'ctx.sql');
     const res = (await client.query(text, values)) as unknown as QueryResult<R & Record<string, unknown>>;
     return { rows: res.rows, rowCount: res.rowCount ?? 0 };
   };
@@ -104,7 +119,7 @@ export function recordStatements(client: ClientBase): { stats: StatementStat[]; 
   };
 }
 
-function compact(sql: string): string {
+export function compact(sql: string): string {
   const one = sql.replace(/\s+/g, ' ').trim();
   return one.length > 100 ? `${one.slice(0, 97)}...` : one;
 }

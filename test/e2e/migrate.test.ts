@@ -1,6 +1,6 @@
 /**
- * `dbops migrate` as real processes: exactly once under concurrency (directly and through PgBouncer
- * in transaction pooling), SIGKILL of the lock holder, lock timeouts naming the holder, unlock,
+ * `dbops migrate` as real processes (concurrency: the race suite, race-suite.test.ts): SIGKILL of the
+ * lock holder (directly and through PgBouncer in transaction pooling), lock timeouts naming the holder, unlock,
  * exit codes, JSON, annotations, and no password in any output.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -35,13 +35,6 @@ function env(dir: string, urls: { url: string; direct?: string }, extra: Record<
     USER: 'e2e-user',
     ...extra,
   });
-}
-
-/** Five migrations with side effects and a little sleep, to widen race windows. */
-function raceFolder(): string {
-  const files: Record<string, string> = {};
-  for (const n of ['a', 'b', 'c', 'd', 'e']) files[`2024010${'abcde'.indexOf(n) + 1}000000_${n}.ts`] = auditMig(n, 'await sql`SELECT pg_sleep(0.05)`;');
-  return migrationFolder(files);
 }
 
 /** A migration that inserts a row, then (when asked) announces itself in a file and sleeps. */
@@ -88,22 +81,6 @@ describe.each([
   { via: 'direct connections', urls: (db: TestDatabase) => ({ url: db.url }) },
   { via: 'PgBouncer transaction pooling (no DIRECT_DATABASE_URL)', urls: (db: TestDatabase) => ({ url: db.bouncerUrl }) },
 ])('exactly once through $via', ({ urls }) => {
-  it('8 concurrent `migrate up` processes, 3 rounds: every migration applied exactly once', async () => {
-    const dir = raceFolder();
-    for (let round = 0; round < 3; round++) {
-      const db = await freshDb();
-      const results = await Promise.all(
-        Array.from({ length: 8 }, () => runDbops(['migrate', 'up', '--lock-timeout', '60s'], { env: env(dir, urls(db)), timeoutMs: 90_000 })),
-      );
-      for (const r of results) expect(r.code, r.stderr).toBe(0);
-      await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({ a: 1, b: 1, c: 1, d: 1, e: 1 }));
-      expect(await ledger(db)).toHaveLength(5);
-      // the work was shared out: some processes found migrations already done by others
-      const applied = results.map((r) => (r.stderr.match(/✔ applied/g) ?? []).length);
-      expect(applied.reduce((a, b) => a + b, 0)).toBe(5);
-    }
-  });
-
   it('SIGKILL of the lock holder mid-migration: no partial data, the next run applies it once, no unlock', async () => {
     const db = await freshDb();
     const dir = slowFolder();
