@@ -12,7 +12,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { applySchemaMigrations } from '../../src/db/schema-engine.js';
+import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
 import { startPostgres } from '../../test/helpers/servers.js';
 import { fmt, median, percentile, printTable, timeCommand } from '../lib/measure.js';
 
@@ -64,7 +64,7 @@ try {
   const dropLedger = async () => {
     const c = new pg.Client({ connectionString: url });
     await c.connect();
-    await c.query('DROP TABLE IF EXISTS _dbops_data_migrations');
+    await c.query('DROP TABLE IF EXISTS dbops.data_migrations');
     await c.end();
   };
 
@@ -95,7 +95,7 @@ try {
   } else {
     prismaNote = `prisma migrate status did not run here (exit ${probe.status}): ${(probe.stderr || probe.stdout).trim().split('\n').slice(-2).join(' ')}`;
   }
-  const psqlArgs = [url, '-Atqc', 'SELECT name, checksum, finished_at FROM _dbops_data_migrations ORDER BY name'];
+  const psqlArgs = [url, '-Atqc', 'SELECT name, checksum, finished_at FROM dbops.data_migrations ORDER BY name'];
   const psql = spawnSync('psql', ['--version']).status === 0 ? timeCommand('psql', psqlArgs, { runs, env }) : null;
 
   const row = (name: string, t: number[] | null, ref: number | null) => ({
@@ -108,7 +108,7 @@ try {
   console.log(`\n${SCHEMA_COUNT} schema + ${DATA_COUNT} data migrations, all applied; PostgreSQL ${server.version}; runs=${runs}\n`);
   printTable([
     row('prisma migrate status (reference, via engine shim)', prismaStatus, ref),
-    row('psql: SELECT ... FROM _dbops_data_migrations', psql, ref),
+    row('psql: SELECT ... FROM dbops.data_migrations', psql, ref),
     row('dbops migrate status', status, ref),
   ]);
   if (prismaNote) console.log(prismaNote);

@@ -35,6 +35,7 @@ export const SETTINGS = {
   DBOPS_MIGRATIONS_DIR: { key: 'migrationsDir' },
   DBOPS_PRISMA_MIGRATIONS_DIR: { key: 'prismaMigrationsDir' },
   DBOPS_PRISMA_SCHEMA: { key: 'prismaSchema' },
+  DBOPS_SCHEMA: { key: 'dbopsSchema' },
   DBOPS_CONNECT_TIMEOUT_MS: { key: 'connectTimeoutMs' },
   DBOPS_EMBEDDED_DIR: { key: 'embeddedDir' },
   NODE_ENV: { key: 'nodeEnv' },
@@ -79,6 +80,8 @@ export interface ResolvedConfig {
   migrationsDir: string;
   prismaMigrationsDir: string;
   prismaSchema: string;
+  /** The PostgreSQL schema where dbops keeps its own tables (DBOPS_SCHEMA, default `dbops`). */
+  dbopsSchema: string;
   connectTimeoutMs: number;
   embeddedDir: string;
   poolSize: number;
@@ -224,6 +227,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     migrationsDir: resolve(cwd, get('DBOPS_MIGRATIONS_DIR')?.value ?? 'data-migrations'),
     prismaMigrationsDir: resolve(cwd, get('DBOPS_PRISMA_MIGRATIONS_DIR')?.value ?? 'prisma/migrations'),
     prismaSchema: resolve(cwd, get('DBOPS_PRISMA_SCHEMA')?.value ?? 'prisma/schema.prisma'),
+    dbopsSchema: get('DBOPS_SCHEMA')?.value ?? 'dbops',
     connectTimeoutMs,
     embeddedDir: resolve(cwd, get('DBOPS_EMBEDDED_DIR')?.value ?? '.dbops'),
     poolSize,

@@ -49,10 +49,15 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
 
 /** md5 over a table's rows in a stable order (or 'absent'): a byte-for-byte fingerprint. */
 export async function tableHash(c: pg.Client, table: string): Promise<string> {
-  const { rows: exists } = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`"${table}"`]);
+  // `schema.table` or a table on the search path
+  const name = table
+    .split('.')
+    .map((part) => `"${part}"`)
+    .join('.');
+  const { rows: exists } = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [name]);
   if (!exists[0]?.t) return 'absent';
   const { rows } = await c.query<{ h: string | null; n: number }>(
-    `SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) AS h, count(*)::int AS n FROM "${table}" t`,
+    `SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) AS h, count(*)::int AS n FROM ${name} t`,
   );
   return `${rows[0]?.n}:${rows[0]?.h}`;
 }

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applySchemaMigrations, readAppliedSchemaMigrations } from '../../src/db/schema-engine.js';
+import { applySchemaMigrations, readAppliedSchemaMigrations } from '../../src/db/prisma-migrations.js';
 import { LEGAL_AI_PRISMA_DB, migrationHistory, migrationNames } from '../helpers/migration-history.js';
 import { withClient } from '../helpers/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';

@@ -85,7 +85,8 @@ describe('MigrationRunner on the in-memory seams', () => {
       [A, 'applied', true],
       [B, 'applied', true],
     ]);
-    expect(session.transactions).toEqual(['plain', 'commit', 'lock bounded', 'commit', 'lock bounded', 'commit']);
+    // No transaction of its own creates the ledger: the first migration's does, and commits it with its row.
+    expect(session.transactions).toEqual(['lock bounded', 'commit', 'lock bounded', 'commit']);
     expect(kinds(session.events)).toEqual([`start:${A}`, `finish:${A}:applied`, `start:${B}`, `finish:${B}:applied`]);
     const rows = await ledger.read({ client: null as never });
     expect(rows?.map((r) => [r.name, r.appliedBy, r.appliedHost, r.ciJob, r.markedOnly])).toEqual([
@@ -109,6 +110,15 @@ describe('MigrationRunner on the in-memory seams', () => {
     ]);
     expect(calls).toEqual(['up:a', 'validate:a', 'up:b', 'validate:b']);
     expect(await names(ledger)).toEqual([A]);
+  });
+
+  it('the first run ever, failing at its first migration, leaves no ledger behind (it is created in that migration’s transaction)', async () => {
+    const { ledger, runner } = setup({ [A]: module('a', { verdict: false }), [B]: module('b') });
+    expect(await ledger.read({ client: null as never })).toBeNull();
+    await expect(runner.up()).rejects.toThrow(/failed at validate/);
+    expect(await ledger.read({ client: null as never })).toBeNull();
+    await runner.markApplied(B);
+    expect(await names(ledger)).toEqual([B]);
   });
 
   it('a failed COMMIT rolls the ledger row back with the migration and names the ledger step', async () => {
@@ -202,7 +212,7 @@ describe('MigrationRunner on the in-memory seams', () => {
     const up = await runner.up();
     expect(up.warnings).toEqual([
       `${B} is older than the newest applied migration ${C} (out of order); applying it`,
-      `${A} changed since it was applied (checksum differs)`,
+      `${A} changed since it was applied (checksum differs; dbops migrate repair accepts the change)`,
     ]);
     expect(up.outcomes.map((o) => o.name)).toEqual([B]);
   });
