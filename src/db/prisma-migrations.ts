@@ -237,9 +237,8 @@ export async function rehearseSchemaMigration(
   const t0 = performance.now();
   const plan = await rehearsalPlan(file.sql);
   if (plan.kind === 'fails') {
-    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${plan.message}`, file.name, {
-      cause: Object.assign(new Error(plan.message), { code: plan.code }),
-    });
+    const error = Object.assign(new Error(plan.message), { code: plan.code, severity: 'ERROR' });
+    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, { cause: error });
   }
   // No savepoint around it: the rehearsal stops at the first failure and rolls everything back, and
   // a savepoint would make an enum value added by an earlier migration unusable in this one.

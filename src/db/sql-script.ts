@@ -123,8 +123,8 @@ export async function rehearsalPlan(sql: string): Promise<RehearsalPlan> {
   if (!control && outside.every((o) => o === null)) return { kind: 'whole', enumValues };
   const first = outside.find((o) => o !== null);
   if (first && statements.length > 1) {
-    const message = `${first} cannot run inside a transaction block (the script has ${statements.length} statements, which PostgreSQL runs as one transaction)`;
-    return { kind: 'fails', code: '25001', message, enumValues };
+    // PostgreSQL runs a script of several statements as one transaction: its own error, word for word.
+    return { kind: 'fails', code: '25001', message: `${first} cannot run inside a transaction block`, enumValues };
   }
   if (first) {
     const only = statements[0] as ScriptStatement;

@@ -61,3 +61,28 @@ export async function runDbops(args: string[], opts: CliOptions = {}): Promise<C
     clearTimeout(timer);
   }
 }
+
+/**
+ * Run the CLI on a real pseudo-terminal (script(1)) and type `answer` at its [y/N] prompt: what a
+ * person at a terminal sees and does. `env` is a clean environment with what the command needs.
+ */
+export function runOnTerminal(
+  args: string[],
+  opts: { env: Record<string, string>; answer: string; cwd?: string },
+): Promise<{ code: number | null; out: string }> {
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const vars = Object.entries(opts.env)
+    .filter(([k]) => !['PATH', 'HOME', 'LANG', 'TMPDIR'].includes(k))
+    .map(([k, v]) => `${k}=${quote(v)}`)
+    .join(' ');
+  const cmd = `stty cols 120 rows 40; ${vars} ${quote(process.execPath)} ${quote(BIN)} ${args.map(quote).join(' ')}`;
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/\[y\/N\]/.test(out) && !child.stdin.writableEnded) child.stdin.end(`${opts.answer}\n`);
+    });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * The first deploy as real processes: 8 `dbops migrate up --with-schema` started together on one
+ * EMPTY database (directly and through PgBouncer) end with every schema and data migration applied
+ * exactly once; and a person watching the output sees each schema migration start, finish in order
+ * and take its own time.
+ */
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
+import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterAll(async () => {
+  for (const fn of cleanups.reverse()) await fn();
+});
+
+async function emptyDb(): Promise<TestDatabase> {
+  const db = await createTestDatabase({ empty: true });
+  cleanups.push(() => db.drop());
+  return db;
+}
+
+/** The example app's history plus `extra` folders (name → migration.sql). */
+function prismaFolder(extra: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-e2e-prisma-'));
+  cpSync(join(ROOT, 'prisma', 'migrations'), dir, { recursive: true });
+  for (const [name, sql] of Object.entries(extra)) {
+    mkdirSync(join(dir, name));
+    writeFileSync(join(dir, name, 'migration.sql'), sql);
+  }
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function env(db: string, dataDir: string, prismaDir: string): Record<string, string> {
+  return cleanEnv({ DATABASE_URL: db, DBOPS_MIGRATIONS_DIR: dataDir, DBOPS_PRISMA_MIGRATIONS_DIR: prismaDir, USER: 'e2e-user' });
+}
+
+describe('8 concurrent first deploys on one empty database', () => {
+  // 12 schema migrations, each a table and a row in "deploys"; 3 data migrations between them.
+  const schema: Record<string, string> = { '20240101000000_deploys': 'CREATE TABLE "deploys" (id SERIAL PRIMARY KEY, what TEXT NOT NULL);\n' };
+  for (let i = 1; i <= 12; i++) {
+    schema[`202402${String(i).padStart(2, '0')}000000_t${i}`] =
+      `CREATE TABLE "t${i}" (id INT PRIMARY KEY);\nINSERT INTO "deploys" (what) VALUES ('schema ${i}');\nSELECT pg_sleep(0.02);\n`;
+  }
+  const data = (n: number) =>
+    mig(`{
+      async up({ sql }) { await sql\`INSERT INTO "deploys" (what) VALUES (\${'data ${n}'})\`; },
+      async validate({ sql }) { return (await sql\`SELECT count(*)::int AS n FROM "deploys" WHERE what = \${'data ${n}'}\`).rows[0].n === 1; },
+    }`);
+
+  for (const via of ['direct', 'PgBouncer'] as const) {
+    it(`every migration applied exactly once, every process exit 0 (${via})`, async () => {
+      const db = await emptyDb();
+      const prismaDir = prismaFolder(schema);
+      const dataDir = migrationFolder({ '20240203120000_d1.ts': data(1), '20240206120000_d2.ts': data(2), '20240210120000_d3.ts': data(3) });
+      cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+      const url = via === 'direct' ? db.url : db.bouncerUrl;
+      const runs = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          runDbops(['migrate', 'up', '--with-schema', '--lock-timeout', '90s'], { env: env(url, dataDir, prismaDir), timeoutMs: 120_000 }),
+        ),
+      );
+      for (const r of runs) expect(r.code, r.stderr).toBe(0);
+      await withClient(db.url, async (c) => {
+        const deploys = await c.query<{ what: string; n: number }>(`SELECT what, count(*)::int AS n FROM "deploys" GROUP BY what ORDER BY what`);
+        expect(deploys.rows).toHaveLength(15);
+        expect(deploys.rows.every((r) => r.n === 1)).toBe(true);
+        const history = await c.query<{ n: number; names: number; done: number }>(
+          `SELECT count(*)::int AS n, count(DISTINCT migration_name)::int AS names, count(finished_at)::int AS done FROM _prisma_migrations`,
+        );
+        expect(history.rows[0]).toEqual({ n: 14, names: 14, done: 14 });
+        const ledger = await c.query<{ name: string }>('SELECT name FROM dbops.data_migrations ORDER BY name');
+        expect(ledger.rows.map((r) => r.name)).toEqual(['20240203120000_d1', '20240206120000_d2', '20240210120000_d3']);
+      });
+      // the work was shared out: 14 schema and 3 data migrations applied in all, the rest found done
+      const applied = runs.map((r) => (r.stderr.match(/✔ applied/g) ?? []).length);
+      expect(applied.reduce((a, b) => a + b, 0)).toBe(17);
+    });
+  }
+});
+
+describe('the output of a first deploy', () => {
+  it('each schema migration: its line when it starts, its ✔ line in order, its own time', async () => {
+    const prismaDir = prismaFolder({
+      '20240101000000_fast_a': 'CREATE TABLE "a" (id int);\n',
+      '20240102000000_slow': 'SELECT pg_sleep(1.5);\nCREATE TABLE "b" (id int);\n',
+      '20240103000000_fast_c': 'CREATE TABLE "c" (id int);\n',
+    });
+    const dataDir = migrationFolder({});
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const names = ['20231201000000_init', '20240101000000_fast_a', '20240102000000_slow', '20240103000000_fast_c'];
+
+    // what a person reads (stderr, not a terminal: plain lines)
+    const r = await runDbops(['migrate', 'up', '--with-schema'], { env: env((await emptyDb()).url, dataDir, prismaDir) });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => /^(applying|✔)/.test(l));
+    expect(lines.map((l) => l.replace(/ \d+(\.\d)? m?s$/, ''))).toEqual(names.flatMap((n) => [`applying schema ${n}`, `✔ applied schema ${n}`]));
+    expect(lines[5]).toMatch(/^✔ applied schema 20240102000000_slow \d+\.\d s$/);
+
+    // what a script reads
+    const json = await runDbops(['--json', 'migrate', 'up', '--with-schema'], { env: env((await emptyDb()).url, dataDir, prismaDir) });
+    expect(json.code, json.stderr).toBe(0);
+    const ms = Object.fromEntries((JSON.parse(json.stdout).outcomes as { name: string; durationMs: number }[]).map((o) => [o.name, o.durationMs]));
+    // the slow one took its 1.5 s; the others did not get a share of it (a batch average would be 375 ms each)
+    expect(ms['20240102000000_slow']).toBeGreaterThanOrEqual(1500);
+    expect(ms['20240101000000_fast_a']).toBeLessThan(ms['20240102000000_slow'] as number);
+    expect(ms['20240103000000_fast_c']).toBeLessThan(ms['20240102000000_slow'] as number);
+  });
+});
