@@ -4,12 +4,13 @@
  * exactly once; and a person watching the output sees each schema migration start, finish in order
  * and take its own time.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
 import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
+import { prismaProject, prismaVerdict } from '../helpers/prisma-cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -109,5 +110,62 @@ describe('the output of a first deploy', () => {
     expect(ms['20240102000000_slow']).toBeGreaterThanOrEqual(1500);
     expect(ms['20240101000000_fast_a']).toBeLessThan(ms['20240102000000_slow'] as number);
     expect(ms['20240103000000_fast_c']).toBeLessThan(ms['20240102000000_slow'] as number);
+  });
+});
+
+describe("dbops' own tables, invisible to Prisma", () => {
+  const dataMigrations = () =>
+    migrationFolder({
+      '20240101000000_seed.ts': mig(
+        `{ async up({ sql }) { await sql\`INSERT INTO "Product" (id, name, price, "updatedAt") VALUES ('p1', 'one', 1, now())\`; } }`,
+      ),
+      '20240102000000_backfill.ts': mig(`{
+        transaction: false,
+        async up(ctx) { await ctx.backfill({ table: 'Product', where: 'price < 10', set: 'price = price + 10' }); },
+      }`),
+    });
+
+  it('after dbops ran (ledger and checkpoints written), prisma migrate status/diff/dev --create-only are clean and db pull adds nothing', async () => {
+    const db = await emptyDb();
+    const dataDir = dataMigrations();
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const up = await runDbops(['migrate', 'up', '--with-schema'], { env: env(db.url, dataDir, join(ROOT, 'prisma', 'migrations')) });
+    expect(up.code, up.stderr).toBe(0);
+    await withClient(db.url, async (c) => {
+      const tables = await c.query(`SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_schema = 'dbops' ORDER BY 1`);
+      expect(tables.rows.map((r) => r.t)).toEqual(['dbops.backfill_checkpoints', 'dbops.data_migrations']);
+    });
+    const dir = prismaProject(readFileSync(join(ROOT, 'prisma', 'schema.prisma'), 'utf8'), join(ROOT, 'prisma', 'migrations'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const verdict = await prismaVerdict(dir, db.url);
+    expect(verdict.status.stdout).toContain('Database schema is up to date!');
+    expect(verdict.diff.code, verdict.diff.stdout + verdict.diff.stderr).toBe(0);
+    expect(verdict.diff.stdout).toContain('No difference detected.');
+    expect(verdict.dev.code, verdict.dev.stdout + verdict.dev.stderr).toBe(0);
+    expect(verdict.dev.stdout + verdict.dev.stderr).not.toMatch(/Drift detected|reset/i);
+    expect(verdict.created.every((m) => /This is an empty migration/.test(m.sql))).toBe(true);
+    expect(verdict.pull.code).toBe(0);
+    expect(verdict.pull.stdout).toContain('model Product {');
+    expect(verdict.pull.stdout).not.toMatch(/data_migrations|backfill_checkpoints|dbops/);
+  });
+
+  it('DBOPS_SCHEMA chooses the schema; the application’s own schema is refused', async () => {
+    const db = await emptyDb();
+    const dataDir = dataMigrations();
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const e = env(db.url, dataDir, join(ROOT, 'prisma', 'migrations'));
+    const refused = await runDbops(['migrate', 'up', '--with-schema'], { env: { ...e, DBOPS_SCHEMA: 'public' } });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/DBOPS_SCHEMA=public: dbops keeps its tables in a schema of its own/);
+    const up = await runDbops(['migrate', 'up', '--with-schema'], { env: { ...e, DBOPS_SCHEMA: 'ops_audit' } });
+    expect(up.code, up.stderr).toBe(0);
+    await withClient(db.url, async (c) => {
+      const tables = await c.query(
+        `SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_schema IN ('dbops', 'ops_audit') ORDER BY 1`,
+      );
+      expect(tables.rows.map((r) => r.t)).toEqual(['ops_audit.backfill_checkpoints', 'ops_audit.data_migrations']);
+    });
+    const status = await runDbops(['migrate', 'status'], { env: { ...e, DBOPS_SCHEMA: 'ops_audit' } });
+    expect(status.stdout).toMatch(/20240102000000_backfill\s*│\s*applied/);
   });
 });

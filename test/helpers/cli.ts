@@ -28,9 +28,20 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
   return env;
 }
 
-/** Start the CLI as a child process that a test can signal; `done` resolves when it has exited. */
-export function startDbops(args: string[], opts: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/** Start the CLI as a child process that a test can signal; `done` resolves when it has exited, `output()` is what it printed so far. */
+export function startDbops(args: string[], opts: CliOptions = {}): StartedProcess {
+  return startNode([BIN, ...args], opts);
+}
+
+export interface StartedProcess {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  output: () => string;
+}
+
+/** `node <nodeArgs>` as a child process, its output collected. */
+export function startNode(nodeArgs: string[], opts: CliOptions = {}): StartedProcess {
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: opts.cwd ?? ROOT,
     env: opts.env ?? cleanEnv(),
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -48,7 +59,7 @@ export function startDbops(args: string[], opts: CliOptions = {}): { child: Chil
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  return { child, done };
+  return { child, done, output: () => `${stdout}${stderr}` };
 }
 
 /** Run the CLI to completion (killed after `timeoutMs`, default 60 s). */

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,13 +6,12 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applySchemaMigrations, listSchemaMigrations, readAppliedSchemaMigrations } from '../../src/db/prisma-migrations.js';
+import { prismaCli } from '../helpers/prisma-cli.js';
 import { createTestDatabase } from '../helpers/services.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const MIGRATIONS = join(ROOT, 'prisma', 'migrations');
 const INIT = '20231201000000_init';
-const SHIM = join(ROOT, 'scripts', 'prisma-engine-shim.mjs');
-const PRISMA_CLI = join(ROOT, 'node_modules', 'prisma', 'build', 'index.js');
 const MODEL_TABLES = ['Comment', 'Like', 'Order', 'OrderItem', 'Post', 'Product', 'User'];
 
 // ---- helpers ----------------------------------------------------------------------------------------
@@ -50,30 +49,7 @@ afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function prisma(args: string[], databaseUrl: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [PRISMA_CLI, ...args],
-      {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          DATABASE_URL: databaseUrl,
-          PRISMA_SCHEMA_ENGINE_BINARY: SHIM,
-          PRISMA_HIDE_UPDATE_MESSAGE: '1',
-          CHECKPOINT_DISABLE: '1',
-          NO_COLOR: '1',
-        },
-        timeout: 60_000,
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const prisma = (args: string[], databaseUrl: string) => prismaCli(ROOT, args, databaseUrl);
 
 const CREDENTIALS_IN_URL = /[a-z]+:\/\/[^\s/@:]+:[^\s/@]+@/i;
 
