@@ -290,4 +290,40 @@ describe('the memory ledger and the transaction handle', () => {
     await session.rollback(removal);
     expect(await names(ledger)).toEqual([A]);
   });
+
+  it('repair: lists each changed migration with the recorded and the file checksum, accepts them with who, when and the checksum before; status and validate are clean', async () => {
+    const { ledger, runner, dir } = setup({ [A]: module('a'), [B]: module('b') });
+    await runner.up();
+    writeFileSync(join(dir, `${A}.mjs`), `${module('a')}// a comment added after it was applied\n`);
+    expect((await runner.status()).entries.map((e) => e.state)).toEqual(['changed', 'applied']);
+    const before = (await ledger.read({ client: null as never }))?.[0]?.checksum as string;
+
+    const plan = await runner.planRepair();
+    expect(plan.changes).toEqual([{ name: A, previousChecksum: before, checksum: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    expect(plan.changes[0]?.checksum).not.toBe(before);
+    await expect(runner.planRepair(['20990101000000_nope'])).rejects.toThrow(/not an applied data migration/);
+    expect((await runner.planRepair([B])).changes).toEqual([]);
+    expect((await runner.planRepair([B])).unchanged).toEqual([B]);
+
+    const result = await runner.repair(plan);
+    expect(result.accepted).toEqual(plan.changes);
+    const row = (await ledger.read({ client: null as never }))?.[0];
+    expect(row?.checksum).toBe(plan.changes[0]?.checksum);
+    expect(row?.repairs).toEqual([
+      expect.objectContaining({
+        by: 'tester',
+        host: 'test-host',
+        ciJob: 'job-7',
+        previousChecksum: before,
+        checksum: plan.changes[0]?.checksum,
+        at: expect.any(Date),
+      }),
+    ]);
+    expect((await runner.status()).entries.map((e) => e.state)).toEqual(['applied', 'applied']);
+    expect((await runner.validate()).ok).toBe(true);
+    // the same plan again: the row no longer has the checksum it was made from
+    const stale = await runner.repair(plan);
+    expect(stale.accepted).toEqual([]);
+    expect(stale.skipped.map((x) => x.name)).toEqual([A]);
+  });
 });
