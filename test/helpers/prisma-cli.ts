@@ -98,6 +98,8 @@ export function forPrisma7(schema: string): string {
 export interface PrismaVerdict {
   validate: PrismaRun;
   status: PrismaRun;
+  /** `migrate diff --from-config-datasource --to-migrations ... --exit-code`: drift from the history, schema.prisma aside. */
+  drift: PrismaRun;
   diff: PrismaRun;
   dev: PrismaRun;
   /** Folders `migrate dev --create-only` wrote, with their SQL. */
@@ -107,7 +109,7 @@ export interface PrismaVerdict {
 
 /**
  * What Prisma says about the database at `url` for the project in `dir`: `validate`, `migrate
- * status`, `migrate diff --from-config-datasource --to-schema ... --exit-code`, `migrate dev
+ * status`, `migrate diff --from-config-datasource` to the migrations and to the schema (`--exit-code`), `migrate dev
  * --create-only` (the folders it writes are removed again) and `db pull --print`.
  */
 export async function prismaVerdict(dir: string, url: string): Promise<PrismaVerdict> {
@@ -115,6 +117,7 @@ export async function prismaVerdict(dir: string, url: string): Promise<PrismaVer
   const before = new Set(readdirSync(migrations));
   const validate = await prismaCli(dir, ['validate']);
   const status = await prismaCli(dir, ['migrate', 'status'], url);
+  const drift = await prismaCli(dir, ['migrate', 'diff', '--from-config-datasource', '--to-migrations', 'prisma/migrations', '--exit-code'], url);
   const diff = await prismaCli(dir, ['migrate', 'diff', '--from-config-datasource', '--to-schema', 'prisma/schema.prisma', '--exit-code'], url);
   const dev = await prismaCli(dir, ['migrate', 'dev', '--create-only', '--name', 'after_dbops'], url);
   const created = readdirSync(migrations)
@@ -126,5 +129,5 @@ export async function prismaVerdict(dir: string, url: string): Promise<PrismaVer
       return { name, sql };
     });
   const pull = await prismaCli(dir, ['db', 'pull', '--print'], url);
-  return { validate, status, diff, dev, created, pull };
+  return { validate, status, drift, diff, dev, created, pull };
 }
