@@ -4,12 +4,11 @@
  * exactly once; and a person watching the output sees each schema migration start, finish in order
  * and take its own time.
  */
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
-import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
+import { mig, migrationFolder, prismaMigrationsWith, withClient } from '../helpers/migrations.js';
 import { prismaProject, prismaVerdict } from '../helpers/prisma-cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 
@@ -24,14 +23,9 @@ async function emptyDb(): Promise<TestDatabase> {
   return db;
 }
 
-/** The example app's history plus `extra` folders (name → migration.sql). */
-function prismaFolder(extra: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dbops-e2e-prisma-'));
-  cpSync(join(ROOT, 'prisma', 'migrations'), dir, { recursive: true });
-  for (const [name, sql] of Object.entries(extra)) {
-    mkdirSync(join(dir, name));
-    writeFileSync(join(dir, name, 'migration.sql'), sql);
-  }
+/** The example app's history plus `extra` migration folders (name → migration.sql). */
+function prismaFolder(extra: Record<string, string> = {}): string {
+  const dir = prismaMigrationsWith(extra);
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -1,5 +1,5 @@
 /** Helpers for data-migration tests: throwaway migration folders and table fingerprints. */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -68,3 +68,14 @@ export async function auditCounts(c: pg.Client): Promise<Record<string, number>>
 }
 
 export const AUDIT_DDL = 'CREATE TABLE audit (id serial PRIMARY KEY, name text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())';
+
+/** A fresh copy of the example app's Prisma migrations plus `extra` folders (name → migration.sql); the caller removes it. */
+export function prismaMigrationsWith(extra: Record<string, string> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-prisma-migrations-'));
+  cpSync(resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations'), dir, { recursive: true });
+  for (const [name, sql] of Object.entries(extra)) {
+    mkdirSync(join(dir, name));
+    writeFileSync(join(dir, name, 'migration.sql'), sql);
+  }
+  return dir;
+}

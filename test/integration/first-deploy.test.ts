@@ -4,12 +4,11 @@
  * 15, through PgBouncer in transaction mode and on the embedded PostgreSQL 18; and its rehearsal
  * fails exactly where the real run fails, and commits nothing even when a script has BEGIN/COMMIT.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MigrationRunner, type MigrationRunnerOptions, type RunResult, runResultOf } from '../../src/index.js';
-import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
+import { mig, migrationFolder, prismaMigrationsWith, withClient } from '../helpers/migrations.js';
 import { createTestDatabase, services, type TestDatabase } from '../helpers/services.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -27,12 +26,7 @@ async function emptyDb(server: 'pg' | 'pg15' = 'pg'): Promise<TestDatabase> {
 
 /** The example app's history plus `extra` migration folders (name → migration.sql). */
 function schemaHistory(extra: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dbops-first-deploy-'));
-  cpSync(join(ROOT, 'prisma', 'migrations'), dir, { recursive: true });
-  for (const [name, sql] of Object.entries(extra)) {
-    mkdirSync(join(dir, name));
-    writeFileSync(join(dir, name, 'migration.sql'), sql);
-  }
+  const dir = prismaMigrationsWith(extra);
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applySchemaMigrations, listSchemaMigrations, readAppliedSchemaMigrations } from '../../src/db/prisma-migrations.js';
+import { withClient } from '../helpers/migrations.js';
 import { prismaCli } from '../helpers/prisma-cli.js';
 import { createTestDatabase } from '../helpers/services.js';
 
@@ -15,16 +15,6 @@ const INIT = '20231201000000_init';
 const MODEL_TABLES = ['Comment', 'Like', 'Order', 'OrderItem', 'Post', 'Product', 'User'];
 
 // ---- helpers ----------------------------------------------------------------------------------------
-
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 async function tablesOf(url: string): Promise<string[]> {
   return withClient(url, async (c) => {
