@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { applySchemaMigrations } from '../../src/db/schema-engine.js';
+import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
 import { startPostgres } from '../../test/helpers/servers.js';
 import { fmt, printTable } from '../lib/measure.js';
 
@@ -32,7 +32,7 @@ function node(script: string, args: string[]): Record<string, unknown> {
 async function rebuild(rows: number): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
-  await c.query('DROP TABLE IF EXISTS _dbops_backfill_checkpoints');
+  await c.query('DROP TABLE IF EXISTS dbops.backfill_checkpoints');
   await c.query('TRUNCATE "User" CASCADE');
   // cuid-like ids: a time-ordered prefix, like the ids Prisma's cuid() generates in insertion order.
   await c.query(

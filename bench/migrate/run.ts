@@ -6,13 +6,17 @@
  *     goal: dbops <= 0.3x prisma.
  *  2. per-migration overhead of `dbops migrate up` on 200 empty data migrations:
  *     (time to apply 200 - time of a run with nothing to apply) / 200; goal: <= 15 ms.
+ *  3. the first deploy of the longest real history at hand (DBOPS_REAL_HISTORIES, else the one
+ *     published on npm): `dbops migrate up --with-schema` on an empty database against psql applying
+ *     the same migration.sql files in one session, runs interleaved; goal: <= 1.5x psql.
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { applySchemaMigrations } from '../../src/db/schema-engine.js';
+import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
+import { type History, LEGAL_AI_PRISMA_DB, localHistories, migrationHistory, migrationNames } from '../../test/helpers/migration-history.js';
 import { startPostgres } from '../../test/helpers/servers.js';
 import { fmt, median, percentile, printTable, timeCommand } from '../lib/measure.js';
 
@@ -64,7 +68,7 @@ try {
   const dropLedger = async () => {
     const c = new pg.Client({ connectionString: url });
     await c.connect();
-    await c.query('DROP TABLE IF EXISTS _dbops_data_migrations');
+    await c.query('DROP TABLE IF EXISTS dbops.data_migrations');
     await c.end();
   };
 
@@ -95,7 +99,7 @@ try {
   } else {
     prismaNote = `prisma migrate status did not run here (exit ${probe.status}): ${(probe.stderr || probe.stdout).trim().split('\n').slice(-2).join(' ')}`;
   }
-  const psqlArgs = [url, '-Atqc', 'SELECT name, checksum, finished_at FROM _dbops_data_migrations ORDER BY name'];
+  const psqlArgs = [url, '-Atqc', 'SELECT name, checksum, finished_at FROM dbops.data_migrations ORDER BY name'];
   const psql = spawnSync('psql', ['--version']).status === 0 ? timeCommand('psql', psqlArgs, { runs, env }) : null;
 
   const row = (name: string, t: number[] | null, ref: number | null) => ({
@@ -108,7 +112,7 @@ try {
   console.log(`\n${SCHEMA_COUNT} schema + ${DATA_COUNT} data migrations, all applied; PostgreSQL ${server.version}; runs=${runs}\n`);
   printTable([
     row('prisma migrate status (reference, via engine shim)', prismaStatus, ref),
-    row('psql: SELECT ... FROM _dbops_data_migrations', psql, ref),
+    row('psql: SELECT ... FROM dbops.data_migrations', psql, ref),
     row('dbops migrate status', status, ref),
   ]);
   if (prismaNote) console.log(prismaNote);
@@ -122,6 +126,38 @@ try {
     `\nstatus: dbops / prisma = ${ratio === null ? 'n/a' : fmt(ratio, 2)} (goal <= 0.30) ${ratio === null ? 'NOT MEASURED' : ratio <= 0.3 ? 'MET' : 'NOT MET'}`,
   );
   console.log(`up: overhead per applied migration = ${fmt(perMigration, 2)} ms (goal <= 15 ms) ${perMigration <= 15 ? 'MET' : 'NOT MET'}`);
+
+  // --- 3. first deploy of the longest history -------------------------------------------------------
+  const histories: History[] = [...localHistories(process.env.DBOPS_REAL_HISTORIES), await migrationHistory(LEGAL_AI_PRISMA_DB)];
+  const longest = histories.map((h) => ({ h, names: migrationNames(h.migrations) })).sort((a, b) => b.names.length - a.names.length)[0];
+  if (longest) {
+    const { h, names } = longest;
+    const deployRuns = Math.max(3, Math.ceil(runs / 2));
+    const psqlFiles = names.flatMap((n) => ['-f', join(h.migrations, n, 'migration.sql')]);
+    const emptyData = join(work, 'no-data-migrations');
+    mkdirSync(emptyData);
+    const fresh: number[] = [];
+    const reference: number[] = [];
+    for (let i = 0; i < deployRuns + 1; i++) {
+      // interleaved, each on a new empty database; the first pair warms caches and is not counted
+      const a = await server.createDatabase(`deploy_psql_${i}`);
+      const [p] = timeCommand('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', a, ...psqlFiles], { runs: 1, warmup: 0, env });
+      const b = await server.createDatabase(`deploy_dbops_${i}`);
+      const deployEnv = { ...env, DATABASE_URL: b, DBOPS_PRISMA_MIGRATIONS_DIR: h.migrations, DBOPS_MIGRATIONS_DIR: emptyData };
+      const [d] = timeCommand(process.execPath, [BIN, 'migrate', 'up', '--with-schema'], { runs: 1, warmup: 0, env: deployEnv });
+      if (i > 0) {
+        reference.push(p as number);
+        fresh.push(d as number);
+      }
+    }
+    const deployRatio = median(fresh) / median(reference);
+    console.log(`\nfirst deploy: ${h.label}, ${names.length} schema migrations, empty database; runs=${deployRuns}\n`);
+    printTable([
+      { run: 'psql, every migration.sql in one session (reference)', 'median ms': fmt(median(reference)), 'x psql': '1.00' },
+      { run: 'dbops migrate up --with-schema', 'median ms': fmt(median(fresh)), 'x psql': fmt(deployRatio, 2) },
+    ]);
+    console.log(`first deploy: dbops / psql = ${fmt(deployRatio, 2)} (goal <= 1.50) ${deployRatio <= 1.5 ? 'MET' : 'NOT MET'}`);
+  }
 } finally {
   await server.stop();
   rmSync(work, { recursive: true, force: true });

@@ -40,6 +40,7 @@ export const SETTINGS = {
   DBOPS_MIGRATIONS_DIR: { key: 'migrationsDir' },
   DBOPS_PRISMA_MIGRATIONS_DIR: { key: 'prismaMigrationsDir' },
   DBOPS_PRISMA_SCHEMA: { key: 'prismaSchema' },
+  DBOPS_SCHEMA: { key: 'dbopsSchema' },
   DBOPS_CONNECT_TIMEOUT_MS: { key: 'connectTimeoutMs' },
   DBOPS_EMBEDDED_DIR: { key: 'embeddedDir' },
   NODE_ENV: { key: 'nodeEnv' },
@@ -100,6 +101,8 @@ export interface ResolvedConfig {
   migrationsDir: string;
   prismaMigrationsDir: string;
   prismaSchema: string;
+  /** The PostgreSQL schema where dbops keeps its own tables (DBOPS_SCHEMA, default `dbops`). */
+  dbopsSchema: string;
   connectTimeoutMs: number;
   embeddedDir: string;
   poolSize: number;
@@ -295,6 +298,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     migrationsDir: folder(cwd, 'DBOPS_MIGRATIONS_DIR', get('DBOPS_MIGRATIONS_DIR'), 'data-migrations'),
     prismaMigrationsDir: folder(cwd, 'DBOPS_PRISMA_MIGRATIONS_DIR', get('DBOPS_PRISMA_MIGRATIONS_DIR'), 'prisma/migrations'),
     prismaSchema: resolve(cwd, get('DBOPS_PRISMA_SCHEMA')?.value ?? 'prisma/schema.prisma'),
+    dbopsSchema: get('DBOPS_SCHEMA')?.value ?? 'dbops',
     connectTimeoutMs,
     embeddedDir: folder(cwd, 'DBOPS_EMBEDDED_DIR', get('DBOPS_EMBEDDED_DIR'), '.dbops'),
     poolSize,

@@ -116,7 +116,7 @@ async function ensureDatabase(port: number, opts: EmbeddedOptions, started: bool
       await db.end();
     }
     if (opts.prismaMigrationsDir && existsSync(opts.prismaMigrationsDir)) {
-      const { applySchemaMigrations } = await import('./schema-engine.js');
+      const { applySchemaMigrations } = await import('./prisma-migrations.js');
       try {
         const { applied } = await applySchemaMigrations({ connectionString: url, migrationsDir: opts.prismaMigrationsDir });
         if (applied.length > 0) opts.log?.(`applied ${applied.length} Prisma schema migration(s) to the embedded database`);

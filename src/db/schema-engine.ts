@@ -1,14 +1,13 @@
 /**
  * In-process driver of Prisma's WebAssembly schema engine (`@prisma/schema-engine-wasm`).
  *
- * Why: Prisma 7's CLI (`prisma migrate *`) needs a native `schema-engine` binary that it downloads
- * from Prisma's servers. Offline (air-gapped CI, this machine) that download fails. The same engine,
- * compiled to WebAssembly, ships on npm; it talks to PostgreSQL through a driver adapter
- * (`@prisma/adapter-pg`) instead of its own network stack. This module loads it, binds it to
- * PostgreSQL and applies the migrations in `prisma/migrations` exactly as `prisma migrate deploy`
- * would (same `_prisma_migrations` rows, same checksums), so the official CLI agrees afterwards.
- *
- * `scripts/prisma-engine-shim.mjs` reuses `openWasmSchemaEngine` to let the official CLI run offline.
+ * Why: Prisma 7's CLI (`prisma migrate *`, `db pull`, ...) needs a native `schema-engine` binary that
+ * it downloads from Prisma's servers. Offline (air-gapped CI, this machine) that download fails. The
+ * same engine, compiled to WebAssembly, ships on npm; it talks to PostgreSQL through a driver adapter
+ * (`@prisma/adapter-pg`) instead of its own network stack. This module loads it and binds it to
+ * PostgreSQL; `scripts/prisma-engine-shim.mjs` uses `openWasmSchemaEngine` to let the official CLI
+ * run offline. (dbops applies schema migrations itself, as `prisma migrate deploy` does:
+ * prisma-migrations.ts.)
  *
  * Rules kept here: heavy modules (pg, the adapter, the 5 MB wasm) are imported lazily, nothing is
  * printed, every error is a plain `Error` whose message never contains a password or connection string.
@@ -17,209 +16,12 @@ import type pg from 'pg';
 import { Redactor } from '../config/redact.js';
 import { messageOf } from '../errors.js';
 
-export interface SchemaMigrationFile {
-  name: string;
-  dir: string;
-  sql: string;
-  checksum: string;
-}
-
-export interface AppliedSchemaMigration {
-  name: string;
-  checksum: string;
-  startedAt: Date;
-  finishedAt: Date | null;
-  rolledBackAt: Date | null;
-  logs: string | null;
-}
-
-const MIGRATION_FILE = 'migration.sql';
-const LOCK_FILE = 'migration_lock.toml';
-
-/**
- * The checksum Prisma stores in `_prisma_migrations.checksum`: SHA-256 of the script's UTF-8 text,
- * lower-case hex, zero-padded (prisma-engines `checksum::render_checksum`). No line-ending
- * normalisation is applied when the checksum is written; `migrate status` only tolerates CRLF/LF
- * differences when comparing.
- */
-async function checksumOf(sql: string): Promise<string> {
-  const { createHash } = await import('node:crypto');
-  return createHash('sha256').update(sql, 'utf8').digest('hex');
-}
-
-/** Prisma's own ordering of migration folders (`localeCompare`, as in the CLI's `listMigrations`). */
-function byName(a: { name: string }, b: { name: string }): number {
-  return a.name.localeCompare(b.name);
-}
-
-export async function listSchemaMigrations(migrationsDir: string): Promise<SchemaMigrationFile[]> {
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
-  const base = path.resolve(migrationsDir);
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = await fs.readdir(base, { withFileTypes: true });
-  } catch (error) {
-    if (isErrnoException(error) && error.code === 'ENOENT') return [];
-    throw new Error(`cannot read the migrations folder ${base}: ${messageOf(error)}`);
-  }
-  // Read concurrently: one at a time, many small files mostly wait on the thread pool.
-  const out = await Promise.all(
-    entries
-      .filter((entry) => entry.isDirectory())
-      .map(async (entry): Promise<SchemaMigrationFile> => {
-        const dir = path.join(base, entry.name);
-        let sql: string;
-        try {
-          sql = await fs.readFile(path.join(dir, MIGRATION_FILE), 'utf8');
-        } catch (error) {
-          throw new Error(`migration ${entry.name}: cannot read ${MIGRATION_FILE}: ${messageOf(error)}`);
-        }
-        return { name: entry.name, dir, sql, checksum: await checksumOf(sql) };
-      }),
-  );
-  return out.sort(byName);
-}
-
-interface MigrationRow {
-  migration_name: string;
-  checksum: string;
-  started_at: Date;
-  finished_at: Date | null;
-  rolled_back_at: Date | null;
-  logs: string | null;
-}
-
-export async function readAppliedSchemaMigrations(client: pg.ClientBase): Promise<AppliedSchemaMigration[]> {
-  const exists = await client.query<{ t: string | null }>(`SELECT to_regclass('"_prisma_migrations"')::text AS t`);
-  if (!exists.rows[0]?.t) return [];
-  const { rows } = await client.query<MigrationRow>(
-    `SELECT migration_name, checksum, started_at, finished_at, rolled_back_at, logs
-       FROM "_prisma_migrations"
-      ORDER BY started_at, migration_name`,
-  );
-  return rows.map((r) => ({
-    name: r.migration_name,
-    checksum: r.checksum,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-    rolledBackAt: r.rolled_back_at,
-    logs: r.logs,
-  }));
-}
-
-export async function applySchemaMigrations(opts: {
-  connectionString: string;
-  migrationsDir: string;
-  schemaPath?: string;
-  names?: string[];
-}): Promise<{ applied: string[] }> {
-  const redactor = redactorFor(opts.connectionString);
-  const all = await listSchemaMigrations(opts.migrationsDir);
-  if (opts.names && opts.names.length === 0) return { applied: [] };
-  let selected = all;
-  const handle = await openWasmSchemaEngine({
-    url: opts.connectionString,
-    schemaFiles: opts.schemaPath ? [opts.schemaPath] : [],
-  });
-  try {
-    if (opts.names) selected = await selectOldestPending(handle, all, opts.names, redactor);
-    const migrationsList = await toMigrationList(opts.migrationsDir, selected);
-    let result: { appliedMigrationNames: string[] };
-    try {
-      result = await handle.engine.applyMigrations({
-        migrationsList,
-        filters: { externalTables: [], externalEnums: [] },
-      });
-    } catch (error) {
-      throw await migrationFailure(handle, error, redactor);
-    }
-    return { applied: result.appliedMigrationNames };
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * With `names`, only the oldest pending migrations may be applied, in order. The engine applies every
- * folder it is given that is not yet applied, so it is given the applied ones plus the requested ones.
- */
-async function selectOldestPending(
-  handle: WasmSchemaEngineHandle,
-  all: SchemaMigrationFile[],
-  names: string[],
-  redactor: Redactor,
-): Promise<SchemaMigrationFile[]> {
-  const applied = await handle
-    .withClient((client) => readAppliedSchemaMigrations(client))
-    .catch((error: unknown) => {
-      throw new Error(`cannot read _prisma_migrations: ${redactor.redact(messageOf(error))}`);
-    });
-  const done = new Set(applied.filter((a) => a.finishedAt !== null && a.rolledBackAt === null).map((a) => a.name));
-  const pending = all.filter((m) => !done.has(m.name)).map((m) => m.name);
-  const known = new Set(all.map((m) => m.name));
-  for (const name of names) {
-    if (!known.has(name)) throw new Error(`migration ${name}: no such folder in the migrations directory`);
-    if (done.has(name)) throw new Error(`migration ${name}: already applied`);
-  }
-  const expected = pending.slice(0, names.length);
-  if (expected.join('\n') !== names.join('\n')) {
-    throw new Error(
-      `migrations must be applied oldest first and in order: asked for ${names.join(', ')}, the next pending are ${expected.join(', ') || '(none)'}`,
-    );
-  }
-  const last = names.at(-1);
-  const cut = last === undefined ? 0 : all.findIndex((m) => m.name === last) + 1;
-  return all.slice(0, cut);
-}
-
-async function toMigrationList(migrationsDir: string, migrations: SchemaMigrationFile[]): Promise<MigrationListInput> {
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
-  const baseDir = path.resolve(migrationsDir);
-  const lock = await fs.readFile(path.join(baseDir, LOCK_FILE), 'utf8').catch(() => null);
-  return {
-    baseDir,
-    lockfile: { path: LOCK_FILE, content: lock },
-    shadowDbInitScript: '',
-    migrationDirectories: migrations.map((m) => ({
-      path: m.name,
-      migrationFile: { path: MIGRATION_FILE, content: { tag: 'ok', value: m.sql } },
-    })),
-  };
-}
-
-/** Turns an engine rejection during applyMigrations into a plain Error naming the failed migration. */
-async function migrationFailure(handle: WasmSchemaEngineHandle, error: unknown, redactor: Redactor): Promise<Error> {
-  const cause = redactor.redact(handle.errorMessage(error));
-  let failed: string | undefined;
-  try {
-    const rows = await handle.withClient((client) => readAppliedSchemaMigrations(client));
-    failed = rows.filter((r) => r.finishedAt === null && r.rolledBackAt === null).at(-1)?.name;
-  } catch {
-    // the database may be unreachable; the engine's message is what we have
-  }
-  const named = /Migration name: (\S+)/.exec(cause)?.[1] ?? failed;
-  return new Error(named ? `migration ${named} failed: ${cause}` : `applying schema migrations failed: ${cause}`);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The WebAssembly engine and its PostgreSQL adapter (shared with scripts/prisma-engine-shim.mjs)
 // ---------------------------------------------------------------------------------------------
 
-interface MigrationListInput {
-  baseDir: string;
-  lockfile: { path: string; content: string | null };
-  shadowDbInitScript: string;
-  migrationDirectories: { path: string; migrationFile: { path: string; content: { tag: 'ok'; value: string } } }[];
-}
-
 /** The subset of the engine's API used here; the shim forwards any method by name. */
 export interface WasmSchemaEngine {
-  applyMigrations(input: {
-    migrationsList: MigrationListInput;
-    filters: { externalTables: string[]; externalEnums: string[] };
-  }): Promise<{ appliedMigrationNames: string[] }>;
   free(): void;
   [method: string]: unknown;
 }
@@ -663,8 +465,4 @@ function rawEngineMessage(error: unknown): string {
     }
   }
   return String(error);
-}
-
-function isErrnoException(error: unknown): error is NodeJS.ErrnoException {
-  return error instanceof Error && 'code' in error;
 }

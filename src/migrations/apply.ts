@@ -14,7 +14,7 @@ import { DbopsError, messageOf } from '../errors.js';
 import type { MigrationContexts } from './context.js';
 import type { Ledger } from './ledger.js';
 import { completeOutcome, type Direction, dataOutcome, failedMigration, type MigrationRef, StepFailure, skippedOutcome } from './outcome.js';
-import { type Session, type Transaction, withDeadline } from './session.js';
+import { releaseSnapshot, type Session, type Transaction, withDeadline } from './session.js';
 import { recordStatements } from './sql.js';
 import { whoEnded } from './tx-guard.js';
 import type { BackfillResult, LoadedMigration, MigrationStep, RunResult, StatementStat } from './types.js';
@@ -76,6 +76,7 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
     return;
   }
 
+  if (!rehearsal && !m.transactional) await releaseSnapshot(tx);
   const outcome = dataOutcome(m, job.direction);
   const startedAt = new Date();
   const t0 = performance.now();
@@ -163,14 +164,13 @@ async function runSteps(
   }
 }
 
-/** up and mark record the migration, down removes it (and a backfill's checkpoints, so a later up starts afresh). */
+/** up and mark record the migration (creating the ledger in this transaction the first time), down removes it and its backfill checkpoints. */
 async function writeLedger(run: RunParts, tx: Transaction, job: Job, startedAt: Date, t0: number): Promise<void> {
   const { ledger, session } = run;
   const m = job.migration;
   try {
     if (job.direction === 'down') {
       await ledger.remove(tx, m.name);
-      if (!m.transactional) await (await import('./backfill.js')).resetBackfill(tx.client, m.name);
       return;
     }
     await ledger.record(tx, {

@@ -29,26 +29,18 @@ import type {
   BackfillRunResult,
   BackfillSpec,
 } from './backfill-types.js';
+import {
+  DBOPS_DDL,
+  DBOPS_TABLES,
+  DEFAULT_DBOPS_SCHEMA,
+  dbopsTable,
+  dbopsTableExists,
+  ensureDbopsTable,
+  findLegacyTable,
+  LEGACY_TABLES,
+} from './dbops-schema.js';
 
 export type * from './backfill-types.js';
-
-export const CHECKPOINT_TABLE = '_dbops_backfill_checkpoints';
-
-/** The checkpoint table: one row per (migration, table) backfill. */
-export const CHECKPOINT_DDL = `CREATE TABLE IF NOT EXISTS ${quoteIdent(CHECKPOINT_TABLE)} (
-  migration       text        NOT NULL,
-  table_name      text        NOT NULL,
-  key_column      text        NOT NULL,
-  spec_hash       text,
-  last_key        text,
-  rows_done       bigint      NOT NULL DEFAULT 0,
-  batches         bigint      NOT NULL DEFAULT 0,
-  estimated_total bigint,
-  started_at      timestamptz NOT NULL DEFAULT now(),
-  updated_at      timestamptz NOT NULL DEFAULT now(),
-  finished_at     timestamptz,
-  PRIMARY KEY (migration, table_name)
-)`;
 
 export const DEFAULTS = {
   batchSize: 5000,
@@ -69,9 +61,6 @@ const KEY_TYPES = new Set(['text', 'varchar', 'bpchar', 'uuid', 'int2', 'int4', 
 const RETRYABLE = new Set(['55P03', '57014', '40P01', '40001']);
 const NETWORK =
   /ECONNRESET|ECONNREFUSED|EPIPE|Connection terminated|terminating connection|server closed the connection|Client has encountered a connection error|not queryable/i;
-const CKPT = quoteIdent(CHECKPOINT_TABLE);
-// An arbitrary constant: serialises concurrent first-time creation of the checkpoint table.
-const DDL_LOCK_KEY = 7_241_865_990;
 
 interface Target {
   /** `"schema"."table"` */
@@ -83,21 +72,32 @@ interface Target {
   reltuples: number;
 }
 
-/** Create the checkpoint table if it does not exist; safe when several processes do it at once. */
-export async function ensureCheckpointTable(client: ClientBase): Promise<void> {
-  const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [CHECKPOINT_TABLE]);
-  if (found.rows[0]?.t) return;
+/** The checkpoint table in dbops' schema, `"dbops"."backfill_checkpoints"`. */
+export function checkpointTable(schema: string = DEFAULT_DBOPS_SCHEMA): string {
+  return dbopsTable(schema, DBOPS_TABLES.checkpoints);
+}
+
+/**
+ * Creates the checkpoint table (and dbops' schema) if it does not exist, in a short transaction of
+ * its own (checkpoints outlive a failed run: that is what makes a backfill resumable); safe when
+ * several processes do it at once.
+ */
+export async function ensureCheckpointTable(client: ClientBase, schema: string = DEFAULT_DBOPS_SCHEMA): Promise<void> {
+  if (await dbopsTableExists(client, schema, DBOPS_TABLES.checkpoints)) return;
   try {
     await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock($1)', [DDL_LOCK_KEY]);
-    await client.query(CHECKPOINT_DDL);
+    await ensureDbopsTable(client, schema, DBOPS_TABLES.checkpoints, DBOPS_DDL.checkpoints);
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
-    // Another session won a race we could not serialise (e.g. different lock key in an older version).
-    const code = (error as { code?: string }).code;
-    if (code !== '42P07' && code !== '23505') throw error;
+    throw error;
   }
+}
+
+/** Where the checkpoints are read from: dbops' schema, or dbops 0.1.0's table until it is moved. */
+async function checkpointSource(client: ClientBase, schema: string): Promise<string | null> {
+  if (await dbopsTableExists(client, schema, DBOPS_TABLES.checkpoints)) return checkpointTable(schema);
+  return (await findLegacyTable(client, LEGACY_TABLES.checkpoints))?.name ?? null;
 }
 
 async function resolveTarget(client: ClientBase, spec: BackfillSpec): Promise<Target> {
@@ -281,17 +281,19 @@ export async function runBackfill(
   const minBatch = Math.min(DEFAULTS.minBatchSize, requested, maxBatch);
   let batchSize = Math.min(maxBatch, requested);
 
-  await ensureCheckpointTable(client);
+  const schema = options.schema ?? DEFAULT_DBOPS_SCHEMA;
+  await ensureCheckpointTable(client, schema);
+  const ckpt = checkpointTable(schema);
   const t = await resolveTarget(client, spec);
   const hash = specHash(t, spec);
   await client.query(
-    `INSERT INTO ${CKPT} (migration, table_name, key_column, spec_hash) VALUES ($1, $2, $3, $4) ON CONFLICT (migration, table_name) DO NOTHING`,
+    `INSERT INTO ${ckpt} (migration, table_name, key_column, spec_hash) VALUES ($1, $2, $3, $4) ON CONFLICT (migration, table_name) DO NOTHING`,
     [migrationName, t.name, t.key, hash],
   );
   const readCk = async () =>
     (
       await client.query<CheckpointRow>(
-        `SELECT key_column, spec_hash, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2`,
+        `SELECT key_column, spec_hash, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${ckpt} WHERE migration = $1 AND table_name = $2`,
         [migrationName, t.name],
       )
     ).rows[0] as CheckpointRow;
@@ -306,7 +308,7 @@ export async function runBackfill(
       );
     }
     await client.query(
-      `UPDATE ${CKPT} SET key_column = $3, spec_hash = $4, last_key = NULL, rows_done = 0, batches = 0, estimated_total = NULL,
+      `UPDATE ${ckpt} SET key_column = $3, spec_hash = $4, last_key = NULL, rows_done = 0, batches = 0, estimated_total = NULL,
               started_at = clock_timestamp(), updated_at = clock_timestamp(), finished_at = NULL
         WHERE migration = $1 AND table_name = $2`,
       [migrationName, t.name, t.key, hash],
@@ -339,7 +341,7 @@ export async function runBackfill(
   const est = await estimateRemaining(client, t, where, resumedFrom, serverVersion);
   let estimatedTotal = rowsDone + est.rows;
   result.estimate = est.how;
-  await client.query(`UPDATE ${CKPT} SET estimated_total = $3, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
+  await client.query(`UPDATE ${ckpt} SET estimated_total = $3, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
     migrationName,
     t.name,
     estimatedTotal,
@@ -376,7 +378,7 @@ export async function runBackfill(
       await client.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeout}; ${localLimits(serverVersion, stmtTimeout)}`);
       // The checkpoint row, locked: the cursor comes from the database, never from memory.
       const lock = await client.query<CheckpointRow>(
-        `SELECT key_column, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${CKPT} WHERE migration = $1 AND table_name = $2 FOR UPDATE`,
+        `SELECT key_column, last_key, rows_done::text, batches::text, finished_at IS NOT NULL AS finished FROM ${ckpt} WHERE migration = $1 AND table_name = $2 FOR UPDATE`,
         [migrationName, t.name],
       );
       const row = lock.rows[0];
@@ -391,7 +393,7 @@ export async function runBackfill(
         hi = bounds.rows[0]?.hi;
         if (hi === undefined) {
           finished = true;
-          await client.query(`UPDATE ${CKPT} SET finished_at = clock_timestamp(), updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
+          await client.query(`UPDATE ${ckpt} SET finished_at = clock_timestamp(), updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
             migrationName,
             t.name,
           ]);
@@ -414,7 +416,7 @@ export async function runBackfill(
             }
           }
           await client.query(
-            `UPDATE ${CKPT} SET last_key = $3, rows_done = rows_done + $4, batches = batches + 1, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`,
+            `UPDATE ${ckpt} SET last_key = $3, rows_done = rows_done + $4, batches = batches + 1, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`,
             [migrationName, t.name, hi, changed],
           );
         }
@@ -505,9 +507,9 @@ export async function runBackfill(
 }
 
 /** Every backfill checkpoint (finished or not), oldest first; [] when none ever ran. */
-export async function readBackfillProgress(client: ClientBase): Promise<BackfillCheckpoint[]> {
-  const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [CHECKPOINT_TABLE]);
-  if (!found.rows[0]?.t) return [];
+export async function readBackfillProgress(client: ClientBase, schema: string = DEFAULT_DBOPS_SCHEMA): Promise<BackfillCheckpoint[]> {
+  const ckpt = await checkpointSource(client, schema);
+  if (!ckpt) return [];
   const r = await client.query<{
     migration: string;
     table_name: string;
@@ -520,7 +522,7 @@ export async function readBackfillProgress(client: ClientBase): Promise<Backfill
     finished: boolean;
   }>(
     `SELECT migration, table_name, rows_done::text, estimated_total::text, last_key, batches::text, started_at, updated_at, finished_at IS NOT NULL AS finished
-       FROM ${CKPT} ORDER BY started_at, migration, table_name`,
+       FROM ${ckpt} ORDER BY started_at, migration, table_name`,
   );
   return r.rows.map((row) => {
     const rowsDone = Number(row.rows_done);
@@ -542,9 +544,9 @@ export async function readBackfillProgress(client: ClientBase): Promise<Backfill
 }
 
 /** Forget the checkpoints of a migration (its `down` ran): the next `up` starts from the beginning. */
-export async function resetBackfill(client: ClientBase, migrationName: string): Promise<number> {
-  const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [CHECKPOINT_TABLE]);
-  if (!found.rows[0]?.t) return 0;
-  const r = await client.query(`DELETE FROM ${CKPT} WHERE migration = $1`, [migrationName]);
+export async function resetBackfill(client: ClientBase, migrationName: string, schema: string = DEFAULT_DBOPS_SCHEMA): Promise<number> {
+  if (!(await dbopsTableExists(client, schema, DBOPS_TABLES.checkpoints))) return 0;
+  const ckpt = checkpointTable(schema);
+  const r = await client.query(`DELETE FROM ${ckpt} WHERE migration = $1`, [migrationName]);
   return r.rowCount ?? 0;
 }

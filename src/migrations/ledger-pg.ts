@@ -1,38 +1,28 @@
 /**
- * The ledger on PostgreSQL: one row per applied data migration in a table (by default
- * `_dbops_data_migrations`). Its location is this class's business alone: the runner, the lock and
- * the status only see the `Ledger` contract. Every statement is parameterised and runs on the
- * caller's transaction, so a row commits (or rolls back) with the migration it records.
+ * The ledger on PostgreSQL: one row per applied data migration in `<schema>.data_migrations`, in
+ * dbops' own schema (dbops-schema.ts; default `dbops`), where Prisma never looks. Its location is
+ * this class's business alone: the runner and the status only see the `Ledger` contract. Every
+ * statement is parameterised and runs on the caller's transaction, so a row commits (or rolls back)
+ * with the migration it records, and so does the table the first time it is created.
+ *
+ * A database that still has dbops 0.1.0's ledger (`public._dbops_data_migrations`) is read there
+ * until a command that writes moves it (`ensure`, under the migration lock).
  */
 import type { ClientBase } from 'pg';
-import { quoteQualified } from '../db/pg.js';
-import type { Ledger, LedgerInsert } from './ledger.js';
+import {
+  DBOPS_DDL,
+  DBOPS_TABLES,
+  DEFAULT_DBOPS_SCHEMA,
+  dbopsTable,
+  dbopsTableExists,
+  ensureDbopsTable,
+  findLegacyTable,
+  LEGACY_TABLES,
+  moveLegacyTables,
+} from './dbops-schema.js';
+import type { Ledger, LedgerInsert, RepairInsert } from './ledger.js';
 import type { Db, Tx } from './session.js';
-import type { LedgerRow } from './types.js';
-
-export const DEFAULT_LEDGER_TABLE = '_dbops_data_migrations';
-
-/** Key (two int4) of the transaction-scoped advisory lock that serialises ledger creation. */
-const CREATE_LOCK: [number, number] = [0x64626f70, 1];
-
-function ledgerDdl(table: string): string {
-  const t = quoteQualified(table);
-  return `CREATE TABLE IF NOT EXISTS ${t} (
-  name text PRIMARY KEY,
-  checksum text NOT NULL,
-  description text,
-  transactional boolean NOT NULL DEFAULT true,
-  marked_only boolean NOT NULL DEFAULT false,
-  started_at timestamptz NOT NULL,
-  finished_at timestamptz NOT NULL DEFAULT now(),
-  duration_ms integer NOT NULL DEFAULT 0,
-  applied_by text,
-  applied_host text,
-  ci_job text,
-  db_user text NOT NULL DEFAULT current_user,
-  dbops_version text
-)`;
-}
+import type { ChecksumRepair, LedgerRow } from './types.js';
 
 interface Row {
   name: string;
@@ -48,23 +38,33 @@ interface Row {
   ci_job: string | null;
   db_user: string | null;
   dbops_version: string | null;
+  repairs: (Omit<ChecksumRepair, 'at'> & { at: string })[] | null;
 }
 
-export class PostgresLedger implements Ledger {
-  /** `table` may be schema-qualified (`dbops.data_migrations`). */
-  constructor(readonly location: string = DEFAULT_LEDGER_TABLE) {}
+const COLUMNS = `name, checksum, description, transactional, marked_only, started_at, finished_at, duration_ms,
+       applied_by, applied_host, ci_job, db_user, dbops_version`;
 
-  private get table(): string {
-    return quoteQualified(this.location);
+export class PostgresLedger implements Ledger {
+  readonly location: string;
+  private readonly table: string;
+  /** The table is known to exist (it cannot vanish while we hold the lock). */
+  private known = false;
+
+  /** `schema`: dbops' own schema (default `dbops`). */
+  constructor(private readonly schema: string = DEFAULT_DBOPS_SCHEMA) {
+    this.location = `${schema}.${DBOPS_TABLES.ledger}`;
+    this.table = dbopsTable(schema, DBOPS_TABLES.ledger);
   }
 
   async read({ client }: Db): Promise<LedgerRow[] | null> {
-    if (!(await this.exists(client))) return null;
-    const { rows } = await client.query<Row>(
-      `SELECT name, checksum, description, transactional, marked_only, started_at, finished_at, duration_ms,
-              applied_by, applied_host, ci_job, db_user, dbops_version
-         FROM ${this.table} ORDER BY name`,
-    );
+    let from = (await this.exists(client)) ? this.table : null;
+    let repairs = 'repairs';
+    if (!from) {
+      from = (await findLegacyTable(client, LEGACY_TABLES.ledger))?.name ?? null;
+      repairs = 'NULL::jsonb AS repairs';
+    }
+    if (!from) return null;
+    const { rows } = await client.query<Row>(`SELECT ${COLUMNS}, ${repairs} FROM ${from} ORDER BY name`);
     return rows.map((r) => ({
       name: r.name,
       checksum: r.checksum,
@@ -79,27 +79,29 @@ export class PostgresLedger implements Ledger {
       ciJob: r.ci_job,
       dbUser: r.db_user,
       dbopsVersion: r.dbops_version,
+      repairs: (r.repairs ?? []).map((x) => ({ ...x, at: new Date(x.at) })),
     }));
   }
 
-  /**
-   * Concurrent `CREATE TABLE IF NOT EXISTS` can fail with a unique violation in pg_type, so
-   * creators serialise on a transaction-scoped advisory lock (safe through PgBouncer: the whole
-   * transaction runs on one server connection).
-   */
-  async ensure({ client }: Tx): Promise<void> {
-    if (await this.exists(client)) return;
-    await client.query(`SELECT pg_advisory_xact_lock(${CREATE_LOCK[0]}, ${CREATE_LOCK[1]})`);
-    await client.query(ledgerDdl(this.location));
+  async legacy({ client }: Db): Promise<string | null> {
+    return (await findLegacyTable(client, LEGACY_TABLES.ledger))?.display ?? null;
   }
 
-  async applied({ client }: Tx): Promise<Set<string>> {
-    const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${this.table}`);
+  async ensure(tx: Tx): Promise<string[]> {
+    const moves = await moveLegacyTables(tx.client, this.schema);
+    await this.create(tx);
+    return moves.map((m) => `moved dbops 0.1.0's ${m.table === 'ledger' ? 'ledger' : 'backfill checkpoints'} ${m.from} (${m.rows} row(s)) to ${m.to}`);
+  }
+
+  async applied(tx: Tx): Promise<Set<string>> {
+    if (!(await this.exists(tx.client))) return new Set();
+    const { rows } = await tx.client.query<{ name: string }>(`SELECT name FROM ${this.table}`);
     return new Set(rows.map((r) => r.name));
   }
 
-  async record({ client }: Tx, row: LedgerInsert): Promise<void> {
-    await client.query(
+  async record(tx: Tx, row: LedgerInsert): Promise<void> {
+    await this.create(tx);
+    await tx.client.query(
       `INSERT INTO ${this.table}
          (name, checksum, description, transactional, marked_only, started_at, finished_at, duration_ms,
           applied_by, applied_host, ci_job, dbops_version)
@@ -120,12 +122,37 @@ export class PostgresLedger implements Ledger {
     );
   }
 
-  async remove({ client }: Tx, name: string): Promise<void> {
-    await client.query(`DELETE FROM ${this.table} WHERE name = $1`, [name]);
+  async remove(tx: Tx, name: string): Promise<void> {
+    if (await this.exists(tx.client)) await tx.client.query(`DELETE FROM ${this.table} WHERE name = $1`, [name]);
+    const { resetBackfill } = await import('./backfill.js');
+    await resetBackfill(tx.client, name, this.schema);
+  }
+
+  async repair(tx: Tx, name: string, { previousChecksum, checksum, identity }: RepairInsert): Promise<boolean> {
+    const { rowCount } = await tx.client.query(
+      `UPDATE ${this.table}
+          SET checksum = $3,
+              repairs = repairs || jsonb_build_array(jsonb_build_object(
+                'at', clock_timestamp(), 'by', $4::text, 'host', $5::text, 'dbUser', current_user::text,
+                'ciJob', $6::text, 'dbopsVersion', $7::text, 'previousChecksum', $2::text, 'checksum', $3::text))
+        WHERE name = $1 AND checksum = $2`,
+      [name, previousChecksum, checksum, identity.user, identity.host, identity.ciJob ?? null, identity.dbopsVersion],
+    );
+    return rowCount === 1;
+  }
+
+  /** Creates the table (and dbops' schema) in `tx` unless it exists; checked again if `tx` rolls back. */
+  private async create(tx: Tx): Promise<void> {
+    if (this.known) return;
+    await ensureDbopsTable(tx.client, this.schema, DBOPS_TABLES.ledger, DBOPS_DDL.ledger);
+    this.known = true;
+    tx.onRollback(() => {
+      this.known = false;
+    });
   }
 
   private async exists(client: ClientBase): Promise<boolean> {
-    const { rows } = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [this.table]);
-    return Boolean(rows[0]?.t);
+    if (this.known) return true;
+    return dbopsTableExists(client, this.schema, DBOPS_TABLES.ledger);
   }
 }

@@ -197,7 +197,8 @@ export function upWarnings(disk: { name: string; checksum: string }[], ledger: L
   const checksums = new Map(disk.map((f) => [f.name, f.checksum]));
   for (const r of ledger) {
     const checksum = checksums.get(r.name);
-    if (checksum !== undefined && checksum !== r.checksum) warnings.push(`${r.name} changed since it was applied (checksum differs)`);
+    if (checksum !== undefined && checksum !== r.checksum)
+      warnings.push(`${r.name} changed since it was applied (checksum differs; dbops migrate repair accepts the change)`);
   }
   return warnings;
 }
@@ -209,14 +210,14 @@ export function driftFindings(drift: StatusEntry[]): ValidateFinding[] {
     kind: e.state as ValidateFinding['kind'],
     message:
       e.state === 'changed'
-        ? `${e.name} changed since it was applied (checksum differs)`
+        ? `${e.name} changed since it was applied (checksum differs; if the edit is deliberate: dbops migrate repair ${e.name})`
         : e.state === 'missing'
           ? `${e.name} is applied but its file is missing`
           : `${e.name} is pending but older than the newest applied migration`,
   }));
 }
 
-/** Consecutive schema migrations run together (one schema-engine call); data migrations one by one. */
+/** Consecutive schema migrations run together (under one lock transaction); data migrations one by one. */
 export function groupRuns<T extends { kind: MigrationKind; name: string }>(selected: T[]): T[][] {
   const groups: T[][] = [];
   for (const item of selected) {

@@ -10,23 +10,28 @@
  */
 import type { Client } from 'pg';
 import { queryError } from '../db/pg.js';
-import { ConfigError, InterruptedError, messageOf, OperationError, UsageError } from '../errors.js';
+import { prismaSchemaOf } from '../db/prisma-migrations.js';
+import { ConfigError, DbopsError, InterruptedError, messageOf, OperationError, UsageError } from '../errors.js';
 import { applyMigration, type RunParts } from './apply.js';
 import { type ContextOptions, MigrationContexts } from './context.js';
+import { checkDbopsSchema, DEFAULT_DBOPS_SCHEMA, MIGRATION_LOCK_NAME } from './dbops-schema.js';
 import type { Ledger } from './ledger.js';
 import { PostgresLedger } from './ledger-pg.js';
 import { listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
 import { lockKey } from './lock.js';
-import { finishRun, type MigrationRef, newRunResult } from './outcome.js';
+import { finishRun, type MigrationRef, newRunResult, schemaOutcome } from './outcome.js';
 import { computeStatus, declaresNoTransaction, driftFindings, groupRuns, olderPendingSchema, selectDown, selectUp, upWarnings } from './plan.js';
-import { applySchemaGroup, rehearseSchema } from './schema-steps.js';
+import { applySchemaGroup, RehearsalLimit, RehearsalState, rehearseSchema, type SchemaTarget } from './schema-steps.js';
 import { type Db, resolveIdentity, type Session, type Transaction, withDeadline } from './session.js';
 import { PgSession } from './session-pg.js';
 import type {
   BackfillProgress,
+  ChecksumChange,
   LoadedMigration,
   LockHolder,
   MigrationLogger,
+  RepairPlan,
+  RepairResult,
   RunEvent,
   RunnerIdentity,
   RunResult,
@@ -43,13 +48,17 @@ export interface MigrationRunnerOptions {
   connectionString?: string;
   /** Or a function that opens connections (named `applicationName`); the caller closes them (the runner never does). */
   connect?: (applicationName: string) => Promise<Client>;
-  /** URL for Prisma's schema engine (`withSchema`); defaults to connectionString. */
-  schemaEngineUrl?: string;
+  /**
+   * The PostgreSQL schema of the application's tables and `_prisma_migrations` (`withSchema`), as
+   * Prisma's datasource `?schema=` says; default: connectionString's `?schema=`, else `public`.
+   */
+  prismaSchema?: string;
   /** Folder of data migrations (default `data-migrations`, relative to cwd). */
   migrationsDir?: string;
   /** Folder of Prisma schema migrations (default `prisma/migrations`); false to ignore them. */
   prismaMigrationsDir?: string | false;
-  ledgerTable?: string;
+  /** The PostgreSQL schema where dbops keeps its own tables (ledger, backfill checkpoints); default `dbops`. */
+  schema?: string;
   /** Your generated PrismaClient (a path or a package such as @prisma/client); false to disable `ctx.prisma`. Default: found from the Prisma schema's generator. */
   prismaClient?: string | false;
   cwd?: string;
@@ -94,7 +103,9 @@ export class MigrationRunner {
   private readonly contexts: MigrationContexts;
   private readonly migrationsDir: string;
   private readonly prismaDir: string | undefined;
-  private readonly schemaEngineUrl: string | undefined;
+  private readonly prismaSchema: string;
+  private readonly schema: string;
+  private readonly log: MigrationLogger | undefined;
 
   constructor(options: MigrationRunnerOptions, seams: RunnerSeams = {}) {
     if (!options.connectionString && !options.connect && !seams.session) {
@@ -103,9 +114,11 @@ export class MigrationRunner {
     const cwd = options.cwd ?? process.cwd();
     this.migrationsDir = resolvePath(cwd, options.migrationsDir ?? 'data-migrations');
     this.prismaDir = options.prismaMigrationsDir === false ? undefined : resolvePath(cwd, options.prismaMigrationsDir ?? 'prisma/migrations');
-    this.schemaEngineUrl = options.schemaEngineUrl ?? options.connectionString;
-    // The one place the ledger is made; the migration lock is keyed on where it lives.
-    this.ledger = seams.ledger ?? new PostgresLedger(options.ledgerTable);
+    this.prismaSchema = options.prismaSchema ?? prismaSchemaOf(options.connectionString);
+    this.schema = checkDbopsSchema(options.schema ?? DEFAULT_DBOPS_SCHEMA);
+    this.log = options.log;
+    // The one place the ledger is made.
+    this.ledger = seams.ledger ?? new PostgresLedger(this.schema);
     this.session =
       seams.session ??
       new PgSession({
@@ -113,13 +126,16 @@ export class MigrationRunner {
         connect: options.connect,
         connectTimeoutMs: options.connectTimeoutMs,
         identity: resolveIdentity(options.identity),
-        lockKey: lockKey(this.ledger.location),
+        lockKey: lockKey(MIGRATION_LOCK_NAME),
         lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
         transactionTimeoutMs: options.transactionTimeoutMs ?? 600_000,
         onEvent: options.onEvent,
         signal: options.signal,
       });
-    this.contexts = new MigrationContexts({ cwd, prismaClient: options.prismaClient, log: options.log, backfill: options.backfill }, this.session);
+    this.contexts = new MigrationContexts(
+      { cwd, prismaClient: options.prismaClient, log: options.log, backfill: { ...options.backfill, schema: this.schema } },
+      this.session,
+    );
   }
 
   /** Closes what the runner opened itself (not connections from `connect`). */
@@ -132,7 +148,7 @@ export class MigrationRunner {
   async status(): Promise<StatusResult> {
     const db = await this.session.reader();
     const [{ files, problems }, schema] = await Promise.all([listMigrationFiles(this.migrationsDir), this.schemaState(db)]);
-    const ledger = await this.ledger.read(db).catch((error: unknown) => {
+    const [ledger, legacy] = await Promise.all([this.ledger.read(db), this.ledger.legacy(db)]).catch((error: unknown) => {
       throw queryError(error, 'reading the migration ledger');
     });
     const status = computeStatus({
@@ -145,31 +161,51 @@ export class MigrationRunner {
     // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
     const recorded = new Set((ledger ?? []).map((r) => r.name));
     const backfills = (await this.backfillProgress()).filter((b) => !b.finished || !recorded.has(b.migration));
-    return { ...status, problems, backfills };
+    return { ...status, problems, backfills, ledger: { location: this.ledger.location, legacy } };
   }
 
   async up(options: UpOptions = {}): Promise<RunResult> {
     const started = performance.now();
     const result = newRunResult('up', Boolean(options.dryRun));
-    const { selected, loaded, schemaFiles, ledgerExists } = await this.planUp(options, result);
+    const { selected, loaded, schema } = await this.planUp(options, result);
     const run = this.parts(result);
     return finishRun(result, started, async () => {
       if (options.dryRun) {
         return this.rehearse(async (tx) => {
-          for (const item of selected) {
-            if (item.kind === 'schema') await rehearseSchema(this.session, tx, item.name, schemaFiles.get(item.name) ?? '', result);
-            else await applyMigration(run, { direction: 'up', migration: loaded.get(item.name) as LoadedMigration, rehearsal: tx });
+          const state = new RehearsalState();
+          for (const [i, item] of selected.entries()) {
+            try {
+              if (item.kind === 'schema') await rehearseSchema(this.session, tx, schema, item.name, result, state);
+              else await applyMigration(run, { direction: 'up', migration: loaded.get(item.name) as LoadedMigration, rehearsal: tx });
+            } catch (error) {
+              if (!(error instanceof RehearsalLimit)) throw error;
+              // Not a failure: what follows is not rehearsed, and the result says why.
+              result.warnings.push(error.message);
+              for (const rest of selected.slice(i + 1)) {
+                result.outcomes.push({
+                  ...schemaOutcome(rest.name, 'rehearsed', 0),
+                  kind: rest.kind,
+                  status: 'skipped',
+                  note: `not rehearsed (after ${item.name})`,
+                });
+              }
+              return;
+            }
           }
         });
       }
-      if (selected.length > 0 && !ledgerExists) await this.ensureLedger();
+      await this.moveLegacyLedger();
       for (const group of groupRuns(selected)) {
         const first = group[0] as Item;
         const applied = result.outcomes.filter((o) => o.status === 'applied').length;
         this.stopIfInterrupted(`interrupted before ${first.name}; ${applied} migration(s) applied`, 'run dbops migrate up again to continue');
         if (first.kind === 'schema') {
-          const names = group.map((i) => i.name);
-          await applySchemaGroup(this.session, { url: this.schemaEngineUrl, migrationsDir: this.prismaDir as string }, names, result);
+          await applySchemaGroup(
+            this.session,
+            schema,
+            group.map((i) => i.name),
+            result,
+          );
         } else {
           await applyMigration(run, { direction: 'up', migration: loaded.get(first.name) as LoadedMigration });
         }
@@ -182,8 +218,7 @@ export class MigrationRunner {
     const db = await this.session.reader();
     // Naming problems are reported together with load errors by loadMigrations below.
     const { files } = await listMigrationFiles(this.migrationsDir);
-    const rows = await this.ledger.read(db);
-    const ledger = rows ?? [];
+    const ledger = (await this.ledger.read(db)) ?? [];
     const schema = await this.schemaState(db);
     const recorded = new Set(ledger.map((r) => r.name));
     const pendingData = files.filter((f) => !recorded.has(f.name)).map((f) => f.name);
@@ -211,7 +246,8 @@ export class MigrationRunner {
     const pending = new Set(pendingData);
     const loaded = new Map((await loadMigrations(this.migrationsDir, { only: (n) => pending.has(n) })).map((m) => [m.name, m]));
     this.contexts.preload(selected.flatMap((i) => (i.kind === 'data' ? [loaded.get(i.name) as LoadedMigration] : [])));
-    return { selected, loaded, schemaFiles: new Map(schema.files.map((f) => [f.name, f.sql])), ledgerExists: rows !== null };
+    const target: SchemaTarget = { schema: this.prismaSchema, files: new Map(schema.files.map((f) => [f.name, f])) };
+    return { selected, loaded, schema: target };
   }
 
   async down(options: DownOptions = {}): Promise<RunResult> {
@@ -231,6 +267,7 @@ export class MigrationRunner {
           for (const job of jobs) await applyMigration(run, { ...job, rehearsal: tx });
         });
       }
+      await this.moveLegacyLedger();
       for (const job of jobs) {
         this.stopIfInterrupted(`interrupted before reverting ${job.migration.name}`, 'run dbops migrate down again to continue');
         await applyMigration(run, job);
@@ -269,9 +306,64 @@ export class MigrationRunner {
       throw new UsageError(`mark-applied ${name}: no such data migration in ${this.migrationsDir}`, { hint: 'see dbops migrate status for the names' });
     const migration: MigrationRef = { name, checksum: file.checksum, description: undefined, transactional: !declaresNoTransaction(file.source) };
     return finishRun(result, started, async () => {
-      await this.ensureLedger();
+      await this.moveLegacyLedger();
       await applyMigration(this.parts(result), { direction: 'mark', migration });
     });
+  }
+
+  /**
+   * The applied data migrations whose file changed since (all of them, or those of `names`): the
+   * checksum in the ledger and the file's. Nothing is written; `repair(plan)` accepts them.
+   */
+  async planRepair(names: string[] = []): Promise<RepairPlan> {
+    const { files, problems } = await listMigrationFiles(this.migrationsDir);
+    if (problems.length > 0) throw new MigrationLoadError(problems);
+    const rows = new Map(((await this.ledger.read(await this.session.reader())) ?? []).map((r) => [r.name, r]));
+    for (const name of names) {
+      if (!rows.has(name)) {
+        throw new UsageError(`repair ${name}: not an applied data migration`, {
+          hint: 'see dbops migrate status for the names; only applied data migrations have a recorded checksum',
+        });
+      }
+      if (!files.some((f) => f.name === name)) {
+        throw new UsageError(`repair ${name}: its file is missing from ${this.migrationsDir}`, {
+          hint: 'restore the file; repair records the checksum of the file as it is now',
+        });
+      }
+    }
+    const changes: ChecksumChange[] = [];
+    for (const f of files) {
+      const row = rows.get(f.name);
+      if (!row || row.checksum === f.checksum || (names.length > 0 && !names.includes(f.name))) continue;
+      changes.push({ name: f.name, previousChecksum: row.checksum, checksum: f.checksum });
+    }
+    return { changes, unchanged: names.filter((n) => !changes.some((c) => c.name === n)) };
+  }
+
+  /**
+   * Accepts the changes of `plan` (Flyway's `repair`): under the migration lock, each row gets the
+   * file's checksum, and its audit trail who, when and the checksum before. A row whose checksum is
+   * no longer the one in the plan (someone repaired or reapplied it meanwhile) is left alone.
+   */
+  async repair(plan: RepairPlan): Promise<RepairResult> {
+    const started = performance.now();
+    const result: RepairResult = { command: 'repair', accepted: [], skipped: [], unchanged: plan.unchanged, durationMs: 0 };
+    if (plan.changes.length > 0) {
+      await this.moveLegacyLedger();
+      const tx = await this.session.begin({ lock: true, bounded: true });
+      try {
+        for (const change of plan.changes) {
+          if (await this.ledger.repair(tx, change.name, { ...change, identity: this.session.identity })) result.accepted.push(change);
+          else result.skipped.push({ name: change.name, reason: 'its ledger row changed meanwhile (another repair, or a down and up)' });
+        }
+        await this.session.commit(tx);
+      } catch (error) {
+        await this.session.rollback(tx);
+        throw error instanceof DbopsError ? error : queryError(error, `recording the new checksums in ${this.ledger.location}`);
+      }
+    }
+    result.durationMs = performance.now() - started;
+    return result;
   }
 
   /**
@@ -327,7 +419,7 @@ export class MigrationRunner {
   /** Backfill checkpoints (finished or not); [] before any backfill ran. */
   async backfillProgress(): Promise<BackfillProgress[]> {
     const { readBackfillProgress } = await import('./backfill.js');
-    return readBackfillProgress((await this.session.reader()).client);
+    return readBackfillProgress((await this.session.reader()).client, this.schema);
   }
 
   private parts(result: RunResult): RunParts {
@@ -345,15 +437,21 @@ export class MigrationRunner {
     }
   }
 
-  /** Creates the ledger in a short transaction of its own, before any migration's lock transaction. */
-  private async ensureLedger(): Promise<void> {
-    const tx = await this.session.begin({ plain: true });
+  /**
+   * A command that writes moves an older dbops' ledger (and checkpoints) into dbops' schema first,
+   * under the migration lock, in a short transaction of its own. Nothing is created otherwise: the
+   * first migration that records itself creates the ledger, in its own transaction.
+   */
+  private async moveLegacyLedger(): Promise<void> {
+    if (!(await this.ledger.legacy(await this.session.reader()))) return;
+    const tx = await this.session.begin({ lock: true, bounded: true });
     try {
-      await this.ledger.ensure(tx);
+      const moved = await this.ledger.ensure(tx);
       await this.session.commit(tx);
+      for (const line of moved) this.log?.info(line);
     } catch (error) {
       await this.session.rollback(tx);
-      throw queryError(error, `creating the ledger table ${this.ledger.location}`);
+      throw error instanceof DbopsError ? error : queryError(error, `moving the ledger to ${this.ledger.location}`);
     }
   }
 
@@ -363,8 +461,8 @@ export class MigrationRunner {
 
   private async schemaState(db: Db) {
     if (!this.prismaDir) return { files: [], applied: [] };
-    const { listSchemaMigrations, readAppliedSchemaMigrations } = await import('../db/schema-engine.js');
-    const [files, applied] = await Promise.all([listSchemaMigrations(this.prismaDir), readAppliedSchemaMigrations(db.client)]);
+    const { listSchemaMigrations, readAppliedSchemaMigrations } = await import('../db/prisma-migrations.js');
+    const [files, applied] = await Promise.all([listSchemaMigrations(this.prismaDir), readAppliedSchemaMigrations(db.client, this.prismaSchema)]);
     return { files, applied };
   }
 }

@@ -163,6 +163,16 @@ export async function withDeadline<T>(work: Promise<T>, ms: number | undefined, 
   }
 }
 
+/**
+ * Before a lock transaction sits idle while another connection works (a transaction: false
+ * migration's batches, schema migrations): a simple-protocol statement drops the unnamed portal of
+ * the last parameterised query, which keeps its snapshot, and so an xmin, until it is dropped.
+ * CREATE INDEX CONCURRENTLY on the other connection waits for every such snapshot: forever.
+ */
+export async function releaseSnapshot(tx: Tx): Promise<void> {
+  await tx.client.query('SELECT 1');
+}
+
 /** Who runs, worked out once: what the caller knows (CLI: $USER, the CI job, the version), the rest from the OS. */
 export function resolveIdentity(given: Partial<RunnerIdentity> = {}): RunnerIdentity {
   return {

@@ -34,6 +34,8 @@ export interface BackfillRunOptions {
   lockTimeoutMs?: number;
   statementTimeoutMs?: number;
   log?: (m: string) => void;
+  /** dbops' schema, where the checkpoints live (default `dbops`). */
+  schema?: string;
 }
 
 export interface BackfillProgressEvent {
@@ -178,6 +180,21 @@ export interface LedgerRow {
   ciJob: string | null;
   dbUser: string | null;
   dbopsVersion: string | null;
+  /** Every accepted change of the file (`migrate repair`), oldest first: the audit trail. */
+  repairs: ChecksumRepair[];
+}
+
+/** An applied migration whose file changed, accepted by `migrate repair`: who, when, and the checksum before. */
+export interface ChecksumRepair {
+  at: Date;
+  /** The OS user (or CI's) that accepted it, as `appliedBy`. */
+  by: string;
+  host: string;
+  dbUser: string | null;
+  ciJob: string | null;
+  dbopsVersion: string;
+  previousChecksum: string;
+  checksum: string;
 }
 
 /** Who is running dbops: recorded in the ledger and shown as the lock holder. */
@@ -260,6 +277,8 @@ export interface StatusResult extends MigrationStatus {
   problems: { path: string; cause: string }[];
   /** Backfills with a checkpoint that have not finished (percent done, last key). */
   backfills: BackfillProgress[];
+  /** Where the ledger is (`dbops.data_migrations`), and where an older dbops' ledger still is until a command that writes moves it. */
+  ledger: { location: string; legacy: string | null };
 }
 
 export interface ValidateFinding {
@@ -284,6 +303,28 @@ export interface RunResult {
   /** Migrations that were pending but already applied by someone else when we got the lock. */
   appliedByOthers: string[];
   warnings: string[];
+  durationMs: number;
+}
+
+/** An applied data migration whose file changed: the checksum the ledger has and the file's. */
+export interface ChecksumChange {
+  name: string;
+  previousChecksum: string;
+  checksum: string;
+}
+
+/** What `repair` would accept: the changed migrations, and the named ones that did not change. */
+export interface RepairPlan {
+  changes: ChecksumChange[];
+  unchanged: string[];
+}
+
+/** `repair()`: the changes accepted, and those the ledger no longer matched (someone acted meanwhile). */
+export interface RepairResult {
+  command: 'repair';
+  accepted: ChecksumChange[];
+  skipped: { name: string; reason: string }[];
+  unchanged: string[];
   durationMs: number;
 }
 

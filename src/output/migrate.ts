@@ -3,7 +3,17 @@
  * on a TTY, plain lines in CI), the run summary, the status timeline and the validate report.
  */
 import type { ChalkInstance } from 'chalk';
-import type { MigrationOutcome, RunEvent, RunResult, StatusEntry, StatusResult, ValidateResult } from '../migrations/types.js';
+import type {
+  ChecksumChange,
+  MigrationOutcome,
+  RepairPlan,
+  RepairResult,
+  RunEvent,
+  RunResult,
+  StatusEntry,
+  StatusResult,
+  ValidateResult,
+} from '../migrations/types.js';
 import { renderBackfillProgress, renderBackfillStatus } from './backfill.js';
 import type { Output, Progress } from './output.js';
 import { renderTable } from './table.js';
@@ -177,6 +187,13 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
     `${n.applied} applied, ${n.pending} pending${n.changed ? `, ${paint.red(`${n.changed} changed`)}` : ''}${n.missing ? `, ${paint.red(`${n.missing} missing`)}` : ''}${n['out-of-order'] ? `, ${paint.red(`${n['out-of-order']} out of order`)}` : ''}`,
   );
   for (const p of status.problems) lines.push(`${paint.red('✗')} ${p.path}: ${p.cause}`);
+  if (status.ledger.legacy) {
+    lines.push(
+      paint.yellow(
+        `the ledger is still where dbops 0.1.0 kept it (${status.ledger.legacy}): the next migrate up, down, mark-applied or repair moves it to ${status.ledger.location}`,
+      ),
+    );
+  }
   if (status.backfills.length > 0) {
     const unfinished = status.backfills.filter((b) => !b.finished).length;
     const unrecorded = status.backfills.length - unfinished;
@@ -204,6 +221,36 @@ export function renderValidate(result: ValidateResult, paint: ChalkInstance): st
     result.ok
       ? `${paint.green('ok')}: ${result.checked.length} applied migration(s) checked, no drift`
       : `${paint.red(`${result.findings.length} finding(s)`)}: ${result.checked.length} applied migration(s) checked`,
+  );
+  return lines.join('\n');
+}
+
+/** A checksum as a person compares it: the first 12 hex digits. */
+function short(checksum: string): string {
+  return checksum.slice(0, 12);
+}
+
+function changeLine(c: ChecksumChange, paint: ChalkInstance): string {
+  return `  ${c.name}: recorded ${paint.red(short(c.previousChecksum))} -> file ${paint.green(short(c.checksum))}`;
+}
+
+/** What `migrate repair` is about to accept, shown before it asks. */
+export function renderRepairPlan(plan: RepairPlan, paint: ChalkInstance): string {
+  const lines = [`${plan.changes.length} applied migration(s) changed since they were applied (checksums: recorded -> file):`];
+  for (const c of plan.changes) lines.push(changeLine(c, paint));
+  if (plan.unchanged.length > 0) lines.push(paint.dim(`unchanged, nothing to accept: ${plan.unchanged.join(', ')}`));
+  return lines.join('\n');
+}
+
+export function renderRepairResult(result: RepairResult, paint: ChalkInstance): string {
+  const lines: string[] = [];
+  for (const c of result.accepted) lines.push(`${paint.green('✔')} accepted ${c.name}: ${short(c.previousChecksum)} -> ${short(c.checksum)}`);
+  for (const s of result.skipped) lines.push(`${paint.yellow('-')} skipped ${s.name}: ${s.reason}`);
+  if (result.unchanged.length > 0) lines.push(paint.dim(`unchanged, nothing to accept: ${result.unchanged.join(', ')}`));
+  lines.push(
+    result.accepted.length + result.skipped.length === 0
+      ? 'nothing to repair: no applied data migration changed'
+      : `${result.accepted.length} accepted${result.skipped.length ? `, ${result.skipped.length} skipped` : ''} (${fmtDuration(result.durationMs)}); the ledger keeps the checksum before, who and when`,
   );
   return lines.join('\n');
 }

@@ -42,7 +42,7 @@ function spawnDbops(args: string[], e: Record<string, string>): ReturnType<typeo
 
 async function rowsDone(migration: string): Promise<number> {
   const r = await client
-    .query<{ n: string }>('SELECT rows_done AS n FROM _dbops_backfill_checkpoints WHERE migration = $1', [migration])
+    .query<{ n: string }>('SELECT rows_done AS n FROM dbops.backfill_checkpoints WHERE migration = $1', [migration])
     .catch(() => ({ rows: [] as Array<{ n: string }> }));
   return Number(r.rows[0]?.n ?? 0);
 }

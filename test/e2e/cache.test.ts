@@ -1,12 +1,12 @@
 /** `dbops cache ...` as a user runs it: the built CLI against real redis-servers and the cluster. */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanEnv, ROOT, runDbops, startDbops } from '../helpers/cli.js';
+import { cleanEnv, runDbops, runOnTerminal, startDbops } from '../helpers/cli.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/servers.js';
 import { redisNamespace, redisUrl, services } from '../helpers/services.js';
 
@@ -69,18 +69,8 @@ describe('dbops cache on the shared server', () => {
   it('on a terminal: shows the count and a sample, asks, and deletes only after yes', async () => {
     const ns = redisNamespace();
     await fill(client, ns, 10);
-    // script(1) gives dbops a real pseudo-terminal; what we pipe in is typed at the prompt.
-    const onTty = (answer: string) =>
-      new Promise<{ code: number | null; out: string }>((resolve) => {
-        const cmd = `stty cols 120 rows 40; NO_COLOR=1 REDIS_URL=${redisUrl()} ${process.execPath} ${BIN} cache flush '${ns}user:*'`;
-        const child = spawn('script', ['-qec', cmd, '/dev/null'], { cwd: ROOT, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (/\[y\/N\]/.test(out) && !child.stdin.writableEnded) child.stdin.end(`${answer}\n`);
-        });
-        child.on('close', (code) => resolve({ code, out }));
-      });
+    // a real pseudo-terminal; the answer is typed at the prompt
+    const onTty = (answer: string) => runOnTerminal(['cache', 'flush', `${ns}user:*`], { env: cleanEnv({ REDIS_URL: redisUrl() }), answer });
     const no = await onTty('n');
     expect(no.out).toMatch(/matching keys\s*│\s*10/);
     expect(no.out).toMatch(new RegExp(`${ns}user:\\d+`));

@@ -74,7 +74,7 @@ async function waitForFile(path: string, child: ChildProcess): Promise<void> {
 }
 
 async function ledger(db: TestDatabase): Promise<string[]> {
-  return withClient(db.url, async (c) => (await c.query<{ name: string }>('SELECT name FROM _dbops_data_migrations ORDER BY name')).rows.map((r) => r.name));
+  return withClient(db.url, async (c) => (await c.query<{ name: string }>('SELECT name FROM dbops.data_migrations ORDER BY name')).rows.map((r) => r.name));
 }
 
 describe.each([
@@ -169,7 +169,7 @@ describe('migrate commands', () => {
     expect(mark.code, mark.stderr).toBe(0);
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({ a: 1 }));
 
-    await withClient(db.url, (c) => c.query(`UPDATE _dbops_data_migrations SET checksum = 'x' WHERE name = '20240101000000_a'`));
+    await withClient(db.url, (c) => c.query(`UPDATE dbops.data_migrations SET checksum = 'x' WHERE name = '20240101000000_a'`));
     const drift = await runDbops(['migrate', 'validate'], { env: e });
     expect(drift.code).toBe(3);
     expect(drift.stdout).toMatch(/20240101000000_a changed since it was applied/);

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applySchemaMigrations } from '../../src/db/schema-engine.js';
+import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
 import { cleanEnv, runDbops } from '../helpers/cli.js';
 import { withClient } from '../helpers/migrations.js';
 import { appFrom, installPrisma, type PrismaInstall, ROOT } from '../helpers/prisma-app.js';

@@ -28,9 +28,20 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): Record
   return env;
 }
 
-/** Start the CLI as a child process that a test can signal; `done` resolves when it has exited. */
-export function startDbops(args: string[], opts: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/** Start the CLI as a child process that a test can signal; `done` resolves when it has exited, `output()` is what it printed so far. */
+export function startDbops(args: string[], opts: CliOptions = {}): StartedProcess {
+  return startNode([BIN, ...args], opts);
+}
+
+export interface StartedProcess {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  output: () => string;
+}
+
+/** `node <nodeArgs>` as a child process, its output collected. */
+export function startNode(nodeArgs: string[], opts: CliOptions = {}): StartedProcess {
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: opts.cwd ?? ROOT,
     env: opts.env ?? cleanEnv(),
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -48,7 +59,7 @@ export function startDbops(args: string[], opts: CliOptions = {}): { child: Chil
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  return { child, done };
+  return { child, done, output: () => `${stdout}${stderr}` };
 }
 
 /** Run the CLI to completion (killed after `timeoutMs`, default 60 s). */
@@ -60,4 +71,29 @@ export async function runDbops(args: string[], opts: CliOptions = {}): Promise<C
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Run the CLI on a real pseudo-terminal (script(1)) and type `answer` at its [y/N] prompt: what a
+ * person at a terminal sees and does. `env` is a clean environment with what the command needs.
+ */
+export function runOnTerminal(
+  args: string[],
+  opts: { env: Record<string, string>; answer: string; cwd?: string },
+): Promise<{ code: number | null; out: string }> {
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const vars = Object.entries(opts.env)
+    .filter(([k]) => !['PATH', 'HOME', 'LANG', 'TMPDIR'].includes(k))
+    .map(([k, v]) => `${k}=${quote(v)}`)
+    .join(' ');
+  const cmd = `stty cols 120 rows 40; ${vars} ${quote(process.execPath)} ${quote(BIN)} ${args.map(quote).join(' ')}`;
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/\[y\/N\]/.test(out) && !child.stdin.writableEnded) child.stdin.end(`${opts.answer}\n`);
+    });
+    child.on('close', (code) => resolve({ code, out }));
+  });
 }

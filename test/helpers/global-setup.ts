@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { applySchemaMigrations } from '../../src/db/schema-engine.js';
+import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
 import { type PgServer, pgbouncerBinary, startPgBouncer, startPostgres, startRedis, startRedisCluster } from './servers.js';
 import { type Services, TEMPLATE_DB } from './services.js';
 

@@ -5,7 +5,7 @@
  * test cache (test/helpers/test-cache.ts).
  */
 import { execFile } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cachedDir } from './test-cache.js';
@@ -20,6 +20,8 @@ export interface HistorySource {
   integrity: string;
   /** The migrations folder inside the package. */
   migrations: string;
+  /** The Prisma schema those migrations build, inside the package. */
+  schema: string;
   /** The package's licence (package.json), and the application's Prisma major. */
   license: string;
   prisma: 6 | 7;
@@ -34,13 +36,21 @@ export const LEGAL_AI_PRISMA_DB: HistorySource = {
   version: '1.20.36',
   integrity: 'sha512-BxGjG71pOTbKsNWsdn9etxAfDDMjA3OyJIkN6T+DmWGaK/YtS+F0LqD932kCN4Sc663kx9wBUyu+t5a6hRv3nw==',
   migrations: 'prisma/migrations',
+  schema: 'prisma/app.prisma',
   license: 'MIT',
   prisma: 6,
 };
 
-/** A Prisma migrations folder of `source`, fetched once from npm. */
-export async function migrationHistory(source: HistorySource): Promise<string> {
-  const dir = await cachedDir(join('histories', `${source.pkg.replace(/[@/]/g, '_')}-${source.version}`), async (into) => {
+/** A real application's migrations folder and the Prisma schema they build. */
+export interface History {
+  label: string;
+  migrations: string;
+  schema: string;
+}
+
+/** The migrations folder and schema of `source`, fetched once from npm. */
+export async function migrationHistory(source: HistorySource): Promise<History> {
+  const dir = await cachedDir(join('histories', `${source.pkg.replace(/[@/]/g, '_')}-${source.version}-with-schema`), async (into) => {
     const { stdout } = await run('npm', ['pack', `${source.pkg}@${source.version}`, '--json', '--ignore-scripts', '--pack-destination', into], {
       cwd: into,
       timeout: 300_000,
@@ -50,10 +60,27 @@ export async function migrationHistory(source: HistorySource): Promise<string> {
     if (packed.integrity !== source.integrity) {
       throw new Error(`${source.pkg}@${source.version}: integrity ${packed.integrity}, expected ${source.integrity}`);
     }
-    await run('tar', ['-xzf', join(into, packed.filename), '-C', into, `package/${source.migrations}`]);
+    await run('tar', ['-xzf', join(into, packed.filename), '-C', into, `package/${source.migrations}`, `package/${source.schema}`]);
     rmSync(join(into, packed.filename));
   });
-  return join(dir, 'package', source.migrations);
+  return {
+    label: `${source.pkg}@${source.version} (${source.license}, Prisma ${source.prisma}, from npm)`,
+    migrations: join(dir, 'package', source.migrations),
+    schema: join(dir, 'package', source.schema),
+  };
+}
+
+/**
+ * Histories kept outside the repository (never committed: DBOPS_REAL_HISTORIES=<dir>), each a folder
+ * `<dir>/<name>/` with `migrations/` and `schema.prisma`; a `LICENSE` or `NOTE` file there is the
+ * reader's business. [] when the variable is unset.
+ */
+export function localHistories(dir: string | undefined): History[] {
+  if (!dir) return [];
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() || e.isSymbolicLink())
+    .map((e) => ({ label: `${e.name} (from ${dir})`, migrations: join(dir, e.name, 'migrations'), schema: join(dir, e.name, 'schema.prisma') }))
+    .filter((h) => existsSync(h.migrations) && existsSync(h.schema));
 }
 
 /** Migration folder names in Prisma's order. */

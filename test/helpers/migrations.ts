@@ -1,5 +1,5 @@
 /** Helpers for data-migration tests: throwaway migration folders and table fingerprints. */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -49,10 +49,15 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
 
 /** md5 over a table's rows in a stable order (or 'absent'): a byte-for-byte fingerprint. */
 export async function tableHash(c: pg.Client, table: string): Promise<string> {
-  const { rows: exists } = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`"${table}"`]);
+  // `schema.table` or a table on the search path
+  const name = table
+    .split('.')
+    .map((part) => `"${part}"`)
+    .join('.');
+  const { rows: exists } = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [name]);
   if (!exists[0]?.t) return 'absent';
   const { rows } = await c.query<{ h: string | null; n: number }>(
-    `SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) AS h, count(*)::int AS n FROM "${table}" t`,
+    `SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) AS h, count(*)::int AS n FROM ${name} t`,
   );
   return `${rows[0]?.n}:${rows[0]?.h}`;
 }
@@ -63,3 +68,14 @@ export async function auditCounts(c: pg.Client): Promise<Record<string, number>>
 }
 
 export const AUDIT_DDL = 'CREATE TABLE audit (id serial PRIMARY KEY, name text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())';
+
+/** A fresh copy of the example app's Prisma migrations plus `extra` folders (name → migration.sql); the caller removes it. */
+export function prismaMigrationsWith(extra: Record<string, string> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-prisma-migrations-'));
+  cpSync(resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations'), dir, { recursive: true });
+  for (const [name, sql] of Object.entries(extra)) {
+    mkdirSync(join(dir, name));
+    writeFileSync(join(dir, name, 'migration.sql'), sql);
+  }
+  return dir;
+}

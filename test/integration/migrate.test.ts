@@ -41,9 +41,9 @@ async function using<T>(r: MigrationRunner, fn: (r: MigrationRunner) => Promise<
 
 async function ledgerNames(db: TestDatabase): Promise<string[]> {
   return withClient(db.url, async (c) => {
-    const { rows: t } = await c.query<{ t: string | null }>(`SELECT to_regclass('_dbops_data_migrations')::text AS t`);
+    const { rows: t } = await c.query<{ t: string | null }>(`SELECT to_regclass('dbops.data_migrations')::text AS t`);
     if (!t[0]?.t) return [];
-    const { rows } = await c.query<{ name: string }>('SELECT name FROM _dbops_data_migrations ORDER BY name');
+    const { rows } = await c.query<{ name: string }>('SELECT name FROM dbops.data_migrations ORDER BY name');
     return rows.map((r) => r.name);
   });
 }
@@ -68,7 +68,7 @@ describe('migrate up', () => {
     expect(second.outcomes).toEqual([]);
     await withClient(db.url, async (c) => {
       expect(await auditCounts(c)).toEqual({ a: 1, b: 1 });
-      const { rows } = await c.query('SELECT * FROM _dbops_data_migrations ORDER BY name');
+      const { rows } = await c.query('SELECT * FROM dbops.data_migrations ORDER BY name');
       expect(rows[0]).toMatchObject({
         name: '20240101000000_a',
         description: 'audit a',
@@ -148,7 +148,7 @@ describe('migrate up', () => {
     // one migration applied for real first, so the ledger exists and has content to compare
     await using(runner(db, dir), (r) => r.up({ step: 1 }));
     const snapshot = () =>
-      withClient(db.url, async (c) => [await tableHash(c, 'User'), await tableHash(c, 'audit'), await tableHash(c, '_dbops_data_migrations')]);
+      withClient(db.url, async (c) => [await tableHash(c, 'User'), await tableHash(c, 'audit'), await tableHash(c, 'dbops.data_migrations')]);
     const before = await snapshot();
     const r = await using(runner(db, dir), (x) => x.up({ dryRun: true }));
     expect(r.dryRun).toBe(true);
@@ -165,7 +165,7 @@ describe('migrate up', () => {
     const r = await using(runner(db, dir), (x) => x.up({ dryRun: true }));
     expect(r.outcomes[0]?.status).toBe('rehearsed');
     await withClient(db.url, async (c) => {
-      expect(await tableHash(c, '_dbops_data_migrations')).toBe('absent');
+      expect(await tableHash(c, 'dbops.data_migrations')).toBe('absent');
       expect(await auditCounts(c)).toEqual({});
     });
   });
@@ -227,7 +227,7 @@ describe('migrate down and mark-applied', () => {
     await using(runner(db, dir), (r) => r.up());
     await withClient(db.url, async (c) => {
       expect(await auditCounts(c)).toEqual({ b: 1 });
-      const { rows } = await c.query('SELECT name, marked_only FROM _dbops_data_migrations ORDER BY name');
+      const { rows } = await c.query('SELECT name, marked_only FROM dbops.data_migrations ORDER BY name');
       expect(rows).toEqual([
         { name: '20240101000000_a', marked_only: true },
         { name: '20240102000000_b', marked_only: false },

@@ -3,18 +3,16 @@
  * one test per command an offline team runs, each in a throwaway copy of the example application
  * and on an empty database of its own (real PostgreSQL).
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { prismaCli as prisma } from '../helpers/prisma-cli.js';
 import { createTestDatabase, pgUrl, type TestDatabase } from '../helpers/services.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const SHIM = join(ROOT, 'scripts', 'prisma-engine-shim.mjs');
-const PRISMA_CLI = join(ROOT, 'node_modules', 'prisma', 'build', 'index.js');
 const INIT = '20231201000000_init';
 const TAG_MODEL = 'model Tag {\n  id   Int    @id @default(autoincrement())\n  name String\n}\n';
 
@@ -37,32 +35,6 @@ async function database(): Promise<TestDatabase> {
   const db = await createTestDatabase({ empty: true });
   cleanups.push(() => db.drop());
   return db;
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `prisma ...args` in `cwd`, offline: the shim instead of the native engine; no DATABASE_URL unless given. */
-function prisma(cwd: string, args: string[], databaseUrl?: string, input?: string): Promise<Run> {
-  return new Promise((done) => {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      PRISMA_SCHEMA_ENGINE_BINARY: SHIM,
-      PRISMA_HIDE_UPDATE_MESSAGE: '1',
-      CHECKPOINT_DISABLE: '1',
-      NO_COLOR: '1',
-    };
-    if (databaseUrl) env.DATABASE_URL = databaseUrl;
-    const child = execFile(process.execPath, [PRISMA_CLI, ...args], { cwd, env, timeout: 90_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      done({ code, stdout, stderr });
-    });
-    child.stdin?.end(input ?? '');
-  });
 }
 
 async function query<R extends pg.QueryResultRow>(url: string, sql: string): Promise<R[]> {

@@ -22,6 +22,7 @@ const row = (name: string, checksum = 'c'): LedgerRow => ({
   ciJob: null,
   dbUser: 'postgres',
   dbopsVersion: '0.1.0',
+  repairs: [],
 });
 const disk = (name: string, checksum = 'c') => ({ name, timestamp: name.slice(0, 14), checksum, transactional: true });
 

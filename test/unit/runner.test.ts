@@ -85,7 +85,8 @@ describe('MigrationRunner on the in-memory seams', () => {
       [A, 'applied', true],
       [B, 'applied', true],
     ]);
-    expect(session.transactions).toEqual(['plain', 'commit', 'lock bounded', 'commit', 'lock bounded', 'commit']);
+    // No transaction of its own creates the ledger: the first migration's does, and commits it with its row.
+    expect(session.transactions).toEqual(['lock bounded', 'commit', 'lock bounded', 'commit']);
     expect(kinds(session.events)).toEqual([`start:${A}`, `finish:${A}:applied`, `start:${B}`, `finish:${B}:applied`]);
     const rows = await ledger.read({ client: null as never });
     expect(rows?.map((r) => [r.name, r.appliedBy, r.appliedHost, r.ciJob, r.markedOnly])).toEqual([
@@ -109,6 +110,15 @@ describe('MigrationRunner on the in-memory seams', () => {
     ]);
     expect(calls).toEqual(['up:a', 'validate:a', 'up:b', 'validate:b']);
     expect(await names(ledger)).toEqual([A]);
+  });
+
+  it('the first run ever, failing at its first migration, leaves no ledger behind (it is created in that migration’s transaction)', async () => {
+    const { ledger, runner } = setup({ [A]: module('a', { verdict: false }), [B]: module('b') });
+    expect(await ledger.read({ client: null as never })).toBeNull();
+    await expect(runner.up()).rejects.toThrow(/failed at validate/);
+    expect(await ledger.read({ client: null as never })).toBeNull();
+    await runner.markApplied(B);
+    expect(await names(ledger)).toEqual([B]);
   });
 
   it('a failed COMMIT rolls the ledger row back with the migration and names the ledger step', async () => {
@@ -202,7 +212,7 @@ describe('MigrationRunner on the in-memory seams', () => {
     const up = await runner.up();
     expect(up.warnings).toEqual([
       `${B} is older than the newest applied migration ${C} (out of order); applying it`,
-      `${A} changed since it was applied (checksum differs)`,
+      `${A} changed since it was applied (checksum differs; dbops migrate repair accepts the change)`,
     ]);
     expect(up.outcomes.map((o) => o.name)).toEqual([B]);
   });
@@ -279,5 +289,41 @@ describe('the memory ledger and the transaction handle', () => {
     await ledger.remove(removal, A);
     await session.rollback(removal);
     expect(await names(ledger)).toEqual([A]);
+  });
+
+  it('repair: lists each changed migration with the recorded and the file checksum, accepts them with who, when and the checksum before; status and validate are clean', async () => {
+    const { ledger, runner, dir } = setup({ [A]: module('a'), [B]: module('b') });
+    await runner.up();
+    writeFileSync(join(dir, `${A}.mjs`), `${module('a')}// a comment added after it was applied\n`);
+    expect((await runner.status()).entries.map((e) => e.state)).toEqual(['changed', 'applied']);
+    const before = (await ledger.read({ client: null as never }))?.[0]?.checksum as string;
+
+    const plan = await runner.planRepair();
+    expect(plan.changes).toEqual([{ name: A, previousChecksum: before, checksum: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    expect(plan.changes[0]?.checksum).not.toBe(before);
+    await expect(runner.planRepair(['20990101000000_nope'])).rejects.toThrow(/not an applied data migration/);
+    expect((await runner.planRepair([B])).changes).toEqual([]);
+    expect((await runner.planRepair([B])).unchanged).toEqual([B]);
+
+    const result = await runner.repair(plan);
+    expect(result.accepted).toEqual(plan.changes);
+    const row = (await ledger.read({ client: null as never }))?.[0];
+    expect(row?.checksum).toBe(plan.changes[0]?.checksum);
+    expect(row?.repairs).toEqual([
+      expect.objectContaining({
+        by: 'tester',
+        host: 'test-host',
+        ciJob: 'job-7',
+        previousChecksum: before,
+        checksum: plan.changes[0]?.checksum,
+        at: expect.any(Date),
+      }),
+    ]);
+    expect((await runner.status()).entries.map((e) => e.state)).toEqual(['applied', 'applied']);
+    expect((await runner.validate()).ok).toBe(true);
+    // the same plan again: the row no longer has the checksum it was made from
+    const stale = await runner.repair(plan);
+    expect(stale.accepted).toEqual([]);
+    expect(stale.skipped.map((x) => x.name)).toEqual([A]);
   });
 });

@@ -46,10 +46,16 @@ export function ciJobOf(env: Record<string, string | undefined>): string | undef
 }
 
 async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e: RunEvent) => void) {
-  const [{ MigrationRunner }, { VERSION }, db] = await Promise.all([import('../../migrations/runner.js'), import('../version.js'), ctx.database()]);
+  const [{ MigrationRunner }, { VERSION }, { prismaSchemaOf }, db] = await Promise.all([
+    import('../../migrations/runner.js'),
+    import('../version.js'),
+    import('../../db/prisma-migrations.js'),
+    ctx.database(),
+  ]);
   const runner = new MigrationRunner({
     connect: (applicationName) => ctx.pg({ direct: true, applicationName }),
-    schemaEngineUrl: db.directUrl,
+    prismaSchema: prismaSchemaOf(db.directUrl),
+    schema: ctx.config.dbopsSchema,
     migrationsDir: ctx.config.migrationsDir,
     prismaMigrationsDir: ctx.config.prismaMigrationsDir,
     prismaClient: flags.prismaClient ?? ctx.env.DBOPS_PRISMA_CLIENT,
@@ -188,6 +194,36 @@ export function registerMigrate(program: Command, run: Runner): void {
     .argument('<name>', 'the migration name (file name without extension)')
     .addOption(lockTimeoutOption())
     .action(run<RunnerFlags>(async (ctx, opts, args) => runWithReport(ctx, opts, (runner) => runner.markApplied(args[0] ?? ''))));
+
+  migrate
+    .command('repair')
+    .alias('resolve')
+    .description(
+      "accept an edited applied data migration (Flyway's repair; Prisma's migrate resolve): record the file's new checksum after showing the old and new and asking, with who and when in the ledger",
+    )
+    .argument('[names...]', 'the changed migrations to accept (default: every changed one)')
+    .option('-y, --yes', 'do not ask (required without a terminal)')
+    .addOption(lockTimeoutOption())
+    .action(
+      run<RunnerFlags & { yes?: boolean }>(async (ctx, opts, names) => {
+        const runner = await makeRunner(ctx, opts);
+        const { renderRepairPlan, renderRepairResult } = await import('../../output/migrate.js');
+        const plan = await runner.planRepair(names);
+        if (plan.changes.length > 0 && !opts.yes) {
+          ctx.out.stderr(renderRepairPlan(plan, ctx.out.c));
+          const ok = await ctx.out.confirm(
+            `Accept the new checksum of ${plan.changes.length} migration(s)? Nothing is run; the ledger records who accepted it`,
+          );
+          if (!ok) {
+            throw new UsageError(`not confirmed: ${plan.changes.length} changed migration(s) left as they are`, {
+              hint: 'pass --yes to accept without a prompt (after reviewing the change: git diff)',
+            });
+          }
+        }
+        const result = await runner.repair(plan);
+        ctx.out.result(result, () => renderRepairResult(result, ctx.out.c));
+      }),
+    );
 
   migrate
     .command('unlock')
