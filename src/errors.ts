@@ -63,6 +63,12 @@ export class DbopsError extends Error {
   }
 }
 
+/** The hint an error was given where it was thrown (what to change, where), not its class's floor. */
+export function specificHint(error: unknown): string | undefined {
+  if (!(error instanceof DbopsError) || !error.hint) return undefined;
+  return error.hint === defaultHintOf(error.constructor) ? undefined : error.hint;
+}
+
 /** The default hint of the nearest class in the chain that has one. */
 function defaultHintOf(ctor: unknown): string | undefined {
   for (let c = ctor as { name?: string } | null; c?.name; c = Object.getPrototypeOf(c)) {

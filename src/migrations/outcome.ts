@@ -2,7 +2,7 @@
  * What a run reports: the builders of each migration's outcome, and the one error a run (up, down,
  * mark-applied) throws, naming the migration, the step and the cause, and carrying what ran before.
  */
-import { ConfigError, DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf } from '../errors.js';
+import { DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf, specificHint } from '../errors.js';
 import { summarise } from './sql.js';
 import { guardHint, TransactionLostError } from './tx-guard.js';
 import type { MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
@@ -106,14 +106,14 @@ export function failedMigration(
     migration,
     step,
     cause,
-    // a configuration problem (ctx.prisma's client not found) keeps its own hint: it says how to fix it
+    // a cause that says how to fix it (ctx.prisma's client not found, transaction control refused,
+    // a lost lock) keeps its own hint
     hint:
-      (cause instanceof ConfigError || cause instanceof TransactionLostError) && cause.hint
-        ? cause.hint
-        : (guardHint(cause) ??
-          (step === 'validate'
-            ? 'the post-condition did not hold; fix the migration and run again'
-            : 'fix the migration and run again; later migrations did not run')),
+      specificHint(cause) ??
+      guardHint(cause) ??
+      (step === 'validate'
+        ? 'the post-condition did not hold; fix the migration and run again'
+        : 'fix the migration and run again; later migrations did not run'),
     details: { migration, step, cause: message, sqlstate: (cause as { code?: string } | undefined)?.code },
   });
 }

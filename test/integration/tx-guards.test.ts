@@ -296,7 +296,10 @@ describe('ctx.sql reads SQL with PostgreSQL grammar', () => {
         async validate() { return false; },
       }`),
     });
-    await expect(up(db.url, dir)).rejects.toThrow(/transaction control is not allowed inside a migration's transaction: COMMIT/);
+    const error = (await up(db.url, dir).catch((e: unknown) => e)) as Error & { hint?: string };
+    expect(error.message).toMatch(/transaction control is not allowed inside a migration's transaction: COMMIT/);
+    // The refusal's own hint (what to use instead) reaches the user, not the generic "fix the migration".
+    expect(error.hint).toMatch(/use SAVEPOINT, or defineDataMigration\(\{ transaction: false \}\)/);
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({ x: 1 }));
     expect(await appliedNames(db.url, dir)).toEqual([]);
   });

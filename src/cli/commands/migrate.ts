@@ -240,14 +240,18 @@ export function registerMigrate(program: Command, run: Runner): void {
         }
         const who = describeHolder(holder);
         if (!opts.yes) {
-          const ok = await ctx.out.confirm(`the migration lock is held by ${who}. End that session (its migration rolls back)?`);
+          const ok = await ctx.out.confirm(
+            `the migration lock is held by ${who}. End that session (its open transaction rolls back; a transaction: false migration keeps the batches it committed)?`,
+          );
           if (!ok) {
             throw new UsageError(`not confirmed: the lock is held by ${who}; nothing changed`, { hint: 'pass --yes to end it without a prompt' });
           }
         }
         const released = await runner.unlock(holder.backendPid);
         ctx.out.result({ held: true, holder, released }, () =>
-          released ? `ended ${who}: the lock is released and its migration rolled back` : `could not end ${who} (it may have just finished)`,
+          released
+            ? `ended ${who}: the lock is released and its open transaction rolled back (a transaction: false migration keeps the batches it committed, unrecorded: the next migrate up resumes it)`
+            : `could not end ${who} (it may have just finished)`,
         );
         if (!released) throw new OperationError(`could not end ${who}`, { hint: 'it may have just finished: see dbops migrate status' });
       }),
