@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDoctor } from '../../src/diagnostics/doctor.js';
 import { loadOriginParser, originLabel, prismaOrigin } from '../../src/diagnostics/prisma-origin.js';
 import { type PrismaModels, readPrismaModels } from '../../src/diagnostics/prisma-schema.js';
 import { buildReport, readPgss } from '../../src/diagnostics/slow-queries.js';
@@ -126,5 +127,15 @@ describe('Prisma labels against a ground-truth workload (Prisma 7, PostgreSQL 18
     } finally {
       await t.end();
     }
+  });
+
+  it('doctor says the same for the database without comments, and nothing for the one with them', async () => {
+    const warnings = async (url: string) => {
+      const r = await runDoctor({ postgresUrl: url, timeoutMs: 10_000 });
+      return r.components.find((c) => c.component === 'postgres')?.warnings ?? [];
+    };
+    const [plainWarnings, taggedWarnings] = [await warnings(dbs[0]?.url ?? ''), await warnings(dbs[1]?.url ?? '')];
+    expect(plainWarnings.join('\n')).toMatch(/\d+ Prisma statements carry no query-insights comment: .*comments: \[prismaQueryInsights\(\)\]/);
+    expect(taggedWarnings.join('\n')).not.toContain('query-insights');
   });
 });
