@@ -3,10 +3,11 @@
  * pg_stat_statements, build the report (window, ranking, gates), and write the snapshot it was
  * asked to save. The pure parts are in slow-queries.ts, the reading in slow-queries-read.ts.
  */
-import type { PrismaModels } from './prisma-schema.js';
+
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { ClientBase } from 'pg';
 import { messageOf, UsageError } from '../errors.js';
+import type { PrismaModels } from './prisma-schema.js';
 import {
   buildReport,
   checkSameSource,

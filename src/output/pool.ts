@@ -182,6 +182,26 @@ function renderBouncer(view: PgBouncerView, paint: ChalkInstance, colour: boolea
       }),
     );
   }
+  const groups = view.pools.flatMap((p) => p.clientGroups.map((g) => ({ pool: `${p.database}/${p.user}`, g })));
+  if (groups.length > 0) {
+    out.push(
+      renderTable({
+        head: ['pool', 'clients', 'state', 'application', 'user', 'address', 'longest wait', 'holding (backend pid)'],
+        rows: groups.map(({ pool, g }) => [
+          pool,
+          g.count,
+          g.state,
+          app(g.applicationName),
+          g.user,
+          g.addr,
+          g.state === 'waiting' ? (g.longestWaitMs === null ? '?' : fmtAge(g.longestWaitMs)) : '',
+          g.linked > 0 ? `${g.linked} (pid ${g.pids.slice(0, 5).join(', ')}${g.pids.length > 5 ? ', …' : ''})` : '',
+        ]),
+        colour,
+        alignRight: [1, 6],
+      }),
+    );
+  }
   for (const p of view.pools) if (p.explanation) out.push(p.explanation);
   return out.join('\n');
 }
