@@ -62,12 +62,22 @@ export interface BouncerDatabase {
   poolMode: string | null;
 }
 
+export interface BouncerUser {
+  name: string;
+  poolMode: string | null;
+  /** Per-user settings, null where this version's SHOW USERS has no such column (or the user sets none). */
+  poolSize: number | null;
+  reservePool: number | null;
+  maxUserConnections: number | null;
+}
+
 export interface BouncerConsole {
   version: string | null;
   pools: BouncerPool[];
   servers: BouncerServer[];
   clients: BouncerClient[];
   databases: BouncerDatabase[];
+  users: BouncerUser[];
   config: Record<string, string>;
   /** Set when the console could not be read completely. */
   error: string | null;
@@ -83,7 +93,7 @@ const clientWaitMs = (r: Record<string, unknown>) => ('wait' in r || 'wait_us' i
 /** The console's own pseudo-database. */
 const ADMIN_DB = 'pgbouncer';
 
-async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLIENTS' | 'DATABASES' | 'CONFIG', timeoutMs: number) {
+async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLIENTS' | 'DATABASES' | 'CONFIG' | 'USERS', timeoutMs: number) {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`SHOW ${what} did not answer within ${timeoutMs} ms`)), timeoutMs);
@@ -99,7 +109,7 @@ async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLI
 
 /** Read the console. Never throws: a failure leaves what was read and sets `error`. */
 export async function readPgBouncer(client: Client, timeoutMs: number): Promise<BouncerConsole> {
-  const out: BouncerConsole = { version: null, pools: [], servers: [], clients: [], databases: [], config: {}, error: null };
+  const out: BouncerConsole = { version: null, pools: [], servers: [], clients: [], databases: [], users: [], config: {}, error: null };
   try {
     const v = await show(client, 'VERSION', timeoutMs);
     out.version = s(Object.values(v[0] ?? {})[0]).replace(/^PgBouncer\s*/i, '') || null;
@@ -154,6 +164,15 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
         poolMode: r.pool_mode === null || r.pool_mode === undefined ? null : s(r.pool_mode),
       }));
     for (const r of await show(client, 'CONFIG', timeoutMs)) out.config[s(r.key)] = s(r.value);
+    // Per-user pool_size / reserve_pool_size / max_user_connections columns exist on newer versions only.
+    const opt = (r: Record<string, unknown>, key: string) => (r[key] === undefined || r[key] === null || r[key] === '' ? null : Number(r[key]));
+    out.users = (await show(client, 'USERS', timeoutMs)).map((r) => ({
+      name: s(r.name),
+      poolMode: r.pool_mode === null || r.pool_mode === undefined || r.pool_mode === '' ? null : s(r.pool_mode),
+      poolSize: opt(r, 'pool_size'),
+      reservePool: opt(r, 'reserve_pool_size') ?? opt(r, 'reserve_pool'),
+      maxUserConnections: opt(r, 'max_user_connections'),
+    }));
   } catch (error) {
     out.error = messageOf(error);
   }
@@ -222,6 +241,9 @@ export interface PgBouncerView {
     queryWaitTimeout: number | null;
   };
   databases: BouncerDatabase[];
+  users: BouncerUser[];
+  /** Clients per (database, user) pool now (SHOW CLIENTS). */
+  clientsByPool: Array<{ database: string; user: string; count: number }>;
 }
 
 const cfgNum = (cfg: Record<string, string>, key: string) => (cfg[key] === undefined || cfg[key] === '' ? null : Number(cfg[key]));
@@ -357,5 +379,12 @@ export function pgbouncerView(raw: BouncerConsole, backends: Backend[]): PgBounc
       queryWaitTimeout: cfgNum(cfg, 'query_wait_timeout'),
     },
     databases: raw.databases,
+    users: raw.users,
+    clientsByPool: [
+      ...raw.clients.reduce((m, c) => m.set(`${c.database}\u0000${c.user}`, (m.get(`${c.database}\u0000${c.user}`) ?? 0) + 1), new Map<string, number>()),
+    ].map(([k, count]) => {
+      const [database = '', user = ''] = k.split('\u0000');
+      return { database, user, count };
+    }),
   };
 }

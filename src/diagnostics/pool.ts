@@ -40,6 +40,8 @@ export interface PoolOptions {
   appName?: string | undefined;
   /** Compute the capacity budget (needs the number of application instances). */
   budget?: BudgetOptions | undefined;
+  /** The application's own PgBouncer pool (its user and database), and where that came from. */
+  appPool?: { database: string; user: string; source: string } | undefined;
 }
 
 /** The PgBouncer console: a connected client, or why it could not be connected; undefined when not configured. */
@@ -177,6 +179,14 @@ export async function collectPoolReport(pg: Client, bouncer: BouncerSource, opts
               pools: view.pools.map((p) => ({ database: p.database, user: p.user })),
               databases: view.databases,
               serverConnectionsInUse: view.serverConnections,
+              appPool: opts.appPool,
+              maxUserConnections: cfg.maxUserConnections ?? 0,
+              poolMode: cfg.poolMode,
+              users: view.users,
+              databaseModes: view.databases.map((d) => ({ name: d.name, poolMode: d.poolMode })),
+              otherClients: opts.appPool
+                ? view.clientsByPool.filter((c) => c.database !== opts.appPool?.database || c.user !== opts.appPool?.user).reduce((a, c) => a + c.count, 0)
+                : 0,
             }
           : undefined,
     });

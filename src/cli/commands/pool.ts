@@ -20,6 +20,8 @@ interface PoolOpts extends CommonOpts {
   surge?: number;
   appName?: string;
   pgbouncerInstances?: number;
+  poolUser?: string;
+  poolDb?: string;
   locks?: boolean;
   source?: 'postgres' | 'clickhouse';
 }
@@ -53,6 +55,8 @@ export function registerPool(program: Command, run: Runner): void {
     .addOption(new Option('--surge <factor>', 'deploy surge: old and new instances overlap (default 2)').argParser(numberArg(1, 10)))
     .addOption(new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(intArg(1, 1000)))
     .option('--app-name <name>', "the application's application_name: its current connections are its own in the budget")
+    .option('--pool-user <user>', "the application's PgBouncer user: the budget counts only its pool (default: DATABASE_URL's user)")
+    .option('--pool-db <database>', "the application's PgBouncer database: the budget counts only its pool (default: DATABASE_URL's database)")
     .option('--locks', 'draw the whole blocking tree')
     .addOption(
       new Option('--source <system>', 'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)').choices([
@@ -72,7 +76,7 @@ export function registerPool(program: Command, run: Runner): void {
           return;
         }
         const chSource = clickhouse?.clickhousePool(ctx, opts);
-        const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName'] as const).filter((k) => opts[k] !== undefined);
+        const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName', 'poolUser', 'poolDb'] as const).filter((k) => opts[k] !== undefined);
         if (opts.appInstances === undefined && needsInstances.length) {
           const flag = needsInstances[0]?.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
           throw new UsageError(`--${flag} is part of the capacity budget, which needs --app-instances`, {
@@ -83,6 +87,7 @@ export function registerPool(program: Command, run: Runner): void {
           queryTimeoutMs: opts.queryTimeout,
           thresholds: { longMs: opts.longMs, slowMs: opts.slowMs },
           appName: opts.appName,
+          appPool: opts.appInstances === undefined ? undefined : await applicationPool(ctx, opts),
           budget:
             opts.appInstances === undefined
               ? undefined
@@ -147,6 +152,22 @@ async function connect(ctx: CommandContext, applicationName: string, withConsole
   });
   await connections.connect();
   return connections;
+}
+
+/** The application's own PgBouncer pool: --pool-user/--pool-db, else the user and database of DATABASE_URL. */
+async function applicationPool(ctx: CommandContext, opts: PoolOpts): Promise<{ database: string; user: string; source: string } | undefined> {
+  let fromUrl: { user?: string | undefined; database?: string | null | undefined } = {};
+  const url = ctx.config.database?.url;
+  if (url) {
+    const { parse } = await import('pg-connection-string');
+    fromUrl = parse(url);
+  }
+  const user = opts.poolUser ?? fromUrl.user;
+  const database = opts.poolDb ?? fromUrl.database ?? user;
+  if (!user || !database) return undefined;
+  const named = [opts.poolUser ? '--pool-user' : '', opts.poolDb ? '--pool-db' : ''].filter(Boolean);
+  const source = named.length === 2 ? named.join(' ') : named.length === 1 ? `${named[0]} and DATABASE_URL` : 'from DATABASE_URL';
+  return { database, user, source };
 }
 
 /** The table renderers; --json prints the report as it is and does not load them. */
