@@ -3,7 +3,7 @@
  * not, and (PostgreSQL) is pg_stat_statements usable and what may this role do. Returns data.
  */
 import type { Client } from 'pg';
-import { connectPg, describeEndpoint } from '../db/pg.js';
+import { connectPg, describeEndpoint, isServerFull, SERVER_FULL_HINT } from '../db/pg.js';
 import { closeRedis, connectRedis, describeRedis } from '../db/redis.js';
 import { type DbopsError, isDbopsError, messageOf } from '../errors.js';
 import { loadOriginParser, prismaOrigin } from './prisma-origin.js';
@@ -35,6 +35,8 @@ const round = (n: number) => Math.round(n * 10) / 10;
 
 function failure(error: unknown): ComponentCheck['error'] {
   const e: DbopsError | undefined = isDbopsError(error) ? error : undefined;
+  // A full server answered: it is a finding about the server, not an unreachable one.
+  if (isServerFull(error)) return { message: e ? e.message : messageOf(error), hint: SERVER_FULL_HINT, code: 'SERVER_FULL' };
   return { message: e ? e.message : messageOf(error), hint: e?.hint, code: e?.code ?? 'FAILED' };
 }
 

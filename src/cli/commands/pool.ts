@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import type { Finding } from '../../diagnostics/findings.js';
-import type { LocksReport, PoolReport } from '../../diagnostics/pool.js';
+import type { LocksReport, PoolReport, ServerFullReport } from '../../diagnostics/pool.js';
 import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
@@ -103,7 +103,7 @@ export function registerPool(program: Command, run: Runner): void {
           renderers(ctx),
           clickhouse?.sectionRenderer(ctx),
         ]);
-        const renderPg = (report: PoolReport) =>
+        const renderPg = (report: PoolReport | ServerFullReport) =>
           output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
         if (!chSource) {
           await view(ctx, 'pool', watch, () => connections.poolReport(options), renderPg);
