@@ -279,9 +279,9 @@ function explain(pool: PoolView): string | null {
     .filter((g) => g.state.startsWith('waiting'))
     .map(
       (g) =>
-        `${g.count} of app=${g.applicationName || '(none)'} user ${g.user} from ${g.addr || '?'}${g.longestWaitMs !== null ? ` (longest ${fmtSec(g.longestWaitMs)})` : ''}`,
+        `${g.count} of app=${g.applicationName || '(none)'} user ${g.user} from ${g.addr || '?'}${g.longestWaitMs !== null ? ` up to ${fmtSec(g.longestWaitMs)}` : ''}`,
     );
-  const head = `${pool.clWaiting} ${pool.clWaiting === 1 ? 'client' : 'clients'} waiting on pool ${pool.database}/${pool.user} (longest ${fmtSec(pool.maxWaitMs)}${who.length > 0 ? `: ${who.join(', ')}` : ''})`;
+  const head = `${pool.clWaiting} ${pool.clWaiting === 1 ? 'client' : 'clients'} waiting on pool ${pool.database}/${pool.user} (longest ${fmtSec(pool.maxWaitMs)}${who.length > 0 ? `; ${who.join(', ')}` : ''})`;
   if (phrases.length === 0) return `${head}; its ${busy} server connections are not visible on the PostgreSQL server dbops reads`;
   return `${head} because ${phrases.join(', ')}${pool.unmatchedServers ? `, and ${pool.unmatchedServers} server connections not found on this PostgreSQL` : ''}`;
 }

@@ -186,11 +186,14 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
     const size = db?.poolSize ?? bouncer.defaultPoolSize;
     const reserve = db?.reservePool ?? bouncer.reservePoolSize;
     const cap = db && db.maxConnections > 0 ? db.maxConnections : bouncer.maxDbConnections > 0 ? bouncer.maxDbConnections : Number.POSITIVE_INFINITY;
-    const raw = (size + reserve) * users.length;
+    // max_user_connections caps each user's pools too (global here; per-user values where SHOW USERS has them).
+    const userCap = bouncer.maxUserConnections ?? 0;
+    const perPool = userCap > 0 ? Math.min(size + reserve, userCap) : size + reserve;
+    const raw = perPool * users.length;
     const total = Math.min(raw, cap);
     perInstance += total;
     parts.push(
-      `${database}: (pool_size ${size} + reserve_pool ${reserve}) × ${users.length} user${users.length === 1 ? '' : 's'} = ${raw}${total < raw ? `, capped by max_db_connections ${cap} → ${total}` : ''}`,
+      `${database}: (pool_size ${size} + reserve_pool ${reserve}${perPool < size + reserve ? `, max_user_connections ${userCap}` : ''}) × ${users.length} user${users.length === 1 ? '' : 's'} = ${raw}${total < raw ? `, capped by max_db_connections ${cap} → ${total}` : ''}`,
     );
   }
   const serverMax = perInstance * bouncer.instances;

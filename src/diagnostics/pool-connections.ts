@@ -55,7 +55,9 @@ export class PoolConnections {
         if (this.bouncerStale || (this.bouncer && 'error' in this.bouncer)) this.bouncer = await this.openConsole();
         this.bouncerStale = false;
         const e = error as { message?: string; details?: { endpoint?: string } };
-        return collectServerFullReport({ message: messageOf(error), endpoint: e.details?.endpoint ?? 'the configured server' }, this.bouncer, opts);
+        // The server's own words (the dbops message repeats the endpoint).
+        const cause = (error as { cause?: unknown }).cause;
+        return collectServerFullReport({ message: messageOf(cause ?? error), endpoint: e.details?.endpoint ?? 'the configured server' }, this.bouncer, opts);
       }
     }
     return this.round(async (pg) => {
