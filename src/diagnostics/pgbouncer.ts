@@ -187,7 +187,7 @@ export interface PoolView extends BouncerPool {
   >;
   /** Server connections whose remote_pid is not on the PostgreSQL server dbops reads. */
   unmatchedServers: number;
-  /** Its clients (SHOW CLIENTS), each active one linked to its server connection and backend. */
+  /** Its clients that wait or hold a server connection (SHOW CLIENTS), each holder linked to that connection and its backend. */
   clients: PoolClient[];
   /** Its clients grouped by state, application, user and address: who waits, who holds. */
   clientGroups: ClientGroup[];
@@ -334,8 +334,10 @@ export function pgbouncerView(raw: BouncerConsole, backends: Backend[]): PgBounc
   let serverConnections = 0;
   const pools: PoolView[] = raw.pools.map((p) => {
     const view: PoolView = { ...p, backends: [], unmatchedServers: 0, clients: [], clientGroups: [], explanation: null };
-    view.clients = poolClients(raw, p, byPid);
-    view.clientGroups = groupClients(view.clients);
+    const clients = poolClients(raw, p, byPid);
+    view.clientGroups = groupClients(clients);
+    // Listed one by one: those waiting and those holding a server connection (idle ones only counted).
+    view.clients = clients.filter((c) => c.state.startsWith('waiting') || c.server !== null);
     for (const srv of raw.servers) {
       if (srv.database !== p.database || srv.user !== p.user) continue;
       const b = byPid.get(srv.remotePid);
