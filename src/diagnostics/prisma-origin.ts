@@ -215,6 +215,8 @@ function aliasesOf(node: unknown): Set<string> {
 
 interface Shape {
   table: Target;
+  /** The model whose call issued it, when not the table's own (an include's relation load). */
+  issuedBy?: string;
   operation: string;
   certain: boolean;
   note?: string;
@@ -263,14 +265,31 @@ function selectShape(sel: AstNode, schema: PrismaModels | undefined): Shape | un
     return { table: t, operation: 'upsert', certain: false, note: `a read Prisma makes inside a write by a unique field (emulated upsert, nested write)` };
   const ins = inColumns(cs);
   if (ins.length > 0) {
-    const related = ins.map((c) => schema?.byTable.get(t.table)?.relationColumns.get(c)).find(Boolean);
+    const info = schema?.byTable.get(t.table);
+    const related = ins.map((c) => info?.relationColumns.get(c)).find(Boolean);
+    if (related) {
+      // Prisma loads an include with the relation column IN (the parent rows' keys).
+      return {
+        table: t,
+        operation: 'findMany',
+        certain: false,
+        issuedBy: related,
+        note: `the relation load of an include on a ${related} query (its method unknown), or a ${modelName(t.table, schema)}.findMany filtering ${ins.join(', ')} by a list`,
+      };
+    }
+    if (ins.some((c) => info?.uniqueColumns.has(c))) {
+      return {
+        table: t,
+        operation: 'findUnique',
+        certain: false,
+        note: 'findUniques batched into one IN, a to-one include loading this model, or a findMany with in',
+      };
+    }
     return {
       table: t,
       operation: 'findMany',
       certain: false,
-      note: related
-        ? `or the relation load of an include on ${related}, or findUniques batched into one IN`
-        : `or a relation load (include) of another model's query, or findUniques batched into one IN`,
+      note: "or a relation load (include) of another model's query, or findUniques batched into one IN",
     };
   }
   return { table: t, operation: 'findMany', certain: true };
@@ -373,7 +392,7 @@ export function prismaOrigin(query: string, schema?: PrismaModels): QueryOrigin 
   const s = fromSql(query, schema);
   if (s) {
     return {
-      model: modelName(s.table.table, schema),
+      model: s.issuedBy ?? modelName(s.table.table, schema),
       operation: s.operation,
       source: 'sql',
       certain: s.certain,

@@ -10,6 +10,8 @@ export interface PrismaModelInfo {
   model: string;
   /** Columns holding a relation's foreign key, with the model each one points to. */
   relationColumns: Map<string, string>;
+  /** Columns unique on their own (`@id`, `@unique`). */
+  uniqueColumns: Set<string>;
 }
 
 export interface PrismaModels {
@@ -56,7 +58,10 @@ export async function readPrismaModels(sources: string[]): Promise<PrismaModels>
       return (map && firstArg(map)) ?? field;
     };
     const relationColumns = new Map<string, string>();
+    const uniqueColumns = new Set<string>();
     for (const f of m.fields) {
+      const attrs = (f.attributes as Node[] | undefined) ?? [];
+      if (f.name && attrs.some((a) => a.name === 'id' || a.name === 'unique')) uniqueColumns.add(column(f.name));
       const target = (f as { fieldType?: unknown }).fieldType;
       if (typeof target !== 'string' || !names.has(target)) continue;
       const rel = (f.attributes as Node[] | undefined)?.find((a) => a.name === 'relation');
@@ -69,7 +74,7 @@ export async function readPrismaModels(sources: string[]): Promise<PrismaModels>
         }
       }
     }
-    byTable.set(m.table, { model: m.name, relationColumns });
+    byTable.set(m.table, { model: m.name, relationColumns, uniqueColumns });
   }
   return { byTable };
 }
