@@ -253,7 +253,9 @@ export function windowOf(now: PgssRead, since: Snapshot | undefined, notes: stri
   return { entries, disappeared };
 }
 
-function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule, models: PrismaModels | undefined): StatementStats {
+const NO_ORIGIN: QueryOrigin = { source: 'none', certain: false, tags: {} };
+
+function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule): StatementStats {
   const c = e.c;
   const total = c.totalExecMs + c.totalPlanMs;
   const mean = c.calls > 0 ? total / c.calls : 0;
@@ -279,7 +281,8 @@ function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule, models: Prisma
     blkReadMs: c.blkReadMs,
     blkWriteMs: c.blkWriteMs,
     slow: isSlow(c.calls, mean, slow),
-    origin: refineOrigin(prismaOrigin(c.query, models), c.calls > 0 ? c.rows / c.calls : 0),
+    // Read with PostgreSQL's parser only for the statements shown (below): thousands are ranked, tens shown.
+    origin: NO_ORIGIN,
     query: normaliseQuery(c.query),
   };
   if (e.maxUpperBoundMs !== undefined) s.maxUpperBoundMs = e.maxUpperBoundMs;
@@ -317,7 +320,7 @@ export function buildReport(now: PgssRead, opts: ReportOptions): SlowQueryReport
   const { entries, disappeared } = windowOf(now, opts.since, notes);
   const windowTotalMs = entries.reduce((sum, e) => sum + e.c.totalExecMs + e.c.totalPlanMs, 0);
   const totalMs = now.totals && !opts.since ? now.totals.totalMs : windowTotalMs;
-  const all = entries.map((e) => statsOf(e, totalMs, opts.slow, opts.prismaModels));
+  const all = entries.map((e) => statsOf(e, totalMs, opts.slow));
   const totals =
     now.totals && !opts.since
       ? now.totals
@@ -332,7 +335,10 @@ export function buildReport(now: PgssRead, opts: ReportOptions): SlowQueryReport
     opts.sort,
   );
   const matching = now.totals && !opts.since ? (opts.onlySlow ? now.totals.slowStatements : now.totals.statements) : candidates.length;
-  const statements = opts.limit > 0 ? candidates.slice(0, opts.limit) : candidates;
+  const statements = (opts.limit > 0 ? candidates.slice(0, opts.limit) : candidates).map((s) => ({
+    ...s,
+    origin: refineOrigin(prismaOrigin(s.query, opts.prismaModels), s.rowsPerCall),
+  }));
   if (now.server.track === 'none') notes.push('pg_stat_statements.track is none: nothing is being recorded');
   if (labelsAreShapeOnly(statements)) notes.push(QUERY_INSIGHTS_HINT);
   const gates = opts.gates ? evaluateGates(all, opts.gates, opts.slow) : null;
