@@ -11,8 +11,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      // First Ctrl-C: ask the running operation to stop after its current step.
-      process.stderr.write(`\n${signal} received: finishing the current step (press Ctrl-C again to abort at once)\n`);
+      // First Ctrl-C: ask the running operation to stop after its current step (runCli says so).
       controller.abort(signal);
     } else {
       process.exit(ExitCode.Interrupted);

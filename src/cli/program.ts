@@ -6,8 +6,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { type ResolvedConfig, resolveConfig } from '../config/config.js';
 import { isSecretName, Redactor } from '../config/redact.js';
-import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
-import { githubAnnotation, jsonReplacer, Output, type Writable } from '../output/output.js';
+import { type DbopsError, ExitCode, InterruptedError, isDbopsError, messageOf, UsageError } from '../errors.js';
+import { githubAnnotation, jsonReplacer, Output, PromptCancelled, type Writable } from '../output/output.js';
 import { decideTerminal } from '../output/terminal.js';
 import { registerCache } from './commands/cache.js';
 import { registerConfig } from './commands/config.js';
@@ -107,6 +107,7 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       const positional = actionArgs.slice(0, -2).flatMap((a) => (Array.isArray(a) ? a.map(String) : a === undefined ? [] : [String(a)]));
       const globals = command.optsWithGlobals() as GlobalOptions;
       state.output = buildOutput(io, globals, state.redactor);
+      await state.output.prepare();
       const config: ResolvedConfig = resolveConfig({
         env: io.env,
         cwd: io.cwd,
@@ -145,6 +146,17 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
   const redactor = seedRedactor(args, io.env);
   const state: RunState = { output: undefined, redactor };
   const program = buildProgram(io, state);
+  // The first Ctrl-C asks the running step to finish; say so where the person looks (above a
+  // spinner, not through it). The entry point ends the process at the second.
+  io.signal?.addEventListener(
+    'abort',
+    () => {
+      const text = `\n${String(io.signal?.reason ?? 'SIGINT')} received: stopping after the current step (press Ctrl-C again to stop at once)`;
+      if (state.output) state.output.notice(text);
+      else io.stderr.write(`${text}\n`);
+    },
+    { once: true },
+  );
   try {
     await program.parseAsync(args, { from: 'user' });
     return ExitCode.Ok;
@@ -193,6 +205,8 @@ function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, jso
 
 function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolean, json: boolean): number {
   const redact = (s: string) => state.redactor.redact(s);
+  // Ctrl-C at a [y/N] prompt is the person's answer, not a fault of dbops.
+  if (error instanceof PromptCancelled) error = new InterruptedError(error.message, { hint: 'run the command again when you are ready' });
   const err: DbopsError | undefined = isDbopsError(error) ? error : undefined;
   const exitCode = err?.exitCode ?? ExitCode.Failed;
   const message = err ? err.message : `unexpected error: ${messageOf(error)}`;

@@ -250,14 +250,20 @@ export class MigrationRunner {
     return { selected, loaded, schema: target };
   }
 
-  async down(options: DownOptions = {}): Promise<RunResult> {
-    const started = performance.now();
-    const result = newRunResult('down', Boolean(options.dryRun));
+  /** The migrations `down` with these options would revert, newest first (what `migrate down` asks about). */
+  async planDown(options: DownOptions = {}): Promise<{ names: string[]; unrecorded: Set<string> }> {
     const recorded = new Set(((await this.ledger.read(await this.session.reader())) ?? []).map((r) => r.name));
     // A transaction: false migration whose batches committed but which was never recorded (its
     // validate failed, or it was interrupted) can be reverted too: that is how one gets unstuck.
     const unrecorded = new Set((await this.backfillProgress()).map((b) => b.migration).filter((n) => !recorded.has(n)));
-    const targets = await this.loadForDown(selectDown([...recorded, ...unrecorded], options));
+    return { names: selectDown([...recorded, ...unrecorded], options), unrecorded };
+  }
+
+  async down(options: DownOptions = {}): Promise<RunResult> {
+    const started = performance.now();
+    const result = newRunResult('down', Boolean(options.dryRun));
+    const { names, unrecorded } = await this.planDown(options);
+    const targets = await this.loadForDown(names);
     this.contexts.preload(targets);
     const run = this.parts(result);
     const jobs = targets.map((migration) => ({ direction: 'down' as const, migration, unrecorded: unrecorded.has(migration.name) }));

@@ -334,4 +334,6 @@ export type RunEvent =
   | { type: 'finish'; outcome: MigrationOutcome }
   | { type: 'waiting'; holder: LockHolder | null; waitedMs: number }
   | { type: 'skip'; name: string; reason: string }
-  | { type: 'backfill'; progress: BackfillProgressEvent };
+  | { type: 'backfill'; progress: BackfillProgressEvent }
+  /** A named phase of the running migration: `validating`, or a batch `waiting for a lock` (detail: on whom). */
+  | { type: 'phase'; name: string; phase: string; detail?: string };

@@ -1,0 +1,233 @@
+/**
+ * dbops at a real terminal (a pseudo-terminal of 100x30): keys typed, Ctrl-C as the `\x03` byte
+ * the terminal turns into SIGINT (never `kill`), and the screen read through a terminal emulator.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanEnv } from '../helpers/cli.js';
+import { counterHistogram } from '../helpers/counters.js';
+import { AUDIT_DDL, auditMig } from '../helpers/migrations.js';
+import { openTerminal, type TerminalSession } from '../helpers/pty.js';
+import { createTestDatabase, redisNamespace, redisUrl, type TestDatabase } from '../helpers/services.js';
+
+const CTRL_C = '\x03';
+const sessions: TerminalSession[] = [];
+const dirs: string[] = [];
+
+function open(args: string[], env: Record<string, string>): TerminalSession {
+  const t = openTerminal(args, { env });
+  sessions.push(t);
+  return t;
+}
+
+async function fill(client: Redis, ns: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i += 5000) {
+    const p = client.pipeline();
+    for (let j = i; j < Math.min(n, i + 5000); j++) p.set(`${ns}user:${j}`, '1');
+    await p.exec();
+  }
+}
+
+async function countKeys(client: Redis, pattern: string): Promise<number> {
+  let cursor = '0';
+  const seen = new Set<string>();
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 10_000);
+    cursor = next;
+    for (const k of keys) seen.add(k);
+  } while (cursor !== '0');
+  return seen.size;
+}
+
+function migrationsDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-tty-'));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+afterAll(() => {
+  for (const s of sessions) s.kill();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('cache at a terminal', () => {
+  let client: Redis;
+  const env = () => cleanEnv({ REDIS_URL: redisUrl() });
+  beforeAll(() => {
+    client = new Redis(redisUrl());
+  });
+  afterAll(() => client.disconnect());
+
+  it('Ctrl-C during a confirmed flush stops it: a bar with the total and thousands separators, keys left, exit 130, the terminal not raw', async () => {
+    const ns = redisNamespace();
+    await fill(client, ns, 12_000);
+    // The preview scan and the flush both pace at --pause-ms: 12 SCANs of 1,000 keys each way.
+    const t = open(['cache', 'flush', `${ns}user:*`, '--count', '1000', '--pause-ms', '200'], env());
+    await t.waitFor(/\[y\/N\]/, 'the prompt');
+    t.type('y\r');
+    // The bar of the known total, with separators, on screen while it runs.
+    const running = await t.waitFor(/flushing\s+\[[█░]+\]\s+\d+\.\d%\s+[\d,]+\/12,000 keys/, 'the flush bar');
+    expect(running).toMatch(/ETA /);
+    // The terminal still turns Ctrl-C into SIGINT while the bar is drawn (ora's discardStdin made it raw).
+    expect(t.stty()).toMatch(/(^|\s)isig(\s|$)/m);
+    t.type(CTRL_C);
+    const code = await t.exited;
+    expect(code).toBe(130);
+    const left = await countKeys(client, `${ns}user:*`);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(12_000);
+    const screen = t.transcript();
+    expect(screen).toMatch(/SIGINT received: stopping after the current step/);
+    expect(screen).toMatch(/interrupted after the current batch: [\d,]+ keys removed so far/);
+    expect(screen).not.toMatch(/this is a bug/);
+    // The cursor ora hid is shown again.
+    expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
+    // Run again: it finishes what is left.
+    const again = open(['cache', 'flush', `${ns}user:*`, '--yes'], env());
+    expect(await again.exited).toBe(0);
+    expect(await countKeys(client, `${ns}user:*`)).toBe(0);
+  });
+
+  it('Ctrl-C at the [y/N] prompt cancels: exit 130, nothing deleted, no "bug" message', async () => {
+    const ns = redisNamespace();
+    await fill(client, ns, 50);
+    const t = open(['cache', 'flush', `${ns}user:*`], env());
+    await t.waitFor(/\[y\/N\]/, 'the prompt');
+    t.type(CTRL_C);
+    expect(await t.exited).toBe(130);
+    const screen = t.transcript();
+    expect(screen).toMatch(/cancelled at the prompt \(Ctrl-C\): nothing was changed/);
+    expect(screen).not.toMatch(/unexpected error|this is a bug/);
+    expect(await countKeys(client, `${ns}user:*`)).toBe(50);
+  });
+
+  it('n at the prompt deletes nothing (exit 2); y deletes', async () => {
+    const ns = redisNamespace();
+    await fill(client, ns, 30);
+    const no = open(['cache', 'flush', `${ns}user:*`], env());
+    await no.waitFor(/\[y\/N\]/, 'the prompt');
+    no.type('n\r');
+    expect(await no.exited).toBe(2);
+    expect(await countKeys(client, `${ns}user:*`)).toBe(30);
+    const yes = open(['cache', 'flush', `${ns}user:*`], env());
+    await yes.waitFor(/\[y\/N\]/, 'the prompt');
+    yes.type('y\r');
+    expect(await yes.exited).toBe(0);
+    expect(await countKeys(client, `${ns}user:*`)).toBe(0);
+  });
+
+  it('a second Ctrl-C while stopping ends at once (exit 130)', async () => {
+    const ns = redisNamespace();
+    await fill(client, ns, 20_000);
+    // A long pause between batches: the first Ctrl-C waits for the batch, the second does not.
+    const t = open(['cache', 'flush', `${ns}user:*`, '--yes', '--count', '100', '--pause-ms', '100'], env());
+    await t.waitFor(/flushing\s+[\d,]+ matched/, 'the flush line');
+    t.type(CTRL_C);
+    await t.waitFor(/SIGINT received/, 'the first Ctrl-C noticed');
+    t.type(CTRL_C);
+    expect(await t.exited).toBe(130);
+    expect(await countKeys(client, `${ns}user:*`)).toBeGreaterThan(0);
+  });
+});
+
+const COUNTER = (table: string) => `
+export default {
+  description: 'count every row once',
+  transaction: false,
+  async up(ctx) {
+    await ctx.backfill({ table: '${table}', set: 'counter = counter + 1' });
+  },
+  async validate(ctx) {
+    const r = await ctx.sql.query('SELECT count(*)::int AS n FROM ${table} WHERE counter <> 1');
+    return r.rows[0].n === 0;
+  },
+  async down(ctx) {
+    await ctx.sql.query('UPDATE ${table} SET counter = 0');
+  },
+};
+`;
+
+describe('migrations at a terminal', () => {
+  let db: TestDatabase;
+  let client: pg.Client;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query(AUDIT_DDL);
+  });
+  afterAll(async () => {
+    await client?.end();
+    await db?.drop();
+  });
+  const env = (dir: string) => cleanEnv({ DATABASE_URL: db.url, DBOPS_MIGRATIONS_DIR: dir, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none'), USER: 'tty' });
+  const count = (re: RegExp, text: string) => (text.match(new RegExp(re.source, 'g')) ?? []).length;
+
+  it('migrate up of two fast migrations leaves each name on screen once, with one mark; down asks first (Ctrl-C, then y)', async () => {
+    const a = '20240101000000_fast_a';
+    const b = '20240101000001_fast_b';
+    const dir = migrationsDir({ [`${a}.js`]: auditMig(a), [`${b}.js`]: auditMig(b) });
+    const up = open(['migrate', 'up'], env(dir));
+    expect(await up.exited).toBe(0);
+    const screen = up.transcript();
+    for (const name of [a, b]) {
+      expect(count(new RegExp(`✔ applied ${name} `), screen), screen).toBe(1);
+      expect(screen).not.toMatch(new RegExp(`applying ${name}`));
+    }
+    expect(screen).not.toMatch(/✔\s+✔/);
+    expect(screen).toMatch(/2 applied \(/);
+
+    // down asks at a terminal, naming what it reverts; Ctrl-C cancels (exit 130, nothing reverted).
+    const cancelled = open(['migrate', 'down', '--step', '2'], env(dir));
+    const prompt = await cancelled.waitFor(/\[y\/N\]/, 'the down prompt');
+    expect(prompt.replace(/\n/g, '')).toContain(`revert 2 migration(s), newest first: ${b}, ${a}?`);
+    cancelled.type(CTRL_C);
+    expect(await cancelled.exited).toBe(130);
+    expect(cancelled.transcript()).not.toMatch(/this is a bug/);
+    expect((await client.query('SELECT count(*)::int AS n FROM audit')).rows[0].n).toBe(2);
+
+    const down = open(['migrate', 'down', '--step', '2'], env(dir));
+    await down.waitFor(/\[y\/N\]/, 'the down prompt');
+    down.type('y\r');
+    expect(await down.exited).toBe(0);
+    const reverted = down.transcript();
+    for (const name of [a, b]) expect(count(new RegExp(`✔ reverted ${name} `), reverted), reverted).toBe(1);
+    expect(reverted).toMatch(/2 reverted \(/);
+    expect((await client.query('SELECT count(*)::int AS n FROM audit')).rows[0].n).toBe(0);
+  });
+
+  it('Ctrl-C during a long backfill: the bar with thousands separators, exit 130, resumable; the rerun finishes, every row changed once', async () => {
+    await client.query('CREATE TABLE tty_bf (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO tty_bf (id) SELECT g FROM generate_series(1, 60000) g');
+    await client.query('ANALYZE tty_bf');
+    const name = '20240201000000_count_rows';
+    const dir = migrationsDir({ [`${name}.js`]: COUNTER('tty_bf') });
+    const args = ['migrate', 'up', '--batch-size', '1000', '--max-rows-per-second', '10000'];
+    const first = open(args, env(dir));
+    const bar = await first.waitFor(/\[[█░]{24}\]\s+\d+\.\d%\s+\d{1,2},\d{3}\/60,000 rows/, 'the backfill bar');
+    expect(bar).toMatch(new RegExp(`applying ${name}`));
+    expect(first.stty()).toMatch(/(^|\s)isig(\s|$)/m);
+    first.type(CTRL_C);
+    expect(await first.exited).toBe(130);
+    const stopped = first.transcript();
+    expect(stopped).toMatch(/SIGINT received: stopping after the current step/);
+    expect(stopped).not.toMatch(/this is a bug/);
+    const histogram = await counterHistogram(client, 'tty_bf');
+    expect(histogram[1]).toBeGreaterThan(0);
+    expect(histogram[0]).toBeGreaterThan(0);
+
+    const status = open(['migrate', 'status'], env(dir));
+    expect(await status.exited).toBe(0);
+    expect(status.transcript()).toMatch(/1 unfinished backfill\(s\): dbops migrate up resumes from the checkpoint/);
+
+    const second = open(['migrate', 'up'], env(dir));
+    expect(await second.exited).toBe(0);
+    expect(second.transcript()).toMatch(new RegExp(`✔ applied ${name} `));
+    expect(await counterHistogram(client, 'tty_bf')).toEqual({ 1: 60000 });
+  });
+});
