@@ -7,6 +7,7 @@ import { runCli } from './program.js';
 
 export async function main(argv: string[] = process.argv): Promise<void> {
   const controller = new AbortController();
+  const cleanups = new Set<() => void>();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
@@ -14,6 +15,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
       // First Ctrl-C: ask the running operation to stop after its current step (runCli says so).
       controller.abort(signal);
     } else {
+      for (const cleanup of cleanups) cleanup();
       process.exit(ExitCode.Interrupted);
     }
   };
@@ -30,6 +32,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     env: process.env,
     cwd: process.cwd(),
     signal: controller.signal,
+    cleanups,
   });
   // Some libraries keep timers alive (the Prisma wasm engine for ~10 s); dbops has finished.
   const exit = () => process.exit(code);

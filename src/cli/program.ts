@@ -27,6 +27,8 @@ export interface CliIO {
   stdin?: NodeJS.ReadableStream;
   env: Record<string, string | undefined>;
   cwd: string;
+  /** Run by the entry point before it ends the process at a second Ctrl-C (restore the terminal). */
+  cleanups?: Set<() => void>;
   /** Aborted on SIGINT/SIGTERM by the entry point. */
   signal?: AbortSignal;
 }
@@ -108,6 +110,9 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       const globals = command.optsWithGlobals() as GlobalOptions;
       state.output = buildOutput(io, globals, state.redactor);
       await state.output.prepare();
+      // A second Ctrl-C ends the process at once: the terminal is given back first.
+      const output = state.output;
+      io.cleanups?.add(() => output.restoreTerminal());
       const config: ResolvedConfig = resolveConfig({
         env: io.env,
         cwd: io.cwd,

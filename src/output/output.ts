@@ -82,9 +82,56 @@ export class Output implements Logger {
     this.opts.stdout.write(this.redactor.redact(text));
   }
 
-  /** One frame of a refreshing view: on a terminal the screen is cleared first; elsewhere frames follow each other. */
-  frame(text: string): void {
-    this.stdout(`${this.opts.stdout.isTTY ? '\x1b[2J\x1b[H' : '\n'}${text}\n`);
+  /**
+   * One frame of a refreshing view (`--watch`). On a terminal it is drawn in place like top: on the
+   * alternate screen (the person's scrollback is left alone and comes back at the end), from the
+   * top, each line cut to the width, the lines that do not fit replaced by a "… N more lines" line;
+   * `head` (the headline: its lines fold rather than being cut) always shows. A line that changed
+   * since the previous frame carries a mark in the left margin. Elsewhere frames follow each other.
+   */
+  frame(text: string, head = ''): void {
+    if (!this.opts.stdout.isTTY) {
+      this.stdout(`\n${head ? `${head}\n` : ''}${text}\n`);
+      return;
+    }
+    if (!this.onAlternateScreen) {
+      this.onAlternateScreen = true;
+      this.opts.stdout.write('\x1b[?1049h\x1b[?25l');
+    }
+    const width = Math.max(20, (this.opts.stdout as { columns?: number }).columns || 80);
+    const height = Math.max(5, this.rows);
+    // What changed: a line (its timestamps aside) not in the previous frame gets a mark; the first
+    // line of `head` (the clock) never does.
+    const key = (line: string) => line.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '');
+    const before = this.previousFrame;
+    const headRaw = head ? head.split('\n') : [];
+    const body = text.replace(/\n+$/, '').split('\n');
+    this.previousFrame = new Set([...headRaw, ...body].map(key));
+    const mark = (line: string, i: number, isHead: boolean) =>
+      isHead && i === 0 ? line : `${before && line.trim() !== '' && !before.has(key(line)) ? this.c.bold.yellow('▌') : ' '} ${line}`;
+    const headLines = headRaw.flatMap((line, i) => foldLine(mark(line, i, true), width));
+    const marked = body.map((line, i) => mark(line, i, false));
+    const room = height - headLines.length;
+    let shown = marked;
+    if (marked.length > room) {
+      shown = marked.slice(0, Math.max(0, room - 1));
+      shown.push(this.c.dim(`  … ${marked.length - shown.length} more lines (a taller window shows them)`));
+    }
+    const lines = [...headLines, ...shown].map((line) => `${fitLine(line, width)}\x1b[K`);
+    this.opts.stdout.write(this.redactor.redact(`\x1b[H${lines.join('\n')}\x1b[J`));
+  }
+
+  private onAlternateScreen = false;
+  private previousFrame: Set<string> | undefined;
+
+  /** Leave what this command did to the terminal: the alternate screen, a hidden cursor, a spinner. */
+  restoreTerminal(): void {
+    this.active?.stop();
+    this.active = undefined;
+    if (this.onAlternateScreen) {
+      this.onAlternateScreen = false;
+      this.opts.stdout.write('\x1b[?25h\x1b[?1049l');
+    }
   }
 
   stderr(text: string): void {
@@ -271,6 +318,22 @@ export function fitLine(text: string, width: number): string {
     i += ch.length;
   }
   return `${out}…${text.includes('\x1b[') ? '\x1b[0m' : ''}`;
+}
+
+/** `text` folded at spaces into lines of at most `width` columns (escape codes not counted). */
+export function foldLine(text: string, width: number): string[] {
+  const visible = (t: string) => Array.from(t.replace(new RegExp(ANSI.source, 'g'), '')).length;
+  if (visible(text) <= width) return [text];
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/(?<= )/)) {
+    if (line.trim() && visible((line + word).trimEnd()) > width) {
+      lines.push(line.trimEnd());
+      line = `${' '.repeat(12)}${word}`;
+    } else line += word;
+  }
+  if (line.trim()) lines.push(line.trimEnd());
+  return lines;
 }
 
 /** Ctrl-C (or end of input) at a [y/N] prompt: the CLI makes it exit 130, nothing done. */

@@ -168,6 +168,33 @@ describe('migrations at a terminal', () => {
   const env = (dir: string) => cleanEnv({ DATABASE_URL: db.url, DBOPS_MIGRATIONS_DIR: dir, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none'), USER: 'tty' });
   const count = (re: RegExp, text: string) => (text.match(new RegExp(re.source, 'g')) ?? []).length;
 
+  it('pool --watch draws in place on the alternate screen, fits 100x30 with the headline and headroom, marks what changed, and gives the screen back at Ctrl-C', async () => {
+    const t = open(['pool', '--watch', '1'], cleanEnv({ DATABASE_URL: db.url }));
+    const first = await t.waitFor(/headroom/, 'the first frame');
+    expect(t.alternate()).toBe(true);
+    expect(first).toMatch(/^dbops pool .* every 1 s/);
+    expect(first).toMatch(/PostgreSQL \d+/);
+    // More connections: the pool line changes, and the next frame marks it.
+    const extra = new pg.Client({ connectionString: db.url, application_name: 'tty-extra' });
+    await extra.connect();
+    try {
+      const marked = await t.waitFor(/▌ pool .*idle [1-9]/, 'the changed pool line marked');
+      const rows = marked.split('\n');
+      expect(rows.length).toBe(30);
+      expect(rows.some((r) => r.startsWith('▌ headroom') || r.startsWith('  headroom'))).toBe(true);
+      expect(t.wrappedRows()).toBe(0);
+      expect(rows.every((r) => Array.from(r).length <= 100)).toBe(true);
+    } finally {
+      await extra.end();
+    }
+    t.type(CTRL_C);
+    expect(await t.exited).toBe(0);
+    // The person's screen is back: no frame left on it, the cursor shown.
+    expect(t.alternate()).toBe(false);
+    expect(t.screen().join('\n')).not.toMatch(/headroom/);
+    expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
+  });
+
   it('migrate up of two fast migrations leaves each name on screen once, with one mark; down asks first (Ctrl-C, then y)', async () => {
     const a = '20240101000000_fast_a';
     const b = '20240101000001_fast_b';

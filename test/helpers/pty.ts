@@ -19,6 +19,8 @@ export interface TerminalSession {
   screen(): string[];
   /** The whole buffer: scrollback and screen (of the normal buffer unless `alternate`). */
   transcript(): string;
+  /** Rows of the visible screen that continue the row above (a line longer than the width wrapped). */
+  wrappedRows(): number;
   /** Is the alternate screen (full-screen views) shown? */
   alternate(): boolean;
   /** Every byte written so far (for diagnosing a failure). */
@@ -80,6 +82,11 @@ export function openTerminal(args: string[], opts: TerminalOptions): TerminalSes
       return out.join('\n').replace(/\n+$/, '');
     },
     alternate: () => term.buffer.active.type === 'alternate',
+    wrappedRows: () => {
+      let n = 0;
+      for (let y = buffer().viewportY; y < buffer().viewportY + rows; y++) if (buffer().getLine(y)?.isWrapped) n++;
+      return n;
+    },
     raw: () => raw,
     waitFor: (test, what = String(test), timeoutMs = 60_000) =>
       new Promise<string>((resolve, reject) => {

@@ -200,15 +200,25 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
     return;
   }
   const { watch } = await import('../../diagnostics/watch.js');
-  await watch({
-    everyMs: watchSeconds * 1000,
-    signal: ctx.signal,
-    read,
-    show: (frame) => {
-      const header = ctx.out.c.dim(`dbops ${new Date().toISOString()}  every ${watchSeconds} s  Ctrl-C to stop`);
-      ctx.out.frame(`${header}\n${'report' in frame ? render(frame.report) : ctx.out.c.red(`refresh failed: ${frame.error}`)}`);
-    },
-  });
+  let last = '';
+  try {
+    await watch({
+      everyMs: watchSeconds * 1000,
+      signal: ctx.signal,
+      read,
+      show: (frame) => {
+        const header = ctx.out.c.dim(`dbops ${command} ${new Date().toISOString()}  every ${watchSeconds} s  ▌ changed since the last refresh  Ctrl-C to stop`);
+        // The report's first block (its headline: server, pool, headroom) always stays on screen.
+        const text = 'report' in frame ? render(frame.report) : `${ctx.out.c.red(`refresh failed: ${frame.error}`)}\n\n${last}`;
+        if ('report' in frame) last = text;
+        const split = text.indexOf('\n\n');
+        const head = split === -1 ? text : text.slice(0, split);
+        ctx.out.frame(split === -1 ? '' : text.slice(split + 2), `${header}\n${head}`);
+      },
+    });
+  } finally {
+    ctx.out.restoreTerminal();
+  }
 }
 
 /** --watch with --json is refused: --json means one snapshot for a machine. */
