@@ -73,7 +73,19 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           break;
         case 'waiting': {
           const who = e.holder?.host ? `dbops pid ${e.holder.pid} on ${e.holder.host}` : (e.holder?.applicationName ?? 'another session');
-          out.info(`waiting for the migration lock held by ${who} (${fmtDuration(e.waitedMs)} so far)`);
+          const state = e.holder?.state ? `, ${e.holder.state}` : '';
+          const since = e.holder?.since ? `, holding it ${fmtDuration(Date.now() - e.holder.since.getTime())}` : '';
+          const text = `waiting for the migration lock held by ${who} (server pid ${e.holder?.backendPid ?? '?'}${state}${since}; ${fmtDuration(e.waitedMs)} so far)`;
+          if (!out.terminal.animate) {
+            out.info(text);
+            break;
+          }
+          // At a terminal one spinner line names the holder while we wait; the migration's own line replaces it.
+          if (current?.label !== 'waiting') {
+            stopTimer();
+            current?.progress.stop();
+            current = { progress: out.progress(text), started: Date.now(), label: 'waiting', timer: undefined };
+          } else current.progress.update(text);
           break;
         }
         case 'phase': {

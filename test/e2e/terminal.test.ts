@@ -257,4 +257,51 @@ describe('migrations at a terminal', () => {
     expect(second.transcript()).toMatch(new RegExp(`✔ applied ${name} `));
     expect(await counterHistogram(client, 'tty_bf')).toEqual({ 1: 60000 });
   });
+
+  it('a backfill batch blocked by an idle-in-transaction session: the screen names it while retrying, the error names it with the fix', async () => {
+    await client.query('CREATE TABLE tty_locked (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO tty_locked (id) SELECT g FROM generate_series(1, 3000) g');
+    const blocker = new pg.Client({ connectionString: db.url, application_name: 'tty-blocker' });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT * FROM tty_locked WHERE id = 10 FOR UPDATE');
+      const pid = (await blocker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      const name = '20240301000000_count_locked';
+      const dir = migrationsDir({ [`${name}.js`]: COUNTER('tty_locked') });
+      const t = open(['migrate', 'up'], env(dir));
+      const waiting = await t.waitFor(/waiting for a row lock/, 'the lock wait named');
+      expect(waiting.replace(/\n\s*/g, ' ')).toMatch(new RegExp(`held by pid ${pid} \\(tty-blocker, idle in transaction for [\\d.]+ (ms|s)`));
+      expect(await t.exited).toBe(1);
+      const screen = t.transcript().replace(/\n/g, ' ');
+      expect(screen).toMatch(new RegExp(`waited 2000 ms for a row lock 4 time\\(s\\); held by pid ${pid} \\(tty-blocker, idle in transaction`));
+      expect(screen).toMatch(new RegExp(`hint: .*pid ${pid} is idle in transaction: end that transaction .*pg_terminate_backend\\(${pid}\\)`));
+      expect(screen).not.toMatch(/canceling statement due to lock timeout.*hint: (?!.*idle in transaction)/);
+      await blocker.query('ROLLBACK');
+      const again = open(['migrate', 'up'], env(dir));
+      expect(await again.exited).toBe(0);
+      expect(await counterHistogram(client, 'tty_locked')).toEqual({ 1: 3000 });
+    } finally {
+      await blocker.end();
+    }
+  });
+
+  it('Ctrl-C while waiting for the migration lock: the holder named on screen, exit 130, nothing run', async () => {
+    const slow = '20240401000000_slow';
+    const after = '20240401000001_after';
+    const dir = migrationsDir({
+      [`${slow}.js`]: auditMig(slow, 'await sql`SELECT pg_sleep(3)`;'),
+      [`${after}.js`]: auditMig(after),
+    });
+    const holder = open(['migrate', 'up', '--step', '1'], env(dir));
+    await holder.waitFor(new RegExp(`applying ${slow}`), 'the first runner applying');
+    const waiter = open(['migrate', 'up'], env(dir));
+    const screen = await waiter.waitFor(/waiting for the migration lock held by dbops pid \d+/, 'the waiter naming the holder');
+    expect(screen).toMatch(/server pid \d+, (active|idle in transaction)/);
+    waiter.type(CTRL_C);
+    expect(await waiter.exited).toBe(130);
+    expect(waiter.transcript()).toMatch(/interrupted while waiting for the migration lock/);
+    expect(await holder.exited).toBe(0);
+    expect((await client.query('SELECT name FROM audit WHERE name = ANY($1)', [[slow, after]])).rows.map((r) => r.name)).toEqual([slow]);
+  });
 });

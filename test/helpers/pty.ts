@@ -17,7 +17,7 @@ export interface TerminalSession {
   type(keys: string): void;
   /** The visible screen, one string per row, trailing spaces trimmed. */
   screen(): string[];
-  /** The whole buffer: scrollback and screen (of the normal buffer unless `alternate`). */
+  /** The normal buffer, scrollback and screen, as logical lines (wrapped rows joined). */
   transcript(): string;
   /** Rows of the visible screen that continue the row above (a line longer than the width wrapped). */
   wrappedRows(): number;
@@ -76,9 +76,15 @@ export function openTerminal(args: string[], opts: TerminalOptions): TerminalSes
     type: (keys) => child.write(keys),
     screen: () => rowsOf(buffer().viewportY, buffer().viewportY + rows),
     transcript: () => {
+      // Logical lines: a row the terminal wrapped joins the row before it.
       const normal = term.buffer.normal;
       const out: string[] = [];
-      for (let y = 0; y < normal.length; y++) out.push(normal.getLine(y)?.translateToString(true) ?? '');
+      for (let y = 0; y < normal.length; y++) {
+        const line = normal.getLine(y);
+        const text = line?.translateToString(true) ?? '';
+        if (line?.isWrapped && out.length > 0) out[out.length - 1] = `${(out[out.length - 1] as string).padEnd(cols)}${text}`;
+        else out.push(text);
+      }
       return out.join('\n').replace(/\n+$/, '');
     },
     alternate: () => term.buffer.active.type === 'alternate',
