@@ -160,7 +160,9 @@ export class MigrationRunner {
     });
     // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
     const recorded = new Set((ledger ?? []).map((r) => r.name));
-    const backfills = (await this.backfillProgress()).filter((b) => !b.finished || !recorded.has(b.migration));
+    const backfills = (await this.backfillProgress())
+      .filter((b) => !b.finished || !recorded.has(b.migration))
+      .map((b) => ({ ...b, resumedBy: recorded.has(b.migration) ? ('down' as const) : ('up' as const) }));
     return { ...status, problems, backfills, ledger: { location: this.ledger.location, legacy } };
   }
 
@@ -168,6 +170,15 @@ export class MigrationRunner {
     const started = performance.now();
     const result = newRunResult('up', Boolean(options.dryRun));
     const { selected, loaded, schema } = await this.planUp(options, result);
+    // An interrupted down leaves its migration recorded as applied with an unfinished backfill: up has nothing to run for it.
+    const recorded = new Set(((await this.ledger.read(await this.session.reader())) ?? []).map((r) => r.name));
+    for (const b of await this.backfillProgress()) {
+      if (!b.finished && recorded.has(b.migration)) {
+        result.warnings.push(
+          `${b.migration} is still recorded as applied but its down() was interrupted part-way (backfill on ${b.table} unfinished): up does not touch it; dbops migrate down finishes the revert, then up applies it again`,
+        );
+      }
+    }
     const run = this.parts(result);
     return finishRun(result, started, async () => {
       if (options.dryRun) {

@@ -275,8 +275,12 @@ export interface MigrationOutcome {
 /** `status()`: the timeline, plus files that could not be read and backfills that need a person. */
 export interface StatusResult extends MigrationStatus {
   problems: { path: string; cause: string }[];
-  /** Backfills with a checkpoint that have not finished (percent done, last key). */
-  backfills: BackfillProgress[];
+  /**
+   * Backfills with a checkpoint that have not finished (percent done, last key), and which command
+   * resumes each: `up` for a migration not recorded yet, `down` for one still recorded as applied
+   * (its down() was interrupted part-way: its up is done, its revert is not).
+   */
+  backfills: Array<BackfillProgress & { resumedBy: 'up' | 'down' }>;
   /** Where the ledger is (`dbops.data_migrations`), and where an older dbops' ledger still is until a command that writes moves it. */
   ledger: { location: string; legacy: string | null };
 }

@@ -14,7 +14,7 @@ import type {
 // The runner may hand over the contract types (types.ts); the engine's extra facts are optional.
 type Event = BackfillProgressEvent & Partial<Pick<BackfillBatchEvent, 'batchMs' | 'batchSize'>>;
 type Result = BackfillResult & Partial<Omit<BackfillRunResult, keyof BackfillResult>>;
-type Checkpoint = BackfillProgress & Partial<Pick<BackfillCheckpoint, 'batches' | 'startedAt'>>;
+type Checkpoint = BackfillProgress & Partial<Pick<BackfillCheckpoint, 'batches' | 'startedAt'>> & { resumedBy?: 'up' | 'down' };
 
 const keyText = (k: unknown): string => (k === null || k === undefined ? '-' : String(k));
 
@@ -102,7 +102,7 @@ export function renderBackfillStatus(rows: Checkpoint[], colour: boolean): strin
     rows: rows.map((p) => [
       p.migration,
       p.table,
-      p.finished ? 'finished' : 'unfinished',
+      p.finished ? 'finished' : p.resumedBy === 'down' ? 'reverting' : 'unfinished',
       `${p.percent.toFixed(1)}%`,
       `${int.format(p.rowsDone)}/${int.format(p.estimatedTotal)}`,
       p.batches === undefined ? '' : int.format(p.batches),

@@ -229,9 +229,17 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
     );
   }
   if (status.backfills.length > 0) {
-    const unfinished = status.backfills.filter((b) => !b.finished).length;
-    const unrecorded = status.backfills.length - unfinished;
+    const unfinished = status.backfills.filter((b) => !b.finished && b.resumedBy !== 'down').length;
+    const reverting = status.backfills.filter((b) => !b.finished && b.resumedBy === 'down');
+    const unrecorded = status.backfills.filter((b) => b.finished).length;
     if (unfinished > 0) lines.push(paint.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+    if (reverting.length > 0) {
+      lines.push(
+        paint.yellow(
+          `${reverting.length} interrupted revert(s) (${reverting.map((b) => b.migration).join(', ')}): still recorded as applied, down() stopped part-way; dbops migrate down resumes from the checkpoint`,
+        ),
+      );
+    }
     if (unrecorded > 0) {
       lines.push(
         paint.red(

@@ -304,4 +304,55 @@ describe('migrations at a terminal', () => {
     expect(await holder.exited).toBe(0);
     expect((await client.query('SELECT name FROM audit WHERE name = ANY($1)', [[slow, after]])).rows.map((r) => r.name)).toEqual([slow]);
   });
+
+  it('an interrupted down: status and up agree that it is still applied and that migrate down resumes it; the rerun reverts each row once', async () => {
+    await client.query('CREATE TABLE tty_rev (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO tty_rev (id) SELECT g FROM generate_series(1, 20000) g');
+    const name = '20240501000000_count_and_back';
+    const source = `
+export default {
+  transaction: false,
+  async up(ctx) { await ctx.backfill({ table: 'tty_rev', set: 'counter = counter + 1' }); },
+  async down(ctx) {
+    await ctx.backfill({ table: 'tty_rev', batchSize: 1000, run: async (keys, c) => {
+      await c.query('SELECT pg_sleep(0.05)');
+      return (await c.query('UPDATE tty_rev SET counter = counter - 1 WHERE id = ANY($1)', [keys])).rowCount;
+    } });
+  },
+};`;
+    const dir = migrationsDir({ [`${name}.js`]: source });
+    expect(await open(['migrate', 'up'], env(dir)).exited).toBe(0);
+    const down = open(['migrate', 'down', '--yes'], env(dir));
+    await down.waitFor(new RegExp(`reverting ${name}`), 'the revert running');
+    for (;;) {
+      const done = await client.query("SELECT rows_done::int AS n FROM dbops.backfill_checkpoints WHERE table_name = 'tty_rev'");
+      if ((done.rows[0]?.n ?? 0) >= 2000) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    down.type(CTRL_C);
+    expect(await down.exited).toBe(130);
+    const stopped = down.transcript().replace(/\n/g, ' ');
+    expect(stopped).toMatch(/it is still recorded as applied, partly reverted: dbops migrate down resumes the revert/);
+    expect(stopped).not.toMatch(/not recorded as applied/);
+
+    const status = open(['migrate', 'status'], env(dir));
+    expect(await status.exited).toBe(0);
+    const said = status.transcript();
+    expect(said).toMatch(new RegExp(`1 interrupted revert\\(s\\) \\(${name}\\): .*dbops migrate down resumes`));
+    expect(said).not.toMatch(/dbops migrate up resumes/);
+    expect(said).toMatch(/│ reverting │/);
+
+    const up = open(['migrate', 'up'], env(dir));
+    expect(await up.exited).toBe(0);
+    expect(up.transcript().replace(/\n/g, ' ')).toMatch(
+      new RegExp(`warning: ${name} is still recorded as applied but its down\\(\\) was interrupted .*dbops migrate down finishes the revert`),
+    );
+
+    const again = open(['migrate', 'down', '--yes'], env(dir));
+    expect(await again.exited).toBe(0);
+    expect(await counterHistogram(client, 'tty_rev')).toEqual({ 0: 20000 });
+    const after = open(['migrate', 'status'], env(dir));
+    expect(await after.exited).toBe(0);
+    expect(after.transcript()).not.toMatch(/interrupted revert|unfinished backfill/);
+  });
 });
