@@ -355,4 +355,40 @@ export default {
     expect(await after.exited).toBe(0);
     expect(after.transcript()).not.toMatch(/interrupted revert|unfinished backfill/);
   });
+
+  it('Ctrl-C at the prompts of slow-queries --reset and migrate unlock cancels (exit 130, nothing done, no "bug" message)', async () => {
+    const reset = open(['slow-queries', '--reset'], cleanEnv({ DATABASE_URL: db.url }));
+    await reset.waitFor(/reset pg_stat_statements .*\[y\/N\]/s, 'the reset prompt');
+    reset.type(CTRL_C);
+    expect(await reset.exited).toBe(130);
+    expect(reset.transcript()).toMatch(/cancelled at the prompt/);
+    expect(reset.transcript()).not.toMatch(/pg_stat_statements reset for|this is a bug/);
+
+    const slow = '20240601000000_hold_lock';
+    const dir = migrationsDir({ [`${slow}.js`]: auditMig(slow, 'await sql`SELECT pg_sleep(4)`;') });
+    const holder = open(['migrate', 'up'], env(dir));
+    await holder.waitFor(new RegExp(`applying ${slow}`), 'the holder running');
+    const unlock = open(['migrate', 'unlock'], env(dir));
+    await unlock.waitFor(/End that session.*\[y\/N\]/s, 'the unlock prompt');
+    unlock.type(CTRL_C);
+    expect(await unlock.exited).toBe(130);
+    expect(unlock.transcript()).not.toMatch(/this is a bug|ended /);
+    // The holder was not ended: it finishes and records its migration.
+    expect(await holder.exited).toBe(0);
+    expect(holder.transcript()).toMatch(new RegExp(`✔ applied ${slow} `));
+  });
+
+  it('validate is a named phase on screen: no stale ETA while it runs', async () => {
+    await client.query('CREATE TABLE tty_val (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO tty_val (id) SELECT g FROM generate_series(1, 2000) g');
+    const name = '20240701000000_slow_validate';
+    const source = COUNTER('tty_val').replace('async validate(ctx) {', "async validate(ctx) {\n    await ctx.sql.query('SELECT pg_sleep(2)');");
+    const dir = migrationsDir({ [`${name}.js`]: source });
+    const t = open(['migrate', 'up'], env(dir));
+    const validating = await t.waitFor(/^\s+validating$/m, 'the validating phase');
+    expect(validating).toMatch(new RegExp(`applying ${name}`));
+    expect(validating).not.toMatch(/ETA/);
+    expect(await t.exited).toBe(0);
+    expect(t.transcript()).toMatch(new RegExp(`✔ applied ${name} .*validate ok`));
+  });
 });
