@@ -378,7 +378,7 @@ export async function runBackfill(
     lockLost();
     if (options.signal?.aborted) {
       throw new InterruptedError(
-        `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone} of ~${estimatedTotal} rows done in ${batchesTotal} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
+        `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone.toLocaleString('en-US')} of ~${estimatedTotal.toLocaleString('en-US')} rows done in ${batchesTotal.toLocaleString('en-US')} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
         {
           hint: 'every finished batch is saved; run the same command again (dbops migrate up) to resume from the checkpoint',
           details: { migration: migrationName, table: t.name, rowsDone, estimatedTotal, batches: batchesTotal, lastKey },

@@ -49,19 +49,32 @@ export function renderBar(percent: number, width = 24): string {
   return `[${'█'.repeat(full)}${'░'.repeat(width - full)}]`;
 }
 
-/** One line of progress: bar (TTY only), percent, rows done of estimated, rate, ETA, checkpoint. */
+/**
+ * One line of progress. At a terminal (bar) it sits under the migration's line and fits 100
+ * columns: table, bar, percent, rows done of the total, rate, ETA. Elsewhere (CI, pipes) a plain
+ * line with the batch and the checkpoint.
+ */
 export function renderBackfillProgress(event: Event, opts: { bar: boolean }): string {
   const pct = percentOf(event.rowsDone, event.estimatedTotal);
+  if (opts.bar) {
+    return [
+      event.table,
+      renderBar(pct, 20),
+      `${pct.toFixed(1)}%`,
+      `${int.format(event.rowsDone)}/${int.format(event.estimatedTotal)} rows`,
+      `${int.format(event.rowsPerSecond)} rows/s`,
+      `ETA ${event.etaMs === null ? '?' : formatDuration(event.etaMs)}`,
+    ].join('  ');
+  }
   const parts = [
     `backfill ${event.table}`,
-    ...(opts.bar ? [renderBar(pct)] : []),
     `${pct.toFixed(1)}%`,
     `${int.format(event.rowsDone)}/${int.format(event.estimatedTotal)} rows`,
     `${int.format(event.rowsPerSecond)} rows/s`,
     `ETA ${event.etaMs === null ? '?' : formatDuration(event.etaMs)}`,
     `batch ${event.batches}${event.batchSize === undefined ? '' : ` (${int.format(event.batchSize)} keys)`}`,
   ];
-  if (!opts.bar) parts.push(`checkpoint ${keyText(event.lastKey)}`);
+  parts.push(`checkpoint ${keyText(event.lastKey)}`);
   return parts.join('  ');
 }
 

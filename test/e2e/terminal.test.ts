@@ -236,7 +236,7 @@ describe('migrations at a terminal', () => {
     const dir = migrationsDir({ [`${name}.js`]: COUNTER('tty_bf') });
     const args = ['migrate', 'up', '--batch-size', '1000', '--max-rows-per-second', '10000'];
     const first = open(args, env(dir));
-    const bar = await first.waitFor(/\[[█░]{24}\]\s+\d+\.\d%\s+\d{1,2},\d{3}\/60,000 rows/, 'the backfill bar');
+    const bar = await first.waitFor(/tty_bf\s+\[[█░]{20}\]\s+\d+\.\d%\s+\d{1,2},\d{3}\/60,000 rows\s+[\d,]+ rows\/s\s+ETA /, 'the backfill bar');
     expect(bar).toMatch(new RegExp(`applying ${name}`));
     expect(first.stty()).toMatch(/(^|\s)isig(\s|$)/m);
     first.type(CTRL_C);

@@ -176,7 +176,7 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
     ctx.out.info(renderFlush({ ...preview, target: target.info, endpoint }, ctx.out.c, ctx.out.terminal.colour));
     if (preview.matched === 0) ctx.out.info('no matching keys right now; the flush will scan again');
     const ok = await ctx.out.confirm(
-      `delete ${preview.matched}${preview.approximate ? ' (approximately)' : ''} keys matching '${effective.toString('utf8')}' on ${endpoint}?`,
+      `delete ${preview.matched.toLocaleString('en-US')}${preview.approximate ? ' (approximately)' : ''} keys matching '${effective.toString('utf8')}' on ${endpoint}?`,
     );
     if (!ok) throw new UsageError('not confirmed: nothing deleted', { hint: 'pass --yes to flush without a prompt' });
     total = preview.matched;
@@ -185,7 +185,7 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
   const result = await runFlush(Boolean(opts.dryRun), 20, total);
   const doc = { ok: result.stopped === 'done', endpoint, target: target.info, prefix: prefix ?? null, ...result };
   ctx.out.result(doc, () => renderFlush(doc, ctx.out.c, ctx.out.terminal.colour));
-  const so = `${result.removed} keys removed so far`;
+  const so = `${result.removed.toLocaleString('en-US')} keys removed so far`;
   if (result.stopped === 'interrupted') {
     throw new InterruptedError(`interrupted after the current batch: ${so}`, {
       hint: 'run the same command again to finish (it is idempotent)',
