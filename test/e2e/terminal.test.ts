@@ -132,6 +132,8 @@ describe('cache at a terminal', () => {
     t.type(CTRL_C);
     expect(await t.exited).toBe(130);
     expect(await countKeys(client, `${ns}user:*`)).toBeGreaterThan(0);
+    // The spinner's hidden cursor is shown again before the process ends.
+    expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
   });
 });
 
@@ -390,5 +392,27 @@ export default {
     expect(validating).not.toMatch(/ETA/);
     expect(await t.exited).toBe(0);
     expect(t.transcript()).toMatch(new RegExp(`✔ applied ${name} .*validate ok`));
+  });
+
+  it('a second Ctrl-C ends a long migration at once: its transaction rolls back, nothing recorded', async () => {
+    const name = '20240801000000_sleeps';
+    const dir = migrationsDir({ [`${name}.js`]: auditMig(name, 'await sql`SELECT pg_sleep(60)`;') });
+    const t = open(['migrate', 'up'], env(dir));
+    await t.waitFor(new RegExp(`applying ${name}`), 'the migration running');
+    const sleeping = async () =>
+      (await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'")).rows[0].n as number;
+    while ((await sleeping()) === 0) await new Promise((r) => setTimeout(r, 20));
+    t.type(CTRL_C);
+    await t.waitFor(/SIGINT received: stopping after the current step/, 'the first Ctrl-C noticed');
+    // The first Ctrl-C lets the step finish: the statement is still running.
+    expect(await sleeping()).toBe(1);
+    t.type(CTRL_C);
+    expect(await t.exited).toBe(130);
+    // The connection closed with the process: the server ends the statement and rolls back.
+    while ((await sleeping()) > 0) await new Promise((r) => setTimeout(r, 20));
+    expect((await client.query('SELECT count(*)::int AS n FROM audit WHERE name = $1', [name])).rows[0].n).toBe(0);
+    const recorded = await client.query('SELECT count(*)::int AS n FROM dbops.data_migrations WHERE name = $1', [name]).catch(() => ({ rows: [{ n: 0 }] }));
+    expect(recorded.rows[0].n).toBe(0);
+    expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
   });
 });
