@@ -21,6 +21,8 @@ export interface BackfillLockGuard {
 /** What runBackfill takes: the runner's options plus the lock it runs under. */
 export interface BackfillEngineOptions extends BackfillRunOptions {
   lock?: BackfillLockGuard | undefined;
+  /** A phase before the batches (`scanning <table>: counting the rows to change`). */
+  onPhase?: ((phase: string) => void) | undefined;
   /** A batch gave up on a row lock (lock_timeout) and will retry: who holds locks on the table. */
   onLockWait?: ((holders: TableLockHolder[]) => void) | undefined;
 }

@@ -354,6 +354,7 @@ export async function runBackfill(
   }
 
   const serverVersion = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
+  options.onPhase?.(`scanning ${t.name}: counting the rows to change`);
   const est = await estimateRemaining(client, t, where, resumedFrom, serverVersion);
   let estimatedTotal = rowsDone + est.rows;
   result.estimate = est.how;

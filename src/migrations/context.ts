@@ -81,6 +81,7 @@ export class MigrationContexts {
           signal: this.session.signal,
           lock: { lost: tx.lost, lostError: () => tx.lostError(), check: (batch) => tx.holds(batch) },
           onProgress: (progress) => this.session.emit({ type: 'backfill', progress }),
+          onPhase: (phase) => this.session.emit({ type: 'phase', name: m.name, phase }),
           onLockWait: (holders) =>
             this.session.emit({
               type: 'phase',

@@ -380,6 +380,22 @@ export default {
     expect(holder.transcript()).toMatch(new RegExp(`✔ applied ${slow} `));
   });
 
+  it('counting the rows before the batches is a named phase on screen (scanning)', async () => {
+    await client.query('CREATE TABLE tty_scan (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
+    await client.query('INSERT INTO tty_scan (id) SELECT g FROM generate_series(1, 800) g');
+    const name = '20240901000000_slow_count';
+    // A condition that costs a millisecond a row: the count before the first batch takes 0.8 s.
+    const source = `export default { transaction: false, async up(ctx) {
+      await ctx.backfill({ table: 'tty_scan', where: 'pg_sleep(0.001) IS NOT NULL AND counter = 0', set: 'counter = counter + 1' });
+    } };`;
+    const dir = migrationsDir({ [`${name}.js`]: source });
+    const t = open(['migrate', 'up'], env(dir));
+    const scanning = await t.waitFor(/scanning tty_scan: counting the rows to change/, 'the scanning phase');
+    expect(scanning).toMatch(new RegExp(`applying ${name}`));
+    expect(await t.exited).toBe(0);
+    expect(await counterHistogram(client, 'tty_scan')).toEqual({ 1: 800 });
+  });
+
   it('validate is a named phase on screen: no stale ETA while it runs', async () => {
     await client.query('CREATE TABLE tty_val (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
     await client.query('INSERT INTO tty_val (id) SELECT g FROM generate_series(1, 2000) g');
