@@ -9,15 +9,16 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   const controller = new AbortController();
   const cleanups = new Set<() => void>();
   let signals = 0;
+  const stopNow = () => {
+    for (const cleanup of cleanups) cleanup();
+    process.exit(ExitCode.Interrupted);
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
-    if (signals === 1) {
-      // First Ctrl-C: ask the running operation to stop after its current step (runCli says so).
-      controller.abort(signal);
-    } else {
-      for (const cleanup of cleanups) cleanup();
-      process.exit(ExitCode.Interrupted);
-    }
+    // First Ctrl-C: ask the running operation to stop after its current step (runCli says so, and
+    // calls stopNow when the command has no step to finish); the second ends the process.
+    if (signals === 1) controller.abort(signal);
+    else stopNow();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -33,6 +34,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     cwd: process.cwd(),
     signal: controller.signal,
     cleanups,
+    stopNow,
   });
   // Some libraries keep timers alive (the Prisma wasm engine for ~10 s); dbops has finished.
   const exit = () => process.exit(code);

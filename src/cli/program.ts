@@ -31,6 +31,11 @@ export interface CliIO {
   cleanups?: Set<() => void>;
   /** Aborted on SIGINT/SIGTERM by the entry point. */
   signal?: AbortSignal;
+  /**
+   * Ends the process at once with 130 (the entry point's; cleanups first). Called at the first
+   * Ctrl-C when the running command has no step to finish: a report, a status, a prompt's caller.
+   */
+  stopNow?: () => void;
 }
 
 export interface GlobalOptions {
@@ -48,6 +53,8 @@ export interface GlobalOptions {
 interface RunState {
   output: Output | undefined;
   redactor: Redactor;
+  /** The running command stops by itself at Ctrl-C after its current step (it watches the signal). */
+  graceful: boolean;
 }
 
 function buildOutput(io: CliIO, globals: GlobalOptions, redactor: Redactor): Output {
@@ -126,6 +133,9 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         env: io.env,
         signal: io.signal ?? new AbortController().signal,
         timeoutMs: globals.timeout,
+        onGraceful: () => {
+          state.graceful = true;
+        },
       });
       try {
         await handler(ctx, { ...opts, ...globals } as never, positional);
@@ -149,16 +159,21 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
   // Secrets given on the command line or in the environment are learnt before anything is parsed;
   // .env and the config file are learnt by resolveConfig as it reads them.
   const redactor = seedRedactor(args, io.env);
-  const state: RunState = { output: undefined, redactor };
+  const state: RunState = { output: undefined, redactor, graceful: false };
   const program = buildProgram(io, state);
   // The first Ctrl-C asks the running step to finish; say so where the person looks (above a
   // spinner, not through it). The entry point ends the process at the second.
   io.signal?.addEventListener(
     'abort',
     () => {
-      const text = `\n${String(io.signal?.reason ?? 'SIGINT')} received: stopping after the current step (press Ctrl-C again to stop at once)`;
+      const signal = String(io.signal?.reason ?? 'SIGINT');
+      // A command with no step to finish (a report, a status) stops at once; one that watches the
+      // signal finishes its step (a batch, a migration) and says what is left.
+      const now = !state.graceful && io.stopNow !== undefined;
+      const text = now ? `\n${signal} received: stopped` : `\n${signal} received: stopping after the current step (press Ctrl-C again to stop at once)`;
       if (state.output) state.output.notice(text);
       else io.stderr.write(`${text}\n`);
+      if (now) io.stopNow?.();
     },
     { once: true },
   );

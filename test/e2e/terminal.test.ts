@@ -3,6 +3,7 @@
  * the terminal turns into SIGINT (never `kill`), and the screen read through a terminal emulator.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -430,5 +431,25 @@ export default {
     const recorded = await client.query('SELECT count(*)::int AS n FROM dbops.data_migrations WHERE name = $1', [name]).catch(() => ({ rows: [{ n: 0 }] }));
     expect(recorded.rows[0].n).toBe(0);
     expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
+  });
+
+  it('a command with no step to finish (a report waiting on a server that never answers) stops at the first Ctrl-C', async () => {
+    // A server that accepts and never says a word: dbops waits for it up to --timeout.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const t = open(['pool', '--timeout', '10m'], cleanEnv({ DATABASE_URL: `postgresql://u:p@127.0.0.1:${port}/db` }));
+      // Wait until dbops has connected to the silent server (and is waiting on it).
+      while (silent.listening && (await new Promise<number>((r) => silent.getConnections((_, n) => r(n)))) === 0) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      t.type(CTRL_C);
+      expect(await t.exited).toBe(130);
+      expect(t.transcript()).toMatch(/SIGINT received: stopped$/m);
+      expect(t.transcript()).not.toMatch(/stopping after the current step/);
+    } finally {
+      silent.close();
+    }
   });
 });

@@ -139,6 +139,8 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
 
   const { renderFlushProgress } = await import('../../output/cache.js');
   const runFlush = async (dryRun: boolean, sampleSize: number, total?: number) => {
+    // The flush stops after its batch in flight and reports what it removed.
+    ctx.stopsGracefully();
     const progress = ctx.out.progress(dryRun ? 'scanning…' : 'flushing…');
     let last = 0;
     try {
@@ -216,6 +218,7 @@ async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string)
   const { inspectKeys } = await import('../../cache/keys.js');
   const { renderKeys } = await import('../../output/cache.js');
   const { renderFlushProgress } = await import('../../output/cache.js');
+  ctx.stopsGracefully();
   const progress = ctx.out.progress('scanning…');
   let last = 0;
   let result: Awaited<ReturnType<typeof inspectKeys>>;

@@ -88,6 +88,8 @@ async function runWithReport(ctx: CommandContext, flags: RunnerFlags, action: (r
     import('../../migrations/runner.js'),
   ]);
   const reporter = createRunReporter(ctx.out);
+  // The runner stops after the current migration (a backfill after its batch) and says what is left.
+  ctx.stopsGracefully();
   try {
     const result = await action(await makeRunner(ctx, flags, reporter.onEvent));
     ctx.out.result(result, () => renderRunResult(result, ctx.out.c, ctx.out.terminal.colour));

@@ -200,6 +200,8 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
     return;
   }
   const { watch } = await import('../../diagnostics/watch.js');
+  // The first Ctrl-C ends the loop after the frame (exit 0).
+  ctx.stopsGracefully();
   let last = '';
   try {
     await watch({
