@@ -169,11 +169,18 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
       const signal = String(io.signal?.reason ?? 'SIGINT');
       // A command with no step to finish (a report, a status) stops at once; one that watches the
       // signal finishes its step (a batch, a migration) and says what is left.
-      const now = !state.graceful && io.stopNow !== undefined;
-      const text = now ? `\n${signal} received: stopped` : `\n${signal} received: stopping after the current step (press Ctrl-C again to stop at once)`;
+      if (!state.graceful && io.stopNow !== undefined) {
+        state.output?.restoreTerminal();
+        io.stderr.write('\n');
+        // The same error path as any other: one line, a hint, with --json one document.
+        const stopped = new InterruptedError(`${signal} received: stopped`, { hint: 'this command had no step to finish; run it again when you are ready' });
+        reportError(stopped, io, state, false, args.includes('--json'));
+        io.stopNow();
+        return;
+      }
+      const text = `\n${signal} received: stopping after the current step (press Ctrl-C again to stop at once)`;
       if (state.output) state.output.notice(text);
       else io.stderr.write(`${text}\n`);
-      if (now) io.stopNow?.();
     },
     { once: true },
   );

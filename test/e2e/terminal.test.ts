@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv } from '../helpers/cli.js';
+import { cleanEnv, startDbops } from '../helpers/cli.js';
 import { counterHistogram } from '../helpers/counters.js';
 import { AUDIT_DDL, auditMig } from '../helpers/migrations.js';
 import { openTerminal, type TerminalSession } from '../helpers/pty.js';
@@ -435,19 +435,29 @@ export default {
 
   it('a command with no step to finish (a report waiting on a server that never answers) stops at the first Ctrl-C', async () => {
     // A server that accepts and never says a word: dbops waits for it up to --timeout.
-    const silent = createServer(() => {});
+    let accepted = 0;
+    const silent = createServer(() => {
+      accepted++;
+    });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
     try {
       const t = open(['pool', '--timeout', '10m'], cleanEnv({ DATABASE_URL: `postgresql://u:p@127.0.0.1:${port}/db` }));
       // Wait until dbops has connected to the silent server (and is waiting on it).
-      while (silent.listening && (await new Promise<number>((r) => silent.getConnections((_, n) => r(n)))) === 0) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      while (accepted === 0) await new Promise((r) => setTimeout(r, 20));
       t.type(CTRL_C);
       expect(await t.exited).toBe(130);
-      expect(t.transcript()).toMatch(/SIGINT received: stopped$/m);
+      expect(t.transcript()).toMatch(/^error: SIGINT received: stopped\n {2}hint: /m);
       expect(t.transcript()).not.toMatch(/stopping after the current step/);
+
+      // In a pipe with --json (a CI job cancelled: SIGTERM), still one document on stdout.
+      const before = accepted;
+      const piped = startDbops(['pool', '--json', '--timeout', '10m'], { env: cleanEnv({ DATABASE_URL: `postgresql://u:p@127.0.0.1:${port}/db` }) });
+      while (accepted === before) await new Promise((r) => setTimeout(r, 20));
+      piped.child.kill('SIGTERM');
+      const result = await piped.done;
+      expect(result.code).toBe(130);
+      expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, error: { code: 'INTERRUPTED', exitCode: 130 } });
     } finally {
       silent.close();
     }
