@@ -68,7 +68,8 @@ describe('cache at a terminal', () => {
     const ns = redisNamespace();
     await fill(client, ns, 12_000);
     // The preview scan and the flush both pace at --pause-ms: 12 SCANs of 1,000 keys each way.
-    const t = open(['cache', 'flush', `${ns}user:*`, '--count', '1000', '--pause-ms', '200'], env());
+    const t = openTerminal(['cache', 'flush', `${ns}user:*`, '--count', '1000', '--pause-ms', '200'], { env: env(), sttyAfter: true });
+    sessions.push(t);
     await t.waitFor(/\[y\/N\]/, 'the prompt');
     t.type('y\r');
     // The bar of the known total, with separators, on screen while it runs.
@@ -88,6 +89,10 @@ describe('cache at a terminal', () => {
     expect(screen).not.toMatch(/this is a bug/);
     // The cursor ora hid is shown again.
     expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
+    // The shell gets its terminal back as it gave it: signals, line editing and echo on.
+    const stty = /--- stty\n([\s\S]*?)\n--- end/.exec(screen)?.[1] ?? '';
+    expect(stty).toMatch(/rows 30; columns 100/);
+    for (const flag of ['isig', 'icanon', 'echo']) expect(stty).toMatch(new RegExp(`(^|\\s)${flag}(\\s|$)`, 'm'));
     // Run again: it finishes what is left.
     const again = open(['cache', 'flush', `${ns}user:*`, '--yes'], env());
     expect(await again.exited).toBe(0);

@@ -39,6 +39,11 @@ export interface TerminalOptions {
   cwd?: string;
   cols?: number;
   rows?: number;
+  /**
+   * Print the terminal's settings (`stty -a`) on the same terminal once dbops has exited, between
+   * `--- stty` and `--- end` lines: what the person's shell gets back. The exit code stays dbops'.
+   */
+  sttyAfter?: boolean;
 }
 
 /** Start `dbops <args>` in a pseudo-terminal of `cols`x`rows` (100x30). */
@@ -48,7 +53,12 @@ export function openTerminal(args: string[], opts: TerminalOptions): TerminalSes
   const term = new Terminal({ cols, rows, scrollback: 1000, allowProposedApi: true });
   const env = { TERM: 'xterm-256color', ...opts.env };
   // Colour is off (NO_COLOR) unless the test asks: the screen is compared as text.
-  const child = pty.spawn(process.execPath, [BIN, ...args], { name: 'xterm-256color', cols, rows, cwd: opts.cwd ?? ROOT, env });
+  // With sttyAfter, bash runs dbops as its foreground child, then stty: a Ctrl-C that dbops handles
+  // (it exits 130 rather than dying of SIGINT) lets bash carry on, as an interactive shell would.
+  const [file, argv] = opts.sttyAfter
+    ? ['bash', ['-c', '"$0" "$@"; code=$?; printf -- "--- stty\\n"; stty -a; printf -- "--- end\\n"; exit $code', process.execPath, BIN, ...args]]
+    : [process.execPath, [BIN, ...args]];
+  const child = pty.spawn(file, argv, { name: 'xterm-256color', cols, rows, cwd: opts.cwd ?? ROOT, env });
   let raw = '';
   let pending = Promise.resolve();
   const waiters = new Set<() => void>();
