@@ -4,7 +4,7 @@ import type { CacheTarget, TargetInfo } from '../../cache/target.js';
 import { CheckFailedError, ConfigError, InterruptedError, OperationError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
-import { intArg } from '../options.js';
+import { durationIn, intArg } from '../options.js';
 
 const TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
 
@@ -49,7 +49,7 @@ export function registerCache(program: Command, run: Runner): void {
     .option('--dry-run', 'scan and count only; delete nothing')
     .option('-y, --yes', 'do not ask (required without a terminal)')
     .option('--all', 'allow a pattern that matches every key (consider FLUSHDB ASYNC instead)')
-    .addOption(new Option('--pause-ms <ms>', 'sleep between batches, per node').argParser(intArg(0, 60_000)).default(0))
+    .addOption(new Option('--pause-ms <duration>', 'sleep between batches, per node (e.g. 100, 100ms, 1s)').argParser(durationIn(0, 60_000)).default(0))
     .addOption(new Option('--in-flight <n>', 'UNLINK batches in flight per node while the next SCAN runs').argParser(intArg(1, 8)).default(2))
     .addOption(new Option('--max-keys <n>', 'stop after deleting this many keys (exit 3 when reached)').argParser(intArg(1)))
     .addHelpText(
