@@ -33,6 +33,7 @@ export interface CliIO {
 
 export interface GlobalOptions {
   databaseUrl?: string;
+  directDatabaseUrl?: string;
   redisUrl?: string;
   clickhouseUrl?: string;
   config?: string;
@@ -80,7 +81,14 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       'Database operations for Prisma 7 on PostgreSQL (behind PgBouncer) with Redis:\ndata migrations, slow-query reports, cache invalidation and pool diagnostics.',
     )
     .version(VERSION, '-V, --version', 'print the version')
-    .option('--database-url <url>', 'PostgreSQL connection string (overrides DATABASE_URL)')
+    .option(
+      '--database-url <url>',
+      'PostgreSQL connection string (overrides DATABASE_URL; a DIRECT_DATABASE_URL from the environment or files is then ignored)',
+    )
+    .option(
+      '--direct-database-url <url>',
+      'direct PostgreSQL connection for migrations, locks and diagnostics, bypassing PgBouncer (overrides DIRECT_DATABASE_URL)',
+    )
     .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
     .option('--clickhouse-url <url>', 'ClickHouse HTTP interface, http(s)://user:password@host:8123/db (overrides CLICKHOUSE_URL)')
     .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
@@ -111,7 +119,12 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         env: io.env,
         cwd: io.cwd,
         configFile: globals.config,
-        flags: { DATABASE_URL: globals.databaseUrl, REDIS_URL: globals.redisUrl, CLICKHOUSE_URL: globals.clickhouseUrl },
+        flags: {
+          DATABASE_URL: globals.databaseUrl,
+          DIRECT_DATABASE_URL: globals.directDatabaseUrl,
+          REDIS_URL: globals.redisUrl,
+          CLICKHOUSE_URL: globals.clickhouseUrl,
+        },
         redactor: state.redactor,
       });
       const ctx = new CommandContext({

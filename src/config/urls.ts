@@ -131,6 +131,38 @@ export function describePostgres(value: string): string | undefined {
   return `${host}:${port}${db ? `/${db}` : ''}`;
 }
 
+const DEFAULT_PORTS: Record<string, string> = {
+  'postgresql:': '5432',
+  'postgres:': '5432',
+  'redis:': '6379',
+  'rediss:': '6379',
+  'http:': '8123',
+  'https:': '8443',
+};
+
+/**
+ * A connection string as the target line shows it, as psql's prompt names its server:
+ * `postgresql://user@host:port/database` with the default port filled in, a socket folder as the
+ * host, and never the password or a query parameter. Undefined when it does not parse.
+ */
+export function describeTarget(value: string): string | undefined {
+  const parsed = parseUrl(value);
+  if (!parsed) return undefined;
+  const { url, socket } = parsed;
+  const decode = (v: string) => {
+    try {
+      return decodeURIComponent(v);
+    } catch {
+      return v;
+    }
+  };
+  const host = url.searchParams.get('host') || (socket ? '' : url.hostname) || 'localhost';
+  const port = url.searchParams.get('port') || url.port || DEFAULT_PORTS[url.protocol] || '';
+  const user = url.username ? `${decode(url.username)}@` : '';
+  const path = url.pathname && url.pathname !== '/' ? decode(url.pathname) : '';
+  return `${url.protocol}//${user}${host}${port ? `:${port}` : ''}${path}`;
+}
+
 const PG_FORM = 'postgresql://USER:PASSWORD@HOST:PORT/DATABASE';
 
 /**

@@ -361,7 +361,7 @@ const server: Case[] = [
     name: 'DIRECT_DATABASE_URL wrong while DATABASE_URL works',
     argv: ['migrate', 'up'],
     exit: 5,
-    build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('DIRECT_DATABASE_URL', c.wrongPg(), 'dotenv'),
+    build: (c) => void c.set('DATABASE_URL', c.goodPg(), 'dotenv').set('DIRECT_DATABASE_URL', c.wrongPg(), 'dotenv'),
   },
   {
     name: 'DATABASE_HOST that does not resolve',

@@ -106,7 +106,8 @@ async function open(ctx: CommandContext): Promise<{ target: CacheTarget; endpoin
   const endpoint = endpointLabel(url, target.info);
   const i = target.info;
   // Always said, --quiet or not: on call, which server is about to lose keys must be on record.
-  ctx.out.stderr(`Redis ${endpoint}: ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
+  const from = ctx.config.redis?.brief ?? 'REDIS_URL';
+  ctx.out.stderr(`→ Redis ${endpoint} (${from}): ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
   return { target, endpoint };
 }
 

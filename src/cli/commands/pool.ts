@@ -68,6 +68,7 @@ export function registerPool(program: Command, run: Runner): void {
     )
     .action(
       run<PoolOpts>(async (ctx, opts) => {
+        ctx.diagnostic('pool');
         const watch = watchSeconds(ctx, opts);
         // ClickHouse alone: asked for, or the only system configured (no embedded PostgreSQL started for it).
         const withClickHouse = opts.source !== 'postgres' && ctx.config.clickhouse !== undefined;
@@ -135,6 +136,7 @@ ${chRender?.(doc.clickhouse) ?? ''}`,
       .description('the blocking tree (pg_blocking_pids): roots first, each waiter once with all its blockers; exit 3 when a wait exceeds --long-ms'),
   ).action(
     run<CommonOpts>(async (ctx, opts) => {
+      ctx.diagnostic('locks');
       const watch = watchSeconds(ctx, opts);
       const [connections, output] = await Promise.all([connect(ctx, 'dbops locks', false), renderers(ctx)]);
       const options = { queryTimeoutMs: opts.queryTimeout, thresholds: { longMs: opts.longMs } };

@@ -64,6 +64,7 @@ export function registerSlow(program: Command, run: Runner): void {
     .option('-y, --yes', 'with --reset: do not ask')
     .action(
       run<SlowOptions>(async (ctx, opts) => {
+        ctx.diagnostic('slow-queries');
         if ((opts.baseline === undefined) !== (opts.failOnRegression === undefined)) {
           throw new UsageError('--baseline and --fail-on-regression go together', {
             hint: 'e.g. --baseline main.json --fail-on-regression 50',
@@ -101,7 +102,10 @@ export function registerSlow(program: Command, run: Runner): void {
         ctx.out.result(report, () => renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full), savedTo: report.savedTo }));
         if (report.gates?.failed) {
           const failures = report.gates.failures;
-          const which = failures.map((failure) => `queryid ${failure.queryid}`).join(', ');
+          // The statement, shortened, as a person recognises it; the queryid is in --json.
+          const { shortenQuery } = await import('../../diagnostics/prisma-origin.js');
+          const shown = failures.slice(0, 3).map((failure) => `"${shortenQuery(failure.query, 50)}"`);
+          const which = `${shown.join(', ')}${failures.length > 3 ? ` and ${failures.length - 3} more` : ''}`;
           throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'} (${which})`, {
             hint: 'see the report above; --json lists them under gates.failures',
             details: { failures: failures.length },
