@@ -8,6 +8,7 @@ import { type ResolvedConfig, resolveConfig } from '../config/config.js';
 import { isSecretName, Redactor } from '../config/redact.js';
 import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
 import { githubAnnotation, jsonReplacer, Output, type Writable } from '../output/output.js';
+import { decideTableWidth, setTableWidth } from '../output/table.js';
 import { decideTerminal } from '../output/terminal.js';
 import { registerCache } from './commands/cache.js';
 import { registerConfig } from './commands/config.js';
@@ -61,6 +62,7 @@ function buildOutput(io: CliIO, globals: GlobalOptions, redactor: Redactor): Out
     noColorFlag: globals.color === false,
     quiet,
   });
+  setTableWidth(decideTableWidth(io.env, io.stdout as { isTTY?: boolean; columns?: number }));
   return new Output({
     stdout: io.stdout,
     stderr: io.stderr,

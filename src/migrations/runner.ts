@@ -17,7 +17,7 @@ import { type ContextOptions, MigrationContexts } from './context.js';
 import { checkDbopsSchema, DEFAULT_DBOPS_SCHEMA, MIGRATION_LOCK_NAME } from './dbops-schema.js';
 import type { Ledger } from './ledger.js';
 import { PostgresLedger } from './ledger-pg.js';
-import { listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
+import { describeMigrations, listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
 import { lockKey } from './lock.js';
 import { finishRun, type MigrationRef, newRunResult, schemaOutcome } from './outcome.js';
 import { computeStatus, declaresNoTransaction, driftFindings, groupRuns, olderPendingSchema, selectDown, selectUp, upWarnings } from './plan.js';
@@ -158,6 +158,12 @@ export class MigrationRunner {
       schemaApplied: schema.applied,
       ledgerExists: ledger !== null,
     });
+    // Pending migrations have no ledger row: their description comes from their module.
+    const unrecorded = new Set(status.entries.filter((e) => e.kind === 'data' && e.description === null && e.state !== 'missing').map((e) => e.name));
+    if (unrecorded.size > 0) {
+      const descriptions = await describeMigrations(files, unrecorded);
+      for (const e of status.entries) if (e.kind === 'data' && descriptions.has(e.name)) e.description = descriptions.get(e.name) ?? null;
+    }
     // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
     const recorded = new Set((ledger ?? []).map((r) => r.name));
     const backfills = (await this.backfillProgress()).filter((b) => !b.finished || !recorded.has(b.migration));

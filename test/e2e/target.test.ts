@@ -80,6 +80,17 @@ describe('precedence: the database named on the command line is the one used', (
     expect(() => JSON.parse(r.stdout)).not.toThrow();
   });
 
+  it('migrate status shows the description of a pending migration too (read from its module)', async () => {
+    const cwd = project({ DATABASE_URL: inDotenv.url });
+    const json = await runDbops(['migrate', 'status', '--json'], { cwd, env: cleanEnv() });
+    expect(json.code, json.stderr).toBe(0);
+    const doc = JSON.parse(json.stdout) as { entries: Array<{ name: string; state: string; description: string | null }> };
+    expect(doc.entries.find((e) => e.name === '20250101000000_audit_one')).toMatchObject({ state: 'pending', description: 'audit one' });
+    const human = await runDbops(['migrate', 'status'], { cwd, env: cleanEnv({ COLUMNS: '100' }) });
+    expect(human.stdout).toMatch(/20250101000000_audit_one .*pending.*audit one/);
+    for (const line of human.stdout.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
+  });
+
   it('slow-queries reports on the flag database, not the .env one', async () => {
     const cwd = project({ DIRECT_DATABASE_URL: inDotenv.url });
     const r = await runDbops(['slow-queries', '--json', '--database-url', onFlag.url], { cwd, env: cleanEnv() });
