@@ -196,7 +196,10 @@ function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, jso
     .replace(/^error:\s*/i, '')
     .replace(/\n+/g, ' ')
     .trim();
-  const hint = 'see dbops --help, or dbops <command> --help';
+  const hint =
+    error.code === 'commander.unknownOption'
+      ? `an argument that starts with "-" (a cache pattern, a name) goes after --, e.g. dbops cache keys -- '-tmp:*'; see dbops <command> --help`
+      : 'see dbops --help, or dbops <command> --help';
   if (json) {
     // --json promises one document on stdout, also for a command line that did not parse.
     const doc = { ok: false, error: { code: 'USAGE', message: line, hint, exitCode: ExitCode.Usage } };

@@ -1,0 +1,108 @@
+/**
+ * The smaller surprises of issue 13, each as a user meets it: the built CLI on the harness' real
+ * Redis and PostgreSQL. Each test fails without its fix.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, cleanEnv, runDbops } from '../helpers/cli.js';
+import { auditMig } from '../helpers/migrations.js';
+import { createTestDatabase, redisNamespace, redisUrl, type TestDatabase } from '../helpers/services.js';
+
+/** Run dbops through bash, so an argument can hold bytes that are not UTF-8 ($'\xff'). */
+function viaBash(script: string, env: Record<string, string>): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${BIN}" ${script}`], { env, encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('cache patterns', () => {
+  let client: Redis;
+  let ns: string;
+  beforeAll(async () => {
+    client = new Redis(redisUrl());
+    ns = redisNamespace();
+  });
+  afterAll(async () => {
+    await client?.quit();
+  });
+
+  it("a pattern with bytes that are not UTF-8 is refused (nothing deleted); --hex deletes exactly the server's match", async () => {
+    const raw = Buffer.concat([Buffer.from(`${ns}bin:`), Buffer.from([0xff]), Buffer.from('1')]);
+    const replacement = Buffer.from(`${ns}bin:\uFFFD1`, 'utf8');
+    await client.set(raw, 'x');
+    await client.set(replacement, 'y');
+    const env = cleanEnv({ REDIS_URL: redisUrl() });
+    const refused = viaBash(`cache flush $'${ns}bin:\\xff*' --yes`, env);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain('the pattern is not valid UTF-8');
+    const hex = Buffer.concat([Buffer.from(`${ns}bin:`), Buffer.from([0xff]), Buffer.from('*')]).toString('hex');
+    expect(refused.stderr).toContain(`--hex ${hex}`);
+    expect(await client.exists(raw)).toBe(1);
+    expect(await client.exists(replacement)).toBe(1);
+
+    const flushed = await runDbops(['cache', 'flush', '--hex', hex, '--yes', '--json'], { env });
+    expect(flushed.code, flushed.stderr).toBe(0);
+    expect(JSON.parse(flushed.stdout)).toMatchObject({ removed: 1 });
+    expect(await client.exists(raw)).toBe(0);
+    expect(await client.exists(replacement)).toBe(1);
+  });
+
+  it('a pattern that already starts with CACHE_KEY_PREFIX is refused, naming the effective pattern', async () => {
+    await client.set(`${ns}user:1`, '1');
+    const prefix = ns.slice(0, -1);
+    const r = await runDbops(['cache', 'flush', `${ns}user:1*`, '--yes'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }) });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`already starts with the key prefix '${ns}' (CACHE_KEY_PREFIX from the environment): dbops would match '${ns}${ns}user:1*'`);
+    expect(r.stderr).toContain("hint: drop the prefix from the pattern ('user:1*')");
+    expect(await client.exists(`${ns}user:1`)).toBe(1);
+    // Without the prefix in the pattern it matches, and the effective pattern is said.
+    const keys = await runDbops(['cache', 'keys', 'user:1*'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }) });
+    expect(keys.code, keys.stderr).toBe(0);
+    expect(keys.stderr).toContain(`matching '${ns}user:1*'`);
+  });
+
+  it("'*' under the prefix 'app:' is refused with the right text", async () => {
+    const r = await runDbops(['cache', 'flush', '*', '--yes'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: 'app:' }) });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("pattern '*' matches every key under the prefix 'app:' ('app:*'): refusing without --all");
+    expect(r.stderr).not.toContain('app::');
+  });
+
+  it("a pattern that starts with '-' goes after --, and the error says so", async () => {
+    await client.set(`-${ns}tmp:1`, '1');
+    const env = cleanEnv({ REDIS_URL: redisUrl() });
+    const wrong = await runDbops(['cache', 'keys', `-${ns}tmp:*`], { env });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('goes after --');
+    const right = await runDbops(['cache', 'keys', '--json', '--', `-${ns}tmp:*`], { env });
+    expect(right.code, right.stderr).toBe(0);
+    expect(JSON.parse(right.stdout)).toMatchObject({ count: 1 });
+  });
+});
+
+describe('migrate validate with a name that is no migration', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('exits 2 (usage) with the near names as a hint', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'dbops-validate-'));
+    mkdirSync(join(cwd, 'data-migrations'));
+    writeFileSync(join(cwd, 'data-migrations', '20250101000000_audit_one.ts'), auditMig('one'));
+    const env = cleanEnv({ DATABASE_URL: db.url });
+    const typo = await runDbops(['migrate', 'validate', 'audit_on'], { cwd, env });
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('validate: no data migration named audit_on');
+    expect(typo.stderr).toContain('did you mean 20250101000000_audit_one?');
+    const none = await runDbops(['migrate', 'validate', 'no_such_name'], { cwd, env });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('hint: dbops migrate status lists the data migrations');
+  });
+});
