@@ -4,8 +4,8 @@
  */
 import type { Client } from 'pg';
 import type { DatabaseSettings, ResolvedConfig } from '../config/config.js';
-import { describeTarget } from '../config/urls.js';
-import { ConfigError } from '../errors.js';
+import { describeTarget, userOf } from '../config/urls.js';
+import { ConfigError, UnreachableError } from '../errors.js';
 import type { Output } from '../output/output.js';
 
 export interface PgOptions {
@@ -126,11 +126,14 @@ export class CommandContext {
     const db = await this.database();
     this.announceDatabase(db, Boolean(opts.direct));
     const { connectPg } = await import('../db/pg.js');
+    const connectionString = opts.direct ? db.directUrl : db.url;
     const client = await connectPg({
-      connectionString: opts.direct ? db.directUrl : db.url,
+      connectionString,
       timeoutMs: this.timeoutMs,
       applicationName: opts.applicationName ?? 'dbops',
       ...(opts.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: opts.statementTimeoutMs }),
+    }).catch((error: unknown) => {
+      throw withLoginHint(error, connectionString, opts.direct ? db.directSource : db.source);
     });
     this.onClose(() => client.end());
     return client;
@@ -159,4 +162,20 @@ export class CommandContext {
       await fn?.().catch(() => {});
     }
   }
+}
+
+/**
+ * A refused login (SQLSTATE 28P01 wrong password, 28000 no such role or no pg_hba entry) gets a
+ * hint naming the user it tried and where the password came from, never the password.
+ */
+function withLoginHint(error: unknown, url: string, source: string): unknown {
+  if (!(error instanceof UnreachableError)) return error;
+  const code = error.details?.code;
+  if (code !== '28P01' && code !== '28000') return error;
+  const user = userOf(url) ?? 'postgres';
+  const hint =
+    code === '28P01'
+      ? `the server refused user "${user}" with the password from ${source}: check that password (percent-encode special characters in a URL: @ as %40, : as %3A, / as %2F)`
+      : `the server refused user "${user}" (from ${source}): the role may not exist there, or pg_hba.conf has no entry for this host, user and database`;
+  return new UnreachableError(error.message, { hint, cause: error.cause ?? error, details: error.details });
 }

@@ -109,6 +109,9 @@ function parseUrl(value: string): { url: URL; socket: boolean } | undefined {
 
 /** An `@` after the host means the password had an unencoded `/`, `?` or `#` that ended it early. */
 function checkStrayAt(name: string, s: SourcedValue, url: URL, form: string): void {
+  if (hostInsidePassword(s.value)) {
+    fail(name, s, 'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host', encodingHint(form, s.value));
+  }
   const hasUserinfo = url.username !== '' || url.password !== '';
   if (url.pathname.includes('@') || (!hasUserinfo && url.search.includes('@'))) {
     fail(name, s, 'has an "@" after the host, so its password was cut short by an unencoded "/" or "?"', encodingHint(form, s.value));
@@ -161,6 +164,38 @@ export function describeTarget(value: string): string | undefined {
   const user = url.username ? `${decode(url.username)}@` : '';
   const path = url.pathname && url.pathname !== '/' ? decode(url.pathname) : '';
   return `${url.protocol}//${user}${host}${port ? `:${port}` : ''}${path}`;
+}
+
+/** The user a connection string logs in as (decoded), or undefined. */
+export function userOf(value: string): string | undefined {
+  const parsed = parseUrl(value);
+  if (!parsed?.url.username) return undefined;
+  try {
+    return decodeURIComponent(parsed.url.username);
+  } catch {
+    return parsed.url.username;
+  }
+}
+
+/**
+ * Whether the host the URL parser found is a piece of the password: an unencoded `@` in the
+ * password, followed by a `/`, `?` or the end, makes the parser take the text after that `@` as
+ * the host (`postgresql://app:p@ss?x@db/shop` → host `ss`). Read with the real parser: a right
+ * reading takes the host from just after the last `@`.
+ */
+export function hostInsidePassword(value: string): boolean {
+  const parsed = parseUrl(value);
+  const host = parsed && !parsed.socket ? parsed.url.hostname : '';
+  if (!host) return false;
+  const start = value.indexOf('://');
+  const first = value.indexOf('@', start + 3);
+  const last = value.lastIndexOf('@');
+  if (start === -1 || first === -1 || first === last) return false;
+  // A right reading takes the host from just after the last "@".
+  return !value
+    .slice(last + 1)
+    .toLowerCase()
+    .startsWith(host.toLowerCase());
 }
 
 const PG_FORM = 'postgresql://USER:PASSWORD@HOST:PORT/DATABASE';

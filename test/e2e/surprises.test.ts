@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanEnv, runDbops } from '../helpers/cli.js';
-import { auditMig } from '../helpers/migrations.js';
+import { auditMig, withClient } from '../helpers/migrations.js';
 import { createTestDatabase, redisNamespace, redisUrl, type TestDatabase } from '../helpers/services.js';
 
 /** Run dbops through bash, so an argument can hold bytes that are not UTF-8 ($'\xff'). */
@@ -104,5 +104,37 @@ describe('migrate validate with a name that is no migration', () => {
     const none = await runDbops(['migrate', 'validate', 'no_such_name'], { cwd, env });
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('hint: dbops migrate status lists the data migrations');
+  });
+});
+
+describe('connection strings a person gets wrong', () => {
+  let db: TestDatabase;
+  let role: string;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    role = `r_${db.name}`;
+    await withClient(db.url, (c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD 'the-right-one'`));
+  });
+  afterAll(async () => {
+    await withClient(db.url, (c) => c.query(`DROP ROLE IF EXISTS ${role}`)).catch(() => {});
+    await db?.drop();
+  });
+
+  it('a wrong password: exit 5, the hint names the user and where the password came from, never the password', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'dbops-pw-'));
+    writeFileSync(join(cwd, '.env'), `DATABASE_URL=postgresql://${role}:not-the-one@127.0.0.1:${db.port}/${db.name}\n`);
+    const r = await runDbops(['locks'], { cwd, env: cleanEnv() });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain(`hint: the server refused user "${role}" with the password from DATABASE_URL in ${join(cwd, '.env')}: check that password`);
+    expect(r.stdout + r.stderr).not.toContain('not-the-one');
+  });
+
+  it('an unencoded "@" in the password: exit 2, says the password needs percent-encoding, connects nowhere', async () => {
+    const url = `postgresql://${role}:p@ss?w@127.0.0.1:${db.port}/${db.name}`;
+    const r = await runDbops(['locks'], { env: cleanEnv({ DATABASE_URL: url }) });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('has an unencoded "@" in the password, so the URL parser reads a piece of it as the host');
+    expect(r.stderr).toContain('@ as %40');
+    expect(r.stderr).not.toMatch(/ENOTFOUND|p@ss/);
   });
 });
