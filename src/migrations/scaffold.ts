@@ -8,23 +8,43 @@ export function utcTimestamp(d: Date = new Date()): string {
   return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
 
-export function template(name: string, transaction: boolean): string {
+/**
+ * The line every template starts its up() with: a scaffold run before it is edited fails with this
+ * message (in a rehearsal, in up, before it touches anything) rather than running an example
+ * against a table that does not exist, or recording an empty migration as applied.
+ */
+export const TEMPLATE_GUARD = 'is still the template of dbops migrate create';
+
+function guard(name: string): string {
+  return `throw new Error('${name} ${TEMPLATE_GUARD}: write up(), validate() and down(), then delete this line');`;
+}
+
+export function template(name: string, transaction: boolean, full = name): string {
+  const description = name.replace(/_/g, ' ');
   if (!transaction) {
     return `import { defineDataMigration } from 'dbops';
 
 // transaction: false — each batch commits on its own and progress is checkpointed, so an
 // interrupted run resumes. The ledger row is written only after validate() passes.
 export default defineDataMigration({
-  description: '${name.replace(/_/g, ' ')}',
+  description: '${description}',
   transaction: false,
 
   async up({ backfill }) {
+    ${guard(full)}
+    // For example: set a new column in batches of rows, by primary key.
     await backfill({ table: 'TableName', key: 'id', where: '"column" IS NULL', set: '"column" = 0' });
   },
 
+  // Post-condition after the last batch: return false (or throw) and the migration stays unrecorded.
   async validate({ sql }) {
     const { rows } = await sql<{ n: number }>\`SELECT count(*)::int AS n FROM "TableName" WHERE "column" IS NULL\`;
     return rows[0]?.n === 0;
+  },
+
+  // Undo, in batches too (dbops migrate down). Delete it if the change cannot be undone.
+  async down({ backfill }) {
+    await backfill({ table: 'TableName', key: 'id', where: '"column" = 0', set: '"column" = NULL' });
   },
 });
 `;
@@ -34,10 +54,12 @@ export default defineDataMigration({
 // and write defineDataMigration<PrismaClient>({ ... }).
 
 export default defineDataMigration({
-  description: '${name.replace(/_/g, ' ')}',
+  description: '${description}',
 
   // Runs in one transaction with validate() and the ledger row: all or nothing.
   async up({ sql, log }) {
+    ${guard(full)}
+    // For example:
     const { rowCount } = await sql\`UPDATE "TableName" SET "column" = \${'value'} WHERE "column" IS NULL\`;
     log.info(\`updated \${rowCount} row(s)\`);
   },
@@ -74,6 +96,6 @@ export async function scaffoldMigration(dir: string, rawName: string, opts: { tr
   if (clash) throw new UsageError(`a migration named ${name} already exists: ${join(base, clash)}`, { hint: 'choose another name' });
   const full = `${utcTimestamp(opts.now)}_${name}`;
   const path = join(base, `${full}.ts`);
-  await writeFile(path, template(name, opts.transaction), { flag: 'wx' });
+  await writeFile(path, template(name, opts.transaction, full), { flag: 'wx' });
   return { name: full, path };
 }

@@ -3,12 +3,12 @@
  * Redis and PostgreSQL. Each test fails without its fix.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanEnv, runDbops } from '../helpers/cli.js';
+import { BIN, cleanEnv, ROOT, runDbops } from '../helpers/cli.js';
 import { auditMig, withClient } from '../helpers/migrations.js';
 import { createTestDatabase, redisNamespace, redisUrl, type TestDatabase } from '../helpers/services.js';
 
@@ -137,4 +137,53 @@ describe('connection strings a person gets wrong', () => {
     expect(r.stderr).toContain('@ as %40');
     expect(r.stderr).not.toMatch(/ENOTFOUND|p@ss/);
   });
+});
+
+describe('migrate create templates', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  /** A project folder whose `dbops` import resolves to this package, as after npm install. */
+  function projectWithDbops(): string {
+    const cwd = mkdtempSync(join(tmpdir(), 'dbops-create-'));
+    mkdirSync(join(cwd, 'node_modules'));
+    symlinkSync(ROOT, join(cwd, 'node_modules', 'dbops'));
+    return cwd;
+  }
+
+  for (const variant of [[], ['--no-transaction']]) {
+    it(`an unedited template${variant.length ? ' (--no-transaction)' : ''} fails with "edit me" (rehearsal and up) and changes nothing`, async () => {
+      const cwd = projectWithDbops();
+      const env = cleanEnv({ DATABASE_URL: db.url });
+      const created = await runDbops(['migrate', 'create', 'fill_things', ...variant], { cwd, env });
+      expect(created.code, created.stderr).toBe(0);
+      const path = /created (\S+)/.exec(created.stdout)?.[1] ?? '';
+      const source = readFileSync(path, 'utf8');
+      // both templates can be undone
+      expect(source).toMatch(/async down\(/);
+      // A transaction: false migration is not rehearsed (its batches commit), so only up runs it.
+      const runs = variant.length
+        ? [['migrate', 'up']]
+        : [
+            ['migrate', 'up', '--dry-run'],
+            ['migrate', 'up'],
+          ];
+      for (const argv of runs) {
+        const r = await runDbops(argv, { cwd, env });
+        expect(r.code, r.stderr).not.toBe(0);
+        expect(r.stdout + r.stderr).toMatch(
+          /fill_things is still the template of dbops migrate create: write up\(\), validate\(\) and down\(\), then delete this line/,
+        );
+        expect(r.stdout + r.stderr).not.toMatch(/TableName/);
+      }
+      const status = await runDbops(['migrate', 'status', '--json'], { cwd, env });
+      const doc = JSON.parse(status.stdout) as { entries: Array<{ name: string; state: string }> };
+      expect(doc.entries.find((e) => e.name.endsWith('_fill_things'))?.state).toBe('pending');
+    });
+  }
 });
