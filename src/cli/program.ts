@@ -150,6 +150,25 @@ export function buildProgram(io: CliIO, state: RunState): Command {
   registerSlow(program, run);
   registerPool(program, run);
   registerEmbedded(program, run);
+
+  // Generated from the definitions above; no configuration is read, nothing connects.
+  program
+    .command('completion')
+    .description('print a shell completion script: source <(dbops completion bash), dbops completion fish | source')
+    .argument('<shell>', 'bash, zsh or fish')
+    .action(async (shell: string) => {
+      const { bashCompletion, fishCompletion, zshCompletion } = await import('./completion.js');
+      const make = { bash: bashCompletion, zsh: zshCompletion, fish: fishCompletion }[shell];
+      if (!make) throw new UsageError(`no completion for shell "${shell}"`, { hint: 'dbops completion bash, dbops completion zsh or dbops completion fish' });
+      io.stdout.write(make(program));
+    });
+  program
+    .command('man')
+    .description('print the manual page (roff): dbops man | man -l -   (docs/dbops.1 is the same text)')
+    .action(async () => {
+      const { manPage } = await import('./completion.js');
+      io.stdout.write(manPage(program, VERSION));
+    });
   return program;
 }
 
