@@ -10,28 +10,9 @@ import { stripVTControlCharacters } from 'node:util';
 import Table from 'cli-table3';
 import cliTruncate from 'cli-truncate';
 import stringWidth from 'string-width';
+import { getTableWidth } from './width.js';
 
-let tableWidth: number | undefined;
-
-/** The width tables must fit (undefined: no limit). Set once per command by the CLI. */
-export function setTableWidth(width: number | undefined): void {
-  tableWidth = width !== undefined && Number.isFinite(width) && width > 0 ? Math.floor(width) : undefined;
-}
-
-export function getTableWidth(): number | undefined {
-  return tableWidth;
-}
-
-/**
- * The width to fit: COLUMNS when it is a positive number, else the terminal's columns when stdout
- * is a terminal, else none (piped output keeps whole cells).
- */
-export function decideTableWidth(env: Record<string, string | undefined>, stdout: { isTTY?: boolean; columns?: number }): number | undefined {
-  const fromEnv = Number(env.COLUMNS);
-  if (env.COLUMNS && Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
-  if (stdout.isTTY && stdout.columns && stdout.columns > 0) return stdout.columns;
-  return undefined;
-}
+export { decideTableWidth, setTableWidth } from './width.js';
 
 export interface TableOptions {
   head: string[];
@@ -141,7 +122,7 @@ function vertical(head: string[], rows: string[][], limit: number): string {
 
 /** A table that fits the width (see the module comment). */
 export function renderTable(opts: TableOptions): string {
-  const limit = opts.width ?? tableWidth;
+  const limit = opts.width ?? getTableWidth();
   const allRows = opts.rows.map((row) => opts.head.map((_, i) => cellText(row[i])));
   const align = opts.head.map((_, i): 'left' | 'right' => (opts.alignRight?.includes(i) ? 'right' : 'left'));
   if (limit === undefined) return draw(opts.head, allRows, opts.colour, align);
@@ -173,7 +154,7 @@ export function renderTable(opts: TableOptions): string {
 
 /** Two-column key/value table, for summaries: the value column cut to the width. */
 export function renderKeyValue(pairs: Array<[string, string | number | null | undefined]>, colour: boolean): string {
-  const limit = tableWidth;
+  const limit = getTableWidth();
   const keyWidth = Math.max(0, ...pairs.map(([k]) => stringWidth(k)));
   const valueWidth = limit === undefined ? undefined : Math.max(MIN_CELL, limit - keyWidth - 7);
   const table = new Table({ style: colour ? { head: [], border: ['grey'] } : { head: [], border: [] } });
