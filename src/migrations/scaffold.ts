@@ -15,11 +15,11 @@ export function utcTimestamp(d: Date = new Date()): string {
  */
 export const TEMPLATE_GUARD = 'is still the template of dbops migrate create';
 
-function guard(name: string): string {
-  return `throw new Error('${name} ${TEMPLATE_GUARD}: write up(), validate() and down(), then delete this line');`;
+function guard(): string {
+  return `throw new Error('this migration ${TEMPLATE_GUARD}: write up(), validate() and down(), then delete this line');`;
 }
 
-export function template(name: string, transaction: boolean, full = name): string {
+export function template(name: string, transaction: boolean): string {
   const description = name.replace(/_/g, ' ');
   if (!transaction) {
     return `import { defineDataMigration } from 'dbops';
@@ -31,7 +31,7 @@ export default defineDataMigration({
   transaction: false,
 
   async up({ backfill }) {
-    ${guard(full)}
+    ${guard()}
     // For example: set a new column in batches of rows, by primary key.
     await backfill({ table: 'TableName', key: 'id', where: '"column" IS NULL', set: '"column" = 0' });
   },
@@ -58,7 +58,7 @@ export default defineDataMigration({
 
   // Runs in one transaction with validate() and the ledger row: all or nothing.
   async up({ sql, log }) {
-    ${guard(full)}
+    ${guard()}
     // For example:
     const { rowCount } = await sql\`UPDATE "TableName" SET "column" = \${'value'} WHERE "column" IS NULL\`;
     log.info(\`updated \${rowCount} row(s)\`);
@@ -96,6 +96,6 @@ export async function scaffoldMigration(dir: string, rawName: string, opts: { tr
   if (clash) throw new UsageError(`a migration named ${name} already exists: ${join(base, clash)}`, { hint: 'choose another name' });
   const full = `${utcTimestamp(opts.now)}_${name}`;
   const path = join(base, `${full}.ts`);
-  await writeFile(path, template(name, opts.transaction, full), { flag: 'wx' });
+  await writeFile(path, template(name, opts.transaction), { flag: 'wx' });
   return { name: full, path };
 }

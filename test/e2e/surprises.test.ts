@@ -177,7 +177,7 @@ describe('migrate create templates', () => {
         const r = await runDbops(argv, { cwd, env });
         expect(r.code, r.stderr).not.toBe(0);
         expect(r.stdout + r.stderr).toMatch(
-          /fill_things is still the template of dbops migrate create: write up\(\), validate\(\) and down\(\), then delete this line/,
+          /_fill_things failed at up: this migration is still the template of dbops migrate create: write up\(\), validate\(\) and down\(\), then delete this line/,
         );
         expect(r.stdout + r.stderr).not.toMatch(/TableName/);
       }
