@@ -130,9 +130,9 @@ export function renderTable(opts: TableOptions): string {
   const keep = new Set(opts.keep ?? []);
   const natural = opts.head.map((h, i) => Math.max(widthOf(h), ...allRows.map((row) => widthOf(row[i] ?? ''))));
   const drop = opts.droppable ?? [];
-  // First every column at a readable width, leaving out droppable columns one by one; then cells
-  // cut down to MIN_CELL; then the vertical layout.
-  for (const floor of [COMFORT, MIN_CELL]) {
+  // First every column at a readable width, leaving out droppable columns one by one; then the
+  // same with cells cut shorter, down to MIN_CELL; then the vertical layout.
+  for (const floor of [COMFORT, 16, 12, MIN_CELL]) {
     for (let k = 0; k <= drop.length; k++) {
       const gone = new Set(drop.slice(0, k));
       const cols = opts.head.map((_, i) => i).filter((i) => !gone.has(i));
