@@ -91,7 +91,7 @@ export class CommandContext {
           hint: 'set DATABASE_URL (or pass --database-url); to look at the embedded development database, start it first: dbops embedded start',
         });
       }
-      const where = `embedded development database, already running (${this.config.embeddedDir}; no DATABASE_URL configured)`;
+      const where = `embedded development database, already running, in ${this.config.embeddedDir}; no DATABASE_URL configured`;
       return {
         url: running.url,
         directUrl: running.url,
@@ -108,7 +108,7 @@ export class CommandContext {
       prismaMigrationsDir: this.config.prismaMigrationsDir,
       log: (m) => this.out.info(m),
     });
-    const where = `embedded development database, ${db.started ? 'started now' : 'already running'} (${this.config.embeddedDir}; no DATABASE_URL configured)`;
+    const where = `embedded development database, ${db.started ? 'started now' : 'already running'}, in ${this.config.embeddedDir}; no DATABASE_URL configured`;
     return {
       url: db.url,
       directUrl: db.url,
