@@ -104,9 +104,9 @@ export function registerSlow(program: Command, run: Runner): void {
           const failures = report.gates.failures;
           // The statement, shortened, as a person recognises it; the queryid is in --json.
           const { shortenQuery } = await import('../../diagnostics/prisma-origin.js');
-          const shown = failures.slice(0, 3).map((failure) => `"${shortenQuery(failure.query, 50)}"`);
+          const shown = failures.slice(0, 3).map((failure) => `'${shortenQuery(failure.query, 50)}' (mean ${failure.meanMs.toFixed(1)} ms)`);
           const which = `${shown.join(', ')}${failures.length > 3 ? ` and ${failures.length - 3} more` : ''}`;
-          throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'} (${which})`, {
+          throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'}: ${which}`, {
             hint: 'see the report above; --json lists them under gates.failures',
             details: { failures: failures.length },
           });
