@@ -109,12 +109,12 @@ function parseUrl(value: string): { url: URL; socket: boolean } | undefined {
 
 /** An `@` after the host means the password had an unencoded `/`, `?` or `#` that ended it early. */
 function checkStrayAt(name: string, s: SourcedValue, url: URL, form: string): void {
-  if (hostInsidePassword(s.value)) {
-    fail(name, s, 'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host', encodingHint(form, s.value));
-  }
   const hasUserinfo = url.username !== '' || url.password !== '';
   if (url.pathname.includes('@') || (!hasUserinfo && url.search.includes('@'))) {
     fail(name, s, 'has an "@" after the host, so its password was cut short by an unencoded "/" or "?"', encodingHint(form, s.value));
+  }
+  if (hostInsidePassword(s.value)) {
+    fail(name, s, 'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host', encodingHint(form, s.value));
   }
 }
 
