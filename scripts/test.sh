@@ -13,6 +13,9 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 # ClickHouse 18.16 from Debian: 16 MB to download with its libraries, about 93 MB installed, 5-20 s.
 [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || missing+=(clickhouse-client)
+# The completion scripts are checked by the shells that load them (bash is here already).
+command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+command -v fish >/dev/null 2>&1 || missing+=(fish)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${missing[*]} from Debian's packages" >&2

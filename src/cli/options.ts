@@ -43,14 +43,19 @@ export function formatDuration(ms: number): string {
   return ms >= 3_600_000 ? `${ms}ms (about ${Math.round(ms / 3_600_000)}h)` : `${ms}ms`;
 }
 
-/** A duration (`500` = ms, `500ms`, `5s`, `2m`, `1h`) from `min` to `max` milliseconds. */
-export function durationIn(min: number, max = MAX_DURATION_MS): (value: string) => number {
+/**
+ * A duration (`500` = ms, `500ms`, `5s`, `2m`, `1h`) from `min` to `max` milliseconds: the one
+ * parser of every duration option, `--lock-timeout` and `--long-ms` alike (a bare number is
+ * milliseconds everywhere). `fractional` keeps fractions of a millisecond (mean-time thresholds).
+ */
+export function durationIn(min: number, max = MAX_DURATION_MS, opts: { fractional?: boolean } = {}): (value: string) => number {
   return (value: string) => {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
     if (!m) throw new InvalidArgumentError(`expected a duration such as 500ms, 5s or 2m, got "${value}"`);
     const unit = m[2] ?? 'ms';
     const factor = unit === 'h' ? 3_600_000 : unit === 'm' ? 60_000 : unit === 's' ? 1000 : 1;
-    const ms = Math.round(Number(m[1]) * factor);
+    const exact = Number(m[1]) * factor;
+    const ms = opts.fractional ? exact : Math.round(exact);
     if (ms < min || ms > max) {
       throw new InvalidArgumentError(`must be from ${formatDuration(min)} to ${formatDuration(max)}, got ${value}`);
     }

@@ -9,6 +9,7 @@ import { isSecretName, Redactor } from '../config/redact.js';
 import { type DbopsError, ExitCode, InterruptedError, isDbopsError, messageOf, UsageError } from '../errors.js';
 import { githubAnnotation, jsonReplacer, Output, PromptCancelled, type Writable } from '../output/output.js';
 import { decideTerminal } from '../output/terminal.js';
+import { decideTableWidth, setTableWidth } from '../output/width.js';
 import { registerCache } from './commands/cache.js';
 import { registerConfig } from './commands/config.js';
 import { registerDoctor } from './commands/doctor.js';
@@ -40,6 +41,7 @@ export interface CliIO {
 
 export interface GlobalOptions {
   databaseUrl?: string;
+  directDatabaseUrl?: string;
   redisUrl?: string;
   clickhouseUrl?: string;
   config?: string;
@@ -69,6 +71,7 @@ function buildOutput(io: CliIO, globals: GlobalOptions, redactor: Redactor): Out
     noColorFlag: globals.color === false,
     quiet,
   });
+  setTableWidth(decideTableWidth(io.env, io.stdout as { isTTY?: boolean; columns?: number }));
   return new Output({
     stdout: io.stdout,
     stderr: io.stderr,
@@ -89,7 +92,14 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       'Database operations for Prisma 7 on PostgreSQL (behind PgBouncer) with Redis:\ndata migrations, slow-query reports, cache invalidation and pool diagnostics.',
     )
     .version(VERSION, '-V, --version', 'print the version')
-    .option('--database-url <url>', 'PostgreSQL connection string (overrides DATABASE_URL)')
+    .option(
+      '--database-url <url>',
+      'PostgreSQL connection string (overrides DATABASE_URL; a DIRECT_DATABASE_URL from the environment or files is then ignored)',
+    )
+    .option(
+      '--direct-database-url <url>',
+      'direct PostgreSQL connection for migrations, locks and diagnostics, bypassing PgBouncer (overrides DIRECT_DATABASE_URL)',
+    )
     .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
     .option('--clickhouse-url <url>', 'ClickHouse HTTP interface, http(s)://user:password@host:8123/db (overrides CLICKHOUSE_URL)')
     .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
@@ -124,7 +134,12 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         env: io.env,
         cwd: io.cwd,
         configFile: globals.config,
-        flags: { DATABASE_URL: globals.databaseUrl, REDIS_URL: globals.redisUrl, CLICKHOUSE_URL: globals.clickhouseUrl },
+        flags: {
+          DATABASE_URL: globals.databaseUrl,
+          DIRECT_DATABASE_URL: globals.directDatabaseUrl,
+          REDIS_URL: globals.redisUrl,
+          CLICKHOUSE_URL: globals.clickhouseUrl,
+        },
         redactor: state.redactor,
       });
       const ctx = new CommandContext({
@@ -151,6 +166,25 @@ export function buildProgram(io: CliIO, state: RunState): Command {
   registerSlow(program, run);
   registerPool(program, run);
   registerEmbedded(program, run);
+
+  // Generated from the definitions above; no configuration is read, nothing connects.
+  program
+    .command('completion')
+    .description('print a shell completion script: source <(dbops completion bash), dbops completion fish | source')
+    .argument('<shell>', 'bash, zsh or fish')
+    .action(async (shell: string) => {
+      const { bashCompletion, fishCompletion, zshCompletion } = await import('./completion.js');
+      const make = { bash: bashCompletion, zsh: zshCompletion, fish: fishCompletion }[shell];
+      if (!make) throw new UsageError(`no completion for shell "${shell}"`, { hint: 'dbops completion bash, dbops completion zsh or dbops completion fish' });
+      io.stdout.write(make(program));
+    });
+  program
+    .command('man')
+    .description('print the manual page (roff): dbops man | man -l -   (docs/dbops.1 is the same text)')
+    .action(async () => {
+      const { manPage } = await import('./completion.js');
+      io.stdout.write(manPage(program, VERSION));
+    });
   return program;
 }
 
@@ -220,7 +254,10 @@ function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, jso
     .replace(/^error:\s*/i, '')
     .replace(/\n+/g, ' ')
     .trim();
-  const hint = 'see dbops --help, or dbops <command> --help';
+  const hint =
+    error.code === 'commander.unknownOption'
+      ? `an argument that starts with "-" (a cache pattern, a name) goes after --, e.g. dbops cache keys -- '-tmp:*'; see dbops <command> --help`
+      : 'see dbops --help, or dbops <command> --help';
   if (json) {
     // --json promises one document on stdout, also for a command line that did not parse.
     const doc = { ok: false, error: { code: 'USAGE', message: line, hint, exitCode: ExitCode.Usage } };

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors.js';
 import { isSecretName, MASK, maskUrl, Redactor } from './redact.js';
@@ -18,12 +18,14 @@ export interface Sourced<T> {
   /** Human description of where the value came from, e.g. `environment variable REDIS_URL`. */
   source: string;
   kind: SourceKind;
+  /** Short form for the target line: `--database-url`, `DATABASE_URL from .env`. */
+  brief?: string;
 }
 
 /** Every setting dbops reads, with its environment name, its config-file key and its flag. */
 export const SETTINGS = {
   DATABASE_URL: { key: 'databaseUrl', flag: '--database-url', secret: true },
-  DIRECT_DATABASE_URL: { key: 'directDatabaseUrl', secret: true },
+  DIRECT_DATABASE_URL: { key: 'directDatabaseUrl', flag: '--direct-database-url', secret: true },
   DATABASE_HOST: { key: 'databaseHost' },
   DATABASE_PORT: { key: 'databasePort' },
   DATABASE_NAME: { key: 'databaseName' },
@@ -76,6 +78,15 @@ export interface DatabaseSettings {
   /** Where `url` came from. */
   source: string;
   directSource: string;
+  /** Short forms of the two sources for the target line (`DATABASE_URL from .env`). */
+  brief: string;
+  directBrief: string;
+  /**
+   * A DIRECT_DATABASE_URL that was set but not used because it comes from a lower source than the
+   * DATABASE_URL in force (e.g. from .env while --database-url was given): its source, said on the
+   * target line.
+   */
+  ignoredDirect?: string;
   ssl: boolean;
   poolSize: number;
 }
@@ -84,6 +95,7 @@ export interface DatabaseSettings {
 export interface ClickHouseSettings {
   url: string;
   source: string;
+  brief: string;
   /** A CA certificate (PEM file) to trust for https://, beside the system's. */
   caCert: string | undefined;
   /** Bound on each query, client- and (unless the user is readonly=1) server-side. */
@@ -94,7 +106,7 @@ export interface ResolvedConfig {
   cwd: string;
   /** Undefined when nothing is configured: the CLI then decides about the embedded server. */
   database: DatabaseSettings | undefined;
-  redis: { url: string; source: string } | undefined;
+  redis: { url: string; source: string; brief: string } | undefined;
   cacheKeyPrefix: Sourced<string> | undefined;
   pgbouncerAdminUrl: Sourced<string> | undefined;
   clickhouse: ClickHouseSettings | undefined;
@@ -116,7 +128,10 @@ export interface ResolvedConfig {
   secrets: string[];
 }
 
-type Layer = { kind: SourceKind; describe: (name: string) => string; values: Record<string, string | undefined> };
+type Layer = { kind: SourceKind; describe: (name: string) => string; brief: (name: string) => string; values: Record<string, string | undefined> };
+
+/** Flags first: a lower rank wins. */
+const RANK: Record<SourceKind, number> = { flag: 0, env: 1, dotenv: 2, file: 3, default: 4, derived: 4 };
 
 /** Where a JSON text stops being JSON, as "line L, column C: <what>", without quoting the text. */
 function jsonErrorPosition(text: string): string {
@@ -240,19 +255,20 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
   learn(env);
   const dotenv = learn(readDotenv(cwd));
   const layers: Layer[] = [
-    { kind: 'flag', describe: (n) => `flag ${flagOf(n)}`, values: flags },
-    { kind: 'env', describe: (n) => `environment variable ${n}`, values: env },
-    { kind: 'dotenv', describe: (n) => `${n} in ${resolve(cwd, '.env')}`, values: dotenv },
+    { kind: 'flag', describe: (n) => `flag ${flagOf(n)}`, brief: (n) => flagOf(n), values: flags },
+    { kind: 'env', describe: (n) => `environment variable ${n}`, brief: (n) => `${n} from the environment`, values: env },
+    { kind: 'dotenv', describe: (n) => `${n} in ${resolve(cwd, '.env')}`, brief: (n) => `${n} from .env`, values: dotenv },
     {
       kind: 'file',
       describe: (n) => `"${SETTINGS[n as SettingName].key}" in ${configPath}`,
+      brief: (n) => `${SETTINGS[n as SettingName].key} from ${basename(configPath)}`,
       values: readConfigFile(configPath, Boolean(input.configFile), redactor),
     },
   ];
   const get = (name: SettingName): Sourced<string> | undefined => {
     for (const layer of layers) {
       const v = layer.values[name];
-      if (v !== undefined && v !== '') return { value: v, source: layer.describe(name), kind: layer.kind };
+      if (v !== undefined && v !== '') return { value: v, source: layer.describe(name), kind: layer.kind, brief: layer.brief(name) };
     }
     return undefined;
   };
@@ -283,7 +299,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
 
   const database = resolveDatabase(get, ssl, poolSize);
   const redisS = get('REDIS_URL');
-  const redis = redisS ? { url: checkUrl('REDIS_URL', redisS, ['redis:', 'rediss:']), source: redisS.source } : undefined;
+  const redis = redisS ? { url: checkUrl('REDIS_URL', redisS, ['redis:', 'rediss:']), source: redisS.source, brief: redisS.brief ?? redisS.source } : undefined;
   const bouncerS = get('PGBOUNCER_ADMIN_URL');
   const pgbouncerAdminUrl = bouncerS ? { ...bouncerS, value: checkPostgresUrl('PGBOUNCER_ADMIN_URL', bouncerS) } : undefined;
   const clickhouse = resolveClickHouse(get, cwd);
@@ -343,7 +359,7 @@ function resolveClickHouse(get: (name: SettingName) => Sourced<string> | undefin
         hint: 'a PEM file with the CA that signed the server certificate',
       });
   }
-  return { url, source: urlS.source, caCert, queryTimeoutMs };
+  return { url, source: urlS.source, brief: urlS.brief ?? urlS.source, caCert, queryTimeoutMs };
 }
 
 function flagOf(name: string): string {
@@ -384,13 +400,19 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
   const tls = { requireTls: ssl };
   let url: string | undefined;
   let source = '';
+  let brief = '';
+  let kind: SourceKind = 'default';
   if (urlS) {
     url = checkPostgresUrl('DATABASE_URL', urlS, tls);
     source = urlS.source;
+    brief = urlS.brief ?? source;
+    kind = urlS.kind;
   } else {
     const host = get('DATABASE_HOST');
     if (host) {
       source = `DATABASE_HOST/PORT/NAME/USER/PASSWORD (${host.source})`;
+      brief = (host.brief ?? host.source).replace('DATABASE_HOST', 'DATABASE_HOST/PORT/NAME/USER/PASSWORD');
+      kind = host.kind;
       url = checkPostgresUrl('DATABASE_HOST/PORT/NAME/USER/PASSWORD', { value: urlFromParts(get, host), source: host.source }, tls);
     } else {
       const stray = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const).map(get).find((p) => p !== undefined);
@@ -401,13 +423,29 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
       }
     }
   }
-  const directS = get('DIRECT_DATABASE_URL');
+  const setDirect = get('DIRECT_DATABASE_URL');
+  // The two URLs are a pair: a DIRECT_DATABASE_URL from a lower source than the DATABASE_URL in
+  // force (.env under --database-url, the config file under the environment) belongs to another
+  // setup and is not used; the target line says it was ignored.
+  const ignored = url !== undefined && setDirect !== undefined && RANK[setDirect.kind] > RANK[kind];
+  const directS = ignored ? undefined : setDirect;
   const directUrl = directS ? checkPostgresUrl('DIRECT_DATABASE_URL', directS, tls) : url;
   if (!url) {
     if (directUrl && directS) {
-      return { url: directUrl, directUrl, source: directS.source, directSource: directS.source, ssl, poolSize };
+      const b = directS.brief ?? directS.source;
+      return { url: directUrl, directUrl, source: directS.source, directSource: directS.source, brief: b, directBrief: b, ssl, poolSize };
     }
     return undefined;
   }
-  return { url, directUrl: directUrl ?? url, source, directSource: directS?.source ?? source, ssl, poolSize };
+  return {
+    url,
+    directUrl: directUrl ?? url,
+    source,
+    directSource: directS?.source ?? source,
+    brief,
+    directBrief: directS ? (directS.brief ?? directS.source) : brief,
+    ...(ignored && setDirect ? { ignoredDirect: setDirect.brief ?? setDirect.source } : {}),
+    ssl,
+    poolSize,
+  };
 }

@@ -113,6 +113,9 @@ function checkStrayAt(name: string, s: SourcedValue, url: URL, form: string): vo
   if (url.pathname.includes('@') || (!hasUserinfo && url.search.includes('@'))) {
     fail(name, s, 'has an "@" after the host, so its password was cut short by an unencoded "/" or "?"', encodingHint(form, s.value));
   }
+  if (hostInsidePassword(s.value)) {
+    fail(name, s, 'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host', encodingHint(form, s.value));
+  }
 }
 
 /** `host:port/db` of a PostgreSQL URL for messages (a socket folder as the host); undefined if it does not parse. */
@@ -129,6 +132,70 @@ export function describePostgres(value: string): string | undefined {
     // shown as written
   }
   return `${host}:${port}${db ? `/${db}` : ''}`;
+}
+
+const DEFAULT_PORTS: Record<string, string> = {
+  'postgresql:': '5432',
+  'postgres:': '5432',
+  'redis:': '6379',
+  'rediss:': '6379',
+  'http:': '8123',
+  'https:': '8443',
+};
+
+/**
+ * A connection string as the target line shows it, as psql's prompt names its server:
+ * `postgresql://user@host:port/database` with the default port filled in, a socket folder as the
+ * host, and never the password or a query parameter. Undefined when it does not parse.
+ */
+export function describeTarget(value: string): string | undefined {
+  const parsed = parseUrl(value);
+  if (!parsed) return undefined;
+  const { url, socket } = parsed;
+  const decode = (v: string) => {
+    try {
+      return decodeURIComponent(v);
+    } catch {
+      return v;
+    }
+  };
+  const host = url.searchParams.get('host') || (socket ? '' : url.hostname) || 'localhost';
+  const port = url.searchParams.get('port') || url.port || DEFAULT_PORTS[url.protocol] || '';
+  const user = url.username ? `${decode(url.username)}@` : '';
+  const path = url.pathname && url.pathname !== '/' ? decode(url.pathname) : '';
+  return `${url.protocol}//${user}${host}${port ? `:${port}` : ''}${path}`;
+}
+
+/** The user a connection string logs in as (decoded), or undefined. */
+export function userOf(value: string): string | undefined {
+  const parsed = parseUrl(value);
+  if (!parsed?.url.username) return undefined;
+  try {
+    return decodeURIComponent(parsed.url.username);
+  } catch {
+    return parsed.url.username;
+  }
+}
+
+/**
+ * Whether the host the URL parser found is a piece of the password: an unencoded `@` in the
+ * password, followed by a `/`, `?` or the end, makes the parser take the text after that `@` as
+ * the host (`postgresql://app:p@ss?x@db/shop` → host `ss`). Read with the real parser: a right
+ * reading takes the host from just after the last `@`.
+ */
+export function hostInsidePassword(value: string): boolean {
+  const parsed = parseUrl(value);
+  const host = parsed && !parsed.socket ? parsed.url.hostname : '';
+  if (!host) return false;
+  const start = value.indexOf('://');
+  const first = value.indexOf('@', start + 3);
+  const last = value.lastIndexOf('@');
+  if (start === -1 || first === -1 || first === last) return false;
+  // A right reading takes the host from just after the last "@".
+  return !value
+    .slice(last + 1)
+    .toLowerCase()
+    .startsWith(host.toLowerCase());
 }
 
 const PG_FORM = 'postgresql://USER:PASSWORD@HOST:PORT/DATABASE';

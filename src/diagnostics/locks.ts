@@ -19,9 +19,23 @@ export interface BlockEdge {
 
 export interface WaitTarget {
   locktype: string;
+  /**
+   * The lock mode as pg_locks shows it. For a row (`tuple`) lock it encodes the row-lock strength:
+   * AccessExclusiveLock is FOR UPDATE, ExclusiveLock FOR NO KEY UPDATE, RowShareLock FOR SHARE,
+   * AccessShareLock FOR KEY SHARE; it is no table lock.
+   */
   mode: string;
-  /** Relation name for relation-level locks in this database. */
+  /** Relation name for relation-level and row (tuple) locks in this database. */
   relation: string | null;
+  /** A row lock: the row's (page,tuple) address (its ctid). */
+  row: string | null;
+  /** A wait for another transaction to end (locktype transactionid): its id. */
+  transactionId: string | null;
+  /**
+   * For a transactionid wait: the row the waiter already holds a row lock on while it waits (its
+   * relation and ctid), when it holds one: the row the other transaction changed or locked.
+   */
+  rowOf: { relation: string; row: string } | null;
   /** How long it has waited for this lock (pg_locks.waitstart, PostgreSQL 14+); null before 14. */
   waitMs: number | null;
 }
@@ -51,7 +65,7 @@ export async function readLockEdges(client: Client): Promise<LockEdges> {
                AND hl.objsubid IS NOT DISTINCT FROM wl.objsubid
              WHERE wl.pid = w.pid AND NOT wl.granted
             ) AS holds,
-            t.locktype, t.mode, t.relation, t.wait_ms
+            t.locktype, t.mode, t.relation, t.wait_ms, t.row, t.transactionid, t.held_relation, t.held_row
        FROM waiters w
        CROSS JOIN LATERAL unnest(w.blockers) AS b(blocker)
        LEFT JOIN LATERAL (
@@ -59,8 +73,21 @@ export async function readLockEdges(client: Client): Promise<LockEdges> {
                 -- waitstart exists from PostgreSQL 14; through to_jsonb older servers give NULL instead of an error
                 EXTRACT(EPOCH FROM now() - (to_jsonb(l) ->> 'waitstart')::timestamptz) * 1000 AS wait_ms,
                 CASE WHEN l.relation IS NOT NULL AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                     THEN l.relation::regclass::text ELSE l.relation::text END AS relation
-           FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted LIMIT 1
+                     THEN l.relation::regclass::text ELSE l.relation::text END AS relation,
+                CASE WHEN l.locktype = 'tuple' THEN format('(%s,%s)', l.page, l.tuple) END AS row,
+                l.transactionid::text AS transactionid,
+                h.relation AS held_relation, h.row AS held_row
+           FROM pg_locks l
+           -- waiting for a transaction to end: the row lock it holds meanwhile names the row
+           LEFT JOIN LATERAL (
+             SELECT CASE WHEN g.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                         THEN g.relation::regclass::text ELSE g.relation::text END AS relation,
+                    format('(%s,%s)', g.page, g.tuple) AS row
+               FROM pg_locks g
+              WHERE l.locktype = 'transactionid' AND g.pid = w.pid AND g.granted AND g.locktype = 'tuple'
+              LIMIT 1
+           ) h ON true
+          WHERE l.pid = w.pid AND NOT l.granted LIMIT 1
        ) t ON true
       ORDER BY w.pid, b.blocker`,
   );
@@ -73,7 +100,15 @@ export async function readLockEdges(client: Client): Promise<LockEdges> {
     edges.push({ waiter, blocker, kind: row.holds || blocker === 0 ? 'holds' : 'queued' });
     if (row.locktype) {
       const waitMs = row.wait_ms === null || row.wait_ms === undefined ? null : Math.max(0, Number(row.wait_ms));
-      waitingFor[waiter] = { locktype: row.locktype, mode: row.mode, relation: row.relation ?? null, waitMs };
+      waitingFor[waiter] = {
+        locktype: row.locktype,
+        mode: row.mode,
+        relation: row.relation ?? null,
+        row: row.row ?? null,
+        transactionId: row.transactionid ?? null,
+        rowOf: row.held_relation ? { relation: row.held_relation, row: row.held_row } : null,
+        waitMs,
+      };
     }
   }
   return { edges, waitingFor };

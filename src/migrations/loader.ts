@@ -185,6 +185,27 @@ export async function loadMigrations(dir: string, opts: { only?: (name: string) 
   return loaded;
 }
 
+/**
+ * The descriptions of these migrations, read from their modules (for `status`, whose pending rows
+ * have no ledger row to read it from). A module that does not load is left out: status reports
+ * its problem from the file listing, and `up` refuses it.
+ */
+export async function describeMigrations(files: MigrationFile[], names: Set<string>): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const file of files) {
+    if (!names.has(file.name)) continue;
+    try {
+      const mod = await importModule(file.path);
+      const exported = mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : undefined;
+      const migration = exported === undefined ? undefined : toDataMigration(exported);
+      if (migration && typeof migration !== 'string' && migration.description) out.set(file.name, migration.description);
+    } catch {
+      // reported elsewhere
+    }
+  }
+  return out;
+}
+
 function firstLine(message: string): string {
   const line = message.split('\n').find((l) => l.trim() !== '') ?? message;
   return line.length > 300 ? `${line.slice(0, 300)}…` : line;

@@ -8,6 +8,8 @@
  * the migration lock. The database is reached through the session (session.ts) and the ledger
  * (ledger.ts); both are seams a unit test replaces with in-memory ones.
  */
+
+import { distance } from 'fastest-levenshtein';
 import type { Client } from 'pg';
 import { queryError } from '../db/pg.js';
 import { prismaSchemaOf } from '../db/prisma-migrations.js';
@@ -17,7 +19,7 @@ import { type ContextOptions, MigrationContexts } from './context.js';
 import { checkDbopsSchema, DEFAULT_DBOPS_SCHEMA, MIGRATION_LOCK_NAME } from './dbops-schema.js';
 import type { Ledger } from './ledger.js';
 import { PostgresLedger } from './ledger-pg.js';
-import { listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
+import { describeMigrations, listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
 import { lockKey } from './lock.js';
 import { finishRun, type MigrationRef, newRunResult, schemaOutcome } from './outcome.js';
 import { computeStatus, declaresNoTransaction, driftFindings, groupRuns, olderPendingSchema, selectDown, selectUp, upWarnings } from './plan.js';
@@ -158,6 +160,12 @@ export class MigrationRunner {
       schemaApplied: schema.applied,
       ledgerExists: ledger !== null,
     });
+    // Pending migrations have no ledger row: their description comes from their module.
+    const unrecorded = new Set(status.entries.filter((e) => e.kind === 'data' && e.description === null && e.state !== 'missing').map((e) => e.name));
+    if (unrecorded.size > 0) {
+      const descriptions = await describeMigrations(files, unrecorded);
+      for (const e of status.entries) if (e.kind === 'data' && descriptions.has(e.name)) e.description = descriptions.get(e.name) ?? null;
+    }
     // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
     const recorded = new Set((ledger ?? []).map((r) => r.name));
     const backfills = (await this.backfillProgress())
@@ -392,6 +400,15 @@ export class MigrationRunner {
     if (status.problems.length > 0) throw new MigrationLoadError(status.problems);
     const findings = driftFindings(status.drift);
     const appliedData = status.entries.filter((e) => e.kind === 'data' && (e.state === 'applied' || e.state === 'changed')).map((e) => e.name);
+    // A name that is no migration at all is a typo (usage, exit 2), not a finding about the database.
+    const known = status.entries.filter((e) => e.kind === 'data').map((e) => e.name);
+    const unknown = names.filter((n) => !known.includes(n));
+    if (unknown.length > 0) {
+      const near = nearNames(unknown[0] ?? '', known);
+      throw new UsageError(`validate: no data migration named ${unknown.join(', ')}`, {
+        hint: near.length > 0 ? `did you mean ${near.join(', ')}? (dbops migrate status lists them)` : 'dbops migrate status lists the data migrations',
+      });
+    }
     for (const n of names) {
       if (!appliedData.includes(n)) findings.push({ name: n, kind: 'not-applied', message: `${n} is not an applied data migration` });
     }
@@ -486,4 +503,20 @@ export class MigrationRunner {
 
 function resolvePath(cwd: string, p: string): string {
   return p.startsWith('/') ? p : `${cwd.replace(/\/$/, '')}/${p}`;
+}
+
+/** Up to three names close to `wanted`: the same suffix without its timestamp, or a few edits away. */
+export function nearNames(wanted: string, names: string[]): string[] {
+  const bare = (n: string) => n.replace(/^\d{14}_/, '');
+  const w = bare(wanted).toLowerCase();
+  return names
+    .map((name) => {
+      const b = bare(name).toLowerCase();
+      const d = b.includes(w) || w.includes(b) ? 0 : distance(w, b);
+      return { name, d };
+    })
+    .filter((x) => x.d <= Math.max(2, Math.floor(w.length / 3)))
+    .sort((a, b) => a.d - b.d || a.name.localeCompare(b.name))
+    .slice(0, 3)
+    .map((x) => x.name);
 }

@@ -8,23 +8,43 @@ export function utcTimestamp(d: Date = new Date()): string {
   return d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
 
+/**
+ * The line every template starts its up() with: a scaffold run before it is edited fails with this
+ * message (in a rehearsal, in up, before it touches anything) rather than running an example
+ * against a table that does not exist, or recording an empty migration as applied.
+ */
+export const TEMPLATE_GUARD = 'is still the template of dbops migrate create';
+
+function guard(): string {
+  return `throw new Error('this migration ${TEMPLATE_GUARD}: write up(), validate() and down(), then delete this line');`;
+}
+
 export function template(name: string, transaction: boolean): string {
+  const description = name.replace(/_/g, ' ');
   if (!transaction) {
     return `import { defineDataMigration } from 'dbops';
 
 // transaction: false — each batch commits on its own and progress is checkpointed, so an
 // interrupted run resumes. The ledger row is written only after validate() passes.
 export default defineDataMigration({
-  description: '${name.replace(/_/g, ' ')}',
+  description: '${description}',
   transaction: false,
 
   async up({ backfill }) {
+    ${guard()}
+    // For example: set a new column in batches of rows, by primary key.
     await backfill({ table: 'TableName', key: 'id', where: '"column" IS NULL', set: '"column" = 0' });
   },
 
+  // Post-condition after the last batch: return false (or throw) and the migration stays unrecorded.
   async validate({ sql }) {
     const { rows } = await sql<{ n: number }>\`SELECT count(*)::int AS n FROM "TableName" WHERE "column" IS NULL\`;
     return rows[0]?.n === 0;
+  },
+
+  // Undo, in batches too (dbops migrate down). Delete it if the change cannot be undone.
+  async down({ backfill }) {
+    await backfill({ table: 'TableName', key: 'id', where: '"column" = 0', set: '"column" = NULL' });
   },
 });
 `;
@@ -34,10 +54,12 @@ export default defineDataMigration({
 // and write defineDataMigration<PrismaClient>({ ... }).
 
 export default defineDataMigration({
-  description: '${name.replace(/_/g, ' ')}',
+  description: '${description}',
 
   // Runs in one transaction with validate() and the ledger row: all or nothing.
   async up({ sql, log }) {
+    ${guard()}
+    // For example:
     const { rowCount } = await sql\`UPDATE "TableName" SET "column" = \${'value'} WHERE "column" IS NULL\`;
     log.info(\`updated \${rowCount} row(s)\`);
   },

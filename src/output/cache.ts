@@ -174,5 +174,13 @@ export function renderStats(result: StatsResult & { endpoint: string; target: Ta
       n(t.connectedClients),
     ]);
   }
-  return `${targetLine(result.endpoint, result.target)}\n${renderTable({ head, rows, colour, alignRight: [3, 4, 7, 8, 9, 10, 11, 12] })}`;
+  return `${targetLine(result.endpoint, result.target)}\n${renderTable({
+    head,
+    rows,
+    colour,
+    alignRight: [3, 4, 7, 8, 9, 10, 11, 12],
+    // a narrow terminal keeps node, memory, maxmemory, keys, hit ratio and evictions
+    droppable: [8, 9, 11, 2, 1, 4, 12],
+    keep: [0],
+  })}`;
 }

@@ -212,7 +212,8 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
   ]);
   const lines: string[] = [];
   if (rows.length > 0) {
-    lines.push(renderTable({ head: ['kind', 'name', 'state', 'applied at', 'by', 'txn', 'description'], rows, colour }));
+    // Narrow terminals lose who applied it, txn, kind and the time first; the name is never cut.
+    lines.push(renderTable({ head: ['kind', 'name', 'state', 'applied at', 'by', 'txn', 'description'], rows, colour, keep: [1], droppable: [4, 5, 0, 3] }));
   } else {
     lines.push('no migrations found');
   }

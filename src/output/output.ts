@@ -142,6 +142,16 @@ export class Output implements Logger {
     if (!this.quiet) this.stderr(message);
   }
 
+  /**
+   * The target line (`→ postgresql://app@db.internal:5432/shop (DATABASE_URL from .env)`), not passed
+   * through the redactor: it masks a whole connection string with a user and no password, and this
+   * line is built from the parsed URL's user, host, port and database only, never its password or
+   * query. Under --quiet it is not written.
+   */
+  target(line: string): void {
+    if (!this.quiet) this.opts.stderr.write(`${line}\n`);
+  }
+
   warn(message: string): void {
     this.stderr(`${this.c.yellow('warning:')} ${message}`);
   }

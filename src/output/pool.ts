@@ -1,7 +1,7 @@
 /** Human views of `dbops pool` and `dbops locks`: tables, the blocking tree, findings. */
 import type { ChalkInstance } from 'chalk';
 import type { Finding } from '../diagnostics/findings.js';
-import type { BlockingTree, LockNode } from '../diagnostics/locks.js';
+import type { BlockingTree, LockNode, WaitTarget } from '../diagnostics/locks.js';
 import type { PgBouncerView } from '../diagnostics/pgbouncer.js';
 import type { LocksReport, PoolReport, ServerFullReport } from '../diagnostics/pool.js';
 import { renderTable } from './table.js';
@@ -224,7 +224,7 @@ function nodeLine(node: LockNode, paint: ChalkInstance): string {
     const age = node.state?.startsWith('idle') ? node.stateAgeMs : node.queryAgeMs;
     parts.push(paint.red(`${node.state ?? '?'} ${fmtAge(age)}`));
   } else {
-    const target = node.waitingFor ? `${node.waitingFor.mode} on ${node.waitingFor.relation ?? node.waitingFor.locktype}` : 'a lock';
+    const target = node.waitingFor ? describeWait(node.waitingFor) : 'a lock';
     parts.push(paint.yellow(`waiting ${fmtAge(node.waitingFor?.waitMs ?? node.queryAgeMs)} for ${target}`));
     const soft = node.blockedBy.filter((b) => b.kind === 'queued').map((b) => b.pid);
     const others = node.blockedBy.map((b) => b.pid);
@@ -270,4 +270,27 @@ export function renderFindings(findings: Finding[], paint: ChalkInstance): strin
 
 export function renderLocks(report: LocksReport, paint: ChalkInstance): string {
   return [paint.dim(`snapshot ${report.takenAt}`), renderTree(report.locks, paint), '', renderFindings(report.findings, paint)].join('\n');
+}
+
+/** pg_locks' row-lock modes, as the SQL that takes them. */
+const ROW_LOCK: Record<string, string> = {
+  AccessExclusiveLock: 'FOR UPDATE',
+  ExclusiveLock: 'FOR NO KEY UPDATE',
+  RowShareLock: 'FOR SHARE',
+  AccessShareLock: 'FOR KEY SHARE',
+};
+
+/**
+ * What a waiter waits for, as it is: a table lock names its mode and table; a row lock names the
+ * row and its strength (pg_locks shows FOR UPDATE as AccessExclusiveLock on the tuple, which is no
+ * table lock); a wait for another transaction names it and the row involved when known.
+ */
+export function describeWait(w: WaitTarget): string {
+  if (w.locktype === 'tuple') return `a row lock (${ROW_LOCK[w.mode] ?? w.mode}) on row ${w.row ?? '?'} of ${w.relation ?? 'a table'}`;
+  if (w.locktype === 'transactionid') {
+    const row = w.rowOf ? `: row ${w.rowOf.row} of ${w.rowOf.relation}, which it changed or locked` : ': a row it changed or locked';
+    return `transaction ${w.transactionId ?? '?'} to end${row}`;
+  }
+  if (w.locktype === 'relation') return `${w.mode} on ${w.relation ?? 'a table'}`;
+  return `${w.mode} on ${w.relation ?? `a ${w.locktype} lock`}`;
 }

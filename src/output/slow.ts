@@ -95,6 +95,9 @@ export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance,
         rows,
         colour,
         alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        // Kept to the last: #, calls, total, mean and the statement itself.
+        droppable: [6, 10, 9, 11, 7, 5, 8, 12, 1],
+        keep: [0, 2, 3, 4],
       }),
     );
     if (report.truncated) lines.push(paint.dim(`showing ${report.statements.length}; --limit 0 shows all`));

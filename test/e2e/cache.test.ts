@@ -99,7 +99,9 @@ describe('dbops cache on the shared server', () => {
     expect(doc).toMatchObject({ ok: true, removed: 1500, stopped: 'done' });
     expect(doc.target.version).toMatch(/^\d+\.\d+/);
     // The target is printed before anything is deleted.
-    expect(r.stderr).toMatch(new RegExp(`Redis redis://127.0.0.1:${services().redis.port}/0: standalone, db 0, 1 node, server \\d`));
+    expect(r.stderr).toMatch(
+      new RegExp(`→ Redis redis://127.0.0.1:${services().redis.port}/0 \\(REDIS_URL from the environment\\): standalone, db 0, 1 node, server \\d`),
+    );
     expect(await countMatching(client, `${ns}user:*`)).toBe(0);
     expect(await countMatching(client, `${ns}session:*`)).toBe(500);
   });

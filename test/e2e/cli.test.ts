@@ -64,7 +64,12 @@ describe('dbops doctor against real servers', () => {
       REDIS_URL: redisUrl(),
     });
     const r = await runDbops(['doctor', '--json'], { env });
-    expect(r.stderr).toBe('');
+    // --json: the document on stdout; on stderr only the target lines, one per server (issue 13)
+    expect(r.stderr.split('\n').filter(Boolean)).toEqual([
+      `→ postgresql://postgres@127.0.0.1:${db.port}/${db.name} (DIRECT_DATABASE_URL from the environment)`,
+      `→ PgBouncer console postgresql://postgres@127.0.0.1:${s.pgbouncer.port}/pgbouncer (PGBOUNCER_ADMIN_URL from the environment)`,
+      `→ Redis ${redisUrl()} (REDIS_URL from the environment)`,
+    ]);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.ok).toBe(true);

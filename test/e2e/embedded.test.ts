@@ -14,15 +14,21 @@ describe('the embedded default database', () => {
   });
 
   it('starts on demand (once, even for two dbops at the same time), with pg_stat_statements and the example schema', async () => {
-    const [a, b] = await Promise.all([runDbops(['doctor', '--json'], { cwd }), runDbops(['doctor', '--json'], { cwd })]);
+    // migrate starts it; the diagnostics (doctor, pool, locks, slow-queries) only use one already running.
+    const [a, b] = await Promise.all([runDbops(['migrate', 'status', '--json'], { cwd }), runDbops(['migrate', 'status', '--json'], { cwd })]);
     for (const r of [a, b]) {
-      expect(r.stderr + r.stdout).toContain('"ok": true');
-      expect(r.code).toBe(0);
-      expect(r.stderr.match(/using the embedded development database/g)).toHaveLength(1);
-      const report = JSON.parse(r.stdout);
-      expect(report.components[0].details.pgStatStatements).toMatchObject({ installed: true, preloaded: true });
+      expect(r.code, r.stderr).toBe(0);
+      expect(
+        r.stderr.match(/^→ postgresql:\/\/postgres@127\.0\.0\.1:\d+\/dbops_dev \(embedded development database, (started now|already running)/gm),
+      ).toHaveLength(1);
     }
     expect((a.stderr + b.stderr).match(/starting the embedded PostgreSQL/g)).toHaveLength(1);
+    expect((a.stderr + b.stderr).match(/embedded development database, started now/g)).toHaveLength(1);
+    const doctor = await runDbops(['doctor', '--json'], { cwd });
+    expect(doctor.code, doctor.stderr).toBe(0);
+    expect(doctor.stderr).toMatch(/^→ postgresql:\/\/postgres@127\.0\.0\.1:\d+\/dbops_dev \(embedded development database, already running/m);
+    const report = JSON.parse(doctor.stdout);
+    expect(report.components[0].details.pgStatStatements).toMatchObject({ installed: true, preloaded: true });
 
     const status = await runDbops(['embedded', 'status', '--json'], { cwd });
     const { running, url } = JSON.parse(status.stdout);

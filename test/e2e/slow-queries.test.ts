@@ -86,6 +86,9 @@ describe('dbops slow-queries (CLI)', () => {
     expect(f.ok).toBe(false);
     expect(f.gates?.failures.map((x) => [x.kind, x.query])).toEqual([['mean', SLOW]]);
     expect(fail.stderr).toMatch(/error: slow-query gate failed: 1 statement/);
+    // The statement is named by its text (shortened), not by its queryid (issue 13).
+    expect(fail.stderr).toMatch(/failed: 1 statement: 'SELECT pg_sleep\(\$1\)' \(mean \d+\.\d ms\)/);
+    expect(fail.stderr).not.toMatch(/queryid/);
     // --gate-min-calls: 4 calls are too few to judge.
     expect((await run(['--since', snap, '--fail-on-mean-ms', '25', '--gate-min-calls', '5'])).code).toBe(0);
   });

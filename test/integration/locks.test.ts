@@ -1,8 +1,10 @@
+import { Chalk } from 'chalk';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { walkTree } from '../../src/diagnostics/locks.js';
 import { collectLocksReport, collectPoolReport } from '../../src/diagnostics/pool.js';
-import { Sessions, stagePileUp } from '../helpers/pool-sessions.js';
+import { renderLocks } from '../../src/output/pool.js';
+import { Sessions, stagePileUp, waitForLockWait } from '../helpers/pool-sessions.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 
 describe('blocking tree on a real pile-up (idle in transaction → UPDATE → ALTER TABLE → SELECT)', () => {
@@ -91,5 +93,48 @@ describe('blocking tree on a real pile-up (idle in transaction → UPDATE → AL
     expect(long).toEqual(expect.arrayContaining([pids.update, pids.alter, pids.select]));
     expect(report.pool.lockWaiting).toBeGreaterThanOrEqual(3);
     expect(report.locks.roots.some((r) => r.pid === pids.holder)).toBe(true);
+  });
+});
+
+describe('row-lock waits are reported as row locks (issue 13)', () => {
+  let db: TestDatabase;
+  let observer: pg.Client;
+  const sessions = new Sessions();
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ empty: true });
+    observer = new pg.Client({ connectionString: db.url });
+    await observer.connect();
+    await observer.query('CREATE TABLE "User" (id int PRIMARY KEY, n int NOT NULL)');
+    await observer.query('INSERT INTO "User" SELECT g, 0 FROM generate_series(1, 5) g');
+  });
+  afterAll(async () => {
+    await sessions.close();
+    await observer.end();
+    await db.drop();
+  });
+
+  it('SELECT ... FOR UPDATE behind a changed row: the first waits for the transaction, the next for the row lock, no table lock named', async () => {
+    const holder = await sessions.open(db.url, 'holder');
+    await holder.query('BEGIN');
+    await holder.query('UPDATE "User" SET n = 1 WHERE id = 3');
+    const first = await sessions.open(db.url, 'first');
+    sessions.background(first, 'SELECT * FROM "User" WHERE id = 3 FOR UPDATE');
+    await waitForLockWait(observer, first.pid);
+    const second = await sessions.open(db.url, 'second');
+    sessions.background(second, 'SELECT * FROM "User" WHERE id = 3 FOR UPDATE');
+    await waitForLockWait(observer, second.pid);
+    const xid = (await observer.query(`SELECT backend_xid::text AS x FROM pg_stat_activity WHERE pid = $1`, [holder.pid])).rows[0].x;
+
+    const report = await collectLocksReport(observer, { queryTimeoutMs: 5000 });
+    const root = report.locks.roots.find((r) => r.pid === holder.pid);
+    const byPid = new Map(walkTree({ roots: [root!], waiterCount: 0 }).map((w) => [w.node.pid, w.node]));
+    expect(byPid.get(first.pid)?.waitingFor).toMatchObject({ locktype: 'transactionid', transactionId: xid, rowOf: { relation: '"User"', row: '(0,3)' } });
+    expect(byPid.get(second.pid)?.waitingFor).toMatchObject({ locktype: 'tuple', mode: 'AccessExclusiveLock', relation: '"User"', row: '(0,3)' });
+
+    const text = renderLocks(report, new Chalk({ level: 0 }));
+    expect(text).toContain(`for transaction ${xid} to end: row (0,3) of "User", which it changed or locked`);
+    expect(text).toContain('for a row lock (FOR UPDATE) on row (0,3) of "User"');
+    expect(text).not.toContain('AccessExclusiveLock on "User"');
   });
 });

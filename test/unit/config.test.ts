@@ -59,6 +59,28 @@ describe('resolveConfig precedence: flags > env > .env > config file', () => {
     expect(cfg.settings.DATABASE_PASSWORD?.value).toBe('***');
   });
 
+  it('pairs DIRECT_DATABASE_URL with DATABASE_URL only from the same or a higher source (issue 13)', () => {
+    const cwd = dir();
+    writeFileSync(join(cwd, '.env'), 'DATABASE_URL=postgres://u@envfile/app\nDIRECT_DATABASE_URL=postgres://u@direct-envfile/app\n');
+    // --database-url over a .env pair: the .env direct URL is not used, and is reported as ignored.
+    const flagged = resolveConfig({ cwd, env: {}, flags: { DATABASE_URL: 'postgres://u@flag/other' } });
+    expect(flagged.database?.directUrl).toBe('postgres://u@flag/other');
+    expect(flagged.database?.directBrief).toBe('--database-url');
+    expect(flagged.database?.ignoredDirect).toBe('DIRECT_DATABASE_URL from .env');
+    // --direct-database-url beats it too, and then nothing is ignored.
+    const both = resolveConfig({ cwd, env: {}, flags: { DATABASE_URL: 'postgres://u@flag/other', DIRECT_DATABASE_URL: 'postgres://u@flagdirect/other' } });
+    expect(both.database?.directUrl).toBe('postgres://u@flagdirect/other');
+    expect(both.database?.ignoredDirect).toBeUndefined();
+    // Both from .env: paired as before.
+    const plain = resolveConfig({ cwd, env: {} });
+    expect(plain.database?.directUrl).toBe('postgres://u@direct-envfile/app');
+    expect(plain.database?.directBrief).toBe('DIRECT_DATABASE_URL from .env');
+    // DATABASE_URL from the environment over a .env DIRECT_DATABASE_URL: another setup's, ignored.
+    const env = resolveConfig({ cwd, env: { DATABASE_URL: 'postgres://u@env/app' } });
+    expect(env.database?.directUrl).toBe('postgres://u@env/app');
+    expect(env.database?.ignoredDirect).toBe('DIRECT_DATABASE_URL from .env');
+  });
+
   it('uses DIRECT_DATABASE_URL for migrations when set', () => {
     const cfg = resolveConfig({ cwd: dir(), env: { DATABASE_URL: 'postgres://u@bouncer:6432/app', DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app' } });
     expect(cfg.database?.url).toContain('bouncer');

@@ -1,14 +1,17 @@
+import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import type { CacheTarget, TargetInfo } from '../../cache/target.js';
 import { CheckFailedError, ConfigError, InterruptedError, OperationError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
-import { intArg } from '../options.js';
+import { durationIn, intArg } from '../options.js';
 
 const TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
 
 interface ScanOpts {
   count: number;
+  /** The pattern argument is the pattern's bytes in hex (for bytes that are not UTF-8). */
+  hex?: boolean;
   type?: string;
   /** undefined: CACHE_KEY_PREFIX; false: --no-prefix; a string: --prefix. */
   prefix?: string | false;
@@ -33,7 +36,9 @@ function scanOptions(cmd: Command): Command {
     .addOption(new Option('--count <n>', 'SCAN COUNT hint: keys the server looks at per call').argParser(intArg(1, 10_000)).default(1000))
     .addOption(new Option('--type <type>', 'only keys of this type (SCAN TYPE, Redis >= 6)').choices(TYPES))
     .addOption(new Option('--prefix <prefix>', 'key prefix to put before the pattern (default: CACHE_KEY_PREFIX)'))
-    .addOption(new Option('--no-prefix', 'ignore CACHE_KEY_PREFIX: the pattern is matched against raw key names'));
+    .addOption(new Option('--no-prefix', 'ignore CACHE_KEY_PREFIX: the pattern is matched against raw key names'))
+    .option('--hex', 'the pattern is given as the hex of its bytes, for bytes that are not UTF-8 (e.g. --hex 62696e3aff2a is bin:\\xff*)')
+    .addHelpText('after', "\nA pattern that starts with '-' goes after --, e.g. dbops cache keys -- '-tmp:*'.");
 }
 
 export function registerCache(program: Command, run: Runner): void {
@@ -48,7 +53,7 @@ export function registerCache(program: Command, run: Runner): void {
     .option('--dry-run', 'scan and count only; delete nothing')
     .option('-y, --yes', 'do not ask (required without a terminal)')
     .option('--all', 'allow a pattern that matches every key (consider FLUSHDB ASYNC instead)')
-    .addOption(new Option('--pause-ms <ms>', 'sleep between batches, per node').argParser(intArg(0, 60_000)).default(0))
+    .addOption(new Option('--pause-ms <duration>', 'sleep between batches, per node (e.g. 100, 100ms, 1s)').argParser(durationIn(0, 60_000)).default(0))
     .addOption(new Option('--in-flight <n>', 'UNLINK batches in flight per node while the next SCAN runs').argParser(intArg(1, 8)).default(2))
     .addOption(new Option('--max-keys <n>', 'stop after deleting this many keys (exit 3 when reached)').argParser(intArg(1)))
     .addHelpText(
@@ -105,7 +110,8 @@ async function open(ctx: CommandContext): Promise<{ target: CacheTarget; endpoin
   const endpoint = endpointLabel(url, target.info);
   const i = target.info;
   // Always said, --quiet or not: on call, which server is about to lose keys must be on record.
-  ctx.out.stderr(`Redis ${endpoint}: ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
+  const from = ctx.config.redis?.brief ?? 'REDIS_URL';
+  ctx.out.stderr(`→ Redis ${endpoint} (${from}): ${i.mode}, db ${i.db}, ${i.nodes} ${i.nodes === 1 ? 'node' : 'primaries'}, server ${i.version}`);
   return { target, endpoint };
 }
 
@@ -115,14 +121,80 @@ function checkType(opts: ScanOpts, target: CacheTarget): void {
   }
 }
 
-async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: string): Promise<void> {
-  const { applyPrefix, matchesEverything } = await import('../../cache/glob.js');
-  if (pattern === '') throw new UsageError('an empty pattern matches nothing useful: refusing', { hint: "give a pattern such as 'user:*'" });
-  const prefix = resolvePrefix(ctx, opts);
-  if (matchesEverything(pattern) && !opts.all) {
-    throw new UsageError(`pattern '${pattern}' matches every key${prefix ? ` under the prefix '${prefix}:'` : ''}: refusing without --all`, {
-      hint: prefix ? 'pass --all if you mean it' : 'to empty the whole database use FLUSHDB ASYNC (redis-cli -n <db> FLUSHDB ASYNC), or pass --all',
+/**
+ * The pattern's bytes. Node decodes arguments as UTF-8 and turns bytes that are not into U+FFFD,
+ * which would make dbops match (and delete) other keys than the shell's bytes name: such a pattern
+ * is refused, with its real bytes (read from /proc/self/cmdline where there is one) in the hint.
+ */
+export function patternBytes(pattern: string, hex: boolean | undefined): Buffer {
+  if (hex) {
+    if (!/^(?:[0-9a-fA-F]{2})+$/.test(pattern)) {
+      throw new UsageError('--hex: the pattern must be pairs of hex digits', { hint: "e.g. --hex 757365723a2a for 'user:*'" });
+    }
+    return Buffer.from(pattern, 'hex');
+  }
+  if (pattern.includes('\uFFFD')) {
+    const raw = rawArgument(pattern);
+    throw new UsageError('the pattern is not valid UTF-8: its bytes cannot be read exactly from the command line, so nothing was matched', {
+      hint: `give the pattern's bytes in hex with --hex${raw ? `, here: --hex ${raw.toString('hex')}` : " (e.g. --hex 62696e3aff2a for $'bin:\\xff*')"}`,
     });
+  }
+  return Buffer.from(pattern, 'utf8');
+}
+
+/**
+ * The raw bytes of the argument that Node decoded to `decoded` (Linux: /proc/self/cmdline, or the
+ * parent's: bin/dbops.js re-runs a flush as a child, with the arguments already decoded).
+ */
+function rawArgument(decoded: string): Buffer | undefined {
+  for (const pid of ['self', String(process.ppid)]) {
+    const found = rawArgumentOf(pid, decoded);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+function rawArgumentOf(pid: string, decoded: string): Buffer | undefined {
+  try {
+    const parts = readFileSync(`/proc/${pid}/cmdline`);
+    let start = 0;
+    for (let i = 0; i <= parts.length; i++) {
+      if (i === parts.length || parts[i] === 0) {
+        const arg = parts.subarray(start, i);
+        if (arg.toString('utf8') === decoded && !Buffer.from(decoded, 'utf8').equals(arg)) return Buffer.from(arg);
+        start = i + 1;
+      }
+    }
+  } catch {
+    // no /proc: the hint gives an example instead
+  }
+  return undefined;
+}
+
+/** `ux:user:1*` under the prefix `ux` would match `ux:ux:user:1*`: refused, with both spelled out. */
+function refuseDoublePrefix(ctx: CommandContext, pattern: Buffer, prefix: string | undefined, effective: Buffer, display: (b: Buffer) => string): void {
+  if (!prefix) return;
+  const withColon = prefix.endsWith(':') ? prefix : `${prefix}:`;
+  if (!pattern.subarray(0, withColon.length).equals(Buffer.from(withColon, 'utf8'))) return;
+  const from = ctx.config.cacheKeyPrefix?.value === prefix ? (ctx.config.cacheKeyPrefix.brief ?? 'CACHE_KEY_PREFIX') : '--prefix';
+  throw new UsageError(`pattern '${display(pattern)}' already starts with the key prefix '${withColon}' (${from}): dbops would match '${display(effective)}'`, {
+    hint: `drop the prefix from the pattern ('${display(pattern.subarray(withColon.length))}'), or pass --no-prefix to match raw key names`,
+  });
+}
+
+async function flushCommand(ctx: CommandContext, opts: FlushOpts, argument: string): Promise<void> {
+  const { applyPrefix, matchesEverything, displayKey } = await import('../../cache/glob.js');
+  const pattern = patternBytes(argument, opts.hex);
+  if (pattern.length === 0) throw new UsageError('an empty pattern matches nothing useful: refusing', { hint: "give a pattern such as 'user:*'" });
+  const prefix = resolvePrefix(ctx, opts);
+  const prefixLabel = prefix ? (prefix.endsWith(':') ? prefix : `${prefix}:`) : '';
+  if (matchesEverything(pattern) && !opts.all) {
+    throw new UsageError(
+      `pattern '${displayKey(pattern)}' matches every key${prefix ? ` under the prefix '${prefixLabel}' ('${displayKey(applyPrefix(pattern, prefix))}')` : ''}: refusing without --all`,
+      {
+        hint: prefix ? 'pass --all if you mean it' : 'to empty the whole database use FLUSHDB ASYNC (redis-cli -n <db> FLUSHDB ASYNC), or pass --all',
+      },
+    );
   }
   const interactive = ctx.out.terminal.interactive;
   if (!opts.dryRun && !opts.yes && !interactive) {
@@ -131,11 +203,12 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
     });
   }
   const effective = applyPrefix(pattern, prefix);
+  refuseDoublePrefix(ctx, pattern, prefix, effective, displayKey);
   const { target, endpoint } = await open(ctx);
   checkType(opts, target);
   const { flushKeys } = await import('../../cache/flush.js');
   const { renderFlush } = await import('../../output/cache.js');
-  if (prefix) ctx.out.info(`key prefix '${prefix}' (CACHE_KEY_PREFIX or --prefix): matching ${effective.toString('utf8')}`);
+  if (prefix) ctx.out.info(`key prefix '${prefixLabel}' (CACHE_KEY_PREFIX or --prefix): matching '${displayKey(effective)}'`);
 
   const { renderFlushProgress } = await import('../../output/cache.js');
   const runFlush = async (dryRun: boolean, sampleSize: number, total?: number) => {
@@ -178,7 +251,7 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
     ctx.out.info(renderFlush({ ...preview, target: target.info, endpoint }, ctx.out.c, ctx.out.terminal.colour));
     if (preview.matched === 0) ctx.out.info('no matching keys right now; the flush will scan again');
     const ok = await ctx.out.confirm(
-      `delete ${preview.matched.toLocaleString('en-US')}${preview.approximate ? ' (approximately)' : ''} keys matching '${effective.toString('utf8')}' on ${endpoint}?`,
+      `delete ${preview.matched.toLocaleString('en-US')}${preview.approximate ? ' (approximately)' : ''} keys matching '${displayKey(effective)}' on ${endpoint}?`,
     );
     if (!ok) throw new UsageError('not confirmed: nothing deleted', { hint: 'pass --yes to flush without a prompt' });
     total = preview.matched;
@@ -208,11 +281,14 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
   }
 }
 
-async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string): Promise<void> {
-  const { applyPrefix } = await import('../../cache/glob.js');
-  if (pattern === '') throw new UsageError('an empty pattern matches nothing useful', { hint: "give a pattern such as 'user:*'" });
+async function keysCommand(ctx: CommandContext, opts: KeysOpts, argument: string): Promise<void> {
+  const { applyPrefix, displayKey } = await import('../../cache/glob.js');
+  const pattern = patternBytes(argument, opts.hex);
+  if (pattern.length === 0) throw new UsageError('an empty pattern matches nothing useful', { hint: "give a pattern such as 'user:*'" });
   const prefix = resolvePrefix(ctx, opts);
   const effective = applyPrefix(pattern, prefix);
+  refuseDoublePrefix(ctx, pattern, prefix, effective, displayKey);
+  if (prefix) ctx.out.info(`key prefix '${prefix.endsWith(':') ? prefix : `${prefix}:`}' (CACHE_KEY_PREFIX or --prefix): matching '${displayKey(effective)}'`);
   const { target, endpoint } = await open(ctx);
   checkType(opts, target);
   const { inspectKeys } = await import('../../cache/keys.js');

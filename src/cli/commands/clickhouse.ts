@@ -18,6 +18,7 @@ export async function openClickHouse(ctx: CommandContext, purpose: string, query
       hint: 'set CLICKHOUSE_URL=http(s)://user:password@host:8123/database (or --clickhouse-url)',
     });
   }
+  ctx.announce(ch.url, ch.brief, 'ClickHouse ');
   const { connectClickHouse } = await import('../../db/clickhouse.js');
   const conn = await connectClickHouse({
     url: ch.url,

@@ -17,6 +17,7 @@ export function registerConfig(program: Command, run: Runner): void {
                 source: c.database.source,
                 directUrl: maskUrl(c.database.directUrl),
                 directSource: c.database.directSource,
+                ignoredDirect: c.database.ignoredDirect ?? null,
                 ssl: c.database.ssl,
                 poolSize: c.database.poolSize,
               }
@@ -47,7 +48,7 @@ export function registerConfig(program: Command, run: Runner): void {
             : 'no settings in flags, environment, .env or config file';
           const notes = [
             c.database
-              ? `migrations and locks use ${c.database.directUrl === c.database.url ? 'DATABASE_URL (no DIRECT_DATABASE_URL set)' : 'DIRECT_DATABASE_URL'}`
+              ? `migrations, locks and diagnostics use ${c.database.directBrief}${c.database.ignoredDirect ? ` (${c.database.ignoredDirect} is ignored: it comes from a lower source than ${c.database.brief})` : c.database.directUrl === c.database.url ? ' (no DIRECT_DATABASE_URL set)' : ''}`
               : String((doc.database as { note: string }).note),
             `data migrations: ${c.migrationsDir}; Prisma migrations: ${c.prismaMigrationsDir}`,
           ];

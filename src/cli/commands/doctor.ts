@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CheckFailedError, UnreachableError } from '../../errors.js';
+import { CheckFailedError, ConfigError, UnreachableError } from '../../errors.js';
 import type { Runner } from '../handler.js';
 
 export function registerDoctor(program: Command, run: Runner): void {
@@ -10,12 +10,19 @@ export function registerDoctor(program: Command, run: Runner): void {
       run(async (ctx) => {
         const { runDoctor } = await import('../../diagnostics/doctor.js');
         const { renderDoctor } = await import('../../output/doctor.js');
-        // In CI or production with only Redis or PgBouncer configured, check those (no embedded database).
-        const onlyOthers =
-          !ctx.config.database &&
-          (ctx.config.ci || ctx.config.production || ctx.config.clickhouse) &&
-          (ctx.config.redis || ctx.config.pgbouncerAdminUrl || ctx.config.clickhouse);
-        const db = onlyOthers ? undefined : await ctx.database();
+        // A diagnostic never starts the embedded server; one already running is checked. With only
+        // Redis, PgBouncer or ClickHouse configured, those are checked.
+        ctx.diagnostic('doctor');
+        const others = Boolean(ctx.config.redis || ctx.config.pgbouncerAdminUrl || ctx.config.clickhouse);
+        const db = await ctx.database().catch((error: unknown) => {
+          if (!ctx.config.database && others && error instanceof ConfigError) return undefined;
+          throw error;
+        });
+        if (db) ctx.announceDatabase(db, true);
+        if (ctx.config.pgbouncerAdminUrl)
+          ctx.announce(ctx.config.pgbouncerAdminUrl.value, ctx.config.pgbouncerAdminUrl.brief ?? 'PGBOUNCER_ADMIN_URL', 'PgBouncer console ');
+        if (ctx.config.redis) ctx.announce(ctx.config.redis.url, ctx.config.redis.brief, 'Redis ');
+        if (ctx.config.clickhouse) ctx.announce(ctx.config.clickhouse.url, ctx.config.clickhouse.brief, 'ClickHouse ');
         const report = await runDoctor({
           postgresUrl: db?.directUrl,
           pooledUrl: db?.url,

@@ -3,7 +3,7 @@ import { CheckFailedError, OperationError, UsageError } from '../../errors.js';
 import type { RunEvent, RunResult } from '../../migrations/types.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
-import { durationArg, intArg } from '../options.js';
+import { durationArg, durationIn, intArg } from '../options.js';
 
 interface RunnerFlags {
   lockTimeout?: number;
@@ -119,10 +119,10 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(prismaClientOption())
     .addOption(new Option('--batch-size <n>', 'backfills: rows per batch').argParser(intArg(1, 1_000_000)))
     .addOption(new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)))
-    .addOption(new Option('--pause-ms <ms>', 'backfills: pause between batches').argParser(intArg(0, 3_600_000)))
+    .addOption(new Option('--pause-ms <duration>', 'backfills: pause between batches (e.g. 100, 100ms, 1s)').argParser(durationIn(0, 3_600_000)))
     .addOption(
-      new Option('--target-batch-ms <ms>', 'backfills: adapt the batch size so each batch transaction takes about this long (default 200)').argParser(
-        intArg(10, 60_000),
+      new Option('--target-batch-ms <duration>', 'backfills: adapt the batch size so each batch transaction takes about this long (default 200ms)').argParser(
+        durationIn(10, 60_000),
       ),
     )
     .action(

@@ -4,7 +4,7 @@ import type { LocksReport, PoolReport, ServerFullReport } from '../../diagnostic
 import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
-import { durationArg, intArg, numberArg } from '../options.js';
+import { durationArg, durationIn, intArg, numberArg } from '../options.js';
 
 interface CommonOpts {
   longMs: number;
@@ -31,7 +31,9 @@ const DEFAULT_WATCH_S = 2;
 function commonOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option('--long-ms <ms>', 'a query running, a session idle in transaction, or a lock wait this long is reported').argParser(intArg(1)).default(60_000),
+      new Option('--long-ms <duration>', 'a query running, a session idle in transaction, or a lock wait this long is reported (e.g. 5s; a bare number is ms)')
+        .argParser(durationIn(1))
+        .default(60_000),
     )
     .addOption(new Option('--query-timeout <duration>', 'statement timeout of the diagnostic queries').argParser(durationArg).default(5000, '5s'))
     .addOption(
@@ -49,7 +51,11 @@ export function registerPool(program: Command, run: Runner): void {
         'connections across the application, PgBouncer and PostgreSQL: who holds them, headroom, idle transactions, long queries, capacity budget, findings (exit 3 when critical)',
       ),
   )
-    .addOption(new Option('--slow-ms <ms>', 'pg_stat_statements: a statement whose mean time exceeds this counts as slow').argParser(intArg(1)).default(1000))
+    .addOption(
+      new Option('--slow-ms <duration>', 'pg_stat_statements: a statement whose mean time exceeds this counts as slow (e.g. 1s)')
+        .argParser(durationIn(1))
+        .default(1000),
+    )
     .addOption(new Option('--app-instances <n>', 'application instances (replicas): computes the capacity budget').argParser(intArg(1, 100_000)))
     .addOption(new Option('--app-pool-size <n>', 'connections per instance (default: DATABASE_POOL_SIZE, else 10)').argParser(intArg(1, 100_000)))
     .addOption(new Option('--surge <factor>', 'deploy surge: old and new instances overlap (default 2)').argParser(numberArg(1, 10)))
@@ -66,6 +72,7 @@ export function registerPool(program: Command, run: Runner): void {
     )
     .action(
       run<PoolOpts>(async (ctx, opts) => {
+        ctx.diagnostic('pool');
         const watch = watchSeconds(ctx, opts);
         // ClickHouse alone: asked for, or the only system configured (no embedded PostgreSQL started for it).
         const withClickHouse = opts.source !== 'postgres' && ctx.config.clickhouse !== undefined;
@@ -134,6 +141,7 @@ ${chRender?.(doc.clickhouse) ?? ''}`,
       .description('the blocking tree (pg_blocking_pids): roots first, each waiter once with all its blockers; exit 3 when a wait exceeds --long-ms'),
   ).action(
     run<CommonOpts>(async (ctx, opts) => {
+      ctx.diagnostic('locks');
       const watch = watchSeconds(ctx, opts);
       const [connections, output] = await Promise.all([connect(ctx, 'dbops locks', false), renderers(ctx)]);
       const options = { queryTimeoutMs: opts.queryTimeout, thresholds: { longMs: opts.longMs } };

@@ -3,7 +3,7 @@ import { Option } from 'commander';
 import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
-import { durationArg, intArg, numberArg } from '../options.js';
+import { durationArg, durationIn, intArg, MAX_DURATION_MS, numberArg } from '../options.js';
 import type { SlowOptions } from './slow-options.js';
 
 const SORTS = ['total', 'mean', 'calls', 'rows', 'io', 'p95', 'memory'];
@@ -28,20 +28,32 @@ export function registerSlow(program: Command, run: Runner): void {
         .default('total'),
     )
     .addOption(new Option('--limit <n>', 'how many statements to show (0 = all)').argParser(intArg(0)).default(20))
-    .addOption(new Option('--min-mean-ms <ms>', 'slow: mean time at least this').argParser(numberArg(0)).default(20))
+    .addOption(
+      new Option('--min-mean-ms <duration>', 'slow: mean time at least this (a bare number is ms; 0.5, 20ms, 1s)')
+        .argParser(durationIn(0, MAX_DURATION_MS, { fractional: true }))
+        .default(20),
+    )
     .addOption(new Option('--min-calls <n>', 'slow: at least this many calls').argParser(intArg(1)).default(100))
     .option('--only-slow', 'show only statements marked slow')
     .option('--full', 'print each statement in full below the table (--json always has full text)')
     .option('--save <file>', 'write a snapshot of the counters to FILE (for a later --since)')
     .option('--since <file|window>', 'report only what happened since the snapshot in FILE; ClickHouse: the window, e.g. 30m, 1h (default), 2d or an ISO time')
     .option('--flush-logs', 'ClickHouse: SYSTEM FLUSH LOGS first, so the last seconds are in the report')
-    .addOption(new Option('--fail-on-mean-ms <ms>', 'gate: exit 3 if a statement has a mean over this').argParser(numberArg(0)))
+    .addOption(
+      new Option('--fail-on-mean-ms <duration>', 'gate: exit 3 if a statement has a mean over this (e.g. 50, 50ms, 1s)').argParser(
+        durationIn(0, MAX_DURATION_MS, { fractional: true }),
+      ),
+    )
     .option('--baseline <file>', 'gate: a previous --json report (or a snapshot) to compare means with')
     .addOption(
       new Option('--fail-on-regression <pct>', 'gate: exit 3 if a known mean grew more than PCT %, or a new statement is slow').argParser(numberArg(0)),
     )
     .addOption(new Option('--gate-min-calls <n>', 'gates judge only statements with at least N calls').argParser(intArg(1)).default(1))
-    .addOption(new Option('--regression-min-ms <ms>', 'ignore regressions whose new mean is below this').argParser(numberArg(0)).default(1))
+    .addOption(
+      new Option('--regression-min-ms <duration>', 'ignore regressions whose new mean is below this')
+        .argParser(durationIn(0, MAX_DURATION_MS, { fractional: true }))
+        .default(1),
+    )
     .addOption(
       new Option('--statement-timeout <duration>', 'statement timeout of the reads (default 10s; ClickHouse: CLICKHOUSE_QUERY_TIMEOUT_MS)').argParser(
         durationArg,
@@ -52,6 +64,7 @@ export function registerSlow(program: Command, run: Runner): void {
     .option('-y, --yes', 'with --reset: do not ask')
     .action(
       run<SlowOptions>(async (ctx, opts) => {
+        ctx.diagnostic('slow-queries');
         if ((opts.baseline === undefined) !== (opts.failOnRegression === undefined)) {
           throw new UsageError('--baseline and --fail-on-regression go together', {
             hint: 'e.g. --baseline main.json --fail-on-regression 50',
@@ -91,8 +104,11 @@ export function registerSlow(program: Command, run: Runner): void {
         ctx.out.result(report, () => renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full), savedTo: report.savedTo }));
         if (report.gates?.failed) {
           const failures = report.gates.failures;
-          const which = failures.map((failure) => `queryid ${failure.queryid}`).join(', ');
-          throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'} (${which})`, {
+          // The statement, shortened, as a person recognises it; the queryid is in --json.
+          const { shortenQuery } = await import('../../diagnostics/prisma-origin.js');
+          const shown = failures.slice(0, 3).map((failure) => `'${shortenQuery(failure.query, 50)}' (mean ${failure.meanMs.toFixed(1)} ms)`);
+          const which = `${shown.join(', ')}${failures.length > 3 ? ` and ${failures.length - 3} more` : ''}`;
+          throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'}: ${which}`, {
             hint: 'see the report above; --json lists them under gates.failures',
             details: { failures: failures.length },
           });
