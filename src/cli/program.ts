@@ -34,6 +34,7 @@ export interface CliIO {
 export interface GlobalOptions {
   databaseUrl?: string;
   redisUrl?: string;
+  replicaUrl?: string[];
   clickhouseUrl?: string;
   config?: string;
   json?: boolean;
@@ -82,6 +83,7 @@ export function buildProgram(io: CliIO, state: RunState): Command {
     .version(VERSION, '-V, --version', 'print the version')
     .option('--database-url <url>', 'PostgreSQL connection string (overrides DATABASE_URL)')
     .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
+    .option('--replica-url <url>', 'a streaming read replica (repeatable; overrides DATABASE_REPLICA_URLS)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--clickhouse-url <url>', 'ClickHouse HTTP interface, http(s)://user:password@host:8123/db (overrides CLICKHOUSE_URL)')
     .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
     .addOption(new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(connectTimeoutArg))
@@ -111,7 +113,12 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         env: io.env,
         cwd: io.cwd,
         configFile: globals.config,
-        flags: { DATABASE_URL: globals.databaseUrl, REDIS_URL: globals.redisUrl, CLICKHOUSE_URL: globals.clickhouseUrl },
+        flags: {
+          DATABASE_URL: globals.databaseUrl,
+          REDIS_URL: globals.redisUrl,
+          CLICKHOUSE_URL: globals.clickhouseUrl,
+          DATABASE_REPLICA_URLS: globals.replicaUrl?.join(','),
+        },
         redactor: state.redactor,
       });
       const ctx = new CommandContext({
