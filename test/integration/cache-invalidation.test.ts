@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ import type { InvalidationOptions } from '../../src/migrations/invalidation.js';
 import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
 import { type ReplicaPair, startReplicaPair } from '../helpers/replica.js';
 import { scratchDir } from '../helpers/servers.js';
-import { redisNamespace, redisUrl, services, uniqueName } from '../helpers/services.js';
+import { createTestDatabase, redisNamespace, redisUrl, services, uniqueName } from '../helpers/services.js';
 
 let pair: ReplicaPair;
 const closers: Array<() => Promise<unknown>> = [];
@@ -308,6 +309,49 @@ describe('outbox semantics on the shared Redis', () => {
     expect(rows.reduce((a, r) => a + r.keys, 0)).toBe(250);
     expect(result.outcomes[0]?.invalidation).toMatchObject({ done: true, keys: 250, keysRemoved: 250, outboxRows: rows.length });
     expect(await redis.keys(`${ns}:user:*`)).toEqual([]);
+  });
+});
+
+describe('the example migration data-migrations/20240401000000_normalize_user_emails', () => {
+  it('from an empty database with the example schema: lower-cases e-mails and invalidates exactly the changed users; down the same', async () => {
+    const db = await createTestDatabase();
+    closers.push(() => db.drop());
+    await withClient(db.url, (c) =>
+      c.query(
+        `INSERT INTO "User" (id, email, "updatedAt") VALUES ('u1', 'Ann@X.io', now()), ('u2', 'bob@x.io', now()), ('u3', 'CAT@x.io', now()), ('u4', 'cat@x.io', now())`,
+      ),
+    );
+    const ns = redisNamespace().replace(/:$/, '');
+    const redis = new Redis(redisUrl());
+    closers.push(async () => redis.disconnect());
+    for (const id of ['u1', 'u2', 'u3', 'u4']) await redis.set(`${ns}:user:${id}`, 'cached');
+    const root = join(import.meta.dirname, '..', '..');
+    const example = join(root, 'data-migrations');
+    const r = new MigrationRunner({
+      connectionString: db.url,
+      migrationsDir: example,
+      prismaMigrationsDir: join(root, 'prisma', 'migrations'),
+      cwd: root,
+      invalidation: { keyPrefix: ns, cache: cacheOf(redisUrl()) },
+    });
+    closers.push(() => r.close());
+    const result = await r.up();
+    const outcome = result.outcomes.find((o) => o.name === '20240401000000_normalize_user_emails');
+    expect(outcome).toMatchObject({ status: 'applied', validate: true, invalidation: { done: true, keys: 1, keysRemoved: 1 } });
+    // Only Ann changed: CAT@x.io has a lower-case twin (left alone), bob was lower-case already.
+    expect(await withClient(db.url, async (c) => (await c.query('SELECT id, email FROM "User" ORDER BY id')).rows)).toEqual([
+      { id: 'u1', email: 'ann@x.io' },
+      { id: 'u2', email: 'bob@x.io' },
+      { id: 'u3', email: 'CAT@x.io' },
+      { id: 'u4', email: 'cat@x.io' },
+    ]);
+    expect(await redis.exists(`${ns}:user:u1`)).toBe(0);
+    expect(await redis.exists(`${ns}:user:u2`, `${ns}:user:u3`, `${ns}:user:u4`)).toBe(3);
+    await redis.set(`${ns}:user:u1`, 'cached');
+    const down = await r.down({ step: 1 });
+    expect(down.outcomes[0]).toMatchObject({ name: '20240401000000_normalize_user_emails', invalidation: { done: true, keys: 1, keysRemoved: 1 } });
+    expect(await withClient(db.url, async (c) => (await c.query(`SELECT email FROM "User" WHERE id = 'u1'`)).rows[0].email)).toBe('Ann@X.io');
+    expect(await redis.exists(`${ns}:user:u1`)).toBe(0);
   });
 });
 
