@@ -32,7 +32,7 @@ export async function startReplicaPair(): Promise<ReplicaPair> {
   const runAs = serverUser();
   execFileSync(
     join('/usr/lib/postgresql/15/bin', 'pg_basebackup'),
-    ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '-c', 'fast'],
+    ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '-c', 'fast', '-C', '-S', 'dbops_test_replica'],
     { stdio: 'ignore', ...(runAs ?? {}) },
   );
   const port = await freePort();

@@ -12,9 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInvalidator } from '../../src/cache/invalidate.js';
 import { openTarget } from '../../src/cache/target.js';
 import { freePort } from '../../src/db/local-server.js';
+import { collectReplicas } from '../../src/diagnostics/replicas.js';
 import { ExitCode } from '../../src/errors.js';
 import { MigrationRunner, type MigrationRunnerOptions } from '../../src/index.js';
 import type { InvalidationOptions } from '../../src/migrations/invalidation.js';
+import { runDbops } from '../helpers/cli.js';
 import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
 import { type ReplicaPair, startReplicaPair } from '../helpers/replica.js';
 import { scratchDir } from '../helpers/servers.js';
@@ -448,5 +450,51 @@ describe('Redis stopped after the commit', () => {
     expect(await back.exists(...Array.from({ length: 40 }, (_, i) => `user:${i + 1}`))).toBe(0);
     expect(await back.get('user:41')).toBe('not owed');
     expect((await outboxRows(url)).map((r) => r.done)).toEqual([true]);
+  });
+});
+
+describe('replicas in pool and doctor', () => {
+  it('reachable, replay lag in bytes and time, the slot as the primary sees it, connections and headroom; a lagging replica is critical (exit 3)', async () => {
+    const url = await usersDb(1);
+    await pair.catchUp();
+    const target = replicaOf(dbName(url))[0] as NonNullable<InvalidationOptions['replicas']>[number];
+    const caughtUp = await withClient(url, (c) => collectReplicas(c, [target]));
+    expect(caughtUp.replicas[0]).toMatchObject({ reachable: true, inRecovery: true, lagBytes: 0, lagMs: 0, slotName: 'dbops_test_replica' });
+    expect(caughtUp.replicas[0]?.sender).toMatchObject({ state: 'streaming', slot: { name: 'dbops_test_replica', active: true } });
+    expect(caughtUp.replicas[0]?.headroom).toBeGreaterThan(0);
+    expect(caughtUp.findings).toEqual([]);
+
+    await pair.setApplyDelay('5s');
+    try {
+      await withClient(url, (c) => c.query(`UPDATE users SET name = 'lagging'`));
+      // Wait until the replica has received the change but not replayed it.
+      let lagging = await withClient(url, (c) => collectReplicas(c, [target], { lagWarnMs: 100, lagCriticalMs: 200 }));
+      for (let i = 0; i < 100 && !(lagging.replicas[0]?.lagMs && lagging.replicas[0].lagMs > 200); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        lagging = await withClient(url, (c) => collectReplicas(c, [target], { lagWarnMs: 100, lagCriticalMs: 200 }));
+      }
+      expect(lagging.replicas[0]?.lagBytes).toBeGreaterThan(0);
+      expect(lagging.findings.map((f) => [f.code, f.severity])).toEqual([['replica-lag', 'critical']]);
+
+      const env = {
+        PATH: process.env.PATH ?? '',
+        NO_COLOR: '1',
+        DATABASE_URL: url,
+        DATABASE_REPLICA_URLS: pair.replicaUrl(dbName(url)),
+      };
+      const pool = await runDbops(['pool', '--replica-lag-warn', '100ms', '--replica-lag-critical', '200ms'], { env });
+      expect(pool.code, pool.stderr).toBe(3);
+      expect(pool.stdout).toContain('Read replicas (1)');
+      expect(pool.stdout).toContain('dbops_test_replica active');
+      expect(pool.stdout).toMatch(/CRITICAL replica 127\.0\.0\.1:\d+\/\w+ replays [\d.]+ s behind the primary/);
+      const json = await runDbops(['pool', '--json'], { env });
+      expect(json.code, json.stderr).toBe(0);
+      expect(JSON.parse(json.stdout).replicas.replicas[0]).toMatchObject({ reachable: true, inRecovery: true });
+      const doctor = await runDbops(['doctor'], { env });
+      expect(doctor.code, doctor.stderr).toBe(0);
+      expect(doctor.stdout).toMatch(/replica 127\.0\.0\.1:\d+\/\w+: standby, replay lag/);
+    } finally {
+      await pair.setApplyDelay('0');
+    }
   });
 });

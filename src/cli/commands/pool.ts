@@ -1,10 +1,12 @@
 import { type Command, Option } from 'commander';
 import type { Finding } from '../../diagnostics/findings.js';
 import type { LocksReport, PoolReport } from '../../diagnostics/pool.js';
+import type { ReplicasReport } from '../../diagnostics/replicas.js';
 import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
 import { durationArg, intArg, numberArg } from '../options.js';
+import type { ReplicaFlags } from './replicas.js';
 
 interface CommonOpts {
   longMs: number;
@@ -13,7 +15,7 @@ interface CommonOpts {
   json?: boolean;
 }
 
-interface PoolOpts extends CommonOpts {
+interface PoolOpts extends CommonOpts, ReplicaFlags {
   slowMs: number;
   appInstances?: number;
   appPoolSize?: number;
@@ -54,6 +56,8 @@ export function registerPool(program: Command, run: Runner): void {
     .addOption(new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(intArg(1, 1000)))
     .option('--app-name <name>', "the application's application_name: its current connections are its own in the budget")
     .option('--locks', 'draw the whole blocking tree')
+    .addOption(new Option('--replica-lag-warn <duration>', 'read replicas: replay lag that is a warning (default 10s)').argParser(durationArg))
+    .addOption(new Option('--replica-lag-critical <duration>', 'read replicas: replay lag that is critical, exit 3 (default 60s)').argParser(durationArg))
     .addOption(
       new Option('--source <system>', 'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)').choices([
         'postgres',
@@ -98,15 +102,23 @@ export function registerPool(program: Command, run: Runner): void {
           renderers(ctx),
           clickhouse?.sectionRenderer(ctx),
         ]);
-        const renderPg = (report: PoolReport) =>
-          output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
+        // Read replicas (DATABASE_REPLICA_URLS): their section and findings join the report.
+        const joinReplicas = (await import('./replicas.js')).replicaJoiner(ctx, opts);
+        const replicaView = joinReplicas && !ctx.out.json ? await import('../../output/replicas.js') : undefined;
+        const pgReport = async (): Promise<PoolReport & { replicas?: ReplicasReport }> => {
+          const report = await connections.poolReport(options);
+          return joinReplicas ? joinReplicas(report) : report;
+        };
+        const renderPg = (report: PoolReport & { replicas?: ReplicasReport }) =>
+          (output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '') +
+          (report.replicas && replicaView ? `\n\n${replicaView.renderReplicas(report.replicas, ctx.out.c, ctx.out.terminal.colour)}` : '');
         if (!chSource) {
-          await view(ctx, 'pool', watch, () => connections.poolReport(options), renderPg);
+          await view(ctx, 'pool', watch, pgReport, renderPg);
           return;
         }
         // An unreachable ClickHouse is shown, like an unreachable PgBouncer console; its critical findings count.
         const read = async () => {
-          const [report, ch] = await Promise.all([connections.poolReport(options), chSource.collect()]);
+          const [report, ch] = await Promise.all([pgReport(), chSource.collect()]);
           return { ...report, ok: report.ok && ('error' in ch || ch.ok), clickhouse: ch };
         };
         const findingsOf = (doc: Awaited<ReturnType<typeof read>>) => [...doc.findings, ...('error' in doc.clickhouse ? [] : doc.clickhouse.findings)];
