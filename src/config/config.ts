@@ -284,7 +284,7 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
       settings[name] = {
         value: listOf(s.value)
           .map((u) => maskUrl(u) ?? MASK)
-          .join(','),
+          .join(' '),
         source: s.source,
       };
     else settings[name] = { value: MASK, source: s.source };
