@@ -35,6 +35,7 @@ export interface ReplicaWait {
 }
 
 const POLL_MS = 20;
+const since = (t0: number) => Math.round((performance.now() - t0) * 10) / 10;
 
 /** Waits until every replica replayed the primary's current WAL position, at most `boundMs`. Never throws: the result says who is late. */
 export async function waitForReplicas(primary: ClientBase, replicas: ReplicaTarget[], boundMs: number, signal?: AbortSignal): Promise<ReplicaWait> {
@@ -43,7 +44,7 @@ export async function waitForReplicas(primary: ClientBase, replicas: ReplicaTarg
   const started = performance.now();
   const deadline = started + boundMs;
   const entries = await Promise.all(replicas.map((r) => waitForOne(r, lsn, started, deadline, signal)));
-  return { lsn, caughtUp: entries.every((e) => e.caughtUp), waitedMs: performance.now() - started, replicas: entries };
+  return { lsn, caughtUp: entries.every((e) => e.caughtUp), waitedMs: since(started), replicas: entries };
 }
 
 async function waitForOne(replica: ReplicaTarget, lsn: string, started: number, deadline: number, signal?: AbortSignal): Promise<ReplicaWaitEntry> {
@@ -61,19 +62,19 @@ async function waitForOne(replica: ReplicaTarget, lsn: string, started: number, 
         return {
           name: replica.name,
           caughtUp: false,
-          waitedMs: performance.now() - started,
+          waitedMs: since(started),
           lagBytes: null,
           error: 'not a streaming replica (pg_last_wal_replay_lsn() is null)',
         };
       }
       lagBytes = Math.max(0, Number(r.lag));
-      if (lagBytes <= 0) return { name: replica.name, caughtUp: true, waitedMs: performance.now() - started, lagBytes: 0 };
+      if (lagBytes <= 0) return { name: replica.name, caughtUp: true, waitedMs: since(started), lagBytes: 0 };
       if (performance.now() >= deadline || signal?.aborted) break;
       await sleep(Math.min(POLL_MS, Math.max(1, deadline - performance.now())), signal);
     }
-    return { name: replica.name, caughtUp: false, waitedMs: performance.now() - started, lagBytes };
+    return { name: replica.name, caughtUp: false, waitedMs: since(started), lagBytes };
   } catch (error) {
-    return { name: replica.name, caughtUp: false, waitedMs: performance.now() - started, lagBytes, error: messageOf(error) };
+    return { name: replica.name, caughtUp: false, waitedMs: since(started), lagBytes, error: messageOf(error) };
   } finally {
     await client?.end().catch(() => {});
   }
