@@ -7,7 +7,7 @@
 import type { CacheInvalidator } from '../migrations/invalidation.js';
 import { deleteKeys, flushKeys } from './flush.js';
 import { keySlot } from './slot.js';
-import type { CacheNode, CacheTarget } from './target.js';
+import type { CacheNode, CacheTarget, OpenTargetOptions } from './target.js';
 
 const BATCH = 1000;
 const DEPTH = 4;
@@ -67,4 +67,15 @@ export async function unlinkKeys(target: CacheTarget, keys: string[]): Promise<n
     }),
   );
   return counts.reduce((a, b) => a + b, 0);
+}
+
+/**
+ * The programmatic API's way to a cache for `MigrationRunner`'s `invalidation.cache`:
+ * `cache: () => openCacheInvalidator({ url: process.env.REDIS_URL, timeoutMs: 5000 })`. Close it
+ * when the runner is done.
+ */
+export async function openCacheInvalidator(opts: OpenTargetOptions): Promise<CacheInvalidator & { close(): Promise<void> }> {
+  const { openTarget } = await import('./target.js');
+  const target = await openTarget({ connectionName: 'dbops-invalidate', ...opts });
+  return { ...createInvalidator(target), close: () => target.close() };
 }

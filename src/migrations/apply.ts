@@ -240,10 +240,13 @@ async function recordInvalidation(
   if (id === null) return;
   inv.outboxRows++;
   const outboxId = id;
+  const keys = [...owed.keys];
   tx.afterCommit(async () => {
     await runtime.opts.beforeDrain?.();
-    const drained = await runtime.drain(tx.client, [outboxId], run.session.signal);
-    inv.done = true;
+    const drained = await runtime.drain(tx.client, [outboxId], run.session.signal, new Map([[outboxId, keys]]));
+    // Not among what this drain did: another dbops holds the row (a concurrent cache drain) and carries it out.
+    inv.done = drained.entries.some((e) => e.id === outboxId);
+    if (!inv.done) return;
     inv.keysRemoved += drained.keysRemoved;
     const wait = drained.replicaWait;
     if (wait && (inv.replicaWaitMs === null || wait.waitedMs > inv.replicaWaitMs)) {

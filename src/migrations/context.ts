@@ -118,21 +118,27 @@ export class MigrationContexts {
     if (!runtime || !declared) throw new ConfigError(`${name}: the backfill declares invalidate, but dbops has no cache configuration`);
     owes.batches ??= { patterns: [], keys: 0, sample: [], outboxRows: 0, done: true, keysRemoved: 0, replicaWaitMs: null, replicas: [] };
     const summary: InvalidationOutcome = owes.batches;
+    // The keys of the batch just recorded, handed to its drain (not read back from the outbox).
+    const written = new Map<number, string[]>();
     return {
       record: async (client: ClientBase, keys: unknown[], batch: number): Promise<number | null> => {
         const owed = new Owed(runtime.prefix);
         owed.addKeys(typeof declared === 'string' ? expandTemplate(declared, keys) : declared(keys));
         const { recordOwed } = await import('./invalidation.js');
         const id = await recordOwed(client, runtime.schema, owed, { migration: name, direction, batch });
+        written.clear();
+        if (id !== null) written.set(id, [...owed.keys]);
         return id;
       },
       drain: async (client: ClientBase, id: number, keys: number): Promise<void> => {
         summary.outboxRows++;
         summary.keys += keys;
+        const before = summary.done;
         summary.done = false;
-        const drained = await runtime.drain(client, [id], this.session.signal);
+        const drained = await runtime.drain(client, [id], this.session.signal, written);
         summary.keysRemoved += drained.keysRemoved;
-        summary.done = true;
+        // false while another dbops (a concurrent cache drain) holds the row and carries it out.
+        summary.done = before && drained.entries.some((e) => e.id === id);
         const wait = drained.replicaWait;
         if (wait && (summary.replicaWaitMs === null || wait.waitedMs > summary.replicaWaitMs)) {
           summary.replicaWaitMs = Math.round(wait.waitedMs);

@@ -67,7 +67,7 @@ export const DBOPS_DDL = {
   batch           integer,
   prefix          text,
   patterns        text[]      NOT NULL DEFAULT '{}',
-  keys            text[]      NOT NULL DEFAULT '{}',
+  keys            jsonb       NOT NULL DEFAULT '[]',
   created_at      timestamptz NOT NULL DEFAULT now(),
   done_at         timestamptz,
   keys_removed    bigint,

@@ -87,7 +87,7 @@ const renameAll = mig(`{
 async function outboxRows(url: string) {
   return withClient(url, async (c) => {
     const { rows } = await c.query<{ id: string; done: boolean; keys: number; patterns: string[] }>(
-      `SELECT id, done_at IS NOT NULL AS done, cardinality(keys) AS keys, patterns FROM dbops.cache_invalidations ORDER BY id`,
+      `SELECT id, done_at IS NOT NULL AS done, jsonb_array_length(keys) AS keys, patterns FROM dbops.cache_invalidations ORDER BY id`,
     );
     return rows;
   }).catch((error: Error) => (/does not exist/.test(error.message) ? [] : Promise.reject(error)));
