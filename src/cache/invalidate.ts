@@ -32,41 +32,47 @@ export function createInvalidator(target: CacheTarget): CacheInvalidator {
 
 /** UNLINK (DEL before Redis 4) every key; returns how many existed. */
 export async function unlinkKeys(target: CacheTarget, keys: string[]): Promise<number> {
+  if (!target.cluster) {
+    const node = target.nodes[0];
+    return node ? unlinkOnNode(target, node, keys) : 0;
+  }
   const byNode = new Map<CacheNode, Buffer[]>();
   for (const k of keys) {
     const key = Buffer.from(k, 'utf8');
-    const node = target.cluster ? target.ownerOf(keySlot(key)) : target.nodes[0];
+    const node = target.ownerOf(keySlot(key));
     if (!node) throw new Error(`no cluster node owns the slot of ${k}`);
     const list = byNode.get(node);
     if (list) list.push(key);
     else byNode.set(node, [key]);
   }
-  const counts = await Promise.all(
-    [...byNode].map(async ([node, list]) => {
-      let removed = 0;
-      let failure: unknown;
-      const inflight = new Set<Promise<void>>();
-      for (let i = 0; i < list.length; i += BATCH) {
-        while (inflight.size >= DEPTH) await Promise.race(inflight);
-        if (failure !== undefined) break;
-        const p: Promise<void> = deleteKeys(target, node, list.slice(i, i + BATCH))
-          .then(
-            (n) => {
-              removed += n;
-            },
-            (error: unknown) => {
-              failure ??= error;
-            },
-          )
-          .finally(() => inflight.delete(p));
-        inflight.add(p);
-      }
-      await Promise.all(inflight);
-      if (failure !== undefined) throw failure;
-      return removed;
-    }),
-  );
+  const counts = await Promise.all([...byNode].map(([node, list]) => unlinkOnNode(target, node, list)));
   return counts.reduce((a, b) => a + b, 0);
+}
+
+/** Batches of at most 1,000 names, a few in flight; a standalone server takes the strings as they are. */
+async function unlinkOnNode(target: CacheTarget, node: CacheNode, list: Array<string | Buffer>): Promise<number> {
+  let removed = 0;
+  let failure: unknown;
+  const inflight = new Set<Promise<void>>();
+  for (let i = 0; i < list.length; i += BATCH) {
+    while (inflight.size >= DEPTH) await Promise.race(inflight);
+    if (failure !== undefined) break;
+    // Strings go only to a standalone server (deleteKeys sends them as they are); a cluster's keys are Buffers.
+    const p: Promise<void> = deleteKeys(target, node, list.slice(i, i + BATCH) as Buffer[])
+      .then(
+        (n) => {
+          removed += n;
+        },
+        (error: unknown) => {
+          failure ??= error;
+        },
+      )
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+  }
+  await Promise.all(inflight);
+  if (failure !== undefined) throw failure;
+  return removed;
 }
 
 /**

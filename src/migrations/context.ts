@@ -67,7 +67,8 @@ export class MigrationContexts {
     this.guards.set(client, guard);
     const prisma = await this.prismaFor(client, m);
     const results: BackfillResult[] = [];
-    const owed = new Owed(this.opts.invalidation?.prefix);
+    const runtime = this.opts.invalidation;
+    const owed = new Owed(runtime?.prefix, dryRun ? undefined : () => runtime?.warm());
     owed.addPatterns(m.migration.invalidates ?? []);
     const owes: ContextOwed = { owed, batches: undefined };
     const ctx: MigrationContext = {

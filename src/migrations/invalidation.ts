@@ -54,23 +54,33 @@ export type BackfillInvalidation = string | ((keys: unknown[]) => Iterable<strin
 
 /** Fills `template` with each row; throws a TypeError naming the field a row lacks. */
 export function expandTemplate(template: string, rows: Iterable<unknown>): string[] {
-  const parts = template.split(/(\{[^{}]+\})/);
-  const fields = parts.filter((p) => p.startsWith('{') && p.endsWith('}')).map((p) => p.slice(1, -1));
+  // Literal pieces and field names alternate: lit0 {f0} lit1 {f1} lit2 ...
+  const parts = template.split(/\{([^{}]+)\}/);
+  const fields = parts.filter((_, i) => i % 2 === 1);
   if (fields.length === 0) throw new TypeError(`invalidate('${template}', rows): the template has no {field}`);
+  const missing = (f: string) => new TypeError(`invalidate('${template}', rows): a row has no ${f}`);
   const out: string[] = [];
+  if (fields.length === 1) {
+    // The common case ('user:{id}'), one concatenation per row.
+    const [head = '', field = '', tail = ''] = parts;
+    for (const row of rows) {
+      const v = typeof row === 'object' && row !== null ? (row as Record<string, unknown>)[field] : row;
+      if (v === undefined || v === null) throw missing(field);
+      out.push(head + String(v) + tail);
+    }
+    return out;
+  }
   for (const row of rows) {
-    const scalar = typeof row !== 'object' || row === null;
-    if (scalar && fields.length > 1) throw new TypeError(`invalidate('${template}', rows): a row is ${String(row)}, the template needs ${fields.join(', ')}`);
-    out.push(
-      parts
-        .map((p) => {
-          if (!(p.startsWith('{') && p.endsWith('}'))) return p;
-          const v = scalar ? row : (row as Record<string, unknown>)[p.slice(1, -1)];
-          if (v === undefined || v === null) throw new TypeError(`invalidate('${template}', rows): a row has no ${p.slice(1, -1)}`);
-          return String(v);
-        })
-        .join(''),
-    );
+    if (typeof row !== 'object' || row === null)
+      throw new TypeError(`invalidate('${template}', rows): a row is ${String(row)}, the template needs ${fields.join(', ')}`);
+    let key = parts[0] ?? '';
+    for (let i = 1; i < parts.length; i += 2) {
+      const f = parts[i] as string;
+      const v = (row as Record<string, unknown>)[f];
+      if (v === undefined || v === null) throw missing(f);
+      key += String(v) + (parts[i + 1] ?? '');
+    }
+    out.push(key);
   }
   return out;
 }
@@ -91,19 +101,36 @@ export function prefixPattern(pattern: string, prefix: string | undefined): stri
 export class Owed {
   readonly patterns: string[] = [];
   readonly keys = new Set<string>();
-  constructor(readonly prefix: string | undefined) {}
+  /** Called once, when something is first owed (the runner starts connecting to the cache then). */
+  private onFirst: (() => void) | undefined;
+
+  constructor(
+    readonly prefix: string | undefined,
+    onFirst?: () => void,
+  ) {
+    this.onFirst = onFirst;
+  }
+
+  private first(): void {
+    const f = this.onFirst;
+    this.onFirst = undefined;
+    f?.();
+  }
 
   addPatterns(patterns: Iterable<string>): void {
     for (const p of patterns) {
+      this.first();
       const full = prefixPattern(p, this.prefix);
       if (!this.patterns.includes(full)) this.patterns.push(full);
     }
   }
 
   addKeys(keys: Iterable<string>): void {
+    const pre = prefixKey('', this.prefix);
     for (const k of keys) {
       if (typeof k !== 'string' || k === '') throw new TypeError(`invalidate(): a key must be a non-empty string, got ${String(k)}`);
-      this.keys.add(prefixKey(k, this.prefix));
+      if (this.keys.size === 0) this.first();
+      this.keys.add(pre + k);
     }
   }
 
@@ -367,6 +394,11 @@ export class InvalidationRuntime {
 
   drain(client: ClientBase, only?: number[], signal?: AbortSignal, known?: Map<number, string[]>): Promise<DrainResult> {
     return drainOutbox(client, this.schema, this.opts, () => this.cache(), only, signal, known);
+  }
+
+  /** Starts opening the cache while the migration still runs (its latency hidden); a failure is reported by the drain. */
+  warm(): void {
+    if (this.opts.cache) this.cache().catch(() => {});
   }
 
   /** Keys matching `pattern` now (null when no Redis is configured or it cannot be reached). */
