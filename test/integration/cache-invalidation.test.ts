@@ -15,7 +15,7 @@ import { freePort } from '../../src/db/local-server.js';
 import { collectReplicas } from '../../src/diagnostics/replicas.js';
 import { ExitCode } from '../../src/errors.js';
 import { MigrationRunner, type MigrationRunnerOptions } from '../../src/index.js';
-import type { InvalidationOptions } from '../../src/migrations/invalidation.js';
+import { type InvalidationOptions, Owed, recordOwed } from '../../src/migrations/invalidation.js';
 import { runDbops } from '../helpers/cli.js';
 import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
 import { type ReplicaPair, startReplicaPair } from '../helpers/replica.js';
@@ -354,6 +354,54 @@ describe('the example migration data-migrations/20240401000000_normalize_user_em
     expect(down.outcomes[0]).toMatchObject({ name: '20240401000000_normalize_user_emails', invalidation: { done: true, keys: 1, keysRemoved: 1 } });
     expect(await withClient(db.url, async (c) => (await c.query(`SELECT email FROM "User" WHERE id = 'u1'`)).rows[0].email)).toBe('Ann@X.io');
     expect(await redis.exists(`${ns}:user:u1`)).toBe(0);
+  });
+});
+
+describe('concurrent drainers', () => {
+  it('two cache drains at once: every owed row carried out exactly once (SKIP LOCKED), every key removed', async () => {
+    const url = await usersDb(600);
+    const ns = redisNamespace().replace(/:$/, '');
+    const redis = new Redis(redisUrl());
+    closers.push(async () => redis.disconnect());
+    for (let id = 1; id <= 600; id++) await redis.set(`${ns}:user:${id}`, 'old');
+    // A run without Redis configured: the migration commits, its 100 keys stay owed (exit 6).
+    const dir = migrationFolder({
+      '20250101000000_part.ts': mig(`{
+      async up({ sql, invalidate }) {
+        const { rows } = await sql\`UPDATE users SET name = 'new' WHERE id <= 100 RETURNING id\`;
+        invalidate('user:{id}', rows);
+      },
+    }`),
+    });
+    const error = await runner(url, dir, { keyPrefix: ns })
+      .up()
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(error).toMatchObject({ exitCode: ExitCode.Owed, message: expect.stringMatching(/no Redis is configured/) });
+    // Five more owed rows of 100 keys each, as five more committed migrations would leave them.
+    for (let i = 1; i < 6; i++) {
+      await withClient(url, async (c) => {
+        await c.query('BEGIN');
+        const owed = new Owed(ns);
+        owed.invalidate()(
+          'user:{id}',
+          Array.from({ length: 100 }, (_, k) => i * 100 + k + 1),
+        );
+        await recordOwed(c, 'dbops', owed, { migration: `20250101000000_part_${i}`, direction: 'up' });
+        await c.query('COMMIT');
+      });
+    }
+    await withClient(url, (c) => c.query('UPDATE dbops.cache_invalidations SET attempts = 0'));
+    const opts = { keyPrefix: ns, cache: cacheOf(redisUrl()) };
+    const [a, b] = await Promise.all([runner(url, dir, opts).drain(), runner(url, dir, opts).drain()]);
+    expect(a.rows + b.rows).toBe(6);
+    expect(a.keysRemoved + b.keysRemoved).toBe(600);
+    expect(new Set([...a.entries, ...b.entries].map((e) => e.id)).size).toBe(6);
+    expect(await redis.keys(`${ns}:user:*`)).toEqual([]);
+    const rows = await withClient(url, async (c) => (await c.query('SELECT attempts, keys_removed::int AS removed FROM dbops.cache_invalidations')).rows);
+    expect(rows).toEqual(Array.from({ length: 6 }, () => ({ attempts: 1, removed: 100 })));
   });
 });
 
