@@ -235,7 +235,11 @@ async function recordInvalidation(
   try {
     id = await recordOwed(tx.client, runtime.schema, owed, { migration: name, direction });
   } catch (error) {
-    throw new StepFailure('ledger', `recording its cache invalidation in the outbox failed: ${messageOf(error)}`, { cause: error });
+    // The server may quote the whole keys document back: the first 300 characters say enough.
+    const why = messageOf(error);
+    throw new StepFailure('ledger', `recording its cache invalidation in the outbox failed: ${why.length > 300 ? `${why.slice(0, 300)}…` : why}`, {
+      cause: error,
+    });
   }
   if (id === null) return;
   inv.outboxRows++;
