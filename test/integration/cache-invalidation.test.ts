@@ -464,6 +464,66 @@ describe('Redis stopped after the commit', () => {
     };
   }
 
+  it('a backfill whose second batch commits while Redis is down: exit 6, that batch stays owed; the rerun drains it, then resumes', async () => {
+    const url = await usersDb(300);
+    const port = await freePort();
+    const dir = scratchDir('redis-backfill');
+    closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+    let server = await ownRedis(port, dir);
+    closers.push(() => server.stop());
+    const rurl = `redis://127.0.0.1:${port}/0`;
+    const redis = new Redis(rurl, { maxRetriesPerRequest: 1 });
+    for (let id = 1; id <= 300; id++) await redis.set(`user:${id}`, 'old');
+    redis.disconnect();
+    const marker = join(dir, 'stopped');
+    // The second batch stops the real server (once) before it writes: its commit finds Redis gone.
+    const migDir = migrationFolder({
+      '20250101000000_backfill.ts': mig(`{
+        transaction: false,
+        async up({ backfill }) {
+          await backfill({
+            table: 'users',
+            where: "name = 'old'",
+            batchSize: 100,
+            invalidate: 'user:{id}',
+            async run(keys, tx) {
+              const fs = await import('node:fs');
+              if (Number(keys[0]) > 1 && !fs.existsSync(${JSON.stringify(marker)})) {
+                fs.writeFileSync(${JSON.stringify(marker)}, '');
+                (await import('node:child_process')).execFileSync('redis-cli', ['-p', '${port}', 'shutdown', 'nosave']);
+              }
+              await tx.query("UPDATE users SET name = 'new' WHERE id = ANY($1)", [keys]);
+            },
+          });
+        },
+      }`),
+    });
+    const opts = { backfill: { batchSize: 100 } };
+    const error = await runner(url, migDir, { cache: cacheOf(rurl) }, opts)
+      .up()
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(error).toMatchObject({ exitCode: ExitCode.Owed, code: 'INVALIDATION_OWED' });
+    const first = await outboxRows(url);
+    expect(first.map((r) => r.done)).toEqual([true, false]);
+    const [firstBatch, secondBatch] = first.map((r) => r.keys);
+
+    server = await ownRedis(port, dir);
+    const back = new Redis(rurl);
+    closers.push(async () => back.disconnect());
+    // The first batch's keys went before Redis stopped; the second's are still cached (stale).
+    expect(await back.exists(...Array.from({ length: firstBatch ?? 0 }, (_, i) => `user:${i + 1}`))).toBe(0);
+    expect(await back.exists(...Array.from({ length: secondBatch ?? 0 }, (_, i) => `user:${(firstBatch ?? 0) + i + 1}`))).toBe(secondBatch);
+    const result = await runner(url, migDir, { cache: cacheOf(rurl) }, opts).up();
+    expect(result.outcomes[0]).toMatchObject({ status: 'applied' });
+    expect(await back.keys('user:*')).toEqual([]);
+    const rows = await outboxRows(url);
+    expect(rows.every((r) => r.done)).toBe(true);
+    expect(rows.reduce((a, r) => a + r.keys, 0)).toBe(300);
+  });
+
   it('the outbox keeps what is owed (exit 6); the next migrate up drains it first, exactly those keys', async () => {
     const url = await usersDb(40);
     const port = await freePort();
