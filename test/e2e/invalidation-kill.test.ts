@@ -83,8 +83,8 @@ describe('SIGKILL between the commit and the invalidation', () => {
         if (waited > 30_000) throw new Error(`no pause announced: ${run.output()}`);
         await new Promise((r) => setTimeout(r, 10));
       }
-      // From inside the pause to well after the drain.
-      const delay = Math.round(random() * (PAUSE_MS + 300));
+      // From inside the pause, through the drain (a few ms once the cache is warm), to after the exit.
+      const delay = Math.round(random() * (PAUSE_MS + 80));
       await new Promise((r) => setTimeout(r, delay));
       run.child.kill('SIGKILL');
       const killed = await run.done;
