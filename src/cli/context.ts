@@ -25,12 +25,30 @@ export class CommandContext {
   private readonly closers: Array<() => Promise<unknown>> = [];
   private databasePromise: Promise<DatabaseSettings> | undefined;
 
-  constructor(init: { config: ResolvedConfig; out: Output; env: Record<string, string | undefined>; signal: AbortSignal; timeoutMs?: number | undefined }) {
+  private readonly onGraceful: (() => void) | undefined;
+
+  constructor(init: {
+    config: ResolvedConfig;
+    out: Output;
+    env: Record<string, string | undefined>;
+    signal: AbortSignal;
+    timeoutMs?: number | undefined;
+    onGraceful?: () => void;
+  }) {
+    this.onGraceful = init.onGraceful;
     this.config = init.config;
     this.out = init.out;
     this.env = init.env;
     this.signal = init.signal;
     this.timeoutMs = init.timeoutMs ?? init.config.connectTimeoutMs;
+  }
+
+  /**
+   * Say that this command watches `signal` and stops by itself after its current step (a batch, a
+   * migration, a frame). Without it the first Ctrl-C ends the command at once (exit 130).
+   */
+  stopsGracefully(): void {
+    this.onGraceful?.();
   }
 
   /**

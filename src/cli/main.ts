@@ -7,16 +7,18 @@ import { runCli } from './program.js';
 
 export async function main(argv: string[] = process.argv): Promise<void> {
   const controller = new AbortController();
+  const cleanups = new Set<() => void>();
   let signals = 0;
+  const stopNow = () => {
+    for (const cleanup of cleanups) cleanup();
+    process.exit(ExitCode.Interrupted);
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
-    if (signals === 1) {
-      // First Ctrl-C: ask the running operation to stop after its current step.
-      process.stderr.write(`\n${signal} received: finishing the current step (press Ctrl-C again to abort at once)\n`);
-      controller.abort(signal);
-    } else {
-      process.exit(ExitCode.Interrupted);
-    }
+    // First Ctrl-C: ask the running operation to stop after its current step (runCli says so, and
+    // calls stopNow when the command has no step to finish); the second ends the process.
+    if (signals === 1) controller.abort(signal);
+    else stopNow();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -31,6 +33,8 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     env: process.env,
     cwd: process.cwd(),
     signal: controller.signal,
+    cleanups,
+    stopNow,
   });
   // Some libraries keep timers alive (the Prisma wasm engine for ~10 s); dbops has finished.
   const exit = () => process.exit(code);

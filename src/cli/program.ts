@@ -6,8 +6,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { type ResolvedConfig, resolveConfig } from '../config/config.js';
 import { isSecretName, Redactor } from '../config/redact.js';
-import { type DbopsError, ExitCode, isDbopsError, messageOf, UsageError } from '../errors.js';
-import { githubAnnotation, jsonReplacer, Output, type Writable } from '../output/output.js';
+import { type DbopsError, ExitCode, InterruptedError, isDbopsError, messageOf, UsageError } from '../errors.js';
+import { githubAnnotation, jsonReplacer, Output, PromptCancelled, type Writable } from '../output/output.js';
 import { decideTerminal } from '../output/terminal.js';
 import { registerCache } from './commands/cache.js';
 import { registerConfig } from './commands/config.js';
@@ -27,8 +27,15 @@ export interface CliIO {
   stdin?: NodeJS.ReadableStream;
   env: Record<string, string | undefined>;
   cwd: string;
+  /** Run by the entry point before it ends the process at a second Ctrl-C (restore the terminal). */
+  cleanups?: Set<() => void>;
   /** Aborted on SIGINT/SIGTERM by the entry point. */
   signal?: AbortSignal;
+  /**
+   * Ends the process at once with 130 (the entry point's; cleanups first). Called at the first
+   * Ctrl-C when the running command has no step to finish: a report, a status, a prompt's caller.
+   */
+  stopNow?: () => void;
 }
 
 export interface GlobalOptions {
@@ -47,6 +54,8 @@ export interface GlobalOptions {
 interface RunState {
   output: Output | undefined;
   redactor: Redactor;
+  /** The running command stops by itself at Ctrl-C after its current step (it watches the signal). */
+  graceful: boolean;
 }
 
 function buildOutput(io: CliIO, globals: GlobalOptions, redactor: Redactor): Output {
@@ -109,6 +118,10 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       const positional = actionArgs.slice(0, -2).flatMap((a) => (Array.isArray(a) ? a.map(String) : a === undefined ? [] : [String(a)]));
       const globals = command.optsWithGlobals() as GlobalOptions;
       state.output = buildOutput(io, globals, state.redactor);
+      await state.output.prepare();
+      // A second Ctrl-C ends the process at once: the terminal is given back first.
+      const output = state.output;
+      io.cleanups?.add(() => output.restoreTerminal());
       const config: ResolvedConfig = resolveConfig({
         env: io.env,
         cwd: io.cwd,
@@ -127,6 +140,9 @@ export function buildProgram(io: CliIO, state: RunState): Command {
         env: io.env,
         signal: io.signal ?? new AbortController().signal,
         timeoutMs: globals.timeout,
+        onGraceful: () => {
+          state.graceful = true;
+        },
       });
       try {
         await handler(ctx, { ...opts, ...globals } as never, positional);
@@ -150,8 +166,31 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
   // Secrets given on the command line or in the environment are learnt before anything is parsed;
   // .env and the config file are learnt by resolveConfig as it reads them.
   const redactor = seedRedactor(args, io.env);
-  const state: RunState = { output: undefined, redactor };
+  const state: RunState = { output: undefined, redactor, graceful: false };
   const program = buildProgram(io, state);
+  // The first Ctrl-C asks the running step to finish; say so where the person looks (above a
+  // spinner, not through it). The entry point ends the process at the second.
+  io.signal?.addEventListener(
+    'abort',
+    () => {
+      const signal = String(io.signal?.reason ?? 'SIGINT');
+      // A command with no step to finish (a report, a status) stops at once; one that watches the
+      // signal finishes its step (a batch, a migration) and says what is left.
+      if (!state.graceful && io.stopNow !== undefined) {
+        state.output?.restoreTerminal();
+        io.stderr.write('\n');
+        // The same error path as any other: one line, a hint, with --json one document.
+        const stopped = new InterruptedError(`${signal} received: stopped`, { hint: 'this command had no step to finish; run it again when you are ready' });
+        reportError(stopped, io, state, false, args.includes('--json'));
+        io.stopNow();
+        return;
+      }
+      const text = `\n${signal} received: stopping after the current step (press Ctrl-C again to stop at once)`;
+      if (state.output) state.output.notice(text);
+      else io.stderr.write(`${text}\n`);
+    },
+    { once: true },
+  );
   try {
     await program.parseAsync(args, { from: 'user' });
     return ExitCode.Ok;
@@ -200,6 +239,8 @@ function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, jso
 
 function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolean, json: boolean): number {
   const redact = (s: string) => state.redactor.redact(s);
+  // Ctrl-C at a [y/N] prompt is the person's answer, not a fault of dbops.
+  if (error instanceof PromptCancelled) error = new InterruptedError(error.message, { hint: 'run the command again when you are ready' });
   const err: DbopsError | undefined = isDbopsError(error) ? error : undefined;
   const exitCode = err?.exitCode ?? ExitCode.Failed;
   const message = err ? err.message : `unexpected error: ${messageOf(error)}`;

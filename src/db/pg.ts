@@ -28,6 +28,16 @@ export function describeEndpoint(connectionString: string): string {
   return describePostgres(connectionString) ?? 'the configured server';
 }
 
+/** How to look at a server that has no slot left for this role. */
+export const SERVER_FULL_HINT =
+  "every connection slot this role may use is taken: to look anyway, connect as a superuser (superuser_reserved_connections), as a member of pg_use_reserved_connections (PostgreSQL 16+, reserved_connections), read PgBouncer's console (PGBOUNCER_ADMIN_URL: SHOW POOLS/CLIENTS), or look at a replica";
+
+/** The server refused the connection because it is full (SQLSTATE 53300, too_many_connections). */
+export function isServerFull(error: unknown): boolean {
+  const e = error as { code?: unknown; details?: { code?: unknown } } | null;
+  return e?.code === '53300' || e?.details?.code === '53300';
+}
+
 /** What to do about a server error, by SQLSTATE (class or code); undefined when nothing specific helps. */
 export function hintForSqlState(code: string | undefined): string | undefined {
   if (!code) return undefined;
@@ -41,7 +51,7 @@ export function hintForSqlState(code: string | undefined): string | undefined {
       "the server ended an idle transaction (idle_in_transaction_session_timeout): raise it for dbops' role, e.g. ALTER ROLE ... SET idle_in_transaction_session_timeout = 0",
     '57P01': 'the server was shut down or the session was terminated by an administrator: run the command again once it is back',
     '57P03': 'the server is starting up or shutting down: wait and run the command again',
-    '53300': 'the server has no free connection slots (max_connections): see dbops pool, or connect through PgBouncer',
+    '53300': SERVER_FULL_HINT,
     '55P03': 'a lock could not be taken: see dbops locks for who holds it',
     '40001': 'a serialization failure: run the command again',
     '40P01': 'a deadlock with another session: run the command again; dbops locks shows the blocking tree',
@@ -88,6 +98,9 @@ export function connectError(error: unknown, label: string, connectionString: st
     });
   }
   const sqlHint = hintForSqlState(code);
+  if (code === '53300') {
+    return new UnreachableError(`${label} at ${endpoint} is full: ${msg}`, { hint: sqlHint, cause: error, details: { endpoint, code } });
+  }
   if (code === '28P01' || code === '28000') {
     return new UnreachableError(`${label} at ${endpoint} refused the login: ${msg}`, { hint: sqlHint, cause: error, details: { endpoint, code } });
   }

@@ -314,15 +314,25 @@ export interface Headroom {
   usable: number;
   /** Client backends now, this dbops session included. */
   inUse: number;
-  /** usable − inUse: new connections an ordinary role can still open. */
+  /** usable − inUse: new connections an ordinary role can still open (never below 0 when dbops sits in a reserved slot). */
   free: number;
+  /**
+   * dbops got in through a reserved slot (a superuser, or a member of pg_use_reserved_connections):
+   * every slot ordinary roles may use was taken by others, so its own connection is not counted against them.
+   */
+  selfInReservedSlot: boolean;
   formula: string;
 }
 
 export function headroom(server: ServerInfo, backends: Backend[]): Headroom {
   const usable = server.maxConnections - server.superuserReserved - server.reserved;
   const inUse = backends.length;
-  const free = usable - inUse;
+  const self = backends.filter((b) => b.self).length;
+  const others = inUse - self;
+  // With every usable slot taken by others, dbops' own connection can only be in a reserved one.
+  const selfInReservedSlot = self > 0 && others >= usable;
+  const counted = selfInReservedSlot ? others : inUse;
+  const free = selfInReservedSlot ? Math.max(0, usable - others) : usable - inUse;
   return {
     maxConnections: server.maxConnections,
     superuserReserved: server.superuserReserved,
@@ -330,6 +340,9 @@ export function headroom(server: ServerInfo, backends: Backend[]): Headroom {
     usable,
     inUse,
     free,
-    formula: `max_connections ${server.maxConnections} − superuser_reserved_connections ${server.superuserReserved} − reserved_connections ${server.reserved} − in use ${inUse} = ${free}`,
+    selfInReservedSlot,
+    formula: `max_connections ${server.maxConnections} − superuser_reserved_connections ${server.superuserReserved} − reserved_connections ${server.reserved} − in use ${counted}${
+      selfInReservedSlot ? " (dbops' own connection is in a reserved slot, not counted)" : ''
+    } = ${free}`,
   };
 }

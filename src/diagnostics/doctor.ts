@@ -3,9 +3,11 @@
  * not, and (PostgreSQL) is pg_stat_statements usable and what may this role do. Returns data.
  */
 import type { Client } from 'pg';
-import { connectPg, describeEndpoint } from '../db/pg.js';
+import { connectPg, describeEndpoint, isServerFull, SERVER_FULL_HINT } from '../db/pg.js';
 import { closeRedis, connectRedis, describeRedis } from '../db/redis.js';
 import { type DbopsError, isDbopsError, messageOf } from '../errors.js';
+import { loadOriginParser, prismaOrigin } from './prisma-origin.js';
+import { QUERY_INSIGHTS_HINT } from './slow-queries.js';
 
 export type { ComponentCheck, ComponentKind } from './doctor-check.js';
 
@@ -35,6 +37,8 @@ const round = (n: number) => Math.round(n * 10) / 10;
 
 function failure(error: unknown): ComponentCheck['error'] {
   const e: DbopsError | undefined = isDbopsError(error) ? error : undefined;
+  // A full server answered: it is a finding about the server, not an unreachable one.
+  if (isServerFull(error)) return { message: e ? e.message : messageOf(error), hint: SERVER_FULL_HINT, code: 'SERVER_FULL' };
   return { message: e ? e.message : messageOf(error), hint: e?.hint, code: e?.code ?? 'FAILED' };
 }
 
@@ -115,10 +119,38 @@ async function describePostgres(client: Client, check: ComponentCheck): Promise<
       pss.error = messageOf(error);
     }
   }
+  if (pss.readable === true) {
+    const labels = await prismaLabels(client).catch(() => undefined);
+    if (labels) {
+      pss.prismaStatements = labels.prisma;
+      pss.prismaStatementsWithComments = labels.tagged;
+      if (labels.prisma > 0 && labels.tagged === 0) {
+        check.warnings.push(`${labels.prisma} Prisma statements carry no query-insights comment: ${QUERY_INSIGHTS_HINT}`);
+      }
+    }
+  }
   check.details.pgStatStatements = pss;
   if (pss.preloaded === false) check.warnings.push('pg_stat_statements is not in shared_preload_libraries: slow-query reports need it (restart required)');
   else if (installed === null) check.warnings.push('pg_stat_statements is not installed in this database: run CREATE EXTENSION pg_stat_statements');
   else if (pss.readable === false) check.warnings.push(`pg_stat_statements is not readable: ${String(pss.error)}`);
+}
+
+/** This database's statements that are Prisma's (by their shape or comment), and how many carry a query-insights comment. */
+async function prismaLabels(client: Client): Promise<{ prisma: number; tagged: number }> {
+  await loadOriginParser();
+  const rows = await client.query<{ query: string }>(
+    `SELECT query FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY calls DESC LIMIT 1000`,
+  );
+  let prisma = 0;
+  let tagged = 0;
+  for (const r of rows.rows) {
+    const o = prismaOrigin(r.query);
+    if (o.source === 'tag' && o.model) tagged++;
+    if (o.source !== 'none' && (o.source === 'sql' || o.model)) prisma++;
+  }
+  return { prisma, tagged };
 }
 
 async function checkPgbouncer(url: string, timeoutMs: number): Promise<ComponentCheck> {

@@ -125,8 +125,10 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
       out.push({
         severity: 'critical',
         code: 'headroom-exhausted',
-        message: `no connection slots left for ordinary roles: ${h.inUse} in use of ${h.usable} usable (${h.formula})`,
-        suggestion: 'find who holds connections in the groups above; lower application pool sizes or put PgBouncer in front',
+        message: `no connection slots left for ordinary roles: ${h.selfInReservedSlot ? `${h.inUse - 1} in use by others` : `${h.inUse} in use`} of ${h.usable} usable (${h.formula})`,
+        suggestion: `find who holds connections in the groups above; lower application pool sizes or put PgBouncer in front${
+          h.selfInReservedSlot ? " (dbops itself got in through a reserved slot: the application's roles are being refused now)" : ''
+        }`,
       });
     } else if (h.free < Math.max(1, h.usable * t.headroomWarnRatio)) {
       out.push({

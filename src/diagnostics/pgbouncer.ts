@@ -27,6 +27,9 @@ export interface BouncerServer {
   database: string;
   user: string;
   state: string;
+  /** The connection's handle in the console (`ptr`; `id` since PgBouncer 1.23): what a client's `link` names. */
+  ptr: string;
+  id: string;
   /** The PostgreSQL backend pid of this server connection. */
   remotePid: number;
   applicationName: string;
@@ -38,9 +41,15 @@ export interface BouncerClient {
   database: string;
   user: string;
   state: string;
-  waitMs: number;
+  /** How long this client has waited for a server connection (ms); null when the version has no wait column. */
+  waitMs: number | null;
   addr: string;
+  port: number;
   applicationName: string;
+  ptr: string;
+  id: string;
+  /** The server connection this client holds ('' when none). */
+  link: string;
 }
 
 export interface BouncerDatabase {
@@ -53,12 +62,22 @@ export interface BouncerDatabase {
   poolMode: string | null;
 }
 
+export interface BouncerUser {
+  name: string;
+  poolMode: string | null;
+  /** Per-user settings, null where this version's SHOW USERS has no such column (or the user sets none). */
+  poolSize: number | null;
+  reservePool: number | null;
+  maxUserConnections: number | null;
+}
+
 export interface BouncerConsole {
   version: string | null;
   pools: BouncerPool[];
   servers: BouncerServer[];
   clients: BouncerClient[];
   databases: BouncerDatabase[];
+  users: BouncerUser[];
   config: Record<string, string>;
   /** Set when the console could not be read completely. */
   error: string | null;
@@ -68,11 +87,13 @@ const n = (v: unknown) => (v === null || v === undefined || v === '' ? 0 : Numbe
 const s = (v: unknown) => (v === null || v === undefined ? '' : String(v));
 /** PgBouncer splits waits into whole seconds plus a microsecond part. */
 const waitMs = (sec: unknown, us: unknown) => Math.round(n(sec) * 1000 + n(us) / 1000);
+/** A client's wait, or null when this PgBouncer's SHOW CLIENTS has no wait column. */
+const clientWaitMs = (r: Record<string, unknown>) => ('wait' in r || 'wait_us' in r ? waitMs(r.wait, r.wait_us) : null);
 
 /** The console's own pseudo-database. */
 const ADMIN_DB = 'pgbouncer';
 
-async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLIENTS' | 'DATABASES' | 'CONFIG', timeoutMs: number) {
+async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLIENTS' | 'DATABASES' | 'CONFIG' | 'USERS', timeoutMs: number) {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`SHOW ${what} did not answer within ${timeoutMs} ms`)), timeoutMs);
@@ -88,7 +109,7 @@ async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLI
 
 /** Read the console. Never throws: a failure leaves what was read and sets `error`. */
 export async function readPgBouncer(client: Client, timeoutMs: number): Promise<BouncerConsole> {
-  const out: BouncerConsole = { version: null, pools: [], servers: [], clients: [], databases: [], config: {}, error: null };
+  const out: BouncerConsole = { version: null, pools: [], servers: [], clients: [], databases: [], users: [], config: {}, error: null };
   try {
     const v = await show(client, 'VERSION', timeoutMs);
     out.version = s(Object.values(v[0] ?? {})[0]).replace(/^PgBouncer\s*/i, '') || null;
@@ -114,6 +135,8 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
       remotePid: n(r.remote_pid),
       applicationName: s(r.application_name),
       link: s(r.link),
+      ptr: s(r.ptr),
+      id: s(r.id),
     }));
     out.clients = (await show(client, 'CLIENTS', timeoutMs))
       .filter((r) => r.database !== ADMIN_DB)
@@ -121,9 +144,13 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
         database: s(r.database),
         user: s(r.user),
         state: s(r.state),
-        waitMs: waitMs(r.wait, r.wait_us),
+        waitMs: clientWaitMs(r),
         addr: s(r.addr),
+        port: n(r.port),
         applicationName: s(r.application_name),
+        ptr: s(r.ptr),
+        id: s(r.id),
+        link: s(r.link),
       }));
     out.databases = (await show(client, 'DATABASES', timeoutMs))
       .filter((r) => r.name !== ADMIN_DB)
@@ -137,6 +164,15 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
         poolMode: r.pool_mode === null || r.pool_mode === undefined ? null : s(r.pool_mode),
       }));
     for (const r of await show(client, 'CONFIG', timeoutMs)) out.config[s(r.key)] = s(r.value);
+    // Per-user pool_size / reserve_pool_size / max_user_connections columns exist on newer versions only.
+    const opt = (r: Record<string, unknown>, key: string) => (r[key] === undefined || r[key] === null || r[key] === '' ? null : Number(r[key]));
+    out.users = (await show(client, 'USERS', timeoutMs)).map((r) => ({
+      name: s(r.name),
+      poolMode: r.pool_mode === null || r.pool_mode === undefined || r.pool_mode === '' ? null : s(r.pool_mode),
+      poolSize: opt(r, 'pool_size'),
+      reservePool: opt(r, 'reserve_pool_size') ?? opt(r, 'reserve_pool'),
+      maxUserConnections: opt(r, 'max_user_connections'),
+    }));
   } catch (error) {
     out.error = messageOf(error);
   }
@@ -151,8 +187,37 @@ export interface PoolView extends BouncerPool {
   >;
   /** Server connections whose remote_pid is not on the PostgreSQL server dbops reads. */
   unmatchedServers: number;
+  /** Its clients that wait or hold a server connection (SHOW CLIENTS), each holder linked to that connection and its backend. */
+  clients: PoolClient[];
+  /** Its clients grouped by state, application, user and address: who waits, who holds. */
+  clientGroups: ClientGroup[];
   /** One sentence: why clients wait, from what the server connections are doing. */
   explanation: string | null;
+}
+
+export interface PoolClient {
+  state: string;
+  applicationName: string;
+  user: string;
+  addr: string;
+  port: number;
+  waitMs: number | null;
+  /** The server connection it holds, and that connection's PostgreSQL backend when found. */
+  server: { state: string; pid: number; backend: Pick<Backend, 'pid' | 'state' | 'xactAgeMs' | 'query'> | null } | null;
+}
+
+export interface ClientGroup {
+  /** `waiting` (queued for a server connection) or `active` (SHOW CLIENTS' own states otherwise). */
+  state: string;
+  applicationName: string;
+  user: string;
+  addr: string;
+  count: number;
+  /** Longest wait in the group (ms); null when the version does not say. */
+  longestWaitMs: number | null;
+  /** Clients of the group holding a server connection, and those connections' backend pids. */
+  linked: number;
+  pids: number[];
 }
 
 export interface PgBouncerView {
@@ -176,6 +241,9 @@ export interface PgBouncerView {
     queryWaitTimeout: number | null;
   };
   databases: BouncerDatabase[];
+  users: BouncerUser[];
+  /** Clients per (database, user) pool now (SHOW CLIENTS). */
+  clientsByPool: Array<{ database: string; user: string; count: number }>;
 }
 
 const cfgNum = (cfg: Record<string, string>, key: string) => (cfg[key] === undefined || cfg[key] === '' ? null : Number(cfg[key]));
@@ -207,9 +275,57 @@ function explain(pool: PoolView): string | null {
       ([key, p]) =>
         `${p.count} ${p.count === 1 ? 'backend' : 'backends'} ${key} (pid ${p.pids.slice(0, 5).join(', ')}${p.pids.length > 5 ? ', …' : ''}${p.oldestXact !== null ? `; oldest transaction ${fmtSec(p.oldestXact)}` : ''})`,
     );
-  const head = `${pool.clWaiting} ${pool.clWaiting === 1 ? 'client' : 'clients'} waiting on pool ${pool.database}/${pool.user} (longest ${fmtSec(pool.maxWaitMs)})`;
+  const who = pool.clientGroups
+    .filter((g) => g.state.startsWith('waiting'))
+    .map(
+      (g) =>
+        `${g.count} of app=${g.applicationName || '(none)'} user ${g.user} from ${g.addr || '?'}${g.longestWaitMs !== null ? ` up to ${fmtSec(g.longestWaitMs)}` : ''}`,
+    );
+  const head = `${pool.clWaiting} ${pool.clWaiting === 1 ? 'client' : 'clients'} waiting on pool ${pool.database}/${pool.user} (longest ${fmtSec(pool.maxWaitMs)}${who.length > 0 ? `; ${who.join(', ')}` : ''})`;
   if (phrases.length === 0) return `${head}; its ${busy} server connections are not visible on the PostgreSQL server dbops reads`;
   return `${head} because ${phrases.join(', ')}${pool.unmatchedServers ? `, and ${pool.unmatchedServers} server connections not found on this PostgreSQL` : ''}`;
+}
+
+/** A pool's clients, each linked to the server connection it holds (client.link = server ptr/id) and its backend. */
+function poolClients(raw: BouncerConsole, p: BouncerPool, byPid: Map<number, Backend>): PoolClient[] {
+  const servers = raw.servers.filter((x) => x.database === p.database && x.user === p.user);
+  const serverOf = (c: BouncerClient) =>
+    servers.find((x) => (c.link !== '' && (x.ptr === c.link || x.id === c.link)) || (x.link !== '' && (x.link === c.ptr || x.link === c.id)));
+  return raw.clients
+    .filter((c) => c.database === p.database && c.user === p.user)
+    .map((c) => {
+      const srv = serverOf(c);
+      const b = srv ? byPid.get(srv.remotePid) : undefined;
+      return {
+        state: c.state,
+        applicationName: c.applicationName,
+        user: c.user,
+        addr: c.addr,
+        port: c.port,
+        waitMs: c.waitMs,
+        server: srv
+          ? { state: srv.state, pid: srv.remotePid, backend: b ? { pid: b.pid, state: b.state, xactAgeMs: b.xactAgeMs, query: b.query } : null }
+          : null,
+      };
+    });
+}
+
+function groupClients(clients: PoolClient[]): ClientGroup[] {
+  const groups = new Map<string, ClientGroup>();
+  for (const c of clients) {
+    const state = c.state.startsWith('waiting') ? 'waiting' : c.state;
+    const key = JSON.stringify([state, c.applicationName, c.user, c.addr]);
+    const g = groups.get(key) ?? { state, applicationName: c.applicationName, user: c.user, addr: c.addr, count: 0, longestWaitMs: null, linked: 0, pids: [] };
+    g.count++;
+    if (c.waitMs !== null && state === 'waiting') g.longestWaitMs = Math.max(g.longestWaitMs ?? 0, c.waitMs);
+    if (c.server) {
+      g.linked++;
+      g.pids.push(c.server.pid);
+    }
+    groups.set(key, g);
+  }
+  // Waiting first, then by size.
+  return [...groups.values()].sort((a, b) => Number(b.state === 'waiting') - Number(a.state === 'waiting') || b.count - a.count);
 }
 
 /** Join the console to pg_stat_activity (SHOW SERVERS remote_pid = pid) and summarise. */
@@ -217,7 +333,11 @@ export function pgbouncerView(raw: BouncerConsole, backends: Backend[]): PgBounc
   const byPid = new Map(backends.map((b) => [b.pid, b]));
   let serverConnections = 0;
   const pools: PoolView[] = raw.pools.map((p) => {
-    const view: PoolView = { ...p, backends: [], unmatchedServers: 0, explanation: null };
+    const view: PoolView = { ...p, backends: [], unmatchedServers: 0, clients: [], clientGroups: [], explanation: null };
+    const clients = poolClients(raw, p, byPid);
+    view.clientGroups = groupClients(clients);
+    // Listed one by one: those waiting and those holding a server connection (idle ones only counted).
+    view.clients = clients.filter((c) => c.state.startsWith('waiting') || c.server !== null);
     for (const srv of raw.servers) {
       if (srv.database !== p.database || srv.user !== p.user) continue;
       const b = byPid.get(srv.remotePid);
@@ -261,5 +381,12 @@ export function pgbouncerView(raw: BouncerConsole, backends: Backend[]): PgBounc
       queryWaitTimeout: cfgNum(cfg, 'query_wait_timeout'),
     },
     databases: raw.databases,
+    users: raw.users,
+    clientsByPool: [
+      ...raw.clients.reduce((m, c) => m.set(`${c.database}\u0000${c.user}`, (m.get(`${c.database}\u0000${c.user}`) ?? 0) + 1), new Map<string, number>()),
+    ].map(([k, count]) => {
+      const [database = '', user = ''] = k.split('\u0000');
+      return { database, user, count };
+    }),
   };
 }

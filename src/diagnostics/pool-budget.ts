@@ -34,6 +34,20 @@ export interface BudgetInput {
         databases: Array<{ name: string; poolSize: number; reservePool: number; maxConnections: number }>;
         /** PostgreSQL backends that are this PgBouncer's server connections now. */
         serverConnectionsInUse: number;
+        /** The application's own pool (its user and database) and where that was learned. */
+        appPool?: { database: string; user: string; source: string } | undefined;
+        /** Global max_user_connections (0 = unlimited). */
+        maxUserConnections?: number | undefined;
+        /** Global pool_mode. */
+        poolMode?: string | null | undefined;
+        /** SHOW USERS (per-user settings; columns other than pool_mode only on versions that have them). */
+        users?:
+          | Array<{ name: string; poolMode: string | null; poolSize: number | null; reservePool: number | null; maxUserConnections: number | null }>
+          | undefined;
+        /** Per-database pool_mode (SHOW DATABASES). */
+        databaseModes?: Array<{ name: string; poolMode: string | null }> | undefined;
+        /** Clients connected now to pools that are not the application's: they take max_client_conn slots too. */
+        otherClients?: number | undefined;
       }
     | undefined;
 }
@@ -53,12 +67,57 @@ export interface CapacityBudget {
   postgresFree: number;
   pgbouncerClientLimit: number | null;
   pgbouncerServerMax: number | null;
+  /** The application's own pool: what it may use of PgBouncer's server connections, and under which rules. */
+  appPool: AppPoolBudget | null;
+  /** Pools of other users or databases: they do not serve the application. */
+  otherPools: Array<{ database: string; user: string; max: number }>;
   checks: BudgetCheck[];
   /** The arithmetic, one step per line. */
   lines: string[];
 }
 
+export interface AppPoolBudget {
+  database: string;
+  user: string;
+  source: string;
+  poolMode: string;
+  poolSize: number;
+  reservePool: number;
+  /** max_db_connections of its database (0 = unlimited). */
+  maxDbConnections: number;
+  /** max_user_connections of its user (0 = unlimited). */
+  maxUserConnections: number;
+  /** min(pool_size + reserve_pool, max_db_connections, max_user_connections). */
+  maxServerConnections: number;
+  /** The rule that sets maxServerConnections. */
+  limitedBy: 'pool_size + reserve_pool' | 'max_db_connections' | 'max_user_connections';
+}
+
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+type Bouncer = NonNullable<BudgetInput['pgbouncer']>;
+
+/** The server connections one (database, user) pool may hold, under PgBouncer's per-pool, per-database and per-user caps. */
+function poolLimit(b: Bouncer, database: string, user: string): Omit<AppPoolBudget, 'source'> {
+  const db = b.databases.find((d) => d.name === database);
+  const u = b.users?.find((x) => x.name === user);
+  const poolSize = u?.poolSize ?? db?.poolSize ?? b.defaultPoolSize;
+  const reservePool = u?.reservePool ?? db?.reservePool ?? b.reservePoolSize;
+  const maxDbConnections = db && db.maxConnections > 0 ? db.maxConnections : b.maxDbConnections;
+  const maxUserConnections = u?.maxUserConnections ?? b.maxUserConnections ?? 0;
+  const poolMode = u?.poolMode || b.databaseModes?.find((d) => d.name === database)?.poolMode || b.poolMode || 'session';
+  let max = poolSize + reservePool;
+  let limitedBy: AppPoolBudget['limitedBy'] = 'pool_size + reserve_pool';
+  if (maxDbConnections > 0 && maxDbConnections < max) {
+    max = maxDbConnections;
+    limitedBy = 'max_db_connections';
+  }
+  if (maxUserConnections > 0 && maxUserConnections < max) {
+    max = maxUserConnections;
+    limitedBy = 'max_user_connections';
+  }
+  return { database, user, poolMode, poolSize, reservePool, maxDbConnections, maxUserConnections, maxServerConnections: max, limitedBy };
+}
 
 export function capacityBudget(input: BudgetInput): CapacityBudget {
   const { appInstances, appPoolSize, surge, postgres: pg } = input;
@@ -88,19 +147,33 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
       text: `application ${appConnections} ${ok ? '≤' : '>'} ${free} free on PostgreSQL${ok ? '' : `: short by ${appConnections - free}`}`,
     });
     lines.push(checks[0]?.text ?? '');
-    return { appConnections, postgresUsable: usable, postgresFree: free, pgbouncerClientLimit: null, pgbouncerServerMax: null, checks, lines };
+    return {
+      appConnections,
+      postgresUsable: usable,
+      postgresFree: free,
+      pgbouncerClientLimit: null,
+      pgbouncerServerMax: null,
+      appPool: null,
+      otherPools: [],
+      checks,
+      lines,
+    };
   }
   const clientLimit = bouncer.maxClientConn * bouncer.instances;
+  const otherClients = bouncer.otherClients ?? 0;
+  const clientRoom = clientLimit - otherClients;
   lines.push(
-    `PgBouncer clients: max_client_conn ${bouncer.maxClientConn}${bouncer.instances > 1 ? ` × ${bouncer.instances} PgBouncer instances = ${clientLimit}` : ''}`,
+    `PgBouncer clients: max_client_conn ${bouncer.maxClientConn}${bouncer.instances > 1 ? ` × ${bouncer.instances} PgBouncer instances = ${clientLimit}` : ''}${
+      otherClients > 0 ? ` − ${otherClients} clients of other pools now = ${clientRoom}` : ''
+    }`,
   );
-  const clientOk = appConnections <= clientLimit;
+  const clientOk = appConnections <= clientRoom;
   checks.push({
     id: 'app-vs-max-client-conn',
     demand: appConnections,
-    capacity: clientLimit,
+    capacity: clientRoom,
     ok: clientOk,
-    text: `application ${appConnections} ${clientOk ? '≤' : '>'} ${clientLimit} PgBouncer client slots${clientOk ? '' : `: ${appConnections - clientLimit} connections would be refused`}`,
+    text: `application ${appConnections} ${clientOk ? '≤' : '>'} ${clientRoom} PgBouncer client slots${clientOk ? '' : `: ${appConnections - clientRoom} connections would be refused`}`,
   });
   // Server side: every (database, user) pool may open pool_size + reserve_pool, capped per database.
   const pools = bouncer.pools.length > 0 ? bouncer.pools : [{ database: '(any)', user: '(any)' }];
@@ -113,11 +186,14 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
     const size = db?.poolSize ?? bouncer.defaultPoolSize;
     const reserve = db?.reservePool ?? bouncer.reservePoolSize;
     const cap = db && db.maxConnections > 0 ? db.maxConnections : bouncer.maxDbConnections > 0 ? bouncer.maxDbConnections : Number.POSITIVE_INFINITY;
-    const raw = (size + reserve) * users.length;
+    // max_user_connections caps each user's pools too (global here; per-user values where SHOW USERS has them).
+    const userCap = bouncer.maxUserConnections ?? 0;
+    const perPool = userCap > 0 ? Math.min(size + reserve, userCap) : size + reserve;
+    const raw = perPool * users.length;
     const total = Math.min(raw, cap);
     perInstance += total;
     parts.push(
-      `${database}: (pool_size ${size} + reserve_pool ${reserve}) × ${users.length} user${users.length === 1 ? '' : 's'} = ${raw}${total < raw ? `, capped by max_db_connections ${cap} → ${total}` : ''}`,
+      `${database}: (pool_size ${size} + reserve_pool ${reserve}${perPool < size + reserve ? `, max_user_connections ${userCap}` : ''}) × ${users.length} user${users.length === 1 ? '' : 's'} = ${raw}${total < raw ? `, capped by max_db_connections ${cap} → ${total}` : ''}`,
     );
   }
   const serverMax = perInstance * bouncer.instances;
@@ -141,16 +217,51 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
     ok: serverOk,
     text: `PgBouncer ${plural(serverMax, 'server connection')} ${serverOk ? '≤' : '>'} ${free} free on PostgreSQL${serverOk ? '' : `: short by ${serverMax - free}`}`,
   });
-  const queued = appConnections > serverMax;
+  // What the application can use: only its own pool.
+  const app = bouncer.appPool;
+  const appPool = app ? { ...poolLimit(bouncer, app.database, app.user), source: app.source } : null;
+  const otherPools = bouncer.pools
+    .filter((p) => !app || p.database !== app.database || p.user !== app.user)
+    .map((p) => ({ database: p.database, user: p.user, max: poolLimit(bouncer, p.database, p.user).maxServerConnections }));
+  if (appPool) {
+    const caps = [
+      `pool_size ${appPool.poolSize} + reserve_pool ${appPool.reservePool} = ${appPool.poolSize + appPool.reservePool}`,
+      appPool.maxDbConnections > 0 ? `max_db_connections ${appPool.maxDbConnections}` : '',
+      appPool.maxUserConnections > 0 ? `max_user_connections ${appPool.maxUserConnections}` : '',
+    ].filter(Boolean);
+    lines.push(
+      `the application's pool ${appPool.database}/${appPool.user} (${appPool.source}, pool_mode ${appPool.poolMode}): ${caps.join(', ')} → ${plural(appPool.maxServerConnections, 'server connection')} at most (${appPool.limitedBy})`,
+    );
+  }
+  if (otherPools.length > 0) {
+    lines.push(
+      `other pools, not the application's: ${otherPools.map((p) => `${p.database}/${p.user} (up to ${p.max})`).join(', ')}${app ? '' : " (name the application's pool with --pool-user/--pool-db)"}`,
+    );
+  }
+  const appMax = appPool ? appPool.maxServerConnections * bouncer.instances : serverMax;
+  const queued = appConnections > appMax;
+  const session = appPool?.poolMode === 'session';
   checks.push({
     id: 'app-vs-pgbouncer-pools',
     demand: appConnections,
-    capacity: serverMax,
+    capacity: appMax,
     ok: !queued,
     text: queued
-      ? `application ${appConnections} client connections share ${plural(serverMax, 'server connection')}: beyond ${plural(serverMax, 'concurrent transaction')}, clients queue in PgBouncer`
-      : `application ${appConnections} ≤ ${plural(serverMax, 'server connection')}: no queueing in PgBouncer even at full pool use`,
+      ? session
+        ? `application ${appConnections} client connections share ${plural(appMax, 'server connection')} in session mode: beyond ${plural(appMax, 'connected client')}, the rest wait until a client disconnects`
+        : `application ${appConnections} client connections share ${plural(appMax, 'server connection')}: beyond ${plural(appMax, 'concurrent transaction')}, clients queue in PgBouncer`
+      : `application ${appConnections} ≤ ${plural(appMax, 'server connection')}: no queueing in PgBouncer even at full pool use`,
   });
   for (const c of checks) lines.push(c.text);
-  return { appConnections, postgresUsable: usable, postgresFree: free, pgbouncerClientLimit: clientLimit, pgbouncerServerMax: serverMax, checks, lines };
+  return {
+    appConnections,
+    postgresUsable: usable,
+    postgresFree: free,
+    pgbouncerClientLimit: clientLimit,
+    pgbouncerServerMax: serverMax,
+    appPool,
+    otherPools,
+    checks,
+    lines,
+  };
 }

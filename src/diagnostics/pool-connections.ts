@@ -4,8 +4,18 @@
  * the next one, so a watch keeps going through a restart or a dropped connection.
  */
 import type { Client } from 'pg';
+import { isServerFull } from '../db/pg.js';
 import { messageOf } from '../errors.js';
-import { type BouncerSource, collectLocksReport, collectPoolReport, type LocksReport, type PoolOptions, type PoolReport } from './pool.js';
+import {
+  type BouncerSource,
+  collectLocksReport,
+  collectPoolReport,
+  collectServerFullReport,
+  type LocksReport,
+  type PoolOptions,
+  type PoolReport,
+  type ServerFullReport,
+} from './pool.js';
 
 export interface PoolOpeners {
   /** Opens a PostgreSQL connection (its closing is the opener's business). */
@@ -21,12 +31,35 @@ export class PoolConnections {
 
   constructor(private readonly open: PoolOpeners) {}
 
-  /** Before the first report: PostgreSQL must answer (else its error is thrown); the console's failure is data. */
+  /**
+   * Before the first report: PostgreSQL must answer (else its error is thrown), except when it is
+   * full (that is the report's finding); the console's failure is data.
+   */
   async connect(): Promise<void> {
-    [this.pg, this.bouncer] = await Promise.all([this.open.pg(), this.openConsole()]);
+    [this.pg, this.bouncer] = await Promise.all([
+      this.open.pg().catch((error: unknown) => {
+        if (isServerFull(error)) return undefined;
+        throw error;
+      }),
+      this.openConsole(),
+    ]);
   }
 
-  async poolReport(opts: PoolOptions): Promise<PoolReport> {
+  /** The pool report; a full PostgreSQL (no slot for dbops) gives the server-full report instead of an error. */
+  async poolReport(opts: PoolOptions): Promise<PoolReport | ServerFullReport> {
+    if (!this.pg) {
+      try {
+        this.pg = await this.open.pg();
+      } catch (error) {
+        if (!isServerFull(error)) throw error;
+        if (this.bouncerStale || (this.bouncer && 'error' in this.bouncer)) this.bouncer = await this.openConsole();
+        this.bouncerStale = false;
+        const e = error as { message?: string; details?: { endpoint?: string } };
+        // The server's own words (the dbops message repeats the endpoint).
+        const cause = (error as { cause?: unknown }).cause;
+        return collectServerFullReport({ message: messageOf(cause ?? error), endpoint: e.details?.endpoint ?? 'the configured server' }, this.bouncer, opts);
+      }
+    }
     return this.round(async (pg) => {
       if (this.bouncerStale) {
         this.bouncer = await this.openConsole();

@@ -4,7 +4,7 @@
  * blocking tree, the capacity budget and the findings. Never prints, never kills anything.
  */
 import type { Client, ClientBase } from 'pg';
-import { queryError } from '../db/pg.js';
+import { queryError, SERVER_FULL_HINT } from '../db/pg.js';
 import { withReadOnly } from '../db/readonly.js';
 import { isDbopsError } from '../errors.js';
 import {
@@ -40,6 +40,8 @@ export interface PoolOptions {
   appName?: string | undefined;
   /** Compute the capacity budget (needs the number of application instances). */
   budget?: BudgetOptions | undefined;
+  /** The application's own PgBouncer pool (its user and database), and where that came from. */
+  appPool?: { database: string; user: string; source: string } | undefined;
 }
 
 /** The PgBouncer console: a connected client, or why it could not be connected; undefined when not configured. */
@@ -177,6 +179,14 @@ export async function collectPoolReport(pg: Client, bouncer: BouncerSource, opts
               pools: view.pools.map((p) => ({ database: p.database, user: p.user })),
               databases: view.databases,
               serverConnectionsInUse: view.serverConnections,
+              appPool: opts.appPool,
+              maxUserConnections: cfg.maxUserConnections ?? 0,
+              poolMode: cfg.poolMode,
+              users: view.users,
+              databaseModes: view.databases.map((d) => ({ name: d.name, poolMode: d.poolMode })),
+              otherClients: opts.appPool
+                ? view.clientsByPool.filter((c) => c.database !== opts.appPool?.database || c.user !== opts.appPool?.user).reduce((a, c) => a + c.count, 0)
+                : 0,
             }
           : undefined,
     });
@@ -215,6 +225,51 @@ export async function collectPoolReport(pg: Client, bouncer: BouncerSource, opts
     locks,
     pgbouncer: view ? { configured: true, ...view } : bouncer ? { configured: true, error: bouncerError } : null,
     budget,
+    findings,
+    thresholds: t,
+  };
+}
+
+/**
+ * What `dbops pool` reports when PostgreSQL refuses it a connection because it is full
+ * (SQLSTATE 53300): a critical finding, not an unreachable server, with PgBouncer's console (which
+ * needs no PostgreSQL slot) read as usual.
+ */
+export interface ServerFullReport {
+  /** Always false: a full server is a critical finding. */
+  ok: boolean;
+  worst: 'critical';
+  takenAt: string;
+  serverFull: { endpoint: string; message: string; hint: string };
+  pgbouncer: (PgBouncerView & { configured: true }) | { configured: boolean; error: string | null } | null;
+  findings: Finding[];
+  thresholds: Thresholds;
+}
+
+export async function collectServerFullReport(
+  full: { message: string; endpoint: string },
+  bouncer: BouncerSource,
+  opts: PoolOptions,
+): Promise<ServerFullReport> {
+  const t: Thresholds = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
+  const b = await readBouncer(bouncer, opts.queryTimeoutMs);
+  const view = b && 'raw' in b ? pgbouncerView(b.raw, []) : undefined;
+  const bouncerError: string | null = b === undefined ? null : 'error' in b ? b.error : (view?.error ?? null);
+  const findings: Finding[] = [
+    {
+      severity: 'critical',
+      code: 'postgres-full',
+      message: `PostgreSQL at ${full.endpoint} is full: it refused dbops a connection (${full.message})`,
+      suggestion: SERVER_FULL_HINT,
+    },
+    ...evaluateFindings({ locks: { roots: [], waiterCount: 0 }, pgbouncer: view ?? null, pgbouncerError: bouncerError }, t),
+  ];
+  return {
+    ok: false,
+    worst: 'critical',
+    takenAt: new Date().toISOString(),
+    serverFull: { endpoint: full.endpoint, message: full.message, hint: SERVER_FULL_HINT },
+    pgbouncer: view ? { configured: true, ...view } : bouncer ? { configured: true, error: bouncerError } : null,
     findings,
     thresholds: t,
   };

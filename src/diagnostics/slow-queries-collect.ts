@@ -3,9 +3,11 @@
  * pg_stat_statements, build the report (window, ranking, gates), and write the snapshot it was
  * asked to save. The pure parts are in slow-queries.ts, the reading in slow-queries-read.ts.
  */
+
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { ClientBase } from 'pg';
 import { messageOf, UsageError } from '../errors.js';
+import type { PrismaModels } from './prisma-schema.js';
 import {
   buildReport,
   checkSameSource,
@@ -32,6 +34,8 @@ export interface CollectOptions {
   save?: string | undefined;
   /** Gates: a mean over this fails; a baseline file (report or snapshot) with the regression rule. */
   gates?: (Omit<GateOptions, 'baseline'> & { baseline?: string | undefined }) | undefined;
+  /** The application's Prisma models (its schema.prisma), for labels without Prisma comments. */
+  prismaModels?: PrismaModels | undefined;
 }
 
 /** The report, with `savedTo` when a snapshot was written; `connect` is called once the files are read. */
@@ -53,6 +57,7 @@ export async function collectSlowQueries(connect: () => Promise<ClientBase>, opt
     onlySlow: opts.onlySlow,
     since,
     gates: opts.gates ? { ...opts.gates, baseline } : undefined,
+    prismaModels: opts.prismaModels,
   });
   if (!opts.save) return report;
   // Write beside, then rename: a crash never leaves half a snapshot.

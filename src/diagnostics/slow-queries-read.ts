@@ -3,11 +3,13 @@
  * the counters of the current database's statements, all inside one READ ONLY transaction with a
  * statement timeout. Returns plain data; ranking and deltas are in slow-queries.ts.
  */
+
 import type { ClientBase } from 'pg';
 import { withReadOnly } from '../db/readonly.js';
 import { maskSqlSecrets } from '../db/sql-secrets.js';
 import { ConfigError, type DbopsError, isDbopsError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
 import { atLeast, type PgssColumns, type PgssVersion, parsePgssVersion, pgssColumns } from './pgss-version.js';
+import { loadOriginParser } from './prisma-origin.js';
 
 export type SortKey = 'total' | 'mean' | 'calls' | 'rows' | 'io';
 export const SORT_KEYS: readonly SortKey[] = ['total', 'mean', 'calls', 'rows', 'io'];
@@ -284,6 +286,7 @@ function readError(error: unknown, role: string): DbopsError {
  * the exact fix when pg_stat_statements is missing, not preloaded, or hidden from this role.
  */
 export async function readPgss(client: ClientBase, mode: ReadMode, statementTimeoutMs: number): Promise<PgssRead> {
+  await loadOriginParser(); // the report's Prisma labels read the SQL with PostgreSQL's parser
   let role = 'current role';
   try {
     return await withReadOnly(client, statementTimeoutMs, async (c) => {

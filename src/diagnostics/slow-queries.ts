@@ -5,6 +5,7 @@
  */
 import { UsageError } from '../errors.js';
 import { normaliseQuery, prismaOrigin, type QueryOrigin, stripTagComments } from './prisma-origin.js';
+import type { PrismaModels } from './prisma-schema.js';
 import type { PgssRead, ServerIdentity, SlowRule, SortKey, StatementCounters } from './slow-queries-read.js';
 
 export type { PgssRead, ReadMode, ServerIdentity, SlowRule, SortKey, StatementCounters } from './slow-queries-read.js';
@@ -121,6 +122,17 @@ export interface ReportOptions {
   onlySlow: boolean;
   since?: Snapshot | undefined;
   gates?: GateOptions | undefined;
+  /** The application's Prisma models (schema.prisma), when found: sharper labels without comments. */
+  prismaModels?: PrismaModels | undefined;
+}
+
+/** How to turn Prisma's query-insights comments on: the hint when labels come from the SQL shape. */
+export const QUERY_INSIGHTS_HINT =
+  "Prisma labels from the SQL shape ('?' = a guess): for exact labels, install @prisma/sqlcommenter-query-insights and create the client with new PrismaClient({ adapter, comments: [prismaQueryInsights()] }) (Prisma 7.1+); statements recorded before keep their first text until pg_stat_statements_reset()";
+
+/** Prisma statements are labelled from their shape only (none carries a query-insights comment). */
+export function labelsAreShapeOnly(statements: Array<Pick<StatementStats, 'origin'>>): boolean {
+  return statements.some((s) => s.origin.source === 'sql') && !statements.some((s) => s.origin.source === 'tag' && s.origin.model !== undefined);
 }
 
 const key = (s: { queryid: string; userid: number; dbid: number }) => `${s.queryid}/${s.userid}/${s.dbid}`;
@@ -241,6 +253,8 @@ export function windowOf(now: PgssRead, since: Snapshot | undefined, notes: stri
   return { entries, disappeared };
 }
 
+const NO_ORIGIN: QueryOrigin = { source: 'none', certain: false, tags: {} };
+
 function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule): StatementStats {
   const c = e.c;
   const total = c.totalExecMs + c.totalPlanMs;
@@ -267,7 +281,8 @@ function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule): StatementStat
     blkReadMs: c.blkReadMs,
     blkWriteMs: c.blkWriteMs,
     slow: isSlow(c.calls, mean, slow),
-    origin: refineOrigin(prismaOrigin(c.query), c.calls > 0 ? c.rows / c.calls : 0),
+    // Read with PostgreSQL's parser only for the statements shown (below): thousands are ranked, tens shown.
+    origin: NO_ORIGIN,
     query: normaliseQuery(c.query),
   };
   if (e.maxUpperBoundMs !== undefined) s.maxUpperBoundMs = e.maxUpperBoundMs;
@@ -275,9 +290,11 @@ function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule): StatementStat
   return s;
 }
 
-/** findFirst/findUnique return at most one row: more rows per call can only be a findMany with `take`. */
+/** findFirst/findUnique return at most one row: more rows per call can only be a findMany with `take` (still a guess). */
 function refineOrigin(o: QueryOrigin, rowsPerCall: number): QueryOrigin {
-  return o.source === 'sql' && o.operation === 'findFirst/findUnique' && rowsPerCall > 1 ? { ...o, operation: 'findMany' } : o;
+  return o.source === 'sql' && !o.certain && (o.operation === 'findFirst' || o.operation === 'findUnique') && rowsPerCall > 1
+    ? { ...o, operation: 'findMany', note: 'findMany with take (more than one row per call), or a read inside a nested write' }
+    : o;
 }
 
 export function isSlow(calls: number, meanMs: number, rule: SlowRule): boolean {
@@ -318,8 +335,12 @@ export function buildReport(now: PgssRead, opts: ReportOptions): SlowQueryReport
     opts.sort,
   );
   const matching = now.totals && !opts.since ? (opts.onlySlow ? now.totals.slowStatements : now.totals.statements) : candidates.length;
-  const statements = opts.limit > 0 ? candidates.slice(0, opts.limit) : candidates;
+  const statements = (opts.limit > 0 ? candidates.slice(0, opts.limit) : candidates).map((s) => ({
+    ...s,
+    origin: refineOrigin(prismaOrigin(s.query, opts.prismaModels), s.rowsPerCall),
+  }));
   if (now.server.track === 'none') notes.push('pg_stat_statements.track is none: nothing is being recorded');
+  if (labelsAreShapeOnly(statements)) notes.push(QUERY_INSIGHTS_HINT);
   const gates = opts.gates ? evaluateGates(all, opts.gates, opts.slow) : null;
   if (opts.gates?.baseline?.truncated) {
     notes.push('the baseline report was cut by --limit: statements beyond it count as new (write baselines with --limit 0)');

@@ -159,6 +159,7 @@ async function runSteps(
     let verdict: boolean | null = null;
     const validate = m.migration.validate;
     if (direction === 'up' && validate) {
+      session.emit({ type: 'phase', name: m.name, phase: 'validating' });
       verdict = (await step('validate', () => validate(ctx))) !== false;
       if (!verdict) throw new StepFailure('validate', 'validate() returned false');
     }

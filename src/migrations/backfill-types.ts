@@ -24,11 +24,37 @@ export interface BackfillEngineOptions extends BackfillRunOptions {
   lock?: BackfillLockGuard | undefined;
   /** The batch's cache keys: recorded in the batch's transaction (outbox row id), carried out after it commits. */
   invalidation?: BackfillInvalidationHooks | undefined;
+  /** A phase before the batches (`scanning <table>: counting the rows to change`). */
+  onPhase?: ((phase: string) => void) | undefined;
+  /** A batch gave up on a row lock (lock_timeout) and will retry: who holds locks on the table. */
+  onLockWait?: ((holders: TableLockHolder[]) => void) | undefined;
 }
 
 export interface BackfillInvalidationHooks {
   record(client: ClientBase, keys: unknown[], batch: number): Promise<number | null>;
   drain(client: ClientBase, outboxId: number, keys: number): Promise<void>;
+}
+
+/** A session holding a lock on the backfill's table (the likely blocker of a batch that timed out). */
+export interface TableLockHolder {
+  pid: number;
+  applicationName: string;
+  state: string | null;
+  /** How long it has been in that state (ms). */
+  stateMs: number | null;
+  /** How long its transaction has been open (ms). */
+  xactMs: number | null;
+  mode: string;
+}
+
+/** `pid 4242 (psql, idle in transaction for 9.6 s)`: a lock holder as a person reads it. */
+export function describeTableLockHolder(h: TableLockHolder): string {
+  const secs = (ms: number) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
+  const app = h.applicationName ? `${h.applicationName}, ` : '';
+  const state = h.state ?? 'unknown state';
+  const age = h.stateMs === null ? '' : ` for ${secs(h.stateMs)}`;
+  const xact = h.xactMs !== null && h.state !== 'idle in transaction' ? `, transaction open ${secs(h.xactMs)}` : '';
+  return `pid ${h.pid} (${app}${state}${age}${xact})`;
 }
 
 /** A key value as node-pg returns it: number for int2/int4, string for int8/text/uuid. */

@@ -28,7 +28,9 @@ import type {
   BackfillRunOptions,
   BackfillRunResult,
   BackfillSpec,
+  TableLockHolder,
 } from './backfill-types.js';
+import { describeTableLockHolder } from './backfill-types.js';
 import {
   DBOPS_DDL,
   DBOPS_TABLES,
@@ -55,6 +57,20 @@ export const DEFAULTS = {
   countTimeoutMs: 10_000,
   maxRetries: 3,
 } as const;
+
+/** Sessions (other than ours) holding locks on `table`, oldest transaction first. */
+async function tableLockHolders(client: ClientBase, table: string): Promise<TableLockHolder[]> {
+  const { rows } = await client.query<{ pid: number; app: string; state: string | null; state_ms: number | null; xact_ms: number | null; mode: string }>(
+    `SELECT a.pid, coalesce(a.application_name, '') AS app, a.state,
+            (extract(epoch FROM clock_timestamp() - a.state_change) * 1000)::float8 AS state_ms,
+            (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::float8 AS xact_ms, l.mode
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'relation' AND l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid()
+      ORDER BY a.xact_start NULLS LAST LIMIT 5`,
+    [table],
+  );
+  return rows.map((r) => ({ pid: r.pid, applicationName: r.app, state: r.state, stateMs: r.state_ms, xactMs: r.xact_ms, mode: r.mode }));
+}
 
 /** Key column types the keyset walk supports (their order is total and stable). */
 const KEY_TYPES = new Set(['text', 'varchar', 'bpchar', 'uuid', 'int2', 'int4', 'int8']);
@@ -338,6 +354,7 @@ export async function runBackfill(
   }
 
   const serverVersion = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
+  options.onPhase?.(`scanning ${t.name}: counting the rows to change`);
   const est = await estimateRemaining(client, t, where, resumedFrom, serverVersion);
   let estimatedTotal = rowsDone + est.rows;
   result.estimate = est.how;
@@ -362,7 +379,7 @@ export async function runBackfill(
     lockLost();
     if (options.signal?.aborted) {
       throw new InterruptedError(
-        `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone} of ~${estimatedTotal} rows done in ${batchesTotal} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
+        `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone.toLocaleString('en-US')} of ~${estimatedTotal.toLocaleString('en-US')} rows done in ${batchesTotal.toLocaleString('en-US')} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
         {
           hint: 'every finished batch is saved; run the same command again (dbops migrate up) to resume from the checkpoint',
           details: { migration: migrationName, table: t.name, rowsDone, estimatedTotal, batches: batchesTotal, lastKey },
@@ -452,7 +469,11 @@ export async function runBackfill(
         rowsDone,
         batches: batchesTotal,
       };
+      // lock_timeout: name who holds locks on the table (the batch's wait is over, so
+      // pg_blocking_pids no longer answers; pg_locks still shows the holders).
+      const holders = code === '55P03' ? await tableLockHolders(client, t.sql).catch(() => []) : [];
       if (code && RETRYABLE.has(code) && attempt < DEFAULTS.maxRetries && !signal?.aborted) {
+        if (holders.length > 0) options.onLockWait?.(holders);
         attempt++;
         result.retries++;
         if (code === '57014') batchSize = Math.max(minBatch, Math.floor(batchSize / 2));
@@ -469,6 +490,20 @@ export async function runBackfill(
         });
       }
       if (error instanceof OperationError || error instanceof UsageError) throw error;
+      if (code === '55P03') {
+        const who = holders.length > 0 ? holders.map(describeTableLockHolder).join(', ') : 'a session that has since let go';
+        const idle = holders.find((h) => h.state?.startsWith('idle in transaction'));
+        throw new OperationError(
+          `backfill ${migrationName}: the batch ${range} of ${t.name} waited ${lockTimeout} ms for a row lock ${attempt + 1} time(s); held by ${who}`,
+          {
+            hint: idle
+              ? `${resume}. pid ${idle.pid} is idle in transaction: end that transaction (COMMIT or ROLLBACK in its session, or SELECT pg_terminate_backend(${idle.pid})), then run the migration again to resume`
+              : `${resume}. Wait for those transactions to finish (dbops locks shows them), then run the migration again to resume`,
+            cause: error,
+            details: { ...details, holders },
+          },
+        );
+      }
       const constraint = (error as { constraint?: string }).constraint;
       throw new OperationError(`backfill ${migrationName} failed on ${t.name} rows with ${range}: ${messageOf(error)}`, {
         hint: `${resume}. Fix the data or the migration${constraint ? ` (constraint ${constraint})` : ''}, then run it again to resume`,

@@ -5,6 +5,7 @@
  */
 import type { ClientBase } from 'pg';
 import { ConfigError, UsageError } from '../errors.js';
+import { describeTableLockHolder } from './backfill-types.js';
 import { expandTemplate, type InvalidationRuntime, Owed } from './invalidation.js';
 import { bindPrismaClient, loadPrismaClient, locatePrismaClient } from './prisma.js';
 import type { Session, Transaction } from './session.js';
@@ -95,6 +96,14 @@ export class MigrationContexts {
           signal: this.session.signal,
           lock: { lost: tx.lost, lostError: () => tx.lostError(), check: (batch) => tx.holds(batch) },
           onProgress: (progress) => this.session.emit({ type: 'backfill', progress }),
+          onPhase: (phase) => this.session.emit({ type: 'phase', name: m.name, phase }),
+          onLockWait: (holders) =>
+            this.session.emit({
+              type: 'phase',
+              name: m.name,
+              phase: 'waiting for a row lock',
+              detail: `held by ${holders.map(describeTableLockHolder).join(', ')}; retrying`,
+            }),
           log: (message) => log.debug(message),
         });
         results.push(result);

@@ -84,14 +84,24 @@ export function failedMigration(
   const migration = outcome.name;
   const prefix = rehearsal ? 'rehearsal: ' : '';
   if (cause instanceof InterruptedError) {
-    return new MigrationRunError(`${prefix}migration ${migration} was interrupted during ${step}: ${message}; it is not recorded as applied`, {
+    // Interrupted in down: the migration is still recorded as applied, partly reverted; down (not up) resumes it.
+    const state =
+      outcome.direction === 'down'
+        ? rehearsal
+          ? 'nothing changed (rolled back)'
+          : 'it is still recorded as applied, partly reverted: dbops migrate down resumes the revert'
+        : 'it is not recorded as applied';
+    return new MigrationRunError(`${prefix}migration ${migration} was interrupted during ${step}: ${message}; ${state}`, {
       result,
       migration,
       step,
       cause,
       exitCode: ExitCode.Interrupted,
       code: 'INTERRUPTED',
-      hint: 'run the same dbops migrate command again: the backfill resumes from its last checkpoint',
+      hint:
+        outcome.direction === 'down'
+          ? 'run dbops migrate down again (the same --step/--to): the backfill in down() resumes from its last checkpoint'
+          : 'run the same dbops migrate command again: the backfill resumes from its last checkpoint',
       details: { migration, step },
     });
   }

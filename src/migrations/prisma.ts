@@ -86,6 +86,11 @@ function directoryEntry(dir: string): string | undefined {
   return resolveFrom(join(dir, 'noop.js'), dir);
 }
 
+/** The files of the application's Prisma schema (the first one found as the Prisma CLI finds it), or none. */
+export async function prismaSchemaFiles(cwd: string): Promise<string[]> {
+  return (await schemaFiles(cwd, []))[0] ?? [];
+}
+
 /** The application's schema files, found as the Prisma CLI finds them; `looked` records each place. */
 async function schemaFiles(cwd: string, looked: string[]): Promise<string[][]> {
   const candidates: string[] = [];

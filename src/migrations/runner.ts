@@ -171,7 +171,9 @@ export class MigrationRunner {
     });
     // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
     const recorded = new Set((ledger ?? []).map((r) => r.name));
-    const backfills = (await this.backfillProgress()).filter((b) => !b.finished || !recorded.has(b.migration));
+    const backfills = (await this.backfillProgress())
+      .filter((b) => !b.finished || !recorded.has(b.migration))
+      .map((b) => ({ ...b, resumedBy: recorded.has(b.migration) ? ('down' as const) : ('up' as const) }));
     const invalidations = await this.outbox();
     return { ...status, problems, backfills, ledger: { location: this.ledger.location, legacy }, invalidations };
   }
@@ -205,6 +207,15 @@ export class MigrationRunner {
     const started = performance.now();
     const result = newRunResult('up', Boolean(options.dryRun));
     const { selected, loaded, schema } = await this.planUp(options, result);
+    // An interrupted down leaves its migration recorded as applied with an unfinished backfill: up has nothing to run for it.
+    const recorded = new Set(((await this.ledger.read(await this.session.reader())) ?? []).map((r) => r.name));
+    for (const b of await this.backfillProgress()) {
+      if (!b.finished && recorded.has(b.migration)) {
+        result.warnings.push(
+          `${b.migration} is still recorded as applied but its down() was interrupted part-way (backfill on ${b.table} unfinished): up does not touch it; dbops migrate down finishes the revert, then up applies it again`,
+        );
+      }
+    }
     const run = this.parts(result);
     return finishRun(result, started, async () => {
       if (options.dryRun) {
@@ -288,14 +299,20 @@ export class MigrationRunner {
     return { selected, loaded, schema: target };
   }
 
-  async down(options: DownOptions = {}): Promise<RunResult> {
-    const started = performance.now();
-    const result = newRunResult('down', Boolean(options.dryRun));
+  /** The migrations `down` with these options would revert, newest first (what `migrate down` asks about). */
+  async planDown(options: DownOptions = {}): Promise<{ names: string[]; unrecorded: Set<string> }> {
     const recorded = new Set(((await this.ledger.read(await this.session.reader())) ?? []).map((r) => r.name));
     // A transaction: false migration whose batches committed but which was never recorded (its
     // validate failed, or it was interrupted) can be reverted too: that is how one gets unstuck.
     const unrecorded = new Set((await this.backfillProgress()).map((b) => b.migration).filter((n) => !recorded.has(n)));
-    const targets = await this.loadForDown(selectDown([...recorded, ...unrecorded], options));
+    return { names: selectDown([...recorded, ...unrecorded], options), unrecorded };
+  }
+
+  async down(options: DownOptions = {}): Promise<RunResult> {
+    const started = performance.now();
+    const result = newRunResult('down', Boolean(options.dryRun));
+    const { names, unrecorded } = await this.planDown(options);
+    const targets = await this.loadForDown(names);
     this.contexts.preload(targets);
     const run = this.parts(result);
     const jobs = targets.map((migration) => ({ direction: 'down' as const, migration, unrecorded: unrecorded.has(migration.name) }));

@@ -318,8 +318,12 @@ export interface InvalidationOutcome {
 /** `status()`: the timeline, plus files that could not be read and backfills that need a person. */
 export interface StatusResult extends MigrationStatus {
   problems: { path: string; cause: string }[];
-  /** Backfills with a checkpoint that have not finished (percent done, last key). */
-  backfills: BackfillProgress[];
+  /**
+   * Backfills with a checkpoint that have not finished (percent done, last key), and which command
+   * resumes each: `up` for a migration not recorded yet, `down` for one still recorded as applied
+   * (its down() was interrupted part-way: its up is done, its revert is not).
+   */
+  backfills: Array<BackfillProgress & { resumedBy: 'up' | 'down' }>;
   /** Where the ledger is (`dbops.data_migrations`), and where an older dbops' ledger still is until a command that writes moves it. */
   ledger: { location: string; legacy: string | null };
   /** The cache-invalidation outbox: rows still owed, and the latest done (newest first). */
@@ -380,4 +384,6 @@ export type RunEvent =
   | { type: 'waiting'; holder: LockHolder | null; waitedMs: number }
   | { type: 'skip'; name: string; reason: string }
   | { type: 'backfill'; progress: BackfillProgressEvent }
-  | { type: 'invalidated'; name: string; keysRemoved: number; keys: number; patterns: number; replicaWaitMs: number | null; replicas: string[] };
+  | { type: 'invalidated'; name: string; keysRemoved: number; keys: number; patterns: number; replicaWaitMs: number | null; replicas: string[] }
+  /** A named phase of the running migration: `validating`, or a batch `waiting for a lock` (detail: on whom). */
+  | { type: 'phase'; name: string; phase: string; detail?: string };

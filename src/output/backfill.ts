@@ -14,7 +14,7 @@ import type {
 // The runner may hand over the contract types (types.ts); the engine's extra facts are optional.
 type Event = BackfillProgressEvent & Partial<Pick<BackfillBatchEvent, 'batchMs' | 'batchSize'>>;
 type Result = BackfillResult & Partial<Omit<BackfillRunResult, keyof BackfillResult>>;
-type Checkpoint = BackfillProgress & Partial<Pick<BackfillCheckpoint, 'batches' | 'startedAt'>>;
+type Checkpoint = BackfillProgress & Partial<Pick<BackfillCheckpoint, 'batches' | 'startedAt'>> & { resumedBy?: 'up' | 'down' };
 
 const keyText = (k: unknown): string => (k === null || k === undefined ? '-' : String(k));
 
@@ -49,19 +49,32 @@ export function renderBar(percent: number, width = 24): string {
   return `[${'█'.repeat(full)}${'░'.repeat(width - full)}]`;
 }
 
-/** One line of progress: bar (TTY only), percent, rows done of estimated, rate, ETA, checkpoint. */
+/**
+ * One line of progress. At a terminal (bar) it sits under the migration's line and fits 100
+ * columns: table, bar, percent, rows done of the total, rate, ETA. Elsewhere (CI, pipes) a plain
+ * line with the batch and the checkpoint.
+ */
 export function renderBackfillProgress(event: Event, opts: { bar: boolean }): string {
   const pct = percentOf(event.rowsDone, event.estimatedTotal);
+  if (opts.bar) {
+    return [
+      event.table,
+      renderBar(pct, 20),
+      `${pct.toFixed(1)}%`,
+      `${int.format(event.rowsDone)}/${int.format(event.estimatedTotal)} rows`,
+      `${int.format(event.rowsPerSecond)} rows/s`,
+      `ETA ${event.etaMs === null ? '?' : formatDuration(event.etaMs)}`,
+    ].join('  ');
+  }
   const parts = [
     `backfill ${event.table}`,
-    ...(opts.bar ? [renderBar(pct)] : []),
     `${pct.toFixed(1)}%`,
     `${int.format(event.rowsDone)}/${int.format(event.estimatedTotal)} rows`,
     `${int.format(event.rowsPerSecond)} rows/s`,
     `ETA ${event.etaMs === null ? '?' : formatDuration(event.etaMs)}`,
     `batch ${event.batches}${event.batchSize === undefined ? '' : ` (${int.format(event.batchSize)} keys)`}`,
   ];
-  if (!opts.bar) parts.push(`checkpoint ${keyText(event.lastKey)}`);
+  parts.push(`checkpoint ${keyText(event.lastKey)}`);
   return parts.join('  ');
 }
 
@@ -102,7 +115,7 @@ export function renderBackfillStatus(rows: Checkpoint[], colour: boolean): strin
     rows: rows.map((p) => [
       p.migration,
       p.table,
-      p.finished ? 'finished' : 'unfinished',
+      p.finished ? 'finished' : p.resumedBy === 'down' ? 'reverting' : 'unfinished',
       `${p.percent.toFixed(1)}%`,
       `${int.format(p.rowsDone)}/${int.format(p.estimatedTotal)}`,
       p.batches === undefined ? '' : int.format(p.batches),

@@ -1,13 +1,39 @@
 /** Renderers for `cache flush`, `cache keys` and `cache stats` results. */
 import type { ChalkInstance } from 'chalk';
-import type { FlushResult } from '../cache/flush.js';
+import type { FlushProgress, FlushResult } from '../cache/flush.js';
 import type { KeysResult } from '../cache/keys.js';
 import type { StatsResult } from '../cache/stats.js';
 import type { TargetInfo } from '../cache/target.js';
+import { formatDuration, percentOf, renderBar } from './backfill.js';
 import { renderKeyValue, renderTable } from './table.js';
 
 const n = (v: number) => v.toLocaleString('en-US');
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/**
+ * The live line of a flush or a scan. With a known total (a flush confirmed after its preview
+ * counted the keys) a bar, the percentage and an ETA; without one, counts and the rate.
+ */
+export function renderFlushProgress(p: FlushProgress, opts: { dryRun: boolean; total?: number; bar: boolean }): string {
+  const secs = Math.max(p.elapsedMs / 1000, 0.001);
+  const done = opts.dryRun ? p.matched : p.removed;
+  const rate = done / secs;
+  const nodes = p.nodes > 1 ? `  ${p.nodesDone}/${p.nodes} primaries done` : '';
+  if (opts.dryRun) return `scanning  ${n(p.scans)} SCAN calls  ${n(p.matched)} matching keys  ${n(Math.round(rate))}/s${nodes}`;
+  if (opts.total && opts.total > 0) {
+    const pct = percentOf(done, opts.total);
+    const eta = rate > 0 && done < opts.total ? formatDuration(((opts.total - done) / rate) * 1000) : '?';
+    return [
+      'flushing',
+      ...(opts.bar ? [renderBar(pct)] : []),
+      `${pct.toFixed(1)}%`,
+      `${n(done)}/${n(opts.total)} keys`,
+      `${n(Math.round(rate))} keys/s`,
+      `ETA ${eta}${nodes}`,
+    ].join('  ');
+  }
+  return `flushing  ${n(p.matched)} matched  ${n(p.removed)} removed  ${n(Math.round(rate))} keys/s${nodes}`;
+}
 
 export function bytes(value: number): string {
   if (value < 1024) return `${value} B`;

@@ -8,7 +8,7 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
   const rows = report.components.map((k) => [
     k.label,
     k.endpoint,
-    k.ok ? paint.green('ok') : paint.red('FAILED'),
+    k.ok ? paint.green('ok') : k.error?.code === 'SERVER_FULL' ? paint.red('FULL') : paint.red('FAILED'),
     fmtMs(k.connectMs),
     fmtMs(k.roundTripMs),
     k.version ?? '',
@@ -54,6 +54,13 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
     }
     for (const w of k.warnings) lines.push(`${paint.yellow('!')} ${k.label}: ${w}`);
   }
-  lines.push(report.ok ? paint.green('all configured components reachable') : paint.red('some components are unreachable'));
+  const full = report.components.some((k) => k.error?.code === 'SERVER_FULL');
+  lines.push(
+    report.ok
+      ? paint.green('all configured components reachable')
+      : full && report.components.every((k) => k.ok || k.error?.code === 'SERVER_FULL')
+        ? paint.red('PostgreSQL is full: it answers but has no connection slot for this role')
+        : paint.red('some components are unreachable'),
+  );
   return lines.join('\n');
 }

@@ -26,31 +26,36 @@ export function fmtDuration(ms: number | null | undefined): string {
   return `${Math.floor(ms / 60_000)} m ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-/** Live reporter: feed it the runner's events. */
+/**
+ * Live reporter: feed it the runner's events. At a terminal one spinner line per migration (its
+ * name, elapsed time, the backfill's bar or the phase it is in), replaced when the migration ends
+ * by its outcome line: every migration leaves exactly one line, with one mark. Elsewhere plain lines.
+ */
 export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; stop(): void } {
   const c = out.c;
-  let current: { progress: Promise<Progress>; started: number; label: string; timer: NodeJS.Timeout | undefined } | undefined;
+  let current: { progress: Progress; started: number; label: string; timer: NodeJS.Timeout | undefined } | undefined;
   let extra = '';
   const stopTimer = () => {
     if (current?.timer) clearInterval(current.timer);
+  };
+  const redraw = () => {
+    if (current) current.progress.update(`${current.label} ${c.dim(fmtDuration(Date.now() - current.started))}${extra}`);
   };
   const verb = (e: { direction: 'up' | 'down'; dryRun: boolean }) => (e.dryRun ? 'rehearsing' : e.direction === 'up' ? 'applying' : 'reverting');
   return {
     onEvent(e) {
       switch (e.type) {
         case 'start': {
+          stopTimer();
+          current?.progress.stop();
           extra = '';
           const label = `${verb(e)} ${e.kind === 'schema' ? 'schema ' : ''}${e.name}`;
-          const started = Date.now();
-          const progress = out.progress(label, 5_000);
-          const entry: NonNullable<typeof current> = { progress, started, label, timer: undefined };
+          const entry: NonNullable<typeof current> = { progress: out.progress(label, 5_000), started: Date.now(), label, timer: undefined };
+          current = entry;
           if (out.terminal.animate) {
-            entry.timer = setInterval(() => {
-              void progress.then((p) => p.update(`${label} ${c.dim(fmtDuration(Date.now() - started))}${extra}`));
-            }, 200);
+            entry.timer = setInterval(redraw, 200);
             entry.timer.unref();
           }
-          current = entry;
           break;
         }
         case 'finish': {
@@ -59,7 +64,7 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           const line = outcomeLine(o, c);
           const p = current?.progress;
           current = undefined;
-          if (p) void p.then((pr) => (o.status === 'failed' ? pr.fail(line) : o.status === 'skipped' ? pr.warn(line) : pr.succeed(line)));
+          if (p) o.status === 'failed' ? p.fail(line) : o.status === 'skipped' ? p.warn(line) : p.succeed(line);
           else if (o.status === 'failed') out.stderr(line);
           else out.info(line);
           break;
@@ -69,7 +74,28 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           break;
         case 'waiting': {
           const who = e.holder?.host ? `dbops pid ${e.holder.pid} on ${e.holder.host}` : (e.holder?.applicationName ?? 'another session');
-          out.info(`waiting for the migration lock held by ${who} (${fmtDuration(e.waitedMs)} so far)`);
+          const state = e.holder?.state ? `, ${e.holder.state}` : '';
+          const since = e.holder?.since ? `, holding it ${fmtDuration(Date.now() - e.holder.since.getTime())}` : '';
+          const text = `waiting for the migration lock held by ${who} (server pid ${e.holder?.backendPid ?? '?'}${state}${since}; ${fmtDuration(e.waitedMs)} so far)`;
+          if (!out.terminal.animate) {
+            out.info(text);
+            break;
+          }
+          // At a terminal one spinner line names the holder while we wait; the migration's own line replaces it.
+          if (current?.label !== 'waiting') {
+            stopTimer();
+            current?.progress.stop();
+            current = { progress: out.progress(text), started: Date.now(), label: 'waiting', timer: undefined };
+          } else current.progress.update(text);
+          break;
+        }
+        case 'phase': {
+          // A named phase replaces the bar: validating has no ETA, a lock wait names the blocker.
+          extra = out.terminal.animate
+            ? `\n  ${c.dim(`${e.phase}${e.detail ? `: ${e.detail}` : ''}`)}`
+            : c.dim(`  ${e.phase}${e.detail ? `: ${e.detail}` : ''}`);
+          if (out.terminal.animate) redraw();
+          else current?.progress.update(`${current.label}:${extra}`);
           break;
         }
         case 'invalidated': {
@@ -80,13 +106,21 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
         }
         case 'backfill': {
           // On a terminal the bar joins the migration's spinner line; elsewhere a plain line with the checkpoint.
-          extra = c.dim(`  ${renderBackfillProgress(e.progress, { bar: out.terminal.animate })}`);
-          if (!out.terminal.animate) void current?.progress.then((progress) => progress.update(`${current?.label ?? e.progress.migration}:${extra}`));
+          // At a terminal the bar is a second line under the migration's (it would not fit on one).
+          extra = out.terminal.animate
+            ? `\n  ${renderBackfillProgress(e.progress, { bar: true })}`
+            : c.dim(`  ${renderBackfillProgress(e.progress, { bar: false })}`);
+          if (out.terminal.animate) redraw();
+          else current?.progress.update(`${current.label}:${extra}`);
           break;
         }
       }
     },
-    stop: stopTimer,
+    stop: () => {
+      stopTimer();
+      current?.progress.stop();
+      current = undefined;
+    },
   };
 }
 
@@ -214,9 +248,17 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
     );
   }
   if (status.backfills.length > 0) {
-    const unfinished = status.backfills.filter((b) => !b.finished).length;
-    const unrecorded = status.backfills.length - unfinished;
+    const unfinished = status.backfills.filter((b) => !b.finished && b.resumedBy !== 'down').length;
+    const reverting = status.backfills.filter((b) => !b.finished && b.resumedBy === 'down');
+    const unrecorded = status.backfills.filter((b) => b.finished).length;
     if (unfinished > 0) lines.push(paint.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+    if (reverting.length > 0) {
+      lines.push(
+        paint.yellow(
+          `${reverting.length} interrupted revert(s) (${reverting.map((b) => b.migration).join(', ')}): still recorded as applied, down() stopped part-way; dbops migrate down resumes from the checkpoint`,
+        ),
+      );
+    }
     if (unrecorded > 0) {
       lines.push(
         paint.red(

@@ -3,7 +3,7 @@ import type { ChalkInstance } from 'chalk';
 import type { Finding } from '../diagnostics/findings.js';
 import type { BlockingTree, LockNode } from '../diagnostics/locks.js';
 import type { PgBouncerView } from '../diagnostics/pgbouncer.js';
-import type { LocksReport, PoolReport } from '../diagnostics/pool.js';
+import type { LocksReport, PoolReport, ServerFullReport } from '../diagnostics/pool.js';
 import { renderTable } from './table.js';
 
 /** 350 ms, 12.3 s, 4m05s, 2h03m. */
@@ -33,9 +33,21 @@ export interface RenderOptions {
   showLocks: boolean;
 }
 
-export function renderPool(report: PoolReport, options: RenderOptions): string {
+export function renderPool(report: PoolReport | ServerFullReport, options: RenderOptions): string {
   const { paint, colour } = options;
   const out: string[] = [];
+  if ('serverFull' in report) {
+    out.push(paint.bold(`PostgreSQL ${report.serverFull.endpoint}`) + paint.dim(`  snapshot ${report.takenAt}`));
+    out.push(paint.red(`full: ${report.serverFull.message}`));
+    if (report.pgbouncer) {
+      out.push('');
+      if ('pools' in report.pgbouncer) out.push(renderBouncer(report.pgbouncer, paint, colour));
+      else out.push(`${paint.bold('PgBouncer')}: ${report.pgbouncer.error ?? 'not read'}`);
+    }
+    out.push('');
+    out.push(renderFindings(report.findings, paint));
+    return out.join('\n');
+  }
   out.push(
     paint.bold(`PostgreSQL ${report.server.version}`) + paint.dim(`  database ${report.server.database} as ${report.server.user}  snapshot ${report.takenAt}`),
   );
@@ -179,6 +191,26 @@ function renderBouncer(view: PgBouncerView, paint: ChalkInstance, colour: boolea
         }),
         colour,
         alignRight: [2, 3, 4, 5, 6, 7],
+      }),
+    );
+  }
+  const groups = view.pools.flatMap((p) => p.clientGroups.map((g) => ({ pool: `${p.database}/${p.user}`, g })));
+  if (groups.length > 0) {
+    out.push(
+      renderTable({
+        head: ['pool', 'clients', 'state', 'application', 'user', 'address', 'longest wait', 'holding (backend pid)'],
+        rows: groups.map(({ pool, g }) => [
+          pool,
+          g.count,
+          g.state,
+          app(g.applicationName),
+          g.user,
+          g.addr,
+          g.state === 'waiting' ? (g.longestWaitMs === null ? '?' : fmtAge(g.longestWaitMs)) : '',
+          g.linked > 0 ? `${g.linked} (pid ${g.pids.slice(0, 5).join(', ')}${g.pids.length > 5 ? ', …' : ''})` : '',
+        ]),
+        colour,
+        alignRight: [1, 6],
       }),
     );
   }

@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import { shortenQuery } from '../diagnostics/prisma-origin.js';
+import { originLabel, shortenQuery } from '../diagnostics/prisma-origin.js';
 import type { GateResult, SlowQueryReport, StatementStats } from '../diagnostics/slow-queries.js';
 import { renderTable } from './table.js';
 
@@ -20,10 +20,7 @@ function fmtCount(count: number): string {
 }
 
 function origin(stats: StatementStats): string {
-  const o = stats.origin;
-  if (o.source === 'none') return '';
-  const text = [o.model, o.operation].filter(Boolean).join('.');
-  return o.source === 'sql' ? `${text}?` : text;
+  return originLabel(stats.origin);
 }
 
 function maxCell(stats: StatementStats): string {
@@ -101,8 +98,10 @@ export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance,
       }),
     );
     if (report.truncated) lines.push(paint.dim(`showing ${report.statements.length}; --limit 0 shows all`));
-    if (report.statements.some((s) => s.origin.source === 'sql')) {
-      lines.push(paint.dim('prisma: Model.operation from a Prisma SQL comment tag; with "?" guessed from the SQL shape'));
+    if (report.statements.some((s) => s.origin.source !== 'none')) {
+      lines.push(
+        paint.dim('prisma: Model.operation from a Prisma comment or a shape only that call emits; with "?" a guess (--json: origin.note says what else)'),
+      );
     }
   }
   if (opts.full) {

@@ -159,7 +159,7 @@ export default {
     expect(status.stdout).toMatch(/1 backfill\(s\) ran every batch but were not recorded \(validate failed\)/);
     expect(status.stdout).toMatch(new RegExp(`${name}\\s+│\\s*pending`));
 
-    const down = await runDbops(['migrate', 'down', '--json'], { env: env(dir) });
+    const down = await runDbops(['migrate', 'down', '--yes', '--json'], { env: env(dir) });
     expect(down.code, down.stderr).toBe(0);
     expect(JSON.parse(down.stdout).outcomes[0]).toMatchObject({ name, status: 'reverted' });
     expect(await counters()).toEqual({ 0: 3000 });
@@ -195,7 +195,7 @@ export default {
     const status = await runDbops(['migrate', 'status', '--json'], { env: env(dir) });
     expect(status.stdout).toContain(name);
 
-    const down = await runDbops(['migrate', 'down'], { env: env(dir) });
+    const down = await runDbops(['migrate', 'down', '--yes'], { env: env(dir) });
     expect(down.code, down.stderr).toBe(0);
     expect(await check()).toEqual({ missing: '3000', wrong: '0' });
     const upAgain = await runDbops(['migrate', 'up'], { env: env(dir) });

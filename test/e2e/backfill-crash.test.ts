@@ -137,7 +137,7 @@ describe('backfill in a real process', () => {
     child.proc.kill('SIGINT');
     const exit = await child.exited;
     expect(exit.code).toBe(ExitCode.Interrupted);
-    expect(child.stderr()).toMatch(/backfill sigint on bfk_\w+ interrupted: \d+ of ~20000 rows done in \d+ batches, checkpoint at id = \d+/);
+    expect(child.stderr()).toMatch(/backfill sigint on bfk_\w+ interrupted: [\d,]+ of ~20,000 rows done in [\d,]+ batches, checkpoint at id = \d+/);
     expect(child.stderr()).toMatch(/hint: .*run the same command again/);
     const p = (await readBackfillProgress(client)).find((x) => x.migration === 'sigint');
     expect(p?.finished).toBe(false);

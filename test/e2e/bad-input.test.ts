@@ -167,7 +167,7 @@ const COMMANDS: string[][] = [
   ['migrate', 'status'],
   ['migrate', 'up'],
   ['migrate', 'validate'],
-  ['migrate', 'down'],
+  ['migrate', 'down', '--yes'],
   ['migrate', 'unlock', '--yes'],
   ['slow-queries'],
   ['pool'],
@@ -559,7 +559,7 @@ const commandLines: Case[] = [
   { name: 'pool --surge 99', argv: ['pool', '--surge', '99'], exit: 2, build: withDb },
   { name: 'migrate create with a bad name', argv: ['migrate', 'create', 'bad name!'], exit: 2, build: withDb },
   { name: 'migrate mark-applied of an unknown migration', argv: ['migrate', 'mark-applied', '20990101000000_nope'], exit: 2, build: withDb },
-  { name: 'migrate down --to an unknown migration', argv: ['migrate', 'down', '--to', '20990101000000_nope'], exit: 2, build: withDb },
+  { name: 'migrate down --to an unknown migration', argv: ['migrate', 'down', '--yes', '--to', '20990101000000_nope'], exit: 2, build: withDb },
   // A finding of the CI gate (exit 3), named in its report.
   { name: 'migrate validate of an unknown name', argv: ['migrate', 'validate', '20990101000000_nope'], exit: 3, build: withDb },
   { name: 'embedded with an unknown subcommand', argv: ['embedded', 'explode'], exit: 2, build: withDb },

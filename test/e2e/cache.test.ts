@@ -178,7 +178,7 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.stopped).toBe('error');
     expect(doc.removed).toBeGreaterThan(0);
-    expect(r.stderr).toMatch(new RegExp(`flush stopped by an error: .*; ${doc.removed} keys removed so far`));
+    expect(r.stderr).toMatch(new RegExp(`flush stopped by an error: .*; ${doc.removed.toLocaleString('en-US')} keys removed so far`));
     expect(r.stderr).toMatch(/run the same command again/);
   });
 
@@ -216,7 +216,7 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     const left = await countMatching(client, 'user:*');
     expect(left).toBeGreaterThan(0);
     expect(doc.removed).toBe(200_000 - left);
-    expect(r.stderr).toMatch(/interrupted after the current batch: \d+ keys removed so far/);
+    expect(r.stderr).toMatch(/interrupted after the current batch: [\d,]+ keys removed so far/);
     client.disconnect();
   });
 

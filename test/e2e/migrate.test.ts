@@ -174,7 +174,7 @@ describe('migrate commands', () => {
     expect(drift.code).toBe(3);
     expect(drift.stdout).toMatch(/20240101000000_a changed since it was applied/);
 
-    const down = await runDbops(['migrate', 'down'], { env: e });
+    const down = await runDbops(['migrate', 'down', '--yes'], { env: e });
     expect(down.code, down.stderr).toBe(0);
     expect(await ledger(db)).toEqual(['20240101000000_a']);
   });

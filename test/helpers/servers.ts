@@ -231,8 +231,15 @@ export function pgbouncerBinary(): string | undefined {
   return undefined;
 }
 
-/** PgBouncer in transaction mode in front of `pgPort`; any database name is forwarded. */
-export async function startPgBouncer(pgPort: number, overrides: Record<string, string | number> = {}): Promise<PgBouncerServer> {
+/**
+ * PgBouncer in transaction mode in front of `pgPort`; any database name is forwarded. `passwords`:
+ * users' passwords for PgBouncer to log in to PostgreSQL with (default: none, which suits postgres).
+ */
+export async function startPgBouncer(
+  pgPort: number,
+  overrides: Record<string, string | number> = {},
+  passwords: Record<string, string> = {},
+): Promise<PgBouncerServer> {
   const bin = pgbouncerBinary();
   if (!bin) throw new Error('pgbouncer is not installed (apt-get install pgbouncer)');
   const dir = scratchDir('pgbouncer');
@@ -261,7 +268,13 @@ export async function startPgBouncer(pgPort: number, overrides: Record<string, s
     );
     writeFileSync(join(dir, 'pgbouncer.ini'), ini);
   };
-  writeFileSync(join(dir, 'userlist.txt'), '"postgres" ""\n"dbops_app" ""\n');
+  const users = { postgres: '', dbops_app: '', ...passwords };
+  writeFileSync(
+    join(dir, 'userlist.txt'),
+    Object.entries(users)
+      .map(([u, p]) => `"${u}" "${p}"\n`)
+      .join(''),
+  );
   writeIni();
   if (runAs) for (const f of ['pgbouncer.ini', 'userlist.txt']) chownSync(join(dir, f), runAs.uid, runAs.gid);
   const args = [join(dir, 'pgbouncer.ini')];

@@ -65,6 +65,20 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
       ),
     );
     expect(r.pool.waiting).toBeGreaterThanOrEqual(2);
+    // Who waits and who holds: SHOW CLIENTS grouped by state, application, user and address.
+    const waiting = pool?.clientGroups.filter((g) => g.state === 'waiting') ?? [];
+    expect(waiting.map((g) => g.applicationName).sort()).toEqual(['waiter-1', 'waiter-2']);
+    for (const g of waiting) {
+      expect(g).toMatchObject({ count: 1, user: 'postgres', addr: '127.0.0.1', linked: 0 });
+      expect(g.longestWaitMs).toBeGreaterThanOrEqual(100);
+    }
+    const holding = pool?.clientGroups.find((g) => g.applicationName === 'holder-app');
+    expect(holding).toMatchObject({ state: 'active', count: 1, linked: 1, pids: [holderPid] });
+    const holderClient = pool?.clients.find((c) => c.applicationName === 'holder-app');
+    expect(holderClient?.server?.backend).toMatchObject({ pid: holderPid, state: 'idle in transaction' });
+    expect(pool?.explanation).toMatch(
+      /; 1 of app=waiter-\d user postgres from 127\.0\.0\.1 up to \d.+, 1 of app=waiter-\d user postgres from 127\.0\.0\.1 up to \d.+\) because/,
+    );
     expect(r.pgbouncer.config).toMatchObject({ defaultPoolSize: 1, maxClientConn: 500, poolMode: 'transaction' });
     const f = r.findings.find((x) => x.code === 'pgbouncer-clients-waiting' && x.message.includes(db.name));
     expect(f?.severity).toBe('warning');

@@ -4,7 +4,16 @@ import { DEFAULT_THRESHOLDS, evaluateFindings, worstSeverity } from '../../src/d
 import { capacityBudget } from '../../src/diagnostics/pool-budget.js';
 
 const noLocks = { roots: [], waiterCount: 0 };
-const headroom = (free: number, usable = 97) => ({ maxConnections: 100, superuserReserved: 3, reserved: 0, usable, inUse: usable - free, free, formula: 'f' });
+const headroom = (free: number, usable = 97) => ({
+  maxConnections: 100,
+  superuserReserved: 3,
+  reserved: 0,
+  usable,
+  inUse: usable - free,
+  free,
+  selfInReservedSlot: false,
+  formula: 'f',
+});
 const idle = (pid: number, application: string, stateAgeMs: number): SessionRow => ({
   pid,
   database: 'db',

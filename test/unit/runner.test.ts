@@ -87,7 +87,9 @@ describe('MigrationRunner on the in-memory seams', () => {
     ]);
     // No transaction of its own creates the ledger: the first migration's does, and commits it with its row.
     expect(session.transactions).toEqual(['lock bounded', 'commit', 'lock bounded', 'commit']);
-    expect(kinds(session.events)).toEqual([`start:${A}`, `finish:${A}:applied`, `start:${B}`, `finish:${B}:applied`]);
+    expect(kinds(session.events)).toEqual([`start:${A}`, `phase:${A}`, `finish:${A}:applied`, `start:${B}`, `phase:${B}`, `finish:${B}:applied`]);
+    // validate is a named phase of the running migration (no stale ETA on screen while it runs).
+    expect(session.events.filter((e) => e.type === 'phase').map((e) => (e.type === 'phase' ? e.phase : ''))).toEqual(['validating', 'validating']);
     const rows = await ledger.read({ client: null as never });
     expect(rows?.map((r) => [r.name, r.appliedBy, r.appliedHost, r.ciJob, r.markedOnly])).toEqual([
       [A, 'tester', 'test-host', 'job-7', false],

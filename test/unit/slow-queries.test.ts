@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parsePgssVersion, pgssColumns } from '../../src/diagnostics/pgss-version.js';
-import { normaliseQuery, parseSqlCommenterTags, prismaOrigin, shortenQuery } from '../../src/diagnostics/prisma-origin.js';
+import { loadOriginParser, normaliseQuery, originLabel, parseSqlCommenterTags, prismaOrigin, shortenQuery } from '../../src/diagnostics/prisma-origin.js';
+import { readPrismaModels } from '../../src/diagnostics/prisma-schema.js';
 import {
   type Baseline,
   buildReport,
@@ -97,34 +98,78 @@ describe('pg_stat_statements versions', () => {
 });
 
 describe('Prisma origin', () => {
-  it('reads the prismaQuery tag Prisma 7 appends (keys sorted, values URI-encoded)', () => {
+  beforeAll(() => loadOriginParser());
+
+  it('reads the prismaQuery tag Prisma 7 appends (keys sorted, values URI-encoded): count, upsert and the $ raw names', () => {
     const q = `SELECT "public"."Post"."id" FROM "public"."Post" WHERE "public"."Post"."authorId" IN ($1 /*, ... */) OFFSET $2 /*prismaQuery='User.findMany%3AeyJ3In0',route='%2Fx%20y'*/`;
     expect(parseSqlCommenterTags(q)).toEqual({ prismaQuery: 'User.findMany:eyJ3In0', route: '/x y' });
-    expect(prismaOrigin(q)).toMatchObject({ model: 'User', operation: 'findMany', source: 'tag' });
-    expect(prismaOrigin(`SELECT 1 /*prismaQuery='queryRaw'*/`)).toMatchObject({ operation: 'queryRaw', source: 'tag' });
+    expect(prismaOrigin(q)).toMatchObject({ model: 'User', operation: 'findMany', source: 'tag', certain: true });
+    expect(prismaOrigin(`SELECT 1 /*prismaQuery='queryRaw'*/`)).toMatchObject({ operation: '$queryRaw', source: 'tag' });
+    expect(originLabel(prismaOrigin(`UPDATE x SET a = $1 /*prismaQuery='executeRaw'*/`))).toBe('$executeRaw');
     expect(prismaOrigin(`INSERT INTO "public"."User" ("id") VALUES ($1) /*prismaQuery='User.createOne%3Ae30'*/`)).toMatchObject({
       model: 'User',
       operation: 'create',
     });
+    // count() reaches Prisma as aggregate selecting only _count; a real aggregate keeps its name.
+    const shape = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const count = `SELECT 1 /*prismaQuery='Post.aggregate%3A${shape({ select: { _count: { select: { _all: true } } } })}'*/`;
+    expect(originLabel(prismaOrigin(count))).toBe('Post.count');
+    const agg = `SELECT 1 /*prismaQuery='Post.aggregate%3A${shape({ select: { _count: { select: { _all: true } }, _max: { select: { id: true } } } })}'*/`;
+    expect(originLabel(prismaOrigin(agg))).toBe('Post.aggregate');
+    expect(originLabel(prismaOrigin(`SELECT 1 /*prismaQuery='Product.upsertOne%3Ae30'*/`))).toBe('Product.upsert');
   });
 
-  it('guesses model and operation from the SQL Prisma emits', () => {
-    const cases: Array<[string, string | undefined, string | undefined]> = [
-      [`SELECT "public"."User"."id" FROM "public"."User" WHERE ("public"."User"."id" = $1 AND $4=$5) LIMIT $2 OFFSET $3`, 'User', 'findFirst/findUnique'],
-      [`SELECT "public"."User"."id" FROM "public"."User" WHERE $2=$3 OFFSET $1`, 'User', 'findMany'],
-      [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2) RETURNING "public"."User"."id"`, 'User', 'create'],
-      [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2), ($3,$4)`, 'User', 'createMany'],
-      [`UPDATE "public"."User" SET "name" = $1 WHERE "public"."User"."id" = $2 RETURNING "public"."User"."id"`, 'User', 'update'],
-      [`UPDATE "public"."User" SET "name" = $1 WHERE "public"."User"."name" = $2`, 'User', 'updateMany'],
-      [`DELETE FROM "public"."Order" WHERE ("public"."Order"."id" = $1 AND $2=$3) RETURNING "public"."Order"."id"`, 'Order', 'delete'],
-      [`DELETE FROM "public"."Order" WHERE "public"."Order"."status" = $1`, 'Order', 'deleteMany'],
-      [`SELECT COUNT(*) AS "_count$_all" FROM (SELECT "public"."User"."id" FROM "public"."User" WHERE $2=$3 OFFSET $1) AS "sub"`, 'User', 'count'],
-      [`SELECT MAX("createdAt") AS "_max$createdAt" FROM (SELECT "public"."User"."createdAt" FROM "public"."User") AS "sub"`, 'User', 'aggregate'],
-      [`SELECT COUNT(*) AS "_count$_all", "public"."User"."role" FROM "public"."User" GROUP BY "public"."User"."role" OFFSET $1`, 'User', 'groupBy'],
+  it('labels from the SQL Prisma emits: certain only where one call emits that shape', () => {
+    const certain: Array<[string, string]> = [
+      [`SELECT "public"."User"."id" FROM "public"."User" WHERE "public"."User"."isActive" = $1 OFFSET $2`, 'User.findMany'],
+      [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2), ($3,$4) RETURNING "public"."User"."id"`, 'User.createManyAndReturn'],
+      [
+        `INSERT INTO "public"."User" ("id","email") VALUES ($1,$2) ON CONFLICT ("email") DO UPDATE SET "name" = $3 WHERE ("public"."User"."email" = $4 AND $5=$6) RETURNING "public"."User"."id"`,
+        'User.upsert',
+      ],
+      [`UPDATE "public"."User" SET "name" = $1 WHERE ("public"."User"."id" = $2 AND $3=$4) RETURNING "public"."User"."id"`, 'User.update'],
+      [`DELETE FROM "public"."Order" WHERE ("public"."Order"."id" = $1 AND $2=$3) RETURNING "public"."Order"."id"`, 'Order.delete'],
+      [`SELECT COUNT(*) AS "_count$_all" FROM (SELECT "public"."User"."id" FROM "public"."User" WHERE $2=$3 OFFSET $1) AS "sub"`, 'User.count'],
+      [`SELECT MAX("createdAt") AS "_max$createdAt" FROM (SELECT "public"."User"."createdAt" FROM "public"."User" OFFSET $1) AS "sub"`, 'User.aggregate'],
+      [`SELECT "public"."Order"."userId" FROM "public"."Order" WHERE $2=$3 GROUP BY "public"."Order"."userId" OFFSET $1`, 'Order.groupBy'],
     ];
-    for (const [sql, model, operation] of cases) expect(prismaOrigin(sql), sql).toMatchObject({ model, operation, source: 'sql' });
-    expect(prismaOrigin('select pg_sleep($1)')).toEqual({ source: 'none', tags: {} });
-    expect(prismaOrigin('SELECT * FROM users WHERE id = $1').source).toBe('none');
+    for (const [sql, label] of certain) expect(originLabel(prismaOrigin(sql)), sql).toBe(label);
+    const guesses: Array<[string, string]> = [
+      [`SELECT "public"."User"."id" FROM "public"."User" WHERE ("public"."User"."id" = $1 AND $4=$5) LIMIT $2 OFFSET $3`, 'User.findUnique?'],
+      [`SELECT "public"."User"."id" FROM "public"."User" WHERE "public"."User"."name" = $1 LIMIT $2 OFFSET $3`, 'User.findFirst?'],
+      // A relation load (include) or findUniques batched into one IN.
+      [`SELECT "public"."Post"."id" FROM "public"."Post" WHERE "public"."Post"."authorId" IN ($1 /*, ... */) OFFSET $2`, 'Post.findMany?'],
+      [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2) RETURNING "public"."User"."id"`, 'User.create?'],
+      [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2), ($3,$4)`, 'User.createMany?'],
+      [`UPDATE "public"."User" SET "name" = $1 WHERE "public"."User"."name" = $2`, 'User.updateMany?'],
+      [`DELETE FROM "public"."Order" WHERE "public"."Order"."status" = $1`, 'Order.deleteMany?'],
+      [`SELECT "public"."Product"."id" FROM "public"."Product" WHERE ("public"."Product"."id" = $1 AND $3=$4) OFFSET $2`, 'Product.upsert?'],
+    ];
+    for (const [sql, label] of guesses) expect(originLabel(prismaOrigin(sql)), sql).toBe(label);
+    // Hand-written SQL, even naming "public"."Order": no label at all.
+    for (const sql of [
+      'select pg_sleep($1)',
+      'SELECT * FROM users WHERE id = $1',
+      `SELECT "id", "status" FROM "public"."Order" WHERE "userId" = $1`,
+      `UPDATE "public"."Product" SET "stock" = "stock" + $2 WHERE "id" = $1`,
+      `DELETE FROM "public"."Like" WHERE "userId" = $1 RETURNING "id"`,
+      `SELECT "t0"."id" FROM "public"."User" AS "t0" WHERE "t0"."email" = $1 LIMIT $2`,
+    ]) {
+      expect(prismaOrigin(sql), sql).toEqual({ source: 'none', certain: false, tags: {} });
+    }
+  });
+
+  it("schema.prisma's relations: a write filtering on no relation column is certain, one on a relation column a guess", async () => {
+    const models = await readPrismaModels([
+      'model User {\n id String @id\n name String?\n posts Post[]\n}\nmodel Post {\n id String @id\n authorId String @map("author_id")\n author User @relation(fields: [authorId], references: [id])\n @@map("posts")\n}',
+    ]);
+    expect(models.byTable.get('posts')?.relationColumns.get('author_id')).toBe('User');
+    const byName = `UPDATE "public"."User" SET "name" = $1 WHERE "public"."User"."name" = $2`;
+    expect(originLabel(prismaOrigin(byName, models))).toBe('User.updateMany');
+    const byAuthor = `UPDATE "public"."posts" SET "title" = $1 WHERE "public"."posts"."author_id" = $2`;
+    expect(originLabel(prismaOrigin(byAuthor, models))).toBe('Post.updateMany?');
+    // A table that is no model of the schema is not this application's Prisma.
+    expect(prismaOrigin(`DELETE FROM "public"."audit" WHERE "public"."audit"."at" < $1`, models).source).toBe('none');
   });
 
   it('normalises whitespace and shortens without the tags', () => {
@@ -156,13 +201,14 @@ describe('report, ranking and slow marking', () => {
 });
 
 describe('origin refined by rows per call', () => {
+  beforeAll(() => loadOriginParser());
   it('a LIMITed Prisma SELECT returning more than one row per call is a findMany', () => {
     const q = `SELECT "public"."User"."id" FROM "public"."User" ORDER BY "public"."User"."id" ASC LIMIT $1 OFFSET $2`;
     const many = stmt('1', q, [1, 1], { rows: 40 });
-    const one = stmt('2', q.replace('ORDER BY', 'WHERE "public"."User"."id" = $3 ORDER BY'), [1, 1], { rows: 2 });
+    const one = stmt('2', q.replace('ORDER BY', 'WHERE ("public"."User"."id" = $3 AND $4=$5) ORDER BY'), [1, 1], { rows: 2 });
     const r = buildReport(read([many, one]), opts);
     expect(r.statements.find((s) => s.queryid === '1')?.origin.operation).toBe('findMany');
-    expect(r.statements.find((s) => s.queryid === '2')?.origin.operation).toBe('findFirst/findUnique');
+    expect(r.statements.find((s) => s.queryid === '2')?.origin.operation).toBe('findUnique');
   });
 });
 

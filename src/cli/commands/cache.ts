@@ -1,5 +1,4 @@
 import { type Command, Option } from 'commander';
-import type { FlushProgress } from '../../cache/flush.js';
 import type { CacheTarget, TargetInfo } from '../../cache/target.js';
 import { CheckFailedError, ConfigError, InterruptedError, OperationError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
@@ -131,16 +130,6 @@ function checkType(opts: ScanOpts, target: CacheTarget): void {
   }
 }
 
-function progressText(p: FlushProgress, dryRun: boolean): string {
-  const secs = Math.max(p.elapsedMs / 1000, 0.001);
-  const n = dryRun ? p.matched : p.removed;
-  const rate = Math.round(n / secs).toLocaleString('en-US');
-  const nodes = p.nodes > 1 ? `, ${p.nodesDone}/${p.nodes} primaries done` : '';
-  return dryRun
-    ? `scanning: ${p.scans.toLocaleString('en-US')} SCAN calls, ${p.matched.toLocaleString('en-US')} matching keys, ${rate}/s${nodes}`
-    : `flushing: ${p.matched.toLocaleString('en-US')} matched, ${p.removed.toLocaleString('en-US')} removed, ${rate} keys/s${nodes}`;
-}
-
 async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: string): Promise<void> {
   const { applyPrefix, matchesEverything } = await import('../../cache/glob.js');
   if (pattern === '') throw new UsageError('an empty pattern matches nothing useful: refusing', { hint: "give a pattern such as 'user:*'" });
@@ -163,8 +152,11 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
   const { renderFlush } = await import('../../output/cache.js');
   if (prefix) ctx.out.info(`key prefix '${prefix}' (CACHE_KEY_PREFIX or --prefix): matching ${effective.toString('utf8')}`);
 
-  const runFlush = async (dryRun: boolean, sampleSize: number) => {
-    const progress = await ctx.out.progress(dryRun ? 'scanning…' : 'flushing…');
+  const { renderFlushProgress } = await import('../../output/cache.js');
+  const runFlush = async (dryRun: boolean, sampleSize: number, total?: number) => {
+    // The flush stops after its batch in flight and reports what it removed.
+    ctx.stopsGracefully();
+    const progress = ctx.out.progress(dryRun ? 'scanning…' : 'flushing…');
     let last = 0;
     try {
       const result = await flushKeys(target, {
@@ -181,7 +173,7 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
           const now = Date.now();
           if (now - last < 100) return;
           last = now;
-          progress.update(progressText(p, dryRun));
+          progress.update(renderFlushProgress(p, { dryRun, total, bar: ctx.out.terminal.animate }));
         },
       });
       progress.stop();
@@ -192,6 +184,7 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
     }
   };
 
+  let total: number | undefined;
   if (!opts.dryRun && !opts.yes) {
     // On a terminal: show what would go, then ask.
     const preview = await runFlush(true, 10);
@@ -200,15 +193,16 @@ async function flushCommand(ctx: CommandContext, opts: FlushOpts, pattern: strin
     ctx.out.info(renderFlush({ ...preview, target: target.info, endpoint }, ctx.out.c, ctx.out.terminal.colour));
     if (preview.matched === 0) ctx.out.info('no matching keys right now; the flush will scan again');
     const ok = await ctx.out.confirm(
-      `delete ${preview.matched}${preview.approximate ? ' (approximately)' : ''} keys matching '${effective.toString('utf8')}' on ${endpoint}?`,
+      `delete ${preview.matched.toLocaleString('en-US')}${preview.approximate ? ' (approximately)' : ''} keys matching '${effective.toString('utf8')}' on ${endpoint}?`,
     );
     if (!ok) throw new UsageError('not confirmed: nothing deleted', { hint: 'pass --yes to flush without a prompt' });
+    total = preview.matched;
   }
 
-  const result = await runFlush(Boolean(opts.dryRun), 20);
+  const result = await runFlush(Boolean(opts.dryRun), 20, total);
   const doc = { ok: result.stopped === 'done', endpoint, target: target.info, prefix: prefix ?? null, ...result };
   ctx.out.result(doc, () => renderFlush(doc, ctx.out.c, ctx.out.terminal.colour));
-  const so = `${result.removed} keys removed so far`;
+  const so = `${result.removed.toLocaleString('en-US')} keys removed so far`;
   if (result.stopped === 'interrupted') {
     throw new InterruptedError(`interrupted after the current batch: ${so}`, {
       hint: 'run the same command again to finish (it is idempotent)',
@@ -238,7 +232,9 @@ async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string)
   checkType(opts, target);
   const { inspectKeys } = await import('../../cache/keys.js');
   const { renderKeys } = await import('../../output/cache.js');
-  const progress = await ctx.out.progress('scanning…');
+  const { renderFlushProgress } = await import('../../output/cache.js');
+  ctx.stopsGracefully();
+  const progress = ctx.out.progress('scanning…');
   let last = 0;
   let result: Awaited<ReturnType<typeof inspectKeys>>;
   try {
@@ -253,7 +249,7 @@ async function keysCommand(ctx: CommandContext, opts: KeysOpts, pattern: string)
         const now = Date.now();
         if (now - last < 100) return;
         last = now;
-        progress.update(progressText(p, true));
+        progress.update(renderFlushProgress({ ...p, removed: 0, nodesDone: p.nodesDone ?? 0, nodes: p.nodes ?? 1 }, { dryRun: true, bar: false }));
       },
     });
   } catch (error) {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UnreachableError } from '../../errors.js';
+import { CheckFailedError, UnreachableError } from '../../errors.js';
 import type { Runner } from '../handler.js';
 
 export function registerDoctor(program: Command, run: Runner): void {
@@ -27,6 +27,12 @@ export function registerDoctor(program: Command, run: Runner): void {
         });
         ctx.out.result(report, () => renderDoctor(report, ctx.out.c, ctx.out.terminal.colour));
         const failed = report.components.filter((component) => !component.ok);
+        if (failed.length > 0 && failed.every((component) => component.error?.code === 'SERVER_FULL')) {
+          throw new CheckFailedError(`doctor: ${failed.map((component) => component.label).join(', ')} full: no connection slot for this role`, {
+            hint: 'see the report above: it says how to look anyway',
+            details: { full: failed.map((component) => component.component) },
+          });
+        }
         if (failed.length > 0) {
           throw new UnreachableError(`doctor: ${failed.map((component) => component.label).join(', ')} failed`, {
             hint: 'see the report above: each failed component says why',

@@ -96,6 +96,8 @@ async function runWithReport(ctx: CommandContext, flags: RunnerFlags, action: (r
     import('../../migrations/runner.js'),
   ]);
   const reporter = createRunReporter(ctx.out);
+  // The runner stops after the current migration (a backfill after its batch) and says what is left.
+  ctx.stopsGracefully();
   try {
     const result = await action(await makeRunner(ctx, flags, reporter.onEvent));
     ctx.out.result(result, () => renderRunResult(result, ctx.out.c, ctx.out.terminal.colour));
@@ -164,11 +166,33 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(new Option('--step <n>', 'revert the last N applied migrations (default 1)').argParser(intArg(1)).conflicts('to'))
     .addOption(new Option('--to <name>', 'revert every migration applied after NAME (NAME stays applied)').conflicts('step'))
     .option('--dry-run', 'rehearse: run down for real, report, then roll back')
+    .option('-y, --yes', 'do not ask (required without a terminal, except with --dry-run)')
     .addOption(lockTimeoutOption())
     .addOption(txTimeoutOption())
     .addOption(prismaClientOption())
     .addOption(replicaWaitOption())
-    .action(run<UpFlags>(async (ctx, opts) => runWithReport(ctx, opts, (runner) => runner.down({ to: opts.to, step: opts.step, dryRun: opts.dryRun }))));
+    .action(
+      run<UpFlags & { yes?: boolean }>(async (ctx, opts) => {
+        const options = { to: opts.to, step: opts.step, dryRun: opts.dryRun };
+        // Reverting undoes data: asked like flush, unlock and reset; a rehearsal (rolled back) is not.
+        if (!opts.dryRun && !opts.yes) {
+          if (!ctx.out.terminal.interactive) {
+            throw new UsageError('refusing to revert migrations without confirmation: no terminal to ask on', {
+              hint: 'pass --yes (or rehearse first with --dry-run)',
+            });
+          }
+          const planner = await makeRunner(ctx, opts);
+          const { names } = await planner.planDown(options);
+          if (names.length > 0) {
+            const ok = await ctx.out.confirm(
+              `revert ${names.length} migration(s), newest first: ${names.join(', ')}? Their down() runs and their ledger rows go`,
+            );
+            if (!ok) throw new UsageError('not confirmed: nothing reverted', { hint: 'pass --yes to revert without a prompt' });
+          }
+        }
+        await runWithReport(ctx, opts, (runner) => runner.down(options));
+      }),
+    );
 
   migrate
     .command('status')

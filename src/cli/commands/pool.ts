@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import type { Finding } from '../../diagnostics/findings.js';
-import type { LocksReport, PoolReport } from '../../diagnostics/pool.js';
+import type { LocksReport, PoolReport, ServerFullReport } from '../../diagnostics/pool.js';
 import type { ReplicasReport } from '../../diagnostics/replicas.js';
 import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
@@ -22,6 +22,8 @@ interface PoolOpts extends CommonOpts, ReplicaFlags {
   surge?: number;
   appName?: string;
   pgbouncerInstances?: number;
+  poolUser?: string;
+  poolDb?: string;
   locks?: boolean;
   source?: 'postgres' | 'clickhouse';
 }
@@ -55,6 +57,8 @@ export function registerPool(program: Command, run: Runner): void {
     .addOption(new Option('--surge <factor>', 'deploy surge: old and new instances overlap (default 2)').argParser(numberArg(1, 10)))
     .addOption(new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(intArg(1, 1000)))
     .option('--app-name <name>', "the application's application_name: its current connections are its own in the budget")
+    .option('--pool-user <user>', "the application's PgBouncer user: the budget counts only its pool (default: DATABASE_URL's user)")
+    .option('--pool-db <database>', "the application's PgBouncer database: the budget counts only its pool (default: DATABASE_URL's database)")
     .option('--locks', 'draw the whole blocking tree')
     .addOption(new Option('--replica-lag-warn <duration>', 'read replicas: replay lag that is a warning (default 10s)').argParser(durationArg))
     .addOption(new Option('--replica-lag-critical <duration>', 'read replicas: replay lag that is critical, exit 3 (default 60s)').argParser(durationArg))
@@ -76,7 +80,7 @@ export function registerPool(program: Command, run: Runner): void {
           return;
         }
         const chSource = clickhouse?.clickhousePool(ctx, opts);
-        const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName'] as const).filter((k) => opts[k] !== undefined);
+        const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName', 'poolUser', 'poolDb'] as const).filter((k) => opts[k] !== undefined);
         if (opts.appInstances === undefined && needsInstances.length) {
           const flag = needsInstances[0]?.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
           throw new UsageError(`--${flag} is part of the capacity budget, which needs --app-instances`, {
@@ -87,6 +91,7 @@ export function registerPool(program: Command, run: Runner): void {
           queryTimeoutMs: opts.queryTimeout,
           thresholds: { longMs: opts.longMs, slowMs: opts.slowMs },
           appName: opts.appName,
+          appPool: opts.appInstances === undefined ? undefined : await applicationPool(ctx, opts),
           budget:
             opts.appInstances === undefined
               ? undefined
@@ -102,14 +107,15 @@ export function registerPool(program: Command, run: Runner): void {
           renderers(ctx),
           clickhouse?.sectionRenderer(ctx),
         ]);
-        // Read replicas (DATABASE_REPLICA_URLS): their section and findings join the report.
+        // Read replicas (DATABASE_REPLICA_URLS): their section and findings join the report (not when PostgreSQL itself is full).
         const joinReplicas = (await import('./replicas.js')).replicaJoiner(ctx, opts);
         const replicaView = joinReplicas && !ctx.out.json ? await import('../../output/replicas.js') : undefined;
-        const pgReport = async (): Promise<PoolReport & { replicas?: ReplicasReport }> => {
+        type WithReplicas = (PoolReport | ServerFullReport) & { replicas?: ReplicasReport };
+        const pgReport = async (): Promise<WithReplicas> => {
           const report = await connections.poolReport(options);
-          return joinReplicas ? joinReplicas(report) : report;
+          return joinReplicas && !('serverFull' in report) ? joinReplicas(report) : report;
         };
-        const renderPg = (report: PoolReport & { replicas?: ReplicasReport }) =>
+        const renderPg = (report: WithReplicas) =>
           (output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '') +
           (report.replicas && replicaView ? `\n\n${replicaView.renderReplicas(report.replicas, ctx.out.c, ctx.out.terminal.colour)}` : '');
         if (!chSource) {
@@ -161,6 +167,22 @@ async function connect(ctx: CommandContext, applicationName: string, withConsole
   return connections;
 }
 
+/** The application's own PgBouncer pool: --pool-user/--pool-db, else the user and database of DATABASE_URL. */
+async function applicationPool(ctx: CommandContext, opts: PoolOpts): Promise<{ database: string; user: string; source: string } | undefined> {
+  let fromUrl: { user?: string | undefined; database?: string | null | undefined } = {};
+  const url = ctx.config.database?.url;
+  if (url) {
+    const { parse } = await import('pg-connection-string');
+    fromUrl = parse(url);
+  }
+  const user = opts.poolUser ?? fromUrl.user;
+  const database = opts.poolDb ?? fromUrl.database ?? user;
+  if (!user || !database) return undefined;
+  const named = [opts.poolUser ? '--pool-user' : '', opts.poolDb ? '--pool-db' : ''].filter(Boolean);
+  const source = named.length === 2 ? named.join(' ') : named.length === 1 ? `${named[0]} and DATABASE_URL` : 'from DATABASE_URL';
+  return { database, user, source };
+}
+
 /** The table renderers; --json prints the report as it is and does not load them. */
 async function renderers(ctx: CommandContext) {
   return ctx.out.json ? undefined : import('../../output/pool.js');
@@ -191,15 +213,27 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
     return;
   }
   const { watch } = await import('../../diagnostics/watch.js');
-  await watch({
-    everyMs: watchSeconds * 1000,
-    signal: ctx.signal,
-    read,
-    show: (frame) => {
-      const header = ctx.out.c.dim(`dbops ${new Date().toISOString()}  every ${watchSeconds} s  Ctrl-C to stop`);
-      ctx.out.frame(`${header}\n${'report' in frame ? render(frame.report) : ctx.out.c.red(`refresh failed: ${frame.error}`)}`);
-    },
-  });
+  // The first Ctrl-C ends the loop after the frame (exit 0).
+  ctx.stopsGracefully();
+  let last = '';
+  try {
+    await watch({
+      everyMs: watchSeconds * 1000,
+      signal: ctx.signal,
+      read,
+      show: (frame) => {
+        const header = ctx.out.c.dim(`dbops ${command} ${new Date().toISOString()}  every ${watchSeconds} s  ▌ changed since the last refresh  Ctrl-C to stop`);
+        // The report's first block (its headline: server, pool, headroom) always stays on screen.
+        const text = 'report' in frame ? render(frame.report) : `${ctx.out.c.red(`refresh failed: ${frame.error}`)}\n\n${last}`;
+        if ('report' in frame) last = text;
+        const split = text.indexOf('\n\n');
+        const head = split === -1 ? text : text.slice(0, split);
+        ctx.out.frame(split === -1 ? '' : text.slice(split + 2), `${header}\n${head}`);
+      },
+    });
+  } finally {
+    ctx.out.restoreTerminal();
+  }
 }
 
 /** --watch with --json is refused: --json means one snapshot for a machine. */

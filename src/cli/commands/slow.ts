@@ -67,6 +67,7 @@ export function registerSlow(program: Command, run: Runner): void {
         if (opts.allDatabases) throw new UsageError('--all-databases only applies to --reset');
         const { collectSlowQueries } = await import('../../diagnostics/slow-queries-collect.js');
         const gated = opts.failOnMeanMs !== undefined || opts.baseline !== undefined;
+        const prismaModels = await applicationModels(ctx);
         const report = await collectSlowQueries(() => ctx.pg({ direct: true, applicationName: 'dbops slow-queries' }), {
           sort: opts.sort,
           limit: opts.limit,
@@ -75,6 +76,7 @@ export function registerSlow(program: Command, run: Runner): void {
           statementTimeoutMs: opts.statementTimeout ?? 10_000,
           since: opts.since,
           save: opts.save,
+          prismaModels,
           gates: gated
             ? {
                 failOnMeanMs: opts.failOnMeanMs,
@@ -113,4 +115,21 @@ async function resetCommand(ctx: CommandContext, opts: SlowOptions): Promise<voi
   ctx.out.result({ reset: true, scope: result.scope }, () =>
     result.scope === 'database' ? `pg_stat_statements reset for ${where}` : 'pg_stat_statements reset for the whole server',
   );
+}
+
+/** The models of the application's schema.prisma (working directory), when there is one: sharper labels. */
+async function applicationModels(ctx: CommandContext): Promise<import('../../diagnostics/prisma-schema.js').PrismaModels | undefined> {
+  try {
+    const { prismaSchemaFiles } = await import('../../migrations/prisma.js');
+    const files = await prismaSchemaFiles(process.cwd());
+    if (files.length === 0) return undefined;
+    const { readFile } = await import('node:fs/promises');
+    const { readPrismaModels } = await import('../../diagnostics/prisma-schema.js');
+    const models = await readPrismaModels(await Promise.all(files.map((f) => readFile(f, 'utf8'))));
+    ctx.out.debug(`prisma labels: ${models.byTable.size} models from ${files.join(', ')}`);
+    return models;
+  } catch (error) {
+    ctx.out.debug(`prisma labels: schema.prisma not read (${(error as Error).message})`);
+    return undefined;
+  }
 }
