@@ -29,6 +29,17 @@ export async function startReplicaPair(): Promise<ReplicaPair> {
   const primary = await startPostgres(15, { wal_level: 'replica', max_wal_senders: 5, wal_keep_size: '64MB', synchronous_commit: 'on' });
   const dir = scratchDir('replica');
   const dataDir = join(dir, 'data');
+  try {
+    return await startStandby(primary, binaries, dir, dataDir);
+  } catch (error) {
+    // A failed start leaves nothing running.
+    await primary.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function startStandby(primary: PgServer, binaries: NonNullable<ReturnType<typeof systemBinaries>>, dir: string, dataDir: string): Promise<ReplicaPair> {
   const runAs = serverUser();
   execFileSync(
     join('/usr/lib/postgresql/15/bin', 'pg_basebackup'),
