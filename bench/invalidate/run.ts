@@ -14,7 +14,7 @@
  * 200,000 / 3).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -194,6 +194,7 @@ async function main(): Promise<void> {
   } finally {
     await admin.end();
     await server.stop();
+    rmSync(root, { recursive: true, force: true });
   }
 }
 
