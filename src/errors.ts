@@ -16,6 +16,8 @@ export const ExitCode = {
   Locked: 4,
   /** A server could not be reached (refused, timed out, DNS, TLS, authentication). */
   Unreachable: 5,
+  /** A data migration committed, but its cache invalidation is still owed (a replica behind, Redis down): `dbops cache drain`. */
+  Owed: 6,
   /** Interrupted by SIGINT/SIGTERM after saving progress: run the same command again to resume. */
   Interrupted: 130,
 } as const;

@@ -3,6 +3,7 @@
  * `new MigrationRunner({ connectionString, migrationsDir }).up()` behaves as `dbops migrate up`.
  */
 
+export { openCacheInvalidator } from './cache/invalidate.js';
 export {
   CheckFailedError,
   ConfigError,
@@ -15,9 +16,19 @@ export {
   UsageError,
 } from './errors.js';
 export { DATA_MIGRATION, defineDataMigration } from './migrations/define.js';
+export {
+  type BackfillInvalidation,
+  type CacheInvalidator,
+  type DrainResult,
+  type Invalidate,
+  type InvalidationOptions,
+  InvalidationOwedError,
+  type OutboxEntry,
+} from './migrations/invalidation.js';
 export { type Ledger, type LedgerInsert, memoryLedger } from './migrations/ledger.js';
 export { PostgresLedger } from './migrations/ledger-pg.js';
 export { checksumSource, MigrationLoadError } from './migrations/loader.js';
+export type { ReplicaTarget, ReplicaWait } from './migrations/replica-wait.js';
 export {
   type DownOptions,
   MigrationRunError,

@@ -250,7 +250,7 @@ const REDIRECT = /^(MOVED|ASK) /;
 const TRYAGAIN = /^TRYAGAIN/;
 
 /** Delete one batch; returns how many keys the server removed. Argument lists stay ≤ a SCAN batch. */
-async function deleteKeys(target: CacheTarget, node: CacheNode, keys: Buffer[]): Promise<number> {
+export async function deleteKeys(target: CacheTarget, node: CacheNode, keys: Buffer[]): Promise<number> {
   const command = target.info.deleteCommand;
   if (!target.cluster) return Number(await node.client.call(command, ...keys));
   const bySlot = new Map<number, Buffer[]>();

@@ -43,6 +43,7 @@ export interface GlobalOptions {
   databaseUrl?: string;
   directDatabaseUrl?: string;
   redisUrl?: string;
+  replicaUrl?: string[];
   clickhouseUrl?: string;
   config?: string;
   json?: boolean;
@@ -101,6 +102,7 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       'direct PostgreSQL connection for migrations, locks and diagnostics, bypassing PgBouncer (overrides DIRECT_DATABASE_URL)',
     )
     .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
+    .option('--replica-url <url>', 'a streaming read replica (repeatable; overrides DATABASE_REPLICA_URLS)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--clickhouse-url <url>', 'ClickHouse HTTP interface, http(s)://user:password@host:8123/db (overrides CLICKHOUSE_URL)')
     .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
     .addOption(new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(connectTimeoutArg))
@@ -139,6 +141,7 @@ export function buildProgram(io: CliIO, state: RunState): Command {
           DIRECT_DATABASE_URL: globals.directDatabaseUrl,
           REDIS_URL: globals.redisUrl,
           CLICKHOUSE_URL: globals.clickhouseUrl,
+          DATABASE_REPLICA_URLS: globals.replicaUrl?.join(','),
         },
         redactor: state.redactor,
       });

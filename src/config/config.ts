@@ -9,7 +9,7 @@ import { basename, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors.js';
 import { isSecretName, MASK, maskUrl, Redactor } from './redact.js';
-import { checkGenericUrl, checkPostgresUrl, parseRedisUrl } from './urls.js';
+import { checkGenericUrl, checkPostgresUrl, describePostgres, parseRedisUrl } from './urls.js';
 
 export type SourceKind = 'flag' | 'env' | 'dotenv' | 'file' | 'default' | 'derived';
 
@@ -26,6 +26,8 @@ export interface Sourced<T> {
 export const SETTINGS = {
   DATABASE_URL: { key: 'databaseUrl', flag: '--database-url', secret: true },
   DIRECT_DATABASE_URL: { key: 'directDatabaseUrl', flag: '--direct-database-url', secret: true },
+  DATABASE_REPLICA_URLS: { key: 'databaseReplicaUrls', flag: '--replica-url', secret: true },
+  DBOPS_REPLICA_WAIT_MS: { key: 'replicaWaitMs' },
   DATABASE_HOST: { key: 'databaseHost' },
   DATABASE_PORT: { key: 'databasePort' },
   DATABASE_NAME: { key: 'databaseName' },
@@ -91,6 +93,13 @@ export interface DatabaseSettings {
   poolSize: number;
 }
 
+/** One read replica: its URL, `host:port/db` for messages, where it came from. */
+export interface ReplicaSettings {
+  url: string;
+  name: string;
+  source: string;
+}
+
 /** ClickHouse over its HTTP interface (`http(s)://user:password@host:8123/database`). */
 export interface ClickHouseSettings {
   url: string;
@@ -108,6 +117,10 @@ export interface ResolvedConfig {
   database: DatabaseSettings | undefined;
   redis: { url: string; source: string; brief: string } | undefined;
   cacheKeyPrefix: Sourced<string> | undefined;
+  /** Streaming read replicas (DATABASE_REPLICA_URLS, comma-separated; --replica-url, repeatable). */
+  replicas: ReplicaSettings[];
+  /** Bound on waiting for the replicas to replay a migration's commit before invalidating (DBOPS_REPLICA_WAIT_MS, default 30 s). */
+  replicaWaitMs: number;
   pgbouncerAdminUrl: Sourced<string> | undefined;
   clickhouse: ClickHouseSettings | undefined;
   migrationsDir: string;
@@ -283,6 +296,13 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     const def = SETTINGS[name] as SettingDef;
     if (!def.secret && !isSecretName(name)) settings[name] = { value: s.value, source: s.source };
     else if (name.endsWith('_URL')) settings[name] = { value: maskUrl(s.value) ?? MASK, source: s.source };
+    else if (name.endsWith('_URLS'))
+      settings[name] = {
+        value: listOf(s.value)
+          .map((u) => maskUrl(u) ?? MASK)
+          .join(' '),
+        source: s.source,
+      };
     else settings[name] = { value: MASK, source: s.source };
   }
 
@@ -303,12 +323,26 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
   const bouncerS = get('PGBOUNCER_ADMIN_URL');
   const pgbouncerAdminUrl = bouncerS ? { ...bouncerS, value: checkPostgresUrl('PGBOUNCER_ADMIN_URL', bouncerS) } : undefined;
   const clickhouse = resolveClickHouse(get, cwd);
+  const replicasS = get('DATABASE_REPLICA_URLS');
+  for (const u of listOf(replicasS?.value ?? '')) redactor.addUrl(u);
+  const replicas = replicasS
+    ? listOf(replicasS.value).map((u, i) => {
+        const url = checkPostgresUrl(`DATABASE_REPLICA_URLS (#${i + 1})`, { ...replicasS, value: u });
+        return { url, name: describePostgres(u) ?? `replica ${i + 1}`, source: replicasS.source };
+      })
+    : [];
+  const waitS = get('DBOPS_REPLICA_WAIT_MS');
+  const replicaWaitMs = waitS
+    ? parseInteger('DBOPS_REPLICA_WAIT_MS', waitS, 0, 3_600_000, 'milliseconds, e.g. 30000; --replica-wait 30s overrides it for one command')
+    : 30_000;
 
   return {
     cwd,
     database,
     redis,
     cacheKeyPrefix: get('CACHE_KEY_PREFIX'),
+    replicas,
+    replicaWaitMs,
     pgbouncerAdminUrl,
     clickhouse,
     migrationsDir: folder(cwd, 'DBOPS_MIGRATIONS_DIR', get('DBOPS_MIGRATIONS_DIR'), 'data-migrations'),
@@ -448,4 +482,12 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
     ssl,
     poolSize,
   };
+}
+
+/** The entries of a comma-separated list setting, trimmed, empty ones dropped. */
+function listOf(value: string): string[] {
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
 }

@@ -27,6 +27,8 @@ export interface DoctorTargets {
   redisUrl?: string | undefined;
   /** CLICKHOUSE_URL (and its CA); the check and its client load only when set. */
   clickhouse?: { url: string; caCert?: string | undefined } | undefined;
+  /** Read replicas (DATABASE_REPLICA_URLS); their check loads only when some are set. */
+  replicas?: { name: string; url: string }[] | undefined;
   timeoutMs: number;
 }
 
@@ -50,6 +52,7 @@ export async function runDoctor(targets: DoctorTargets): Promise<DoctorReport> {
   if (targets.redisUrl) checks.push(checkRedis(targets.redisUrl, targets.timeoutMs));
   const ch = targets.clickhouse;
   if (ch) checks.push(import('./clickhouse/doctor.js').then((m) => m.checkClickHouse(ch, targets.timeoutMs)));
+  for (const r of targets.replicas ?? []) checks.push(import('./replicas.js').then((m) => m.checkReplica(r, targets.timeoutMs)));
   const components = await Promise.all(checks);
   return { ok: components.every((c) => c.ok), components };
 }

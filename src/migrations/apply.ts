@@ -11,13 +11,14 @@
  */
 import { queryError } from '../db/pg.js';
 import { DbopsError, messageOf } from '../errors.js';
-import type { MigrationContexts } from './context.js';
+import type { ContextOwed, MigrationContexts } from './context.js';
+import { type InvalidationRuntime, recordOwed } from './invalidation.js';
 import type { Ledger } from './ledger.js';
 import { completeOutcome, type Direction, dataOutcome, failedMigration, type MigrationRef, StepFailure, skippedOutcome } from './outcome.js';
 import { releaseSnapshot, type Session, type Transaction, withDeadline } from './session.js';
 import { recordStatements } from './sql.js';
 import { whoEnded } from './tx-guard.js';
-import type { BackfillResult, LoadedMigration, MigrationStep, RunResult, StatementStat } from './types.js';
+import type { BackfillResult, InvalidationOutcome, LoadedMigration, MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
 
 /** What a run hands to each migration it applies: the session, the ledger, contexts, its result. */
 export interface RunParts {
@@ -25,6 +26,8 @@ export interface RunParts {
   ledger: Ledger;
   contexts: MigrationContexts;
   result: RunResult;
+  /** The outbox and what carries it out (cache, replicas). */
+  invalidation: InvalidationRuntime;
 }
 
 export type Job =
@@ -88,6 +91,7 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
       stats = steps.stats;
       outcome.validate = steps.verdict;
       if (steps.backfill) outcome.backfill = steps.backfill;
+      await recordInvalidation(run, tx, m.name, job.direction, rehearsal, steps.owes, outcome);
     }
     // The server's word before the ledger row: still inside this transaction, still holding the lock.
     await tx.verify().catch((error: unknown) => {
@@ -133,10 +137,10 @@ async function runSteps(
   m: LoadedMigration,
   direction: 'up' | 'down',
   rehearsal: boolean,
-): Promise<{ verdict: boolean | null; stats: StatementStat[]; backfill: BackfillResult | undefined }> {
+): Promise<{ verdict: boolean | null; stats: StatementStat[]; backfill: BackfillResult | undefined; owes: ContextOwed | undefined }> {
   const { session, contexts } = run;
   const work = m.transactional ? tx.client : await session.aux();
-  const ctx = await contexts.create(work, m, rehearsal, tx);
+  const ctx = await contexts.create(work, m, rehearsal, tx, direction);
   const deadline = m.transactional ? session.transactionTimeoutMs : undefined;
   const step = async <T>(name: MigrationStep, fn: () => T | Promise<T>): Promise<T> => {
     try {
@@ -159,7 +163,7 @@ async function runSteps(
       verdict = (await step('validate', () => validate(ctx))) !== false;
       if (!verdict) throw new StepFailure('validate', 'validate() returned false');
     }
-    return { verdict, stats: recorder.stats, backfill: contexts.lastBackfill(ctx) };
+    return { verdict, stats: recorder.stats, backfill: contexts.lastBackfill(ctx), owes: contexts.owedOf(ctx) };
   } finally {
     recorder.stop();
   }
@@ -188,4 +192,80 @@ async function writeLedger(run: RunParts, tx: Transaction, job: Job, startedAt: 
     const what = job.direction === 'down' ? `removing it from ${ledger.location}` : `recording it in ${ledger.location}`;
     throw new StepFailure('ledger', `${what} failed: ${messageOf(error)}`, { cause: error });
   }
+}
+
+/**
+ * What the migration declared it makes stale: into the outbox in its transaction (next to the
+ * ledger row), carried out once it has committed (tx.afterCommit). A rehearsal records nothing and
+ * reports how many keys each pattern matches now. A backfill's batches were recorded and carried
+ * out batch by batch already; their summary joins the outcome.
+ */
+async function recordInvalidation(
+  run: RunParts,
+  tx: Transaction,
+  name: string,
+  direction: 'up' | 'down',
+  rehearsal: boolean,
+  owes: ContextOwed | undefined,
+  outcome: MigrationOutcome,
+): Promise<void> {
+  if (!owes) return;
+  const { owed, batches } = owes;
+  if (owed.empty) {
+    if (batches) outcome.invalidation = batches;
+    return;
+  }
+  const inv: InvalidationOutcome = {
+    patterns: [...owed.patterns],
+    keys: owed.keys.size + (batches?.keys ?? 0),
+    sample: [...owed.keys].slice(0, 5),
+    outboxRows: batches?.outboxRows ?? 0,
+    done: false,
+    keysRemoved: batches?.keysRemoved ?? 0,
+    replicaWaitMs: batches?.replicaWaitMs ?? null,
+    replicas: batches?.replicas ?? [],
+  };
+  outcome.invalidation = inv;
+  const runtime = run.invalidation;
+  if (rehearsal) {
+    inv.matching = [];
+    for (const pattern of owed.patterns) inv.matching.push({ pattern, keys: await runtime.countMatching(pattern) });
+    return;
+  }
+  let id: number | null;
+  try {
+    id = await recordOwed(tx.client, runtime.schema, owed, { migration: name, direction });
+  } catch (error) {
+    // The server may quote the whole keys document back: the first 300 characters say enough.
+    const why = messageOf(error);
+    throw new StepFailure('ledger', `recording its cache invalidation in the outbox failed: ${why.length > 300 ? `${why.slice(0, 300)}…` : why}`, {
+      cause: error,
+    });
+  }
+  if (id === null) return;
+  inv.outboxRows++;
+  const outboxId = id;
+  const keys = [...owed.keys];
+  tx.afterCommit(async () => {
+    await runtime.opts.beforeDrain?.();
+    const drained = await runtime.drain(tx.client, [outboxId], run.session.signal, new Map([[outboxId, keys]]));
+    // Not among what this drain did: another dbops holds the row (a concurrent cache drain) and carries it out.
+    inv.done = drained.entries.some((e) => e.id === outboxId);
+    if (!inv.done) return;
+    inv.keysRemoved += drained.keysRemoved;
+    const wait = drained.replicaWait;
+    if (wait && (inv.replicaWaitMs === null || wait.waitedMs > inv.replicaWaitMs)) {
+      inv.replicaWaitMs = Math.round(wait.waitedMs);
+      inv.replicas = wait.replicas;
+    }
+    run.session.emit({
+      type: 'invalidated',
+      name,
+      keysRemoved: drained.keysRemoved,
+      keys: drained.keys,
+      patterns: drained.patterns,
+      replicaWaitMs: wait ? Math.round(wait.waitedMs) : null,
+      replicas: wait ? wait.replicas.map((r) => r.name) : [],
+    });
+  });
 }

@@ -2,6 +2,7 @@
  * Types of the backfill engine. The contract with the migration runner lives in `types.ts`
  * (BackfillSpec, BackfillRunOptions, ...); these extend it with what the engine reports beyond it.
  */
+import type { ClientBase } from 'pg';
 import type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions } from './types.js';
 
 export type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions, BackfillSpec } from './types.js';
@@ -21,10 +22,17 @@ export interface BackfillLockGuard {
 /** What runBackfill takes: the runner's options plus the lock it runs under. */
 export interface BackfillEngineOptions extends BackfillRunOptions {
   lock?: BackfillLockGuard | undefined;
+  /** The batch's cache keys: recorded in the batch's transaction (outbox row id), carried out after it commits. */
+  invalidation?: BackfillInvalidationHooks | undefined;
   /** A phase before the batches (`scanning <table>: counting the rows to change`). */
   onPhase?: ((phase: string) => void) | undefined;
   /** A batch gave up on a row lock (lock_timeout) and will retry: who holds locks on the table. */
   onLockWait?: ((holders: TableLockHolder[]) => void) | undefined;
+}
+
+export interface BackfillInvalidationHooks {
+  record(client: ClientBase, keys: unknown[], batch: number): Promise<number | null>;
+  drain(client: ClientBase, outboxId: number, keys: number): Promise<void>;
 }
 
 /** A session holding a lock on the backfill's table (the likely blocker of a batch that timed out). */

@@ -280,7 +280,7 @@ export async function runBackfill(
   checkSpec(migrationName, spec, options);
   const started = performance.now();
   const where = spec.where?.trim() ? spec.where : 'true';
-  const { log, lock: migrationLock } = options;
+  const { log, lock: migrationLock, invalidation } = options;
   // Sleeps (throttle, retry back-off) wake when the run is interrupted or its lock is lost.
   const signal = options.signal && migrationLock ? AbortSignal.any([options.signal, migrationLock.lost]) : (options.signal ?? migrationLock?.lost);
   const lockLost = () => {
@@ -391,6 +391,9 @@ export async function runBackfill(
     let hi: string | undefined;
     let changed = 0;
     let finished = false;
+    let batchKeys: unknown[] = [];
+    let outboxId: number | null = null;
+    let owedKeys = 0;
     try {
       await client.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeout}; ${localLimits(serverVersion, stmtTimeout)}`);
       // The checkpoint row, locked: the cursor comes from the database, never from memory.
@@ -417,8 +420,12 @@ export async function runBackfill(
         } else {
           const params = from === null ? [hi] : [hi, from];
           if (spec.set) {
-            const u = await client.query(`UPDATE ${t.sql} SET ${spec.set} WHERE ${rangeSql(from !== null)}`, params);
+            const u = await client.query<{ k: BackfillKey }>(
+              `UPDATE ${t.sql} SET ${spec.set} WHERE ${rangeSql(from !== null)}${invalidation ? ` RETURNING ${t.keySql} AS k` : ''}`,
+              params,
+            );
             changed = u.rowCount ?? 0;
+            if (invalidation) batchKeys = u.rows.map((r) => r.k);
           } else {
             const keys = await client.query<{ k: BackfillKey }>(
               `SELECT ${t.keySql} AS k FROM ${t.sql} WHERE ${rangeSql(from !== null)} ORDER BY ${t.keySql} FOR UPDATE`,
@@ -430,6 +437,7 @@ export async function runBackfill(
                 client,
               );
               changed = typeof n === 'number' ? n : keys.rows.length;
+              if (invalidation) batchKeys = keys.rows.map((k) => k.k);
             }
           }
           await client.query(
@@ -437,6 +445,11 @@ export async function runBackfill(
             [migrationName, t.name, hi, changed],
           );
         }
+      }
+      // The batch's cache keys go into the outbox in its own transaction: owed exactly when it commits.
+      if (invalidation && batchKeys.length > 0) {
+        outboxId = await invalidation.record(client, batchKeys, batchesTotal + 1);
+        owedKeys = batchKeys.length;
       }
       // The last word before this batch commits: the migration lock is still this run's.
       if (migrationLock) await migrationLock.check(client);
@@ -499,6 +512,8 @@ export async function runBackfill(
       });
     }
     attempt = 0;
+    // After the batch's commit: its invalidation (a failure leaves it in the outbox and stops the run).
+    if (invalidation && outboxId !== null) await invalidation.drain(client, outboxId, owedKeys);
     if (finished) break;
 
     const batchMs = performance.now() - batchStart;

@@ -25,6 +25,7 @@ export const DEFAULT_DBOPS_SCHEMA = 'dbops';
 export const DBOPS_TABLES = {
   ledger: 'data_migrations',
   checkpoints: 'backfill_checkpoints',
+  outbox: 'cache_invalidations',
 } as const;
 
 /** Their columns (the body of CREATE TABLE). The ledger's `repairs` is the audit trail of `migrate repair`. */
@@ -58,6 +59,22 @@ export const DBOPS_DDL = {
   updated_at      timestamptz NOT NULL DEFAULT now(),
   finished_at     timestamptz,
   PRIMARY KEY (migration, table_name)
+)`,
+  outbox: `(
+  id              bigserial   PRIMARY KEY,
+  migration       text        NOT NULL,
+  direction       text        NOT NULL,
+  batch           integer,
+  prefix          text,
+  patterns        text[]      NOT NULL DEFAULT '{}',
+  keys            jsonb       NOT NULL DEFAULT '[]',
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  done_at         timestamptz,
+  keys_removed    bigint,
+  replica_wait_ms integer,
+  replica_wait    jsonb,
+  attempts        integer     NOT NULL DEFAULT 0,
+  last_error      text
 )`,
 } as const;
 

@@ -134,6 +134,10 @@ export function toDataMigration(value: unknown): DataMigration | string {
     if (obj[key] !== undefined && typeof obj[key] !== 'function') return `${key} must be a function`;
   }
   if (obj.transaction !== undefined && typeof obj.transaction !== 'boolean') return 'transaction must be true or false';
+  const inv = obj.invalidates;
+  if (inv !== undefined && !(Array.isArray(inv) && inv.every((p) => typeof p === 'string' && p !== ''))) {
+    return "invalidates must be an array of key patterns, e.g. ['user:*']";
+  }
   // Methods of a class instance live on its prototype: bind them so `this` works when called.
   const bind = (key: 'up' | 'down' | 'validate') => (typeof obj[key] === 'function' ? (obj[key] as (...a: unknown[]) => unknown).bind(obj) : undefined);
   const migration: DataMigration = {
@@ -141,6 +145,7 @@ export function toDataMigration(value: unknown): DataMigration | string {
     transaction: obj.transaction !== false,
     ...(typeof obj.description === 'string' ? { description: obj.description } : {}),
     ...(obj.options && typeof obj.options === 'object' ? { options: obj.options as Record<string, unknown> } : {}),
+    ...(Array.isArray(inv) ? { invalidates: inv as string[] } : {}),
   };
   const down = bind('down');
   const validate = bind('validate');

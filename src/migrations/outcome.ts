@@ -3,6 +3,7 @@
  * mark-applied) throws, naming the migration, the step and the cause, and carrying what ran before.
  */
 import { DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf, specificHint } from '../errors.js';
+import { InvalidationOwedError } from './invalidation.js';
 import { summarise } from './sql.js';
 import { guardHint, TransactionLostError } from './tx-guard.js';
 import type { MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
@@ -101,6 +102,19 @@ export function failedMigration(
         outcome.direction === 'down'
           ? 'run dbops migrate down again (the same --step/--to): the backfill in down() resumes from its last checkpoint'
           : 'run the same dbops migrate command again: the backfill resumes from its last checkpoint',
+      details: { migration, step },
+    });
+  }
+  // A backfill batch committed, its cache invalidation is still owed: the outbox keeps it, the rerun drains it first and resumes.
+  if (cause instanceof InvalidationOwedError) {
+    return new MigrationRunError(`${prefix}migration ${migration} stopped during ${step}: ${message}; its committed batches stay, it is not recorded yet`, {
+      result,
+      migration,
+      step,
+      cause,
+      exitCode: ExitCode.Owed,
+      code: 'INVALIDATION_OWED',
+      hint: `${cause.hint ?? ''}; then run dbops migrate up again: the backfill resumes from its checkpoint`,
       details: { migration, step },
     });
   }

@@ -17,6 +17,7 @@ import { ConfigError, DbopsError, InterruptedError, messageOf, OperationError, U
 import { applyMigration, type RunParts } from './apply.js';
 import { type ContextOptions, MigrationContexts } from './context.js';
 import { checkDbopsSchema, DEFAULT_DBOPS_SCHEMA, MIGRATION_LOCK_NAME } from './dbops-schema.js';
+import { type DrainResult, type InvalidationOptions, InvalidationRuntime, type OutboxEntry, readOutbox } from './invalidation.js';
 import type { Ledger } from './ledger.js';
 import { PostgresLedger } from './ledger-pg.js';
 import { describeMigrations, listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
@@ -76,6 +77,8 @@ export interface MigrationRunnerOptions {
   signal?: AbortSignal;
   /** Throttle and batch defaults handed to backfills (`ctx.backfill`). */
   backfill?: ContextOptions['backfill'];
+  /** Cache invalidation (`invalidates`, `ctx.invalidate`): the Redis it is carried out on, CACHE_KEY_PREFIX, the read replicas waited for. */
+  invalidation?: InvalidationOptions;
 }
 
 /** Replacements for the database seams: unit tests run the runner on an in-memory session and ledger. */
@@ -108,6 +111,7 @@ export class MigrationRunner {
   private readonly prismaSchema: string;
   private readonly schema: string;
   private readonly log: MigrationLogger | undefined;
+  private readonly invalidation: InvalidationRuntime;
 
   constructor(options: MigrationRunnerOptions, seams: RunnerSeams = {}) {
     if (!options.connectionString && !options.connect && !seams.session) {
@@ -134,8 +138,15 @@ export class MigrationRunner {
         onEvent: options.onEvent,
         signal: options.signal,
       });
+    this.invalidation = new InvalidationRuntime(this.schema, options.invalidation ?? {});
     this.contexts = new MigrationContexts(
-      { cwd, prismaClient: options.prismaClient, log: options.log, backfill: { ...options.backfill, schema: this.schema } },
+      {
+        cwd,
+        prismaClient: options.prismaClient,
+        log: options.log,
+        backfill: { ...options.backfill, schema: this.schema },
+        invalidation: this.invalidation,
+      },
       this.session,
     );
   }
@@ -171,7 +182,33 @@ export class MigrationRunner {
     const backfills = (await this.backfillProgress())
       .filter((b) => !b.finished || !recorded.has(b.migration))
       .map((b) => ({ ...b, resumedBy: recorded.has(b.migration) ? ('down' as const) : ('up' as const) }));
-    return { ...status, problems, backfills, ledger: { location: this.ledger.location, legacy } };
+    const invalidations = await this.outbox();
+    return { ...status, problems, backfills, ledger: { location: this.ledger.location, legacy }, invalidations };
+  }
+
+  /** The cache-invalidation outbox: what is owed, and the latest done. */
+  async outbox(): Promise<{ owed: OutboxEntry[]; done: OutboxEntry[] }> {
+    return readOutbox((await this.session.reader()).client, this.schema).catch((error: unknown) => {
+      throw queryError(error, 'reading the cache-invalidation outbox');
+    });
+  }
+
+  /**
+   * Carries out every cache invalidation still owed (a run killed between a commit and its
+   * invalidation, Redis down, a replica behind): `dbops cache drain`, and the start of up and down.
+   */
+  async drain(): Promise<DrainResult> {
+    return this.invalidation.drain((await this.session.reader()).client, undefined, this.session.signal);
+  }
+
+  /** Before a run applies anything: what earlier runs still owe the cache, carried out first. */
+  private async drainFirst(): Promise<void> {
+    const drained = await this.drain();
+    if (drained.rows > 0) {
+      this.log?.info(
+        `carried out ${drained.rows} cache invalidation(s) still owed by earlier runs (${drained.entries.map((e) => e.migration).join(', ')}): ${drained.keysRemoved} key(s) removed`,
+      );
+    }
   }
 
   async up(options: UpOptions = {}): Promise<RunResult> {
@@ -214,6 +251,7 @@ export class MigrationRunner {
         });
       }
       await this.moveLegacyLedger();
+      await this.drainFirst();
       for (const group of groupRuns(selected)) {
         const first = group[0] as Item;
         const applied = result.outcomes.filter((o) => o.status === 'applied').length;
@@ -293,6 +331,7 @@ export class MigrationRunner {
         });
       }
       await this.moveLegacyLedger();
+      await this.drainFirst();
       for (const job of jobs) {
         this.stopIfInterrupted(`interrupted before reverting ${job.migration.name}`, 'run dbops migrate down again to continue');
         await applyMigration(run, job);
@@ -457,7 +496,7 @@ export class MigrationRunner {
   }
 
   private parts(result: RunResult): RunParts {
-    return { session: this.session, ledger: this.ledger, contexts: this.contexts, result };
+    return { session: this.session, ledger: this.ledger, contexts: this.contexts, result, invalidation: this.invalidation };
   }
 
   /** A rehearsal: one transaction under the lock for everything it runs, rolled back whatever happens. */

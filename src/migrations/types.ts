@@ -5,6 +5,8 @@
  * and `src/migrations/backfill.ts` (issue 4): keep them stable.
  */
 import type { ClientBase } from 'pg';
+import type { BackfillInvalidation, Invalidate, OutboxEntry } from './invalidation.js';
+import type { ReplicaWaitEntry } from './replica-wait.js';
 
 /** What a `transaction: false` migration passes to `ctx.backfill(spec)`. */
 export interface BackfillSpec {
@@ -21,6 +23,12 @@ export interface BackfillSpec {
   /** Custom per-batch work; receives the batch's keys and the batch transaction. */
   // biome-ignore lint/suspicious/noConfusingVoidType: the agreed contract lets run() return nothing
   run?: (keys: unknown[], tx: ClientBase) => Promise<number | void>;
+  /**
+   * Cache keys each batch makes stale, removed after that batch commits (and the replicas replayed
+   * it): a template filled with each of the batch's key values (`'user:{id}'`), or a function of
+   * the batch's keys. Written to the outbox in the batch's transaction.
+   */
+  invalidate?: BackfillInvalidation;
 }
 
 /** Runner-level options handed to `runBackfill`. */
@@ -129,6 +137,13 @@ export interface MigrationContext<P = unknown, O extends Record<string, unknown>
    * commits on its own and progress is checkpointed, so an interrupted run resumes.
    */
   backfill(spec: BackfillSpec): Promise<BackfillResult>;
+  /**
+   * Cache keys this migration (up or down) makes stale, without CACHE_KEY_PREFIX: removed after
+   * the commit, once the read replicas replayed it. `ctx.invalidate('user:{id}', rows)` with the
+   * rows of an `UPDATE ... RETURNING id` or a Prisma result; `ctx.invalidate(['a', 'b'])` for keys.
+   * Recorded in dbops' outbox in the migration's transaction: rolled back with it, never lost once committed.
+   */
+  invalidate: Invalidate;
 }
 
 /** The object a migration module default-exports (made by `defineDataMigration`). */
@@ -140,6 +155,12 @@ export interface DataMigration<P = unknown, O extends Record<string, unknown> = 
    */
   transaction?: boolean;
   options?: O;
+  /**
+   * Cache key patterns (Redis glob, without CACHE_KEY_PREFIX) this migration makes stale, up or
+   * down: SCAN + UNLINK after the commit, once the replicas replayed it (`['user:*']`). Prefer
+   * precise keys (`ctx.invalidate`) for a few rows out of many.
+   */
+  invalidates?: readonly string[];
   up(ctx: MigrationContext<P, O>): Promise<unknown> | unknown;
   down?(ctx: MigrationContext<P, O>): Promise<unknown> | unknown;
   /** Post-condition: false (or a throw) rolls the migration back. Re-run read-only by `migrate validate`. */
@@ -268,8 +289,30 @@ export interface MigrationOutcome {
   rowsAffected: number;
   statementLog?: StatementStat[];
   backfill?: BackfillResult;
+  /** The cache invalidation this migration declared, and what became of it. */
+  invalidation?: InvalidationOutcome;
   note?: string;
   error?: { step: MigrationStep; message: string };
+}
+
+/** A migration's cache invalidation: what was declared, and after the commit what was done. */
+export interface InvalidationOutcome {
+  /** Patterns, CACHE_KEY_PREFIX applied. */
+  patterns: string[];
+  /** Precise keys declared (a backfill: over all its batches). */
+  keys: number;
+  /** The first few precise keys, prefix applied. */
+  sample: string[];
+  /** A dry run: how many keys match each pattern now (null: no Redis configured). */
+  matching?: { pattern: string; keys: number | null }[];
+  /** Outbox rows written (a backfill: one per batch that declared keys). */
+  outboxRows: number;
+  /** All of them carried out (false: still owed, see dbops cache drain). */
+  done: boolean;
+  keysRemoved: number;
+  /** The longest wait for the replicas (ms); null without replicas. */
+  replicaWaitMs: number | null;
+  replicas: ReplicaWaitEntry[];
 }
 
 /** `status()`: the timeline, plus files that could not be read and backfills that need a person. */
@@ -283,6 +326,8 @@ export interface StatusResult extends MigrationStatus {
   backfills: Array<BackfillProgress & { resumedBy: 'up' | 'down' }>;
   /** Where the ledger is (`dbops.data_migrations`), and where an older dbops' ledger still is until a command that writes moves it. */
   ledger: { location: string; legacy: string | null };
+  /** The cache-invalidation outbox: rows still owed, and the latest done (newest first). */
+  invalidations: { owed: OutboxEntry[]; done: OutboxEntry[] };
 }
 
 export interface ValidateFinding {
@@ -339,5 +384,6 @@ export type RunEvent =
   | { type: 'waiting'; holder: LockHolder | null; waitedMs: number }
   | { type: 'skip'; name: string; reason: string }
   | { type: 'backfill'; progress: BackfillProgressEvent }
+  | { type: 'invalidated'; name: string; keysRemoved: number; keys: number; patterns: number; replicaWaitMs: number | null; replicas: string[] }
   /** A named phase of the running migration: `validating`, or a batch `waiting for a lock` (detail: on whom). */
   | { type: 'phase'; name: string; phase: string; detail?: string };

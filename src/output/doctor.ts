@@ -31,6 +31,19 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
       lines.push(`role ${String(k.details.user)} on ${String(k.details.database)}: ${held.length ? held.join(', ') : 'no special privileges'}`);
     }
     if (k.component === 'redis' && k.ok) lines.push(`redis: ${k.details.cluster ? 'cluster' : 'standalone'}`);
+    if (k.component === 'postgres-replica' && k.ok) {
+      const d = k.details as {
+        standby?: boolean;
+        replayLagMs?: number | null;
+        connections?: number;
+        maxConnections?: number;
+        headroom?: number;
+        slot?: string | null;
+      };
+      lines.push(
+        `${k.label}: ${d.standby ? 'standby' : 'NOT a standby'}, replay lag ${d.replayLagMs === null || d.replayLagMs === undefined ? 'unknown' : fmtMs(d.replayLagMs)}, ${d.connections}/${d.maxConnections} connections (headroom ${d.headroom}), slot ${d.slot ?? 'none'}`,
+      );
+    }
     const ql = k.details.queryLog as { exists: boolean; logQueries: boolean | null; readable: boolean | null } | undefined;
     if (k.component === 'clickhouse' && ql) {
       const tables = Object.entries((k.details.systemTables ?? {}) as Record<string, boolean>).map(([t, ok]) => `${t} ${ok ? 'yes' : 'no'}`);

@@ -3,6 +3,7 @@
  * on a TTY, plain lines in CI), the run summary, the status timeline and the validate report.
  */
 import type { ChalkInstance } from 'chalk';
+import type { OutboxEntry } from '../migrations/invalidation.js';
 import type {
   ChecksumChange,
   MigrationOutcome,
@@ -97,6 +98,12 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           else current?.progress.update(`${current.label}:${extra}`);
           break;
         }
+        case 'invalidated': {
+          const waited = e.replicaWaitMs === null ? '' : `, after ${e.replicas.join(', ')} replayed the commit (${fmtDuration(e.replicaWaitMs)})`;
+          const what = [e.keys ? `${e.keys} key(s)` : '', e.patterns ? `${e.patterns} pattern(s)` : ''].filter(Boolean).join(' and ');
+          out.info(`${c.green('✔')} ${e.name}: cache invalidated: ${what}, ${e.keysRemoved} key(s) removed${waited}`);
+          break;
+        }
         case 'backfill': {
           // On a terminal the bar joins the migration's spinner line; elsewhere a plain line with the checkpoint.
           // At a terminal the bar is a second line under the migration's (it would not fit on one).
@@ -155,6 +162,18 @@ export function renderRunResult(result: RunResult, paint: ChalkInstance, colour:
           alignRight: [2, 3],
         }),
       );
+    }
+  }
+  for (const o of result.outcomes) {
+    const inv = o.invalidation;
+    if (!inv) continue;
+    if (result.dryRun) {
+      lines.push(`${o.name} (${o.direction}) would invalidate after its commit:`);
+      for (const m of inv.matching ?? [])
+        lines.push(`  pattern ${m.pattern}: ${m.keys === null ? 'keys matching now unknown (no Redis reachable)' : `${m.keys} key(s) match now`}`);
+      if (inv.keys > 0) lines.push(`  ${inv.keys} precise key(s): ${inv.sample.join(', ')}${inv.keys > inv.sample.length ? ', ...' : ''}`);
+    } else if (!inv.done) {
+      lines.push(paint.yellow(`${o.name}: cache invalidation still owed (${inv.keys} key(s), ${inv.patterns.length} pattern(s)): dbops cache drain`));
     }
   }
   const count = (s: MigrationOutcome['status']) => result.outcomes.filter((o) => o.status === s).length;
@@ -250,7 +269,60 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
     }
     lines.push(renderBackfillStatus(status.backfills, colour));
   }
+  const { owed, done } = status.invalidations;
+  if (owed.length > 0) {
+    lines.push(paint.red(`${owed.length} cache invalidation(s) owed (committed, not yet carried out): dbops cache drain, or the next dbops migrate up`));
+    lines.push(renderOutbox(owed, colour));
+  }
+  if (done.length > 0) {
+    lines.push('cache invalidations done (latest first):');
+    lines.push(renderOutbox(done.slice(0, 5), colour));
+  }
   return lines.join('\n');
+}
+
+function renderOutbox(entries: OutboxEntry[], colour: boolean): string {
+  const when = (d: Date | null) =>
+    d
+      ? d
+          .toISOString()
+          .replace('T', ' ')
+          .replace(/\.\d+Z$/, 'Z')
+      : '';
+  return renderTable({
+    head: ['#', 'migration', 'keys', 'patterns', 'committed', 'invalidated', 'removed', 'replica wait', 'last error'],
+    rows: entries.map((e) => [
+      e.id,
+      `${e.migration}${e.direction === 'down' ? ' (down)' : ''}${e.batch === null ? '' : ` batch ${e.batch}`}`,
+      e.keys,
+      e.patterns.join(' '),
+      when(e.createdAt),
+      when(e.doneAt),
+      e.keysRemoved ?? '',
+      e.replicaWaitMs === null ? '' : `${fmtDuration(e.replicaWaitMs)} (${(e.replicaWait ?? []).map((r) => r.name).join(', ')})`,
+      e.lastError ?? '',
+    ]),
+    colour,
+    alignRight: [0, 2, 6],
+  });
+}
+
+/** `cache drain`'s result. */
+export function renderDrain(
+  doc: {
+    owedBefore: number;
+    rows: number;
+    keysRemoved: number;
+    keys: number;
+    patterns: number;
+    replicaWait: { waitedMs: number; replicas: { name: string }[] } | null;
+  },
+  paint: ChalkInstance,
+): string {
+  if (doc.rows === 0)
+    return doc.owedBefore === 0 ? 'nothing owed: every cache invalidation is done' : 'nothing drained: another dbops is draining the owed rows';
+  const wait = doc.replicaWait ? `, after ${doc.replicaWait.replicas.map((r) => r.name).join(', ')} replayed (${fmtDuration(doc.replicaWait.waitedMs)})` : '';
+  return `${paint.green('✔')} drained ${doc.rows} owed invalidation(s): ${doc.keys} key(s), ${doc.patterns} pattern(s), ${doc.keysRemoved} key(s) removed${wait}`;
 }
 
 export function renderValidate(result: ValidateResult, paint: ChalkInstance): string {

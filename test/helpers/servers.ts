@@ -39,7 +39,13 @@ export async function startPostgres(kind: 'embedded' | number = 'embedded', sett
   // provoke real authentication failures.
   writeFileSync(
     join(dataDir, 'pg_hba.conf'),
-    ['host all postgres 127.0.0.1/32 trust', 'host all all 127.0.0.1/32 scram-sha-256', 'local all all trust', ''].join('\n'),
+    [
+      'host all postgres 127.0.0.1/32 trust',
+      'host replication postgres 127.0.0.1/32 trust',
+      'host all all 127.0.0.1/32 scram-sha-256',
+      'local all all trust',
+      '',
+    ].join('\n'),
   );
   const port = await freePort();
   const server = await startServer({

@@ -118,6 +118,14 @@ const cases: Case[] = [
   },
   { name: 'pool --long-ms soon', args: ['pool', '--long-ms', 'soon'], env: nowhere, code: 2 },
   { name: 'cache flush with an empty pattern', args: ['cache', 'flush', ''], env: nowhere, code: 2, stderr: [/empty pattern/] },
+  { name: 'cache drain --replica-wait soon', args: ['cache', 'drain', '--replica-wait', 'soon'], env: nowhere, code: 2, stderr: [/--replica-wait/] },
+  {
+    name: 'a replica URL that is not PostgreSQL: named, never shown',
+    args: ['cache', 'drain'],
+    env: (f) => ({ ...nowhere(f), DATABASE_REPLICA_URLS: `postgresql://app:${SECRET}@127.0.0.1:1/x, redis://app:${SECRET}@127.0.0.1:2/0` }),
+    code: 2,
+    stderr: [/DATABASE_REPLICA_URLS \(#2\)/],
+  },
 
   // Failures a user can cause: one line, a hint, the documented code, never the password.
   {
@@ -143,6 +151,20 @@ const cases: Case[] = [
     env: (f) => db(f),
     code: 0,
     json: { counts: { applied: 1, pending: 0 }, ledgerExists: false },
+  },
+  {
+    name: 'cache drain --json with nothing owed',
+    args: ['--json', 'cache', 'drain'],
+    env: (f) => db(f),
+    code: 0,
+    json: { ok: true, owedBefore: 0, rows: 0, owed: [] },
+  },
+  {
+    name: 'migrate status --json lists the cache invalidations',
+    args: ['--json', 'migrate', 'status'],
+    env: (f) => db(f),
+    code: 0,
+    json: { invalidations: { owed: [], done: [] } },
   },
   { name: 'migrate unlock when nobody holds the lock', args: ['migrate', 'unlock', '--yes'], env: (f) => db(f), code: 0, stdout: [/not held/] },
   { name: 'locks --json', args: ['--json', 'locks'], env: (f) => db(f), code: 0, json: { ok: true, findings: [] } },

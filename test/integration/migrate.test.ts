@@ -423,8 +423,8 @@ describe('ctx.prisma', () => {
       { id: 'r2', role: 'ADMIN' },
       { id: 'r3', role: 'USER' },
     ]);
-    // two steps: the folder also holds the later backfill example, which is reverted first.
-    await using(runner(db, example), (x) => x.down({ step: 2 }));
+    // three steps: the folder also holds the later backfill and e-mail examples, which are reverted first.
+    await using(runner(db, example), (x) => x.down({ step: 3 }));
     expect(await roles()).toEqual([
       { id: 'r1', role: null },
       { id: 'r2', role: 'ADMIN' },

@@ -14,7 +14,10 @@ import { VERSION } from '../../src/cli/version.js';
 import { Redactor } from '../../src/config/redact.js';
 
 const sink = { write: () => true };
-const program = buildProgram({ stdout: sink as never, stderr: sink as never, env: {}, cwd: '/' }, { output: undefined, redactor: new Redactor(), graceful: false });
+const program = buildProgram(
+  { stdout: sink as never, stderr: sink as never, env: {}, cwd: '/' },
+  { output: undefined, redactor: new Redactor(), graceful: false },
+);
 const dir = mkdtempSync(join(tmpdir(), 'dbops-completion-'));
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 

@@ -14,7 +14,10 @@ function allCommands(c: Command): Command[] {
 
 function durationOptions(): Array<{ command: string; option: Option }> {
   const sink = { write: () => true };
-  const program = buildProgram({ stdout: sink as never, stderr: sink as never, env: {}, cwd: '/' }, { output: undefined, redactor: new Redactor(), graceful: false });
+  const program = buildProgram(
+    { stdout: sink as never, stderr: sink as never, env: {}, cwd: '/' },
+    { output: undefined, redactor: new Redactor(), graceful: false },
+  );
   return allCommands(program).flatMap((c) =>
     c.options.filter((o) => /-ms$|-timeout$|^--timeout$/.test(o.long ?? '')).map((option) => ({ command: c.name(), option })),
   );

@@ -81,6 +81,7 @@ describe('renderTable at a terminal width', () => {
         problems: [],
         backfills: [],
         ledger: { location: 'dbops.data_migrations', legacy: null },
+        invalidations: { owed: [], done: [] },
       };
       const text = renderStatus(status, paint, false);
       const table = text.split('\n').filter((l) => /^[┌│├└]/.test(l));

@@ -4,7 +4,7 @@ import type { CacheTarget, TargetInfo } from '../../cache/target.js';
 import { CheckFailedError, ConfigError, InterruptedError, OperationError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
-import { durationIn, intArg } from '../options.js';
+import { durationArg, durationIn, intArg } from '../options.js';
 
 const TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
 
@@ -76,6 +76,21 @@ export function registerCache(program: Command, run: Runner): void {
     .command('stats')
     .description('memory used and peak, keys per database, hit ratio, evictions, expirations, clients (per node in a cluster)')
     .action(run((ctx) => statsCommand(ctx)));
+
+  group
+    .command('drain')
+    .description(
+      "carry out the cache invalidations data migrations still owe (dbops' outbox): after the read replicas replayed them, UNLINK the keys; exit 6 while some stay owed",
+    )
+    .addOption(
+      new Option('--replica-wait <duration>', 'how long to wait for the read replicas to replay (default 30s or DBOPS_REPLICA_WAIT_MS)').argParser(durationArg),
+    )
+    .action(
+      run<{ replicaWait?: number }>(async (ctx, opts) => {
+        const { drainCommand } = await import('./migrate.js');
+        await drainCommand(ctx, opts);
+      }),
+    );
 }
 
 function redisUrl(ctx: CommandContext): string {

@@ -29,6 +29,7 @@ export function registerDoctor(program: Command, run: Runner): void {
           pgbouncerAdminUrl: ctx.config.pgbouncerAdminUrl?.value,
           redisUrl: ctx.config.redis?.url,
           clickhouse: ctx.config.clickhouse,
+          replicas: ctx.config.replicas,
           timeoutMs: ctx.timeoutMs,
         });
         ctx.out.result(report, () => renderDoctor(report, ctx.out.c, ctx.out.terminal.colour));

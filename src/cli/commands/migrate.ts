@@ -6,6 +6,7 @@ import type { Runner } from '../handler.js';
 import { durationArg, durationIn, intArg } from '../options.js';
 
 interface RunnerFlags {
+  replicaWait?: number;
   lockTimeout?: number;
   transactionTimeout?: number;
   prismaClient?: string;
@@ -30,6 +31,11 @@ const txTimeoutOption = () =>
   new Option('--transaction-timeout <duration>', "bound on one migration's transaction and each statement in it")
     .argParser(durationArg)
     .default(600_000, '10m');
+const replicaWaitOption = () =>
+  new Option(
+    '--replica-wait <duration>',
+    'cache invalidation: how long to wait for the read replicas (DATABASE_REPLICA_URLS) to replay a commit (default 30s or DBOPS_REPLICA_WAIT_MS)',
+  ).argParser(durationArg);
 const prismaClientOption = () =>
   new Option(
     '--prisma-client <module>',
@@ -46,10 +52,11 @@ export function ciJobOf(env: Record<string, string | undefined>): string | undef
 }
 
 async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e: RunEvent) => void) {
-  const [{ MigrationRunner }, { VERSION }, { prismaSchemaOf }, db] = await Promise.all([
+  const [{ MigrationRunner }, { VERSION }, { prismaSchemaOf }, { invalidationOptions }, db] = await Promise.all([
     import('../../migrations/runner.js'),
     import('../version.js'),
     import('../../db/prisma-migrations.js'),
+    import('./invalidation.js'),
     ctx.database(),
   ]);
   const runner = new MigrationRunner({
@@ -67,6 +74,7 @@ async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e:
     identity: { user: ctx.env.USER || ctx.env.LOGNAME || undefined, ciJob: ciJobOf(ctx.env), dbopsVersion: VERSION },
     log: ctx.out,
     signal: ctx.signal,
+    invalidation: invalidationOptions(ctx, flags),
     ...(onEvent ? { onEvent } : {}),
     backfill: {
       ...(flags.batchSize === undefined ? {} : { batchSize: flags.batchSize }),
@@ -102,6 +110,24 @@ async function runWithReport(ctx: CommandContext, flags: RunnerFlags, action: (r
   }
 }
 
+/** `cache drain`: what earlier migrations still owe the cache, carried out now (the CLI registers it under `cache`). */
+export async function drainCommand(ctx: CommandContext, flags: { replicaWait?: number }): Promise<void> {
+  const runner = await makeRunner(ctx, flags);
+  const { renderDrain } = await import('../../output/migrate.js');
+  const before = await runner.outbox();
+  try {
+    const drained = await runner.drain();
+    const after = await runner.outbox();
+    const doc = { ok: true, owedBefore: before.owed.length, ...drained, owed: after.owed };
+    ctx.out.result(doc, () => renderDrain(doc, ctx.out.c));
+  } catch (error) {
+    const after = await runner.outbox().catch(() => before);
+    const partial = (error as { drained?: object }).drained;
+    if (partial && error instanceof Error) Object.assign(error, { result: { ok: false, owedBefore: before.owed.length, ...partial, owed: after.owed } });
+    throw error;
+  }
+}
+
 export function registerMigrate(program: Command, run: Runner): void {
   const migrate = program
     .command('migrate')
@@ -117,6 +143,7 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(lockTimeoutOption())
     .addOption(txTimeoutOption())
     .addOption(prismaClientOption())
+    .addOption(replicaWaitOption())
     .addOption(new Option('--batch-size <n>', 'backfills: rows per batch').argParser(intArg(1, 1_000_000)))
     .addOption(new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)))
     .addOption(new Option('--pause-ms <duration>', 'backfills: pause between batches (e.g. 100, 100ms, 1s)').argParser(durationIn(0, 3_600_000)))
@@ -143,6 +170,7 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(lockTimeoutOption())
     .addOption(txTimeoutOption())
     .addOption(prismaClientOption())
+    .addOption(replicaWaitOption())
     .action(
       run<UpFlags & { yes?: boolean }>(async (ctx, opts) => {
         const options = { to: opts.to, step: opts.step, dryRun: opts.dryRun };

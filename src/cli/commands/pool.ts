@@ -1,10 +1,12 @@
 import { type Command, Option } from 'commander';
 import type { Finding } from '../../diagnostics/findings.js';
 import type { LocksReport, PoolReport, ServerFullReport } from '../../diagnostics/pool.js';
+import type { ReplicasReport } from '../../diagnostics/replicas.js';
 import { CheckFailedError, UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import type { Runner } from '../handler.js';
 import { durationArg, durationIn, intArg, numberArg } from '../options.js';
+import type { ReplicaFlags } from './replicas.js';
 
 interface CommonOpts {
   longMs: number;
@@ -13,7 +15,7 @@ interface CommonOpts {
   json?: boolean;
 }
 
-interface PoolOpts extends CommonOpts {
+interface PoolOpts extends CommonOpts, ReplicaFlags {
   slowMs: number;
   appInstances?: number;
   appPoolSize?: number;
@@ -64,6 +66,8 @@ export function registerPool(program: Command, run: Runner): void {
     .option('--pool-user <user>', "the application's PgBouncer user: the budget counts only its pool (default: DATABASE_URL's user)")
     .option('--pool-db <database>', "the application's PgBouncer database: the budget counts only its pool (default: DATABASE_URL's database)")
     .option('--locks', 'draw the whole blocking tree')
+    .addOption(new Option('--replica-lag-warn <duration>', 'read replicas: replay lag that is a warning (default 10s)').argParser(durationArg))
+    .addOption(new Option('--replica-lag-critical <duration>', 'read replicas: replay lag that is critical, exit 3 (default 60s)').argParser(durationArg))
     .addOption(
       new Option('--source <system>', 'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)').choices([
         'postgres',
@@ -110,15 +114,24 @@ export function registerPool(program: Command, run: Runner): void {
           renderers(ctx),
           clickhouse?.sectionRenderer(ctx),
         ]);
-        const renderPg = (report: PoolReport | ServerFullReport) =>
-          output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '';
+        // Read replicas (DATABASE_REPLICA_URLS): their section and findings join the report (not when PostgreSQL itself is full).
+        const joinReplicas = (await import('./replicas.js')).replicaJoiner(ctx, opts);
+        const replicaView = joinReplicas && !ctx.out.json ? await import('../../output/replicas.js') : undefined;
+        type WithReplicas = (PoolReport | ServerFullReport) & { replicas?: ReplicasReport };
+        const pgReport = async (): Promise<WithReplicas> => {
+          const report = await connections.poolReport(options);
+          return joinReplicas && !('serverFull' in report) ? joinReplicas(report) : report;
+        };
+        const renderPg = (report: WithReplicas) =>
+          (output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '') +
+          (report.replicas && replicaView ? `\n\n${replicaView.renderReplicas(report.replicas, ctx.out.c, ctx.out.terminal.colour)}` : '');
         if (!chSource) {
-          await view(ctx, 'pool', watch, () => connections.poolReport(options), renderPg);
+          await view(ctx, 'pool', watch, pgReport, renderPg);
           return;
         }
         // An unreachable ClickHouse is shown, like an unreachable PgBouncer console; its critical findings count.
         const read = async () => {
-          const [report, ch] = await Promise.all([connections.poolReport(options), chSource.collect()]);
+          const [report, ch] = await Promise.all([pgReport(), chSource.collect()]);
           return { ...report, ok: report.ok && ('error' in ch || ch.ok), clickhouse: ch };
         };
         const findingsOf = (doc: Awaited<ReturnType<typeof read>>) => [...doc.findings, ...('error' in doc.clickhouse ? [] : doc.clickhouse.findings)];
