@@ -172,6 +172,11 @@ export interface InvalidationOptions {
   replicas?: ReplicaTarget[] | undefined;
   /** Bound on the wait for the replicas (ms, default 30 s). */
   replicaWaitMs?: number | undefined;
+  /**
+   * Record what is owed in the outbox and carry nothing out now (`--defer-invalidation`: Redis or a
+   * replica is down and the deploy cannot wait); `dbops cache drain` does it later.
+   */
+  defer?: boolean | undefined;
   /** Test hook: called between the commit and the drain (the e2e suite pauses here to aim a SIGKILL). */
   beforeDrain?: (() => Promise<void>) | undefined;
 }
@@ -393,6 +398,7 @@ export class InvalidationRuntime {
   }
 
   drain(client: ClientBase, only?: number[], signal?: AbortSignal, known?: Map<number, string[]>): Promise<DrainResult> {
+    if (this.opts.defer) return Promise.resolve({ rows: 0, keysRemoved: 0, keys: 0, patterns: 0, replicaWait: null, entries: [] });
     return drainOutbox(client, this.schema, this.opts, () => this.cache(), only, signal, known);
   }
 

@@ -563,6 +563,61 @@ describe('Redis stopped after the commit', () => {
     expect(await back.get('user:41')).toBe('not owed');
     expect((await outboxRows(url)).map((r) => r.done)).toEqual([true]);
   });
+
+  it('--defer-invalidation: a deploy that cannot wait for Redis applies everything, leaves earlier and new invalidations owed; cache drain does them', async () => {
+    const url = await usersDb(20);
+    const port = await freePort();
+    const dir = scratchDir('redis-defer');
+    closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+    let server = await ownRedis(port, dir);
+    closers.push(() => server.stop());
+    const rurl = `redis://127.0.0.1:${port}/0`;
+    const seed = new Redis(rurl, { maxRetriesPerRequest: 1 });
+    for (let id = 1; id <= 20; id++) await seed.set(`user:${id}`, 'old');
+    seed.disconnect();
+    // A first run leaves an invalidation owed: Redis stops between its commit and the drain.
+    const first = migrationFolder({ '20250101000000_rename.ts': renameAll });
+    const owed = await runner(url, first, { cache: cacheOf(rurl), beforeDrain: () => server.stop() }, { connectTimeoutMs: 2000 })
+      .up()
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(owed).toMatchObject({ exitCode: ExitCode.Owed });
+    // Redis still down: without the flag the next deploy stops on what is owed; with it, it applies.
+    const next = migrationFolder({
+      '20250101000000_rename.ts': renameAll,
+      '20250102000000_touch.ts': mig(`{
+        async up({ sql, invalidate }) {
+          const { rows } = await sql\`UPDATE users SET name = 'newer' WHERE id <= 5 RETURNING id\`;
+          invalidate('user:{id}', rows);
+        },
+      }`),
+    });
+    const env = { DATABASE_URL: url, REDIS_URL: rurl, DBOPS_MIGRATIONS_DIR: next, CI: 'true' };
+    const blocked = await runDbops(['migrate', 'up', '--timeout', '2s'], { env, cwd: dir });
+    expect(blocked.code).toBe(ExitCode.Owed);
+    const deferred = await runDbops(['migrate', 'up', '--defer-invalidation', '--timeout', '2s'], { env, cwd: dir });
+    expect(deferred.code, deferred.stderr).toBe(0);
+    expect(deferred.stdout + deferred.stderr).toMatch(/20250102000000_touch: cache invalidation still owed \(5 key\(s\)/);
+    expect((await outboxRows(url)).map((r) => [r.done, r.keys])).toEqual([
+      [false, 20],
+      [false, 5],
+    ]);
+    await withClient(url, async (c) => {
+      expect((await c.query(`SELECT count(*)::int AS n FROM users WHERE name = 'newer'`)).rows[0].n).toBe(5);
+    });
+    // Redis back: the drain carries out exactly what was owed.
+    server = await ownRedis(port, dir);
+    const back = new Redis(rurl);
+    closers.push(async () => back.disconnect());
+    await back.set('user:21', 'not owed');
+    const drained = await runDbops(['cache', 'drain'], { env, cwd: dir });
+    expect(drained.code, drained.stderr).toBe(0);
+    expect(await back.exists(...Array.from({ length: 20 }, (_, i) => `user:${i + 1}`))).toBe(0);
+    expect(await back.get('user:21')).toBe('not owed');
+    expect((await outboxRows(url)).map((r) => r.done)).toEqual([true, true]);
+  });
 });
 
 describe('replicas in pool and doctor', () => {

@@ -10,6 +10,8 @@ import type { CommandContext } from '../context.js';
 export interface InvalidationFlags {
   /** --replica-wait (ms): overrides DBOPS_REPLICA_WAIT_MS. */
   replicaWait?: number;
+  /** --defer-invalidation: owed invalidations stay in the outbox for a later `cache drain`. */
+  deferInvalidation?: boolean;
 }
 
 export function invalidationOptions(ctx: CommandContext, flags: InvalidationFlags): InvalidationOptions {
@@ -38,6 +40,7 @@ export function invalidationOptions(ctx: CommandContext, flags: InvalidationFlag
       },
     })),
     replicaWaitMs: flags.replicaWait ?? ctx.config.replicaWaitMs,
+    defer: flags.deferInvalidation,
     // Test hook (the kill suite): a pause between a migration's commit and its invalidation, announced on stderr.
     ...(pause > 0
       ? {

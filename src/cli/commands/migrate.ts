@@ -7,6 +7,7 @@ import { durationArg, durationIn, intArg } from '../options.js';
 
 interface RunnerFlags {
   replicaWait?: number;
+  deferInvalidation?: boolean;
   lockTimeout?: number;
   transactionTimeout?: number;
   prismaClient?: string;
@@ -36,6 +37,11 @@ const replicaWaitOption = () =>
     '--replica-wait <duration>',
     'cache invalidation: how long to wait for the read replicas (DATABASE_REPLICA_URLS) to replay a commit (default 30s or DBOPS_REPLICA_WAIT_MS)',
   ).argParser(durationArg);
+const deferOption = () =>
+  new Option(
+    '--defer-invalidation',
+    'cache invalidation: record it in the outbox but carry nothing out now, earlier owed ones included (Redis or a replica is down and the deploy cannot wait); dbops cache drain does it later',
+  );
 const prismaClientOption = () =>
   new Option(
     '--prisma-client <module>',
@@ -144,6 +150,7 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(txTimeoutOption())
     .addOption(prismaClientOption())
     .addOption(replicaWaitOption())
+    .addOption(deferOption())
     .addOption(new Option('--batch-size <n>', 'backfills: rows per batch').argParser(intArg(1, 1_000_000)))
     .addOption(new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)))
     .addOption(new Option('--pause-ms <duration>', 'backfills: pause between batches (e.g. 100, 100ms, 1s)').argParser(durationIn(0, 3_600_000)))
@@ -171,6 +178,7 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(txTimeoutOption())
     .addOption(prismaClientOption())
     .addOption(replicaWaitOption())
+    .addOption(deferOption())
     .action(
       run<UpFlags & { yes?: boolean }>(async (ctx, opts) => {
         const options = { to: opts.to, step: opts.step, dryRun: opts.dryRun };
