@@ -10,7 +10,9 @@ const isFlush = args.includes('cache') && args.includes('flush') && !args.includ
 if (isFlush && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
   const { spawn } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
-  const child = spawn(process.execPath, [...process.execArgv, flag, fileURLToPath(import.meta.url), ...args], { stdio: 'inherit' });
+  const child = spawn(process.execPath, [...process.execArgv, flag, fileURLToPath(import.meta.url), ...args], {
+    stdio: 'inherit',
+  });
   // On a terminal Ctrl-C reaches the whole process group, the child included: forwarding it would
   // count as a second Ctrl-C (abort at once). A signal sent to this process alone is passed on.
   const forward = (signal) => () => {

@@ -12,7 +12,12 @@ import type { BackfillResult, BackfillSpec } from '../src/migrations/types.js';
 
 /** The part of dbops' migration context this migration uses. */
 interface Ctx {
-  sql: { query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }> };
+  sql: {
+    query<R = Record<string, unknown>>(
+      text: string,
+      values?: unknown[],
+    ): Promise<{ rows: R[]; rowCount: number | null }>;
+  };
   backfill(spec: BackfillSpec): Promise<BackfillResult>;
   log: { info(message: string): void };
 }

@@ -23,10 +23,14 @@ if (!existsSync(join(root, 'dist/src/cli/main.js'))) {
 let failed = 0;
 for (const name of wanted.length ? wanted : all) {
   console.log(`\n=== bench/${name}`);
-  const r = spawnSync(join(root, 'node_modules/.bin/jiti'), [join(root, 'bench', name, 'run.ts'), ...process.argv.slice(2).filter((a) => a.startsWith('-'))], {
-    stdio: 'inherit',
-    cwd: root,
-  });
+  const r = spawnSync(
+    join(root, 'node_modules/.bin/jiti'),
+    [join(root, 'bench', name, 'run.ts'), ...process.argv.slice(2).filter((a) => a.startsWith('-'))],
+    {
+      stdio: 'inherit',
+      cwd: root,
+    },
+  );
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);

@@ -55,7 +55,8 @@ step('prisma generate', process.execPath, [prismaCli, 'generate', '--schema', jo
   // prisma.config.ts reads it; generate does not connect, and an empty URL is fine
   DATABASE_URL: process.env.DATABASE_URL ?? '',
 });
-if (!existsSync(join(generatedSrc, 'client.ts'))) fail(`prisma generate wrote no ${relative(root, generatedSrc)}/client.ts`);
+if (!existsSync(join(generatedSrc, 'client.ts')))
+  fail(`prisma generate wrote no ${relative(root, generatedSrc)}/client.ts`);
 
 // 2. TypeScript (native tsc 7).
 const tsc = join(dirname(resolveOrFail('typescript/package.json', 'TypeScript')), 'bin', 'tsc');
@@ -78,10 +79,14 @@ const checks = [join(generatedDist, 'client.js'), join(root, 'dist', 'src', 'db'
 const entry = join(root, 'dist', 'src', 'index.js');
 if (existsSync(join(root, 'src', 'index.ts'))) checks.push(entry);
 for (const file of checks) if (!existsSync(file)) fail(`expected ${relative(root, file)} after tsc, it is missing`);
-const probe = spawnSync(process.execPath, ['--input-type=module', '-e', checks.map((f) => `await import(${JSON.stringify(`file://${f}`)});`).join('\n')], {
-  cwd: root,
-  encoding: 'utf8',
-});
+const probe = spawnSync(
+  process.execPath,
+  ['--input-type=module', '-e', checks.map((f) => `await import(${JSON.stringify(`file://${f}`)});`).join('\n')],
+  {
+    cwd: root,
+    encoding: 'utf8',
+  },
+);
 if (probe.status !== 0) {
   fail(`compiled output does not load: ${(probe.stderr || probe.stdout).trim().split('\n').slice(0, 6).join(' | ')}`);
 }

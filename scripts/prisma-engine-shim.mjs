@@ -238,7 +238,9 @@ async function serve(args) {
       } catch (error) {
         const isPanic = error instanceof WebAssembly.RuntimeError;
         const handle = await handlePromise?.catch(() => undefined);
-        const raw = isPanic ? (driver.lastPanic?.message ?? error.message) : (handle?.errorMessage(error) ?? driver.engineErrorMessage(error));
+        const raw = isPanic
+          ? (driver.lastPanic?.message ?? error.message)
+          : (handle?.errorMessage(error) ?? driver.engineErrorMessage(error));
         const message = redactor.redact(raw);
         const errorCode = typeof error?.code === 'string' && /^P\d{4}$/.test(error.code) ? error.code : undefined;
         send({

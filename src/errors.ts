@@ -44,7 +44,8 @@ export const DEFAULT_HINTS = {
   OperationError: 'run the command again with --verbose for the full cause',
   CheckFailedError: 'the output above names each finding',
   LockError: 'another dbops holds the lock: wait for it to finish, or see dbops migrate unlock',
-  UnreachableError: 'check that the server is running and reachable at that address; dbops doctor checks every configured server',
+  UnreachableError:
+    'check that the server is running and reachable at that address; dbops doctor checks every configured server',
   InterruptedError: 'run the same command again to resume',
 } as const;
 

@@ -8,7 +8,12 @@ const client = new pg.Client({ connectionString: url });
 await client.connect();
 const batchMs = [];
 const t0 = performance.now();
-const result = await runBackfill(client, migration, { table, where, set }, { onProgress: (e) => batchMs.push(e.batchMs) });
+const result = await runBackfill(
+  client,
+  migration,
+  { table, where, set },
+  { onProgress: (e) => batchMs.push(e.batchMs) },
+);
 const wallMs = performance.now() - t0;
 await client.end();
 const sorted = batchMs.sort((a, b) => a - b);

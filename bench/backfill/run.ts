@@ -20,7 +20,13 @@ const PRISMA_ROWS = Number(process.env.BENCH_PRISMA_ROWS ?? 20_000);
 const BIG = Number(process.env.BENCH_BIG ?? 0);
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 
-const server = await startPostgres('embedded', { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '256MB', max_wal_size: '4GB' });
+const server = await startPostgres('embedded', {
+  fsync: 'on',
+  synchronous_commit: 'on',
+  full_page_writes: 'on',
+  shared_buffers: '256MB',
+  max_wal_size: '4GB',
+});
 const url = server.url('bench');
 
 function node(script: string, args: string[]): Record<string, unknown> {
@@ -57,7 +63,11 @@ try {
   // (a) raw UPDATE through psql
   await rebuild(ROWS);
   const t0 = performance.now();
-  const psql = spawnSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', `UPDATE "User" SET role = 'USER' WHERE role IS NULL`], { encoding: 'utf8' });
+  const psql = spawnSync(
+    'psql',
+    [url, '-v', 'ON_ERROR_STOP=1', '-qc', `UPDATE "User" SET role = 'USER' WHERE role IS NULL`],
+    { encoding: 'utf8' },
+  );
   const rawMs = performance.now() - t0;
   if (psql.status !== 0) throw new Error(`psql failed: ${psql.stderr}`);
   const rawRps = (ROWS / rawMs) * 1000;
@@ -104,9 +114,13 @@ try {
   const bc = bfRps / prismaRps;
   const verdict = (ok: boolean) => (ok ? 'MET' : 'NOT MET');
   console.log(`\nb/a = ${fmt(ba, 2)} (goal >= 0.90) ${verdict(ba >= 0.9)}`);
-  console.log(`longest batch = ${fmt(br.slowestBatchMs, 0)} ms, batches over 500 ms: ${b.batchesOver500ms} (goal none) ${verdict(br.slowestBatchMs <= 500)}`);
+  console.log(
+    `longest batch = ${fmt(br.slowestBatchMs, 0)} ms, batches over 500 ms: ${b.batchesOver500ms} (goal none) ${verdict(br.slowestBatchMs <= 500)}`,
+  );
   console.log(`b/c = ${fmt(bc, 0)} (goal >= 50) ${verdict(bc >= 50)}`);
-  console.log(`peak RSS of (b) = ${fmt(b.maxRssMb as number, 0)} MB at ${ROWS} rows (goal < 200) ${verdict((b.maxRssMb as number) < 200)}`);
+  console.log(
+    `peak RSS of (b) = ${fmt(b.maxRssMb as number, 0)} MB at ${ROWS} rows (goal < 200) ${verdict((b.maxRssMb as number) < 200)}`,
+  );
 
   if (BIG > 0) {
     await rebuild(BIG);

@@ -134,7 +134,10 @@ const methods: Array<{ name: string; run: (port: number, client: Redis) => Promi
   {
     name: 'cli: redis-cli --scan | xargs redis-cli unlink',
     run: async (port) => {
-      const r = await sh('bash', ['-c', `redis-cli -p ${port} --scan --pattern 'user:*' | xargs redis-cli -p ${port} unlink > /dev/null`]);
+      const r = await sh('bash', [
+        '-c',
+        `redis-cli -p ${port} --scan --pattern 'user:*' | xargs redis-cli -p ${port} unlink > /dev/null`,
+      ]);
       if (r.code !== 0) throw new Error(r.stderr);
       return {};
     },
@@ -145,10 +148,18 @@ const methods: Array<{ name: string; run: (port: number, client: Redis) => Promi
   })),
 ];
 
-async function dbops(url: string, extra: string[] = [], nodeOptions?: string): Promise<{ rssMb: number; removed: number }> {
-  const r = await sh('/usr/bin/time', ['-f', 'RSS_KB=%M', bin, '--json', 'cache', 'flush', 'user:*', '--yes', ...extra], {
-    env: { ...process.env, REDIS_URL: url, NO_COLOR: '1', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
-  });
+async function dbops(
+  url: string,
+  extra: string[] = [],
+  nodeOptions?: string,
+): Promise<{ rssMb: number; removed: number }> {
+  const r = await sh(
+    '/usr/bin/time',
+    ['-f', 'RSS_KB=%M', bin, '--json', 'cache', 'flush', 'user:*', '--yes', ...extra],
+    {
+      env: { ...process.env, REDIS_URL: url, NO_COLOR: '1', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+    },
+  );
   if (r.code !== 0) throw new Error(`dbops exited ${r.code}: ${r.stderr}`);
   const rss = Number(/RSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? 0);
   const doc = JSON.parse(r.stdout) as { removed: number };
@@ -168,7 +179,9 @@ async function standalone(method: (typeof methods)[number], keepsAll = false): P
     const probe = await stop();
     const ok = keepsAll
       ? Number(await client.dbsize()) === 2 * N
-      : Number(await client.dbsize()) === N && (await countUser(client)) === 0 && (await client.exists('session:0', `session:${N - 1}`)) === 2;
+      : Number(await client.dbsize()) === N &&
+        (await countUser(client)) === 0 &&
+        (await client.exists('session:0', `session:${N - 1}`)) === 2;
     return { method: method.name, wall, probe, ok, ...(extra.rssMb ? { rssMb: extra.rssMb } : {}) };
   } finally {
     client.disconnect();
@@ -182,7 +195,8 @@ async function clusterRow(): Promise<Row> {
     const clients = cluster.ports.map((p) => new Redis(p, '127.0.0.1'));
     const slotsOwner = new Array<number>(16384);
     const slots = (await clients[0]?.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
-    for (const [from, to, [, port]] of slots) for (let s = from; s <= to; s++) slotsOwner[s] = cluster.ports.indexOf(port);
+    for (const [from, to, [, port]] of slots)
+      for (let s = from; s <= to; s++) slotsOwner[s] = cluster.ports.indexOf(port);
     // Load each key on the primary that owns its slot, with redis-cli --pipe per node.
     const perNode: string[][] = cluster.ports.map(() => []);
     for (const prefix of ['user', 'session']) {
@@ -212,7 +226,13 @@ async function clusterRow(): Promise<Row> {
       users += await countUser(c);
     }
     for (const c of clients) c.disconnect();
-    return { method: 'dbops on the 3-primary cluster', wall, probe, ok: total === N && users === 0 && r.removed === N, rssMb: r.rssMb };
+    return {
+      method: 'dbops on the 3-primary cluster',
+      wall,
+      probe,
+      ok: total === N && users === 0 && r.removed === N,
+      rssMb: r.rssMb,
+    };
   } finally {
     await cluster.stop();
   }
@@ -245,7 +265,10 @@ for (const m of methods) {
 }
 rows.push(
   await standalone(
-    { name: 'dbops --dry-run (SCAN only, reference)', run: (port) => dbops(`redis://127.0.0.1:${port}/0`, ['--dry-run']).then(() => ({})) },
+    {
+      name: 'dbops --dry-run (SCAN only, reference)',
+      run: (port) => dbops(`redis://127.0.0.1:${port}/0`, ['--dry-run']).then(() => ({})),
+    },
     true,
   ),
 );
@@ -269,7 +292,8 @@ printTable(
     'user:* gone, rest intact': r.ok ? 'yes' : 'NO',
   })),
 );
-const goal = (label: string, met: boolean, detail: string) => console.log(`${met ? 'MET    ' : 'NOT MET'} ${label}: ${detail}`);
+const goal = (label: string, met: boolean, detail: string) =>
+  console.log(`${met ? 'MET    ' : 'NOT MET'} ${label}: ${detail}`);
 console.log('');
 goal('dbops >= 0.9x naive keys/s', rate(dbopsRow) >= 0.9 * rate(naive), `${fmt(rate(dbopsRow) / rate(naive), 2)}x`);
 goal(
@@ -278,7 +302,11 @@ goal(
   `p99 ${fmt(dbopsRow.probe.p99, 2)} ms, max ${fmt(dbopsRow.probe.max, 1)} ms (naive max ${fmt(naive.probe.max, 0)} ms)`,
 );
 goal('dbops >= 3x the redis-cli pipeline', rate(dbopsRow) >= 3 * rate(cli), `${fmt(rate(dbopsRow) / rate(cli), 2)}x`);
-goal('cluster >= 1.5x single-node keys/s', rate(clusterR) >= 1.5 * rate(dbopsRow), `${fmt(rate(clusterR) / rate(dbopsRow), 2)}x`);
+goal(
+  'cluster >= 1.5x single-node keys/s',
+  rate(clusterR) >= 1.5 * rate(dbopsRow),
+  `${fmt(rate(clusterR) / rate(dbopsRow), 2)}x`,
+);
 goal(
   'exactly the user keys removed in every run',
   rows.every((r) => r.ok),

@@ -43,7 +43,9 @@ function workloadSql(s: Scenario): string {
     const shape = i % SHAPES;
     const k = s.distinct ? i : shape;
     const tag = s.comment ? ` /* dashboard=${shape} */` : '';
-    lines.push(`SELECT count(), sum(v) AS s${shape} FROM events${tag} WHERE id % ${shape + 2} = ${k % (shape + 2)} AND kind != 'k${k}';`);
+    lines.push(
+      `SELECT count(), sum(v) AS s${shape} FROM events${tag} WHERE id % ${shape + 2} = ${k % (shape + 2)} AND kind != 'k${k}';`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -57,10 +59,14 @@ for (const scenario of SCENARIOS) {
     const [start] = await server.query<{ t: number }>('SELECT toUInt32(toUnixTimestamp(now())) - 1 AS t');
     const from = Number(start?.t);
     await server.exec('CREATE TABLE events (id UInt64, kind String, v Float64) ENGINE = MergeTree ORDER BY id');
-    await server.exec("INSERT INTO events SELECT number, concat('k', toString(number % 50)), number / 7 FROM numbers(100000)");
+    await server.exec(
+      "INSERT INTO events SELECT number, concat('k', toString(number % 50)), number / 7 FROM numbers(100000)",
+    );
     const script = join(server.dir, 'workload.sql');
     writeFileSync(script, workloadSql(scenario));
-    const load = spawnSync('bash', ['-c', `${client} --port ${server.tcpPort} --multiquery < ${script}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const load = spawnSync('bash', ['-c', `${client} --port ${server.tcpPort} --multiquery < ${script}`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     if (load.status !== 0) throw new Error(`workload failed: ${load.stderr}`);
     await server.flushLogs();
     const [count] = await server.query<{ n: string; texts: string }>(
@@ -69,9 +75,11 @@ for (const scenario of SCENARIOS) {
     const logged = Number(count?.n);
     if (logged < QUERIES) throw new Error(`only ${logged} queries in system.query_log, expected ≥ ${QUERIES}`);
     const cols = new Map(
-      (await server.query<{ name: string; type: string }>("SELECT name, type FROM system.columns WHERE database = 'system' AND table = 'query_log'")).map(
-        (r) => [r.name, r.type],
-      ),
+      (
+        await server.query<{ name: string; type: string }>(
+          "SELECT name, type FROM system.columns WHERE database = 'system' AND table = 'query_log'",
+        )
+      ).map((r) => [r.name, r.type]),
     );
     const since = new Date(from * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
     // The same SQL dbops sends, to the same rows (its window ends at the server's now; this one a little later).
@@ -79,16 +87,23 @@ for (const scenario of SCENARIOS) {
     const env = { ...process.env, NO_COLOR: '1', CLICKHOUSE_URL: server.url('monitor') };
     const t = timeInterleaved(
       {
-        reference: [client, ['--port', String(server.tcpPort), '--user', 'monitor', '--password', MONITOR_PASSWORD, '--query', sql]],
+        reference: [
+          client,
+          ['--port', String(server.tcpPort), '--user', 'monitor', '--password', MONITOR_PASSWORD, '--query', sql],
+        ],
         version: [process.execPath, [bin, '--version']],
         report: [process.execPath, [bin, 'slow-queries', '--source', 'clickhouse', '--since', since, '--json']],
       },
       { runs, env },
     );
-    const r = spawnSync(process.execPath, [bin, 'slow-queries', '--source', 'clickhouse', '--since', since, '--json', '--limit', '0'], {
-      env,
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'slow-queries', '--source', 'clickhouse', '--since', since, '--json', '--limit', '0'],
+      {
+        env,
+        encoding: 'utf8',
+      },
+    );
     const doc = JSON.parse(r.stdout) as { totals: { statements: number; calls: number } };
     const added = median(t.report) - median(t.version);
     const ratio = added / median(t.reference);
@@ -99,8 +114,18 @@ for (const scenario of SCENARIOS) {
         'median ms': fmt(median(t.reference)),
         'p90 ms': fmt(percentile(t.reference, 90)),
       },
-      { scenario: '', command: 'dbops --version (Node start-up)', 'median ms': fmt(median(t.version)), 'p90 ms': fmt(percentile(t.version, 90)) },
-      { scenario: '', command: 'dbops slow-queries --source clickhouse --json', 'median ms': fmt(median(t.report)), 'p90 ms': fmt(percentile(t.report, 90)) },
+      {
+        scenario: '',
+        command: 'dbops --version (Node start-up)',
+        'median ms': fmt(median(t.version)),
+        'p90 ms': fmt(percentile(t.version, 90)),
+      },
+      {
+        scenario: '',
+        command: 'dbops slow-queries --source clickhouse --json',
+        'median ms': fmt(median(t.report)),
+        'p90 ms': fmt(percentile(t.report, 90)),
+      },
     );
     verdicts.push(
       `${scenario.name}: ${logged} logged, ${count?.texts} distinct texts; dbops: ${doc.totals.calls} executions in ${doc.totals.statements} queries\n` +
@@ -111,4 +136,6 @@ for (const scenario of SCENARIOS) {
   }
 }
 printTable(rows);
-console.log(`\n${verdicts.join('\n')}\nruns=${runs}, interleaved (each round runs all three, so they share the machine's load)`);
+console.log(
+  `\n${verdicts.join('\n')}\nruns=${runs}, interleaved (each round runs all three, so they share the machine's load)`,
+);

@@ -36,7 +36,12 @@ interface Probe {
   max: number;
 }
 
-function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function sh(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -100,13 +105,22 @@ async function main(): Promise<void> {
     await admin.query('CREATE DATABASE base');
     const base = new pg.Client({ connectionString: server.url('base') });
     await base.connect();
-    await base.query('CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, name text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())');
-    await base.query(`INSERT INTO users (id, email, name) SELECT g, 'user' || g || '@example.com', 'user ' || g FROM generate_series(1, $1) g`, [USERS]);
+    await base.query(
+      'CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, name text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())',
+    );
+    await base.query(
+      `INSERT INTO users (id, email, name) SELECT g, 'user' || g || '@example.com', 'user ' || g FROM generate_series(1, $1) g`,
+      [USERS],
+    );
     await base.query('VACUUM ANALYZE users');
     await base.end();
     const dirs = {
       bare: migrationDir(root, 'bare', `    await sql\`${UPDATE}\`;`),
-      precise: migrationDir(root, 'precise', `    const { rows } = await sql\`${UPDATE} RETURNING id\`;\n    invalidate('user:{id}', rows);`),
+      precise: migrationDir(
+        root,
+        'precise',
+        `    const { rows } = await sql\`${UPDATE} RETURNING id\`;\n    invalidate('user:{id}', rows);`,
+      ),
     };
     const rows: Row[] = [];
     let copy = 0;
@@ -149,14 +163,19 @@ async function main(): Promise<void> {
           // Keys of users the migration did not change: user:0 and user:<CHANGED+1>..user:<USERS-1>.
           let untouchedLeft = 0;
           const pipeline = client.pipeline();
-          for (let id = CHANGED + 1; id < USERS; id += Math.max(1, Math.floor((USERS - CHANGED) / 1000))) pipeline.exists(`user:${id}`);
+          for (let id = CHANGED + 1; id < USERS; id += Math.max(1, Math.floor((USERS - CHANGED) / 1000)))
+            pipeline.exists(`user:${id}`);
           const sampled = ((await pipeline.exec()) ?? []).map(([, v]) => Number(v));
           untouchedLeft = sampled.filter((v) => v === 1).length;
           const removed = USERS - left;
-          const changedLeft = await client.exists(...Array.from({ length: Math.min(CHANGED, 1000) }, (_, i) => `user:${i + 1}`));
-          if (method === 'precise' && changedLeft !== 0) throw new Error(`precise: ${changedLeft} changed users still cached`);
+          const changedLeft = await client.exists(
+            ...Array.from({ length: Math.min(CHANGED, 1000) }, (_, i) => `user:${i + 1}`),
+          );
+          if (method === 'precise' && changedLeft !== 0)
+            throw new Error(`precise: ${changedLeft} changed users still cached`);
           const wronglyRemoved = method === 'update' || method === 'bare' ? 0 : Math.max(0, removed - CHANGED);
-          if (method === 'precise' && untouchedLeft !== sampled.length) throw new Error('precise: an untouched key was removed');
+          if (method === 'precise' && untouchedLeft !== sampled.length)
+            throw new Error('precise: an untouched key was removed');
           rows.push({ method, totalMs, migrationMs, removed, wronglyRemoved, probe });
           process.stderr.write(`round ${round + 1} ${method}: ${fmt(totalMs, 0)} ms, removed ${removed}\n`);
         } finally {

@@ -13,14 +13,23 @@ export function percentile(xs: number[], p: number): number {
 }
 
 /** Wall time (ms) of a command, `runs` times after `warmup` discarded runs. */
-export function timeCommand(cmd: string, args: string[], opts: { runs?: number; warmup?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): number[] {
+export function timeCommand(
+  cmd: string,
+  args: string[],
+  opts: { runs?: number; warmup?: number; env?: NodeJS.ProcessEnv; input?: string } = {},
+): number[] {
   const times: number[] = [];
   const runs = opts.runs ?? 15;
   for (let i = 0; i < (opts.warmup ?? 2) + runs; i++) {
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: opts.env ?? process.env, input: opts.input ?? '' });
+    const r = spawnSync(cmd, args, {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: opts.env ?? process.env,
+      input: opts.input ?? '',
+    });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr?.toString().slice(0, 500)}`);
+    if (r.status !== 0)
+      throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr?.toString().slice(0, 500)}`);
     if (i >= (opts.warmup ?? 2)) times.push(ms);
   }
   return times;
@@ -41,7 +50,8 @@ export function timeInterleaved<K extends string>(
       const t0 = process.hrtime.bigint();
       const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr?.toString().slice(0, 500)}`);
+      if (r.status !== 0)
+        throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr?.toString().slice(0, 500)}`);
       if (i >= warmup) out[name].push(ms);
     }
   }

@@ -16,7 +16,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
-import { type History, LEGAL_AI_PRISMA_DB, localHistories, migrationHistory, migrationNames } from '../../test/helpers/migration-history.js';
+import {
+  type History,
+  LEGAL_AI_PRISMA_DB,
+  localHistories,
+  migrationHistory,
+  migrationNames,
+} from '../../test/helpers/migration-history.js';
 import { startPostgres } from '../../test/helpers/servers.js';
 import { fmt, median, percentile, printTable, timeCommand } from '../lib/measure.js';
 
@@ -43,7 +49,8 @@ try {
     writeFileSync(join(dir, 'migration.sql'), `CREATE TABLE "bench_${i}" ("id" INTEGER PRIMARY KEY, "note" TEXT);\n`);
   }
   const applied = await applySchemaMigrations({ connectionString: url, migrationsDir: prismaDir });
-  if (applied.applied.length !== SCHEMA_COUNT) throw new Error(`expected ${SCHEMA_COUNT} schema migrations, applied ${applied.applied.length}`);
+  if (applied.applied.length !== SCHEMA_COUNT)
+    throw new Error(`expected ${SCHEMA_COUNT} schema migrations, applied ${applied.applied.length}`);
 
   // 200 empty data migrations, timestamps after the schema ones.
   const dataDir = join(work, 'data-migrations');
@@ -90,12 +97,28 @@ try {
     configFile,
     `import { defineConfig } from ${JSON.stringify(join(ROOT, 'node_modules', 'prisma', 'config.js'))};\nexport default defineConfig({ schema: ${JSON.stringify(join(ROOT, 'prisma', 'schema.prisma'))}, migrations: { path: ${JSON.stringify(prismaDir)} }, datasource: { url: process.env.DATABASE_URL ?? '' } });\n`,
   );
-  const prismaEnv = { ...env, PRISMA_SCHEMA_ENGINE_BINARY: SHIM, PRISMA_HIDE_UPDATE_MESSAGE: '1', CHECKPOINT_DISABLE: '1' };
+  const prismaEnv = {
+    ...env,
+    PRISMA_SCHEMA_ENGINE_BINARY: SHIM,
+    PRISMA_HIDE_UPDATE_MESSAGE: '1',
+    CHECKPOINT_DISABLE: '1',
+  };
   let prismaStatus: number[] | null = null;
   let prismaNote = '';
-  const probe = spawnSync(process.execPath, [PRISMA_CLI, 'migrate', 'status', '--config', configFile], { env: prismaEnv, encoding: 'utf8', cwd: ROOT });
-  if (probe.status === 0 && /Database schema is up to date/.test(probe.stdout) && new RegExp(`${SCHEMA_COUNT} migrations found`).test(probe.stdout)) {
-    prismaStatus = timeCommand(process.execPath, [PRISMA_CLI, 'migrate', 'status', '--config', configFile], { runs, env: prismaEnv });
+  const probe = spawnSync(process.execPath, [PRISMA_CLI, 'migrate', 'status', '--config', configFile], {
+    env: prismaEnv,
+    encoding: 'utf8',
+    cwd: ROOT,
+  });
+  if (
+    probe.status === 0 &&
+    /Database schema is up to date/.test(probe.stdout) &&
+    new RegExp(`${SCHEMA_COUNT} migrations found`).test(probe.stdout)
+  ) {
+    prismaStatus = timeCommand(process.execPath, [PRISMA_CLI, 'migrate', 'status', '--config', configFile], {
+      runs,
+      env: prismaEnv,
+    });
   } else {
     prismaNote = `prisma migrate status did not run here (exit ${probe.status}): ${(probe.stderr || probe.stdout).trim().split('\n').slice(-2).join(' ')}`;
   }
@@ -109,7 +132,9 @@ try {
     'x prisma': t && ref ? fmt(median(t) / ref, 2) : 'n/a',
   });
   const ref = prismaStatus ? median(prismaStatus) : null;
-  console.log(`\n${SCHEMA_COUNT} schema + ${DATA_COUNT} data migrations, all applied; PostgreSQL ${server.version}; runs=${runs}\n`);
+  console.log(
+    `\n${SCHEMA_COUNT} schema + ${DATA_COUNT} data migrations, all applied; PostgreSQL ${server.version}; runs=${runs}\n`,
+  );
   printTable([
     row('prisma migrate status (reference, via engine shim)', prismaStatus, ref),
     row('psql: SELECT ... FROM dbops.data_migrations', psql, ref),
@@ -118,18 +143,29 @@ try {
   if (prismaNote) console.log(prismaNote);
   console.log('');
   printTable([
-    { run: `dbops migrate up, ${DATA_COUNT} pending empty migrations`, 'median ms': fmt(median(up200)), runs: up200.length },
+    {
+      run: `dbops migrate up, ${DATA_COUNT} pending empty migrations`,
+      'median ms': fmt(median(up200)),
+      runs: up200.length,
+    },
     { run: 'dbops migrate up, nothing pending', 'median ms': fmt(median(up0)), runs: up0.length },
   ]);
   const ratio = ref ? median(status) / ref : null;
   console.log(
     `\nstatus: dbops / prisma = ${ratio === null ? 'n/a' : fmt(ratio, 2)} (goal <= 0.30) ${ratio === null ? 'NOT MEASURED' : ratio <= 0.3 ? 'MET' : 'NOT MET'}`,
   );
-  console.log(`up: overhead per applied migration = ${fmt(perMigration, 2)} ms (goal <= 15 ms) ${perMigration <= 15 ? 'MET' : 'NOT MET'}`);
+  console.log(
+    `up: overhead per applied migration = ${fmt(perMigration, 2)} ms (goal <= 15 ms) ${perMigration <= 15 ? 'MET' : 'NOT MET'}`,
+  );
 
   // --- 3. first deploy of the longest history -------------------------------------------------------
-  const histories: History[] = [...localHistories(process.env.DBOPS_REAL_HISTORIES), await migrationHistory(LEGAL_AI_PRISMA_DB)];
-  const longest = histories.map((h) => ({ h, names: migrationNames(h.migrations) })).sort((a, b) => b.names.length - a.names.length)[0];
+  const histories: History[] = [
+    ...localHistories(process.env.DBOPS_REAL_HISTORIES),
+    await migrationHistory(LEGAL_AI_PRISMA_DB),
+  ];
+  const longest = histories
+    .map((h) => ({ h, names: migrationNames(h.migrations) }))
+    .sort((a, b) => b.names.length - a.names.length)[0];
   if (longest) {
     const { h, names } = longest;
     const deployRuns = Math.max(3, Math.ceil(runs / 2));
@@ -141,10 +177,23 @@ try {
     for (let i = 0; i < deployRuns + 1; i++) {
       // interleaved, each on a new empty database; the first pair warms caches and is not counted
       const a = await server.createDatabase(`deploy_psql_${i}`);
-      const [p] = timeCommand('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', a, ...psqlFiles], { runs: 1, warmup: 0, env });
+      const [p] = timeCommand('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', a, ...psqlFiles], {
+        runs: 1,
+        warmup: 0,
+        env,
+      });
       const b = await server.createDatabase(`deploy_dbops_${i}`);
-      const deployEnv = { ...env, DATABASE_URL: b, DBOPS_PRISMA_MIGRATIONS_DIR: h.migrations, DBOPS_MIGRATIONS_DIR: emptyData };
-      const [d] = timeCommand(process.execPath, [BIN, 'migrate', 'up', '--with-schema'], { runs: 1, warmup: 0, env: deployEnv });
+      const deployEnv = {
+        ...env,
+        DATABASE_URL: b,
+        DBOPS_PRISMA_MIGRATIONS_DIR: h.migrations,
+        DBOPS_MIGRATIONS_DIR: emptyData,
+      };
+      const [d] = timeCommand(process.execPath, [BIN, 'migrate', 'up', '--with-schema'], {
+        runs: 1,
+        warmup: 0,
+        env: deployEnv,
+      });
       if (i > 0) {
         reference.push(p as number);
         fresh.push(d as number);
@@ -153,10 +202,16 @@ try {
     const deployRatio = median(fresh) / median(reference);
     console.log(`\nfirst deploy: ${h.label}, ${names.length} schema migrations, empty database; runs=${deployRuns}\n`);
     printTable([
-      { run: 'psql, every migration.sql in one session (reference)', 'median ms': fmt(median(reference)), 'x psql': '1.00' },
+      {
+        run: 'psql, every migration.sql in one session (reference)',
+        'median ms': fmt(median(reference)),
+        'x psql': '1.00',
+      },
       { run: 'dbops migrate up --with-schema', 'median ms': fmt(median(fresh)), 'x psql': fmt(deployRatio, 2) },
     ]);
-    console.log(`first deploy: dbops / psql = ${fmt(deployRatio, 2)} (goal <= 1.50) ${deployRatio <= 1.5 ? 'MET' : 'NOT MET'}`);
+    console.log(
+      `first deploy: dbops / psql = ${fmt(deployRatio, 2)} (goal <= 1.50) ${deployRatio <= 1.5 ? 'MET' : 'NOT MET'}`,
+    );
   }
 } finally {
   await server.stop();

@@ -57,8 +57,16 @@ try {
   const pool = timeCommand(process.execPath, [bin, 'pool', '--json'], { runs, env });
   const version = timeCommand(process.execPath, [bin, '--version'], { runs, env });
   const psql = timeCommand('psql', ['-X', '-q', '-d', server.url(), '-f', sqlFile], { runs, env });
-  const row = (name: string, t: number[]) => ({ command: name, 'median ms': fmt(median(t)), 'p90 ms': fmt(percentile(t, 90)) });
-  printTable([row('dbops pool --json', pool), row('dbops --version', version), row('psql, equivalent queries (reference)', psql)]);
+  const row = (name: string, t: number[]) => ({
+    command: name,
+    'median ms': fmt(median(t)),
+    'p90 ms': fmt(percentile(t, 90)),
+  });
+  printTable([
+    row('dbops pool --json', pool),
+    row('dbops --version', version),
+    row('psql, equivalent queries (reference)', psql),
+  ]);
   const added = median(pool) - median(version);
   const ratio = added / median(psql);
   console.log(

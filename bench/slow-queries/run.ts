@@ -54,10 +54,13 @@ try {
   const count = await c.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench')`,
   );
-  const ext = await c.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pg_stat_statements'`);
+  const ext = await c.query<{ v: string }>(
+    `SELECT extversion AS v FROM pg_extension WHERE extname = 'pg_stat_statements'`,
+  );
   await c.end();
   const entries = count.rows[0]?.n ?? 0;
-  if (entries < STATEMENTS) throw new Error(`only ${entries} statements in pg_stat_statements, expected ≥ ${STATEMENTS}`);
+  if (entries < STATEMENTS)
+    throw new Error(`only ${entries} statements in pg_stat_statements, expected ≥ ${STATEMENTS}`);
 
   // The equivalent single query: the same top-20 SQL dbops sends, with the limit inlined.
   const sql = topSql(pgssColumns(parsePgssVersion(ext.rows[0]?.v ?? '1.12')), 'total', false)
@@ -68,7 +71,10 @@ try {
   const report = timeCommand(process.execPath, [bin, 'slow-queries', '--json'], { runs, env });
   const version = timeCommand(process.execPath, [bin, '--version'], { runs, env });
   const psqlTimes = timeCommand(psql, ['-X', '-q', '-A', '-t', '-d', url, '-c', sql], { runs, env });
-  const save = timeCommand(process.execPath, [bin, 'slow-queries', '--json', '--save', join(dir, 'snap.json')], { runs, env });
+  const save = timeCommand(process.execPath, [bin, 'slow-queries', '--json', '--save', join(dir, 'snap.json')], {
+    runs,
+    env,
+  });
 
   const rows: Array<[string, number[]]> = [
     ['psql, equivalent top-20 query (reference)', psqlTimes],

@@ -52,7 +52,8 @@ try {
   ];
   await timeIt((i) => sql.query(`SELECT ${i}`)); // warm-up: loads the parser
   const results = new Map<string, number[]>();
-  for (let r = 0; r < runs; r++) for (const [name, fn] of cases) results.set(name, [...(results.get(name) ?? []), await timeIt(fn)]);
+  for (let r = 0; r < runs; r++)
+    for (const [name, fn] of cases) results.set(name, [...(results.get(name) ?? []), await timeIt(fn)]);
   const med = (name: string) => median(results.get(name) ?? []);
   const referenceOf = (name: string) => cases[Math.floor(cases.findIndex(([n]) => n === name) / 2) * 2]?.[0] ?? '';
   const rows = cases.map(([name]) => ({
@@ -92,7 +93,11 @@ try {
   await session.close();
   console.log(`\n${txRuns} short lock transactions (lock, one UPDATE, commit)\n`);
   printTable([
-    { run: 'BEGIN + advisory lock + UPDATE + COMMIT by hand (reference)', 'median ms': fmt(median(byHand), 2), 'x reference': '1.00' },
+    {
+      run: 'BEGIN + advisory lock + UPDATE + COMMIT by hand (reference)',
+      'median ms': fmt(median(byHand), 2),
+      'x reference': '1.00',
+    },
     {
       run: 'PgSession: lock + settings, watched, verify(), commit',
       'median ms': fmt(median(watched), 2),
@@ -102,8 +107,12 @@ try {
   const ratio = (k: number) => med(cases[k]?.[0] ?? '') / med(cases[k - 1]?.[0] ?? '');
   const cheap = Math.max(ratio(1), ratio(3));
   const parsedUs = ((med(cases[5]?.[0] ?? '') - med(cases[4]?.[0] ?? '')) * 1000) / STATEMENTS;
-  console.log(`\nctx.sql, statements needing no parse: <= ${fmt(cheap, 2)}x the reference (goal <= 1.2) ${cheap <= 1.2 ? 'MET' : 'NOT MET'}`);
-  console.log(`ctx.sql, a statement parsed: +${fmt(parsedUs)} µs (goal <= 100 µs) ${parsedUs <= 100 ? 'MET' : 'NOT MET'}`);
+  console.log(
+    `\nctx.sql, statements needing no parse: <= ${fmt(cheap, 2)}x the reference (goal <= 1.2) ${cheap <= 1.2 ? 'MET' : 'NOT MET'}`,
+  );
+  console.log(
+    `ctx.sql, a statement parsed: +${fmt(parsedUs)} µs (goal <= 100 µs) ${parsedUs <= 100 ? 'MET' : 'NOT MET'}`,
+  );
   await client.end();
 } finally {
   await server.stop();

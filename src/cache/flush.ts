@@ -103,13 +103,19 @@ export async function flushKeys(target: CacheTarget, opts: FlushOptions): Promis
 }
 
 /** The flush loop; also returns the sample as raw key bytes (for MEMORY USAGE in `cache keys`). */
-export async function scanAndDelete(target: CacheTarget, opts: FlushOptions): Promise<{ result: FlushResult; sampleKeys: Buffer[] }> {
+export async function scanAndDelete(
+  target: CacheTarget,
+  opts: FlushOptions,
+): Promise<{ result: FlushResult; sampleKeys: Buffer[] }> {
   const pinnedInput = target.cluster ? pinnedHashInput(opts.pattern) : undefined;
   const pinnedSlot = pinnedInput === undefined ? undefined : keySlot(pinnedInput);
   let nodes = target.nodes;
   if (pinnedSlot !== undefined) {
     const owner = target.ownerOf(pinnedSlot);
-    if (!owner) throw new OperationError(`no cluster node owns slot ${pinnedSlot}`, { hint: 'check CLUSTER SLOTS; is the cluster healthy?' });
+    if (!owner)
+      throw new OperationError(`no cluster node owns slot ${pinnedSlot}`, {
+        hint: 'check CLUSTER SLOTS; is the cluster healthy?',
+      });
     nodes = [owner];
   }
   const shared: Shared = {
@@ -123,7 +129,9 @@ export async function scanAndDelete(target: CacheTarget, opts: FlushOptions): Pr
     stop: undefined,
     error: undefined,
   };
-  const reports = nodes.map((n): NodeFlushReport => ({ node: n.id, scans: 0, matched: 0, removed: 0, complete: false }));
+  const reports = nodes.map(
+    (n): NodeFlushReport => ({ node: n.id, scans: 0, matched: 0, removed: 0, complete: false }),
+  );
   const progress = () =>
     opts.onProgress?.({
       scans: shared.scans,
@@ -142,7 +150,9 @@ export async function scanAndDelete(target: CacheTarget, opts: FlushOptions): Pr
       await walkNode(target, node, reports[i] as NodeFlushReport, shared, { ...opts, depth: 1 }, progress);
     }
   } else {
-    await Promise.all(nodes.map((node, i) => walkNode(target, node, reports[i] as NodeFlushReport, shared, opts, progress)));
+    await Promise.all(
+      nodes.map((node, i) => walkNode(target, node, reports[i] as NodeFlushReport, shared, opts, progress)),
+    );
   }
   progress();
   const elapsedMs = Date.now() - shared.started;

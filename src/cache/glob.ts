@@ -36,7 +36,16 @@ export function globMatch(pattern: string | Buffer, key: string | Buffer): boole
 // Reading past the end returns 0, as the C code reads the sds NUL terminator.
 const at = (b: Buffer, i: number) => (i < b.length ? (b[i] as number) : 0);
 
-function matchAt(p: Buffer, pi: number, plen: number, s: Buffer, si: number, slen: number, state: { skipLonger: boolean }, nesting: number): boolean {
+function matchAt(
+  p: Buffer,
+  pi: number,
+  plen: number,
+  s: Buffer,
+  si: number,
+  slen: number,
+  state: { skipLonger: boolean },
+  nesting: number,
+): boolean {
   // Redis >= 7.0.10 bounds the recursion (CVE-2022-36021).
   if (nesting > 1000) return false;
   while (plen > 0 && slen > 0) {
@@ -187,6 +196,7 @@ export function displayKey(key: Buffer): string {
   const text = key.toString('utf8');
   if (Buffer.from(text, 'utf8').equals(key) && !/[\x00-\x1f\x7f]/.test(text)) return text;
   let out = '';
-  for (const b of key) out += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  for (const b of key)
+    out += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
   return out;
 }

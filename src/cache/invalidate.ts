@@ -23,7 +23,12 @@ export function createInvalidator(target: CacheTarget): CacheInvalidator {
       return r.removed;
     },
     countPattern: async (pattern) => {
-      const r = await flushKeys(target, { pattern: Buffer.from(pattern, 'utf8'), count: SCAN_COUNT, sampleSize: 0, dryRun: true });
+      const r = await flushKeys(target, {
+        pattern: Buffer.from(pattern, 'utf8'),
+        count: SCAN_COUNT,
+        sampleSize: 0,
+        dryRun: true,
+      });
       if (r.stopped === 'error') throw new Error(r.error ?? `SCAN of ${pattern} failed`);
       return r.matched;
     },
@@ -80,7 +85,9 @@ async function unlinkOnNode(target: CacheTarget, node: CacheNode, list: Array<st
  * `cache: () => openCacheInvalidator({ url: process.env.REDIS_URL, timeoutMs: 5000 })`. Close it
  * when the runner is done.
  */
-export async function openCacheInvalidator(opts: OpenTargetOptions): Promise<CacheInvalidator & { close(): Promise<void> }> {
+export async function openCacheInvalidator(
+  opts: OpenTargetOptions,
+): Promise<CacheInvalidator & { close(): Promise<void> }> {
   const { openTarget } = await import('./target.js');
   const target = await openTarget({ connectionName: 'dbops-invalidate', ...opts });
   return { ...createInvalidator(target), close: () => target.close() };

@@ -72,7 +72,11 @@ export async function inspectKeys(target: CacheTarget, opts: KeysOptions): Promi
         known++;
       }
     }
-    memory = { sampleBytes: total, sampleKeys: known, estimatedTotalBytes: known ? Math.round((total / known) * result.matched) : 0 };
+    memory = {
+      sampleBytes: total,
+      sampleKeys: known,
+      estimatedTotalBytes: known ? Math.round((total / known) * result.matched) : 0,
+    };
   }
   return {
     pattern: result.pattern,

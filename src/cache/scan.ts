@@ -9,7 +9,11 @@ export interface ScanStepOptions {
   type?: string | undefined;
 }
 
-export async function scanStep(client: Redis, cursor: string, opts: ScanStepOptions): Promise<{ cursor: string; keys: Buffer[] }> {
+export async function scanStep(
+  client: Redis,
+  cursor: string,
+  opts: ScanStepOptions,
+): Promise<{ cursor: string; keys: Buffer[] }> {
   const args: Array<string | Buffer | number> = [cursor, 'MATCH', opts.pattern, 'COUNT', opts.count];
   if (opts.type) args.push('TYPE', opts.type);
   // callBuffer is scanBuffer with a variable argument list (TYPE is optional).

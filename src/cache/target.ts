@@ -95,12 +95,17 @@ export async function openTarget(opts: OpenTargetOptions): Promise<CacheTarget> 
   }
   await closeRedis(seed);
   if ((seed.options.db ?? 0) !== 0) {
-    throw new UsageError(`REDIS_URL selects database ${seed.options.db}, but ${endpoint} is a Redis Cluster, which has only database 0`, {
-      hint: 'drop the /<db> from the URL',
-    });
+    throw new UsageError(
+      `REDIS_URL selects database ${seed.options.db}, but ${endpoint} is a Redis Cluster, which has only database 0`,
+      {
+        hint: 'drop the /<db> from the URL',
+      },
+    );
   }
   const cluster = await connectRedisCluster(connectOpts);
-  const nodes: CacheNode[] = cluster.nodes('master').map((client) => ({ id: `${client.options.host}:${client.options.port}`, client }));
+  const nodes: CacheNode[] = cluster
+    .nodes('master')
+    .map((client) => ({ id: `${client.options.host}:${client.options.port}`, client }));
   const byId = new Map(nodes.map((n) => [n.id, n]));
   return {
     info: { ...base, db: 0, mode: 'cluster', nodes: nodes.length },

@@ -84,7 +84,8 @@ export class CommandContext {
   announceDatabase(db: DatabaseSettings, direct: boolean): void {
     const url = direct ? db.directUrl : db.url;
     let where = direct ? db.directBrief : db.brief;
-    if (db.ignoredDirect && direct) where += `; ${db.ignoredDirect} ignored under it: pass --direct-database-url to use one`;
+    if (db.ignoredDirect && direct)
+      where += `; ${db.ignoredDirect} ignored under it: pass --direct-database-url to use one`;
     this.announce(url, where);
   }
 
@@ -105,9 +106,12 @@ export class CommandContext {
     if (this.embeddedOnlyIfRunning) {
       const running = embeddedStatus(this.config.embeddedDir);
       if (!running.running || !running.url) {
-        throw new ConfigError(`no database configured: ${this.embeddedOnlyIfRunning} does not start the embedded development database`, {
-          hint: 'set DATABASE_URL (or pass --database-url); to look at the embedded development database, start it first: dbops embedded start',
-        });
+        throw new ConfigError(
+          `no database configured: ${this.embeddedOnlyIfRunning} does not start the embedded development database`,
+          {
+            hint: 'set DATABASE_URL (or pass --database-url); to look at the embedded development database, start it first: dbops embedded start',
+          },
+        );
       }
       const where = `embedded development database, already running, in ${this.config.embeddedDir}; no DATABASE_URL configured`;
       return {
@@ -164,7 +168,12 @@ export class CommandContext {
     const s = this.config.pgbouncerAdminUrl;
     this.announce(url, s?.brief ?? s?.source ?? 'PGBOUNCER_ADMIN_URL', 'PgBouncer console ');
     const { connectPg } = await import('../db/pg.js');
-    const client = await connectPg({ connectionString: url, timeoutMs: this.timeoutMs, label: 'PgBouncer', adminConsole: true });
+    const client = await connectPg({
+      connectionString: url,
+      timeoutMs: this.timeoutMs,
+      label: 'PgBouncer',
+      adminConsole: true,
+    });
     this.onClose(() => client.end());
     return client;
   }

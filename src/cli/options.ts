@@ -7,7 +7,9 @@ export function intArg(min: number, max = Number.MAX_SAFE_INTEGER): (value: stri
     if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
     const n = Number(value);
     if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be from ${min} to ${max === Number.MAX_SAFE_INTEGER ? 'any larger number' : max}, got ${value}`);
+      throw new InvalidArgumentError(
+        `must be from ${min} to ${max === Number.MAX_SAFE_INTEGER ? 'any larger number' : max}, got ${value}`,
+      );
     }
     return n;
   };
@@ -18,7 +20,9 @@ export function numberArg(min: number, max = Number.MAX_VALUE): (value: string) 
   return (value: string) => {
     const n = Number(value);
     if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be a number from ${min}${max === Number.MAX_VALUE ? ' up' : ` to ${max}`}, got "${value}"`);
+      throw new InvalidArgumentError(
+        `must be a number from ${min}${max === Number.MAX_VALUE ? ' up' : ` to ${max}`}, got "${value}"`,
+      );
     }
     return n;
   };
@@ -48,7 +52,11 @@ export function formatDuration(ms: number): string {
  * parser of every duration option, `--lock-timeout` and `--long-ms` alike (a bare number is
  * milliseconds everywhere). `fractional` keeps fractions of a millisecond (mean-time thresholds).
  */
-export function durationIn(min: number, max = MAX_DURATION_MS, opts: { fractional?: boolean } = {}): (value: string) => number {
+export function durationIn(
+  min: number,
+  max = MAX_DURATION_MS,
+  opts: { fractional?: boolean } = {},
+): (value: string) => number {
   return (value: string) => {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
     if (!m) throw new InvalidArgumentError(`expected a duration such as 500ms, 5s or 2m, got "${value}"`);

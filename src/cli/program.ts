@@ -102,10 +102,21 @@ export function buildProgram(io: CliIO, state: RunState): Command {
       'direct PostgreSQL connection for migrations, locks and diagnostics, bypassing PgBouncer (overrides DIRECT_DATABASE_URL)',
     )
     .option('--redis-url <url>', 'Redis connection string (overrides REDIS_URL)')
-    .option('--replica-url <url>', 'a streaming read replica (repeatable; overrides DATABASE_REPLICA_URLS)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--clickhouse-url <url>', 'ClickHouse HTTP interface, http(s)://user:password@host:8123/db (overrides CLICKHOUSE_URL)')
+    .option(
+      '--replica-url <url>',
+      'a streaming read replica (repeatable; overrides DATABASE_REPLICA_URLS)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--clickhouse-url <url>',
+      'ClickHouse HTTP interface, http(s)://user:password@host:8123/db (overrides CLICKHOUSE_URL)',
+    )
     .option('--config <file>', 'config file (default: dbops.config.json in the working directory)')
-    .addOption(new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(connectTimeoutArg))
+    .addOption(
+      new Option('--timeout <duration>', 'connect timeout, e.g. 5s (default 5s or DBOPS_CONNECT_TIMEOUT_MS)').argParser(
+        connectTimeoutArg,
+      ),
+    )
     .option('--json', 'write one JSON document to stdout; logs go to stderr')
     .option('--no-color', 'no colour (NO_COLOR and FORCE_COLOR are honoured too)')
     .option('-q, --quiet', 'only results and errors')
@@ -125,7 +136,9 @@ export function buildProgram(io: CliIO, state: RunState): Command {
     async (...actionArgs: unknown[]) => {
       const command = actionArgs[actionArgs.length - 1] as Command;
       const opts = actionArgs[actionArgs.length - 2] as Record<string, unknown>;
-      const positional = actionArgs.slice(0, -2).flatMap((a) => (Array.isArray(a) ? a.map(String) : a === undefined ? [] : [String(a)]));
+      const positional = actionArgs
+        .slice(0, -2)
+        .flatMap((a) => (Array.isArray(a) ? a.map(String) : a === undefined ? [] : [String(a)]));
       const globals = command.optsWithGlobals() as GlobalOptions;
       state.output = buildOutput(io, globals, state.redactor);
       await state.output.prepare();
@@ -178,7 +191,10 @@ export function buildProgram(io: CliIO, state: RunState): Command {
     .action(async (shell: string) => {
       const { bashCompletion, fishCompletion, zshCompletion } = await import('./completion.js');
       const make = { bash: bashCompletion, zsh: zshCompletion, fish: fishCompletion }[shell];
-      if (!make) throw new UsageError(`no completion for shell "${shell}"`, { hint: 'dbops completion bash, dbops completion zsh or dbops completion fish' });
+      if (!make)
+        throw new UsageError(`no completion for shell "${shell}"`, {
+          hint: 'dbops completion bash, dbops completion zsh or dbops completion fish',
+        });
       io.stdout.write(make(program));
     });
   program
@@ -210,7 +226,9 @@ export async function runCli(args: string[], io: CliIO): Promise<number> {
         state.output?.restoreTerminal();
         io.stderr.write('\n');
         // The same error path as any other: one line, a hint, with --json one document.
-        const stopped = new InterruptedError(`${signal} received: stopped`, { hint: 'this command had no step to finish; run it again when you are ready' });
+        const stopped = new InterruptedError(`${signal} received: stopped`, {
+          hint: 'this command had no step to finish; run it again when you are ready',
+        });
         reportError(stopped, io, state, false, args.includes('--json'));
         io.stopNow();
         return;
@@ -243,7 +261,12 @@ export function seedRedactor(args: string[], env: Record<string, string | undefi
     const option = eq === -1 ? arg : arg.slice(0, eq);
     if (eq !== -1 && isSecretName(option.replace(/^--/, '').replace(/-/g, '_'))) redactor.addUrl(arg.slice(eq + 1));
     const previous = args[i - 1];
-    if (previous?.startsWith('--') && !previous.includes('=') && isSecretName(previous.replace(/^--/, '').replace(/-/g, '_'))) redactor.addUrl(arg);
+    if (
+      previous?.startsWith('--') &&
+      !previous.includes('=') &&
+      isSecretName(previous.replace(/^--/, '').replace(/-/g, '_'))
+    )
+      redactor.addUrl(arg);
     redactor.scan(arg);
   });
   return redactor;
@@ -273,18 +296,26 @@ function commanderExit(error: CommanderError, io: CliIO, redactor: Redactor, jso
 function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolean, json: boolean): number {
   const redact = (s: string) => state.redactor.redact(s);
   // Ctrl-C at a [y/N] prompt is the person's answer, not a fault of dbops.
-  if (error instanceof PromptCancelled) error = new InterruptedError(error.message, { hint: 'run the command again when you are ready' });
+  if (error instanceof PromptCancelled)
+    error = new InterruptedError(error.message, { hint: 'run the command again when you are ready' });
   const err: DbopsError | undefined = isDbopsError(error) ? error : undefined;
   const exitCode = err?.exitCode ?? ExitCode.Failed;
   const message = err ? err.message : `unexpected error: ${messageOf(error)}`;
   const oneLine = message.split('\n')[0] ?? message;
-  const hint = err?.hint ?? (err ? undefined : 'this is a bug in dbops; run again with --verbose and report the stack trace');
+  const hint =
+    err?.hint ?? (err ? undefined : 'this is a bug in dbops; run again with --verbose and report the stack trace');
   if (json && state.output && !state.output.hasResult) {
     // What the command did before it failed (a migration run's outcomes) comes first, then the error.
     const doc = {
       ...err?.result,
       ok: false,
-      error: { code: err?.code ?? 'INTERNAL', message: oneLine, hint, exitCode, ...(err?.details ? { details: err.details } : {}) },
+      error: {
+        code: err?.code ?? 'INTERNAL',
+        message: oneLine,
+        hint,
+        exitCode,
+        ...(err?.details ? { details: err.details } : {}),
+      },
     };
     io.stdout.write(redact(`${JSON.stringify(doc, jsonReplacer, 2)}\n`));
   }
@@ -295,7 +326,8 @@ function reportError(error: unknown, io: CliIO, state: RunState, verbose: boolea
   }
   if (hint) io.stderr.write(redact(`  hint: ${hint}\n`));
   // One annotation per failure: a command that already annotated (naming the migration) is not repeated.
-  if (state.output?.githubActions && !state.output.annotated) io.stderr.write(redact(githubAnnotation('dbops', oneLine)));
+  if (state.output?.githubActions && !state.output.annotated)
+    io.stderr.write(redact(githubAnnotation('dbops', oneLine)));
   if (verbose) {
     let cur: unknown = error;
     let depth = 0;

@@ -141,7 +141,12 @@ export interface ResolvedConfig {
   secrets: string[];
 }
 
-type Layer = { kind: SourceKind; describe: (name: string) => string; brief: (name: string) => string; values: Record<string, string | undefined> };
+type Layer = {
+  kind: SourceKind;
+  describe: (name: string) => string;
+  brief: (name: string) => string;
+  values: Record<string, string | undefined>;
+};
 
 /** Flags first: a lower rank wins. */
 const RANK: Record<SourceKind, number> = { flag: 0, env: 1, dotenv: 2, file: 3, default: 4, derived: 4 };
@@ -149,7 +154,9 @@ const RANK: Record<SourceKind, number> = { flag: 0, env: 1, dotenv: 2, file: 3, 
 /** Where a JSON text stops being JSON, as "line L, column C: <what>", without quoting the text. */
 function jsonErrorPosition(text: string): string {
   // Loaded only on this error path (synchronously: configuration is resolved synchronously).
-  const { parse, printParseErrorCode } = createRequire(import.meta.url)('jsonc-parser') as typeof import('jsonc-parser');
+  const { parse, printParseErrorCode } = createRequire(import.meta.url)(
+    'jsonc-parser',
+  ) as typeof import('jsonc-parser');
   const errors: Array<{ error: number; offset: number }> = [];
   parse(text, errors as never, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const first = errors[0];
@@ -164,7 +171,9 @@ function jsonErrorPosition(text: string): string {
 function readConfigFile(path: string, explicit: boolean, redactor: Redactor): Record<string, string> {
   if (!existsSync(path)) {
     if (explicit)
-      throw new ConfigError(`config file ${path} does not exist`, { hint: 'check the --config path (relative paths start at the working directory)' });
+      throw new ConfigError(`config file ${path} does not exist`, {
+        hint: 'check the --config path (relative paths start at the working directory)',
+      });
     return {};
   }
   let text: string;
@@ -172,7 +181,9 @@ function readConfigFile(path: string, explicit: boolean, redactor: Redactor): Re
     text = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError(`config file ${path} cannot be read (${code})`, { hint: 'check that it is a readable file (not a folder) and its permissions' });
+    throw new ConfigError(`config file ${path} cannot be read (${code})`, {
+      hint: 'check that it is a readable file (not a folder) and its permissions',
+    });
   }
   let parsed: unknown;
   try {
@@ -202,7 +213,9 @@ function readConfigFile(path: string, explicit: boolean, redactor: Redactor): Re
     }
     if (value === null || value === undefined) continue;
     if (typeof value === 'object') {
-      throw new ConfigError(`config file ${path}: "${key}" must be a string or number`, { hint: `write it as "${key}": "..."` });
+      throw new ConfigError(`config file ${path}: "${key}" must be a string or number`, {
+        hint: `write it as "${key}": "..."`,
+      });
     }
     out[name] = String(value);
   }
@@ -223,7 +236,9 @@ function readDotenv(cwd: string): Record<string, string> {
     return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'not KEY=value lines';
-    throw new ConfigError(`.env in ${cwd} cannot be read (${code})`, { hint: 'it holds KEY=value lines; quote a value that contains spaces or #' });
+    throw new ConfigError(`.env in ${cwd} cannot be read (${code})`, {
+      hint: 'it holds KEY=value lines; quote a value that contains spaces or #',
+    });
   }
 }
 
@@ -234,7 +249,9 @@ function isTruthy(v: string | undefined): boolean {
 function parseInteger(name: string, s: Sourced<string>, min: number, max: number, hint: string): number {
   const n = Number(s.value);
   if (!/^\s*\d+\s*$/.test(s.value) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${name}="${s.value}" (from ${s.source}) must be a whole number from ${min} to ${max}`, { hint });
+    throw new ConfigError(`${name}="${s.value}" (from ${s.source}) must be a whole number from ${min} to ${max}`, {
+      hint,
+    });
   }
   return n;
 }
@@ -269,8 +286,18 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
   const dotenv = learn(readDotenv(cwd));
   const layers: Layer[] = [
     { kind: 'flag', describe: (n) => `flag ${flagOf(n)}`, brief: (n) => flagOf(n), values: flags },
-    { kind: 'env', describe: (n) => `environment variable ${n}`, brief: (n) => `${n} from the environment`, values: env },
-    { kind: 'dotenv', describe: (n) => `${n} in ${resolve(cwd, '.env')}`, brief: (n) => `${n} from .env`, values: dotenv },
+    {
+      kind: 'env',
+      describe: (n) => `environment variable ${n}`,
+      brief: (n) => `${n} from the environment`,
+      values: env,
+    },
+    {
+      kind: 'dotenv',
+      describe: (n) => `${n} in ${resolve(cwd, '.env')}`,
+      brief: (n) => `${n} from .env`,
+      values: dotenv,
+    },
     {
       kind: 'file',
       describe: (n) => `"${SETTINGS[n as SettingName].key}" in ${configPath}`,
@@ -281,7 +308,8 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
   const get = (name: SettingName): Sourced<string> | undefined => {
     for (const layer of layers) {
       const v = layer.values[name];
-      if (v !== undefined && v !== '') return { value: v, source: layer.describe(name), kind: layer.kind, brief: layer.brief(name) };
+      if (v !== undefined && v !== '')
+        return { value: v, source: layer.describe(name), kind: layer.kind, brief: layer.brief(name) };
     }
     return undefined;
   };
@@ -308,20 +336,40 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
 
   const poolSizeS = get('DATABASE_POOL_SIZE');
   const poolSize = poolSizeS
-    ? parseInteger('DATABASE_POOL_SIZE', poolSizeS, 1, 10_000, "the application's connection pool size per instance (Prisma's default is 10)")
+    ? parseInteger(
+        'DATABASE_POOL_SIZE',
+        poolSizeS,
+        1,
+        10_000,
+        "the application's connection pool size per instance (Prisma's default is 10)",
+      )
     : 10;
   const sslS = get('DATABASE_SSL');
   const ssl = sslS ? isTruthy(sslS.value) : production;
   const timeoutS = get('DBOPS_CONNECT_TIMEOUT_MS');
   const connectTimeoutMs = timeoutS
-    ? parseInteger('DBOPS_CONNECT_TIMEOUT_MS', timeoutS, 100, 600_000, 'milliseconds, e.g. 5000; --timeout 5s overrides it for one command')
+    ? parseInteger(
+        'DBOPS_CONNECT_TIMEOUT_MS',
+        timeoutS,
+        100,
+        600_000,
+        'milliseconds, e.g. 5000; --timeout 5s overrides it for one command',
+      )
     : 5000;
 
   const database = resolveDatabase(get, ssl, poolSize);
   const redisS = get('REDIS_URL');
-  const redis = redisS ? { url: checkUrl('REDIS_URL', redisS, ['redis:', 'rediss:']), source: redisS.source, brief: redisS.brief ?? redisS.source } : undefined;
+  const redis = redisS
+    ? {
+        url: checkUrl('REDIS_URL', redisS, ['redis:', 'rediss:']),
+        source: redisS.source,
+        brief: redisS.brief ?? redisS.source,
+      }
+    : undefined;
   const bouncerS = get('PGBOUNCER_ADMIN_URL');
-  const pgbouncerAdminUrl = bouncerS ? { ...bouncerS, value: checkPostgresUrl('PGBOUNCER_ADMIN_URL', bouncerS) } : undefined;
+  const pgbouncerAdminUrl = bouncerS
+    ? { ...bouncerS, value: checkPostgresUrl('PGBOUNCER_ADMIN_URL', bouncerS) }
+    : undefined;
   const clickhouse = resolveClickHouse(get, cwd);
   const replicasS = get('DATABASE_REPLICA_URLS');
   for (const u of listOf(replicasS?.value ?? '')) redactor.addUrl(u);
@@ -333,7 +381,13 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     : [];
   const waitS = get('DBOPS_REPLICA_WAIT_MS');
   const replicaWaitMs = waitS
-    ? parseInteger('DBOPS_REPLICA_WAIT_MS', waitS, 0, 3_600_000, 'milliseconds, e.g. 30000; --replica-wait 30s overrides it for one command')
+    ? parseInteger(
+        'DBOPS_REPLICA_WAIT_MS',
+        waitS,
+        0,
+        3_600_000,
+        'milliseconds, e.g. 30000; --replica-wait 30s overrides it for one command',
+      )
     : 30_000;
 
   return {
@@ -346,7 +400,12 @@ export function resolveConfig(input: ConfigInput): ResolvedConfig {
     pgbouncerAdminUrl,
     clickhouse,
     migrationsDir: folder(cwd, 'DBOPS_MIGRATIONS_DIR', get('DBOPS_MIGRATIONS_DIR'), 'data-migrations'),
-    prismaMigrationsDir: folder(cwd, 'DBOPS_PRISMA_MIGRATIONS_DIR', get('DBOPS_PRISMA_MIGRATIONS_DIR'), 'prisma/migrations'),
+    prismaMigrationsDir: folder(
+      cwd,
+      'DBOPS_PRISMA_MIGRATIONS_DIR',
+      get('DBOPS_PRISMA_MIGRATIONS_DIR'),
+      'prisma/migrations',
+    ),
     prismaSchema: resolve(cwd, get('DBOPS_PRISMA_SCHEMA')?.value ?? 'prisma/schema.prisma'),
     dbopsSchema: get('DBOPS_SCHEMA')?.value ?? 'dbops',
     connectTimeoutMs,
@@ -372,18 +431,26 @@ function folder(cwd: string, name: string, s: Sourced<string> | undefined, fallb
   return path;
 }
 
-function resolveClickHouse(get: (name: SettingName) => Sourced<string> | undefined, cwd: string): ClickHouseSettings | undefined {
+function resolveClickHouse(
+  get: (name: SettingName) => Sourced<string> | undefined,
+  cwd: string,
+): ClickHouseSettings | undefined {
   const urlS = get('CLICKHOUSE_URL');
   const caS = get('CLICKHOUSE_CA_CERT');
   const timeoutS = get('CLICKHOUSE_QUERY_TIMEOUT_MS');
-  const queryTimeoutMs = timeoutS ? parseInteger('CLICKHOUSE_QUERY_TIMEOUT_MS', timeoutS, 100, 3_600_000, 'milliseconds, e.g. 10000 for 10 s') : 10_000;
+  const queryTimeoutMs = timeoutS
+    ? parseInteger('CLICKHOUSE_QUERY_TIMEOUT_MS', timeoutS, 100, 3_600_000, 'milliseconds, e.g. 10000 for 10 s')
+    : 10_000;
   if (!urlS) return undefined;
   const url = checkUrl('CLICKHOUSE_URL', urlS, ['http:', 'https:']);
   // Settings in the query string would be sent with every request, which a readonly=1 user is refused.
   if (new URL(url).search) {
-    throw new ConfigError(`CLICKHOUSE_URL (from ${urlS.source}) has a query string: settings in the URL are not supported`, {
-      hint: 'use http(s)://user:password@host:8123/database; https:// turns TLS on',
-    });
+    throw new ConfigError(
+      `CLICKHOUSE_URL (from ${urlS.source}) has a query string: settings in the URL are not supported`,
+      {
+        hint: 'use http(s)://user:password@host:8123/database; https:// turns TLS on',
+      },
+    );
   }
   let caCert: string | undefined;
   if (caS) {
@@ -403,7 +470,9 @@ function flagOf(name: string): string {
 
 /** The URL built from DATABASE_HOST/PORT/NAME/USER/PASSWORD (a host starting with / is a socket folder). */
 function urlFromParts(get: (name: SettingName) => Sourced<string> | undefined, host: Sourced<string>): string {
-  const [port, name, user, password] = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const).map(get);
+  const [port, name, user, password] = (
+    ['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const
+  ).map(get);
   if (port) parseInteger('DATABASE_PORT', port, 1, 65_535, 'the TCP port PostgreSQL listens on (5432 by default)');
   const socket = host.value.startsWith('/');
   const u = new URL('postgresql://localhost');
@@ -428,7 +497,11 @@ function urlFromParts(get: (name: SettingName) => Sourced<string> | undefined, h
   return `postgresql://${auth}${u.pathname}?${query.toString()}`;
 }
 
-function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined, ssl: boolean, poolSize: number): DatabaseSettings | undefined {
+function resolveDatabase(
+  get: (name: SettingName) => Sourced<string> | undefined,
+  ssl: boolean,
+  poolSize: number,
+): DatabaseSettings | undefined {
   const urlS = get('DATABASE_URL');
   // TLS applies to every connection, the direct one (migrations, locks) included.
   const tls = { requireTls: ssl };
@@ -447,9 +520,15 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
       source = `DATABASE_HOST/PORT/NAME/USER/PASSWORD (${host.source})`;
       brief = (host.brief ?? host.source).replace('DATABASE_HOST', 'DATABASE_HOST/PORT/NAME/USER/PASSWORD');
       kind = host.kind;
-      url = checkPostgresUrl('DATABASE_HOST/PORT/NAME/USER/PASSWORD', { value: urlFromParts(get, host), source: host.source }, tls);
+      url = checkPostgresUrl(
+        'DATABASE_HOST/PORT/NAME/USER/PASSWORD',
+        { value: urlFromParts(get, host), source: host.source },
+        tls,
+      );
     } else {
-      const stray = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const).map(get).find((p) => p !== undefined);
+      const stray = (['DATABASE_PORT', 'DATABASE_NAME', 'DATABASE_USER', 'DATABASE_PASSWORD'] as const)
+        .map(get)
+        .find((p) => p !== undefined);
       if (stray) {
         throw new ConfigError(`${stray.source} is set but DATABASE_HOST is not`, {
           hint: 'set DATABASE_URL, or DATABASE_HOST with the other DATABASE_* parts',
@@ -467,7 +546,16 @@ function resolveDatabase(get: (name: SettingName) => Sourced<string> | undefined
   if (!url) {
     if (directUrl && directS) {
       const b = directS.brief ?? directS.source;
-      return { url: directUrl, directUrl, source: directS.source, directSource: directS.source, brief: b, directBrief: b, ssl, poolSize };
+      return {
+        url: directUrl,
+        directUrl,
+        source: directS.source,
+        directSource: directS.source,
+        brief: b,
+        directBrief: b,
+        ssl,
+        poolSize,
+      };
     }
     return undefined;
   }

@@ -94,7 +94,9 @@ export class Redactor {
     for (const s of this.list()) {
       if (out.includes(s)) out = out.split(s).join(MASK);
     }
-    out = out.replace(URL_CREDENTIALS, (m, scheme: string, user: string, password: string) => (PLACEHOLDERS.has(password) ? m : `${scheme}${user}:${MASK}@`));
+    out = out.replace(URL_CREDENTIALS, (m, scheme: string, user: string, password: string) =>
+      PLACEHOLDERS.has(password) ? m : `${scheme}${user}:${MASK}@`,
+    );
     out = out.replace(KEYWORD_SECRETS, (_m, key: string, sep: string) => `${key}${sep}${MASK}`);
     return out;
   }
@@ -171,7 +173,13 @@ export function secretParams(value: string): string[] {
 function isCleanUrl(value: string): boolean {
   try {
     const u = new URL(value);
-    return !u.username && !u.password && !value.includes('@') && secretParams(value).length === 0 && u.href.startsWith(`${u.protocol}//`);
+    return (
+      !u.username &&
+      !u.password &&
+      !value.includes('@') &&
+      secretParams(value).length === 0 &&
+      u.href.startsWith(`${u.protocol}//`)
+    );
   } catch {
     return false;
   }

@@ -38,7 +38,8 @@ const KNOWN_SCHEMES = new Set([
   'prisma+postgres',
 ]);
 
-const ENCODING_HINT = 'percent-encode special characters (@ as %40, / as %2F, # as %23, ? as %3F, : as %3A, space as %20) in the user and password';
+const ENCODING_HINT =
+  'percent-encode special characters (@ as %40, / as %2F, # as %23, ? as %3F, : as %3A, space as %20) in the user and password';
 const NOT_SHOWN = 'the value is not shown because it may hold a password';
 
 function fail(name: string, s: SourcedValue, problem: string, hint: string): never {
@@ -55,7 +56,13 @@ function rawUserinfo(value: string): string | undefined {
 /** Which characters of a raw user:password need encoding, for the hint. */
 function unencodedIn(userinfo: string | undefined): string[] {
   if (!userinfo) return [];
-  const names: Record<string, string> = { '/': '/ (%2F)', '?': '? (%3F)', '#': '# (%23)', ' ': 'a space (%20)', '@': '@ (%40)' };
+  const names: Record<string, string> = {
+    '/': '/ (%2F)',
+    '?': '? (%3F)',
+    '#': '# (%23)',
+    ' ': 'a space (%20)',
+    '@': '@ (%40)',
+  };
   return Object.keys(names)
     .filter((ch) => userinfo.includes(ch))
     .map((ch) => names[ch] as string);
@@ -71,15 +78,26 @@ function encodingHint(form: string, value: string): string {
 function checkShape(name: string, s: SourcedValue, schemes: string[], form: string): void {
   const value = s.value;
   if (value.trim() !== value) {
-    fail(name, s, 'starts or ends with white space', `remove it (in .env, write NAME="value" without spaces around the value); ${NOT_SHOWN}`);
+    fail(
+      name,
+      s,
+      'starts or ends with white space',
+      `remove it (in .env, write NAME="value" without spaces around the value); ${NOT_SHOWN}`,
+    );
   }
   const lower = value.toLowerCase();
   const wanted = schemes.map((x) => `${x}://`);
   if (!wanted.some((w) => lower.startsWith(w))) {
     const sep = value.indexOf(':');
     const scheme = sep > 0 ? lower.slice(0, sep) : '';
-    const typo = [...schemes].sort((a, b) => b.length - a.length).find((x) => lower.startsWith(x) && !lower.startsWith(`${x}://`));
-    const what = typo ? `: "${typo}" must be followed by "://"` : KNOWN_SCHEMES.has(scheme) && !schemes.includes(scheme) ? `, not ${scheme}:` : '';
+    const typo = [...schemes]
+      .sort((a, b) => b.length - a.length)
+      .find((x) => lower.startsWith(x) && !lower.startsWith(`${x}://`));
+    const what = typo
+      ? `: "${typo}" must be followed by "://"`
+      : KNOWN_SCHEMES.has(scheme) && !schemes.includes(scheme)
+        ? `, not ${scheme}:`
+        : '';
     fail(name, s, `must start with ${wanted.join(' or ')}${what}`, `the form is ${form} (${NOT_SHOWN})`);
   }
   if (value.includes('#')) {
@@ -111,10 +129,20 @@ function parseUrl(value: string): { url: URL; socket: boolean } | undefined {
 function checkStrayAt(name: string, s: SourcedValue, url: URL, form: string): void {
   const hasUserinfo = url.username !== '' || url.password !== '';
   if (url.pathname.includes('@') || (!hasUserinfo && url.search.includes('@'))) {
-    fail(name, s, 'has an "@" after the host, so its password was cut short by an unencoded "/" or "?"', encodingHint(form, s.value));
+    fail(
+      name,
+      s,
+      'has an "@" after the host, so its password was cut short by an unencoded "/" or "?"',
+      encodingHint(form, s.value),
+    );
   }
   if (hostInsidePassword(s.value)) {
-    fail(name, s, 'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host', encodingHint(form, s.value));
+    fail(
+      name,
+      s,
+      'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host',
+      encodingHint(form, s.value),
+    );
   }
 }
 
@@ -212,10 +240,16 @@ export function checkPostgresUrl(name: string, s: SourcedValue, opts: { requireT
   if (!parsed) fail(name, s, 'is not a valid URL', encodingHint(PG_FORM, s.value));
   const { url, socket } = parsed;
   checkStrayAt(name, s, url, PG_FORM);
-  if (url.port === '0') fail(name, s, 'has port 0', 'PostgreSQL listens on 5432 by default; give the real port after the host');
+  if (url.port === '0')
+    fail(name, s, 'has port 0', 'PostgreSQL listens on 5432 by default; give the real port after the host');
   const host = url.searchParams.get('host');
   if (socket && !host) {
-    fail(name, s, 'has a user and password but no host', `write the host after the "@" (${PG_FORM}), or a Unix socket as ...@/DATABASE?host=/run/postgresql`);
+    fail(
+      name,
+      s,
+      'has a user and password but no host',
+      `write the host after the "@" (${PG_FORM}), or a Unix socket as ...@/DATABASE?host=/run/postgresql`,
+    );
   }
   const sslmode = url.searchParams.get('sslmode');
   const modes = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
@@ -281,7 +315,8 @@ export function parseRedisUrl(name: string, s: SourcedValue): RedisTarget {
   const { url } = parsed;
   checkStrayAt(name, s, url, REDIS_FORM);
   if (!url.hostname) fail(name, s, 'has no host', `the form is ${REDIS_FORM}`);
-  if (url.port === '0') fail(name, s, 'has port 0', 'Redis listens on 6379 by default; give the real port after the host');
+  if (url.port === '0')
+    fail(name, s, 'has port 0', 'Redis listens on 6379 by default; give the real port after the host');
   const path = url.pathname;
   let db = 0;
   if (path !== '' && path !== '/') {
@@ -301,7 +336,12 @@ export function parseRedisUrl(name: string, s: SourcedValue): RedisTarget {
     try {
       return decodeURIComponent(v);
     } catch {
-      fail(name, s, 'has a "%" that is not followed by two hex digits', `${ENCODING_HINT}; a literal % is %25 (${NOT_SHOWN})`);
+      fail(
+        name,
+        s,
+        'has a "%" that is not followed by two hex digits',
+        `${ENCODING_HINT}; a literal % is %25 (${NOT_SHOWN})`,
+      );
     }
   };
   const hostname = url.hostname;

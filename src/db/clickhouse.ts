@@ -128,7 +128,8 @@ function errorCode(error: unknown): string | undefined {
 export function shortMessage(error: unknown): string {
   const e = error as { code?: unknown; type?: unknown } | null;
   const raw = messageOf(error).trim();
-  if (typeof e?.type === 'string' && e.code !== undefined) return `${raw.replace(/[.\s]+$/, '')} (${e.type}, code ${String(e.code)})`;
+  if (typeof e?.type === 'string' && e.code !== undefined)
+    return `${raw.replace(/[.\s]+$/, '')} (${e.type}, code ${String(e.code)})`;
   return serverErrorText(raw);
 }
 
@@ -143,7 +144,8 @@ export function serverErrorText(raw: string): string {
   const code = /Code: (\d+)/.exec(text)?.[1];
   const old = /e\.displayText\(\) = (?:DB::Exception: )?([\s\S]*?)(?:, e\.what\(\) = [^\n]*)?\s*$/.exec(text);
   if (old && code) return `${old[1]} (code ${code})`;
-  const recent = /^Code: \d+\. (?:DB::Exception: )?([\s\S]*?)(?: \(([A-Z][A-Z0-9_]+)\))?(?: \(version .*\))?\.?\s*$/.exec(text);
+  const recent =
+    /^Code: \d+\. (?:DB::Exception: )?([\s\S]*?)(?: \(([A-Z][A-Z0-9_]+)\))?(?: \(version .*\))?\.?\s*$/.exec(text);
   if (recent && code) return `${recent[1]} (${recent[2] ? `${recent[2]}, ` : ''}code ${code})`;
   return text.split('\n')[0] ?? text;
 }
@@ -208,8 +210,13 @@ export function clickhouseQueryError(error: unknown, doing: string, timeoutMs: n
     });
   }
   if (code && NETWORK_CODES.has(code))
-    return new UnreachableError(`lost the connection to ClickHouse while ${doing}: ${shortMessage(error)}`, { cause: error });
-  return new OperationError(`${doing} failed: ${shortMessage(error)}`, { cause: error, details: code ? { clickhouseCode: Number(code) || code } : undefined });
+    return new UnreachableError(`lost the connection to ClickHouse while ${doing}: ${shortMessage(error)}`, {
+      cause: error,
+    });
+  return new OperationError(`${doing} failed: ${shortMessage(error)}`, {
+    cause: error,
+    details: code ? { clickhouseCode: Number(code) || code } : undefined,
+  });
 }
 
 interface Compact {
@@ -233,7 +240,10 @@ const loadClient = () => {
 };
 
 /** Run one request bounded by `ms`: the client's own request_timeout is the backstop, this aborts first. */
-async function bounded<T>(ms: number, run: (signal: AbortSignal) => Promise<T>): Promise<{ value: T } | { error: unknown; timedOut: boolean }> {
+async function bounded<T>(
+  ms: number,
+  run: (signal: AbortSignal) => Promise<T>,
+): Promise<{ value: T } | { error: unknown; timedOut: boolean }> {
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -304,7 +314,9 @@ export async function connectClickHouse(opts: ClickHouseConnectOptions): Promise
   const info = first.value;
   const probe = 'value' in settingsRead ? settingsRead.value : undefined;
   const settings = probe ? new Map(probe.filter((r) => r.kind === 'setting').map((r) => [r.name, r.value])) : undefined;
-  const queryLogColumns = probe ? new Map(probe.filter((r) => r.kind === 'query_log').map((r) => [r.name, r.value])) : undefined;
+  const queryLogColumns = probe
+    ? new Map(probe.filter((r) => r.kind === 'query_log').map((r) => [r.name, r.value]))
+    : undefined;
   // readonly=1 may not change any setting; unknown (system.settings unreadable) counts as 1.
   const readonly = settings ? Number(settings.get('readonly') ?? 0) || 0 : 1;
   const logQueries = settings?.has('log_queries') ? settings.get('log_queries') === '1' : null;
@@ -313,7 +325,12 @@ export async function connectClickHouse(opts: ClickHouseConnectOptions): Promise
     // The server stops the work too (a closed HTTP request does not cancel a query by default).
     const settings = readonly === 1 ? {} : { max_execution_time: Math.max(1, Math.ceil(ms / 1000)) };
     const result = await bounded(ms, async (signal) => {
-      const common = { query: sql, abort_signal: signal, clickhouse_settings: settings, ...(o.queryId ? { query_id: o.queryId } : {}) };
+      const common = {
+        query: sql,
+        abort_signal: signal,
+        clickhouse_settings: settings,
+        ...(o.queryId ? { query_id: o.queryId } : {}),
+      };
       if (kind === 'command') {
         await client.command(common);
         return [] as T[];

@@ -7,7 +7,15 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
-import { embeddedBinaries, ensureTraversable, freePort, initDataDir, runningPid, startServer, stopServer } from './local-server.js';
+import {
+  embeddedBinaries,
+  ensureTraversable,
+  freePort,
+  initDataDir,
+  runningPid,
+  startServer,
+  stopServer,
+} from './local-server.js';
 import { loadPg } from './pg.js';
 
 export const EMBEDDED_DATABASE = 'dbops_dev';
@@ -55,18 +63,33 @@ export async function ensureEmbedded(opts: EmbeddedOptions): Promise<EmbeddedDat
     if (pid === undefined || !port) {
       const binaries = await embeddedBinaries();
       const opened = ensureTraversable(p.root);
-      if (opened.length) opts.log?.(`made ${opened.join(', ')} searchable (o+x) so the postgres user can reach its data`);
+      if (opened.length)
+        opts.log?.(`made ${opened.join(', ')} searchable (o+x) so the postgres user can reach its data`);
       initDataDir(binaries, p.data);
       // A stale postmaster.pid after a crash is handled by postgres itself.
       port = port || (await freePort());
       opts.log?.(`starting the embedded PostgreSQL on 127.0.0.1:${port} (data in ${p.data})`);
       try {
-        const server = await startServer({ binaries, dataDir: p.data, port, logFile: p.log, detached: true, settings: SERVER_SETTINGS });
+        const server = await startServer({
+          binaries,
+          dataDir: p.data,
+          port,
+          logFile: p.log,
+          detached: true,
+          settings: SERVER_SETTINGS,
+        });
         pid = server.pid;
       } catch (error) {
         // The remembered port may have been taken by something else: try once on a fresh one.
         port = await freePort();
-        const server = await startServer({ binaries, dataDir: p.data, port, logFile: p.log, detached: true, settings: SERVER_SETTINGS }).catch(() => {
+        const server = await startServer({
+          binaries,
+          dataDir: p.data,
+          port,
+          logFile: p.log,
+          detached: true,
+          settings: SERVER_SETTINGS,
+        }).catch(() => {
           throw error;
         });
         pid = server.pid;
@@ -118,12 +141,18 @@ async function ensureDatabase(port: number, opts: EmbeddedOptions, started: bool
     if (opts.prismaMigrationsDir && existsSync(opts.prismaMigrationsDir)) {
       const { applySchemaMigrations } = await import('./prisma-migrations.js');
       try {
-        const { applied } = await applySchemaMigrations({ connectionString: url, migrationsDir: opts.prismaMigrationsDir });
-        if (applied.length > 0) opts.log?.(`applied ${applied.length} Prisma schema migration(s) to the embedded database`);
+        const { applied } = await applySchemaMigrations({
+          connectionString: url,
+          migrationsDir: opts.prismaMigrationsDir,
+        });
+        if (applied.length > 0)
+          opts.log?.(`applied ${applied.length} Prisma schema migration(s) to the embedded database`);
       } catch (error) {
         // A fresh database must get its schema; an existing one keeps working and says why not.
         if (created) throw error;
-        opts.log?.(`warning: could not apply pending Prisma schema migrations to the embedded database: ${(error as Error).message}`);
+        opts.log?.(
+          `warning: could not apply pending Prisma schema migrations to the embedded database: ${(error as Error).message}`,
+        );
       }
     }
   }
@@ -138,7 +167,13 @@ export async function stopEmbedded(dir: string): Promise<boolean> {
   return true;
 }
 
-export function embeddedStatus(dir: string): { running: boolean; pid?: number; port?: number; dataDir: string; url?: string } {
+export function embeddedStatus(dir: string): {
+  running: boolean;
+  pid?: number;
+  port?: number;
+  dataDir: string;
+  url?: string;
+} {
   const p = paths(dir);
   const pid = runningPid(p.data);
   const port = existsSync(p.port) ? Number(readFileSync(p.port, 'utf8').trim()) : undefined;
@@ -183,7 +218,9 @@ async function takeStartLock(file: string): Promise<() => void> {
         // the holder just released it
       }
       if (Date.now() > deadline)
-        throw new OperationError(`timed out waiting for ${file}`, { hint: 'another dbops is starting the embedded database; remove the file if none is' });
+        throw new OperationError(`timed out waiting for ${file}`, {
+          hint: 'another dbops is starting the embedded database; remove the file if none is',
+        });
       await new Promise((r) => setTimeout(r, 50));
     }
   }

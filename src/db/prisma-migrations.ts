@@ -125,7 +125,10 @@ interface MigrationRow {
   logs: string | null;
 }
 
-export async function readAppliedSchemaMigrations(client: pg.ClientBase, schema = 'public'): Promise<AppliedSchemaMigration[]> {
+export async function readAppliedSchemaMigrations(
+  client: pg.ClientBase,
+  schema = 'public',
+): Promise<AppliedSchemaMigration[]> {
   const table = prismaMigrationsTable(schema);
   const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [table]);
   if (!exists.rows[0]?.t) return [];
@@ -205,7 +208,11 @@ VALUES (${lit(id)}, ${lit(file.checksum)}, date_trunc('milliseconds', statement_
  * Applies one migration on `client` (not inside a transaction): its script and its row in one
  * query. Returns its own duration (ms). On failure, leaves Prisma's failed row and throws P3018.
  */
-export async function applySchemaMigration(client: pg.ClientBase, file: SchemaMigrationFile, schema = 'public'): Promise<number> {
+export async function applySchemaMigration(
+  client: pg.ClientBase,
+  file: SchemaMigrationFile,
+  schema = 'public',
+): Promise<number> {
   const table = prismaMigrationsTable(schema);
   const id = globalThis.crypto.randomUUID();
   const t0 = performance.now();
@@ -222,7 +229,9 @@ export async function applySchemaMigration(client: pg.ClientBase, file: SchemaMi
     }
   } catch (error) {
     await recordFailed(client, table, file, id, error, performance.now() - t0);
-    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, { cause: error });
+    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, {
+      cause: error,
+    });
   }
   return performance.now() - t0;
 }
@@ -238,7 +247,9 @@ export async function rehearseSchemaMigration(
   const plan = await rehearsalPlan(file.sql);
   if (plan.kind === 'fails') {
     const error = Object.assign(new Error(plan.message), { code: plan.code, severity: 'ERROR' });
-    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, { cause: error });
+    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, {
+      cause: error,
+    });
   }
   // No savepoint around it: the rehearsal stops at the first failure and rolls everything back, and
   // a savepoint would make an enum value added by an earlier migration unusable in this one.
@@ -247,9 +258,15 @@ export async function rehearseSchemaMigration(
     else for (const statement of plan.statements) await client.query(statement);
     await client.query(recordApplied(client, prismaMigrationsTable(schema), file, globalThis.crypto.randomUUID()));
   } catch (error) {
-    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, { cause: error });
+    throw new PrismaMigrateError('P3018', `migration ${file.name} failed: ${pgErrorText(error)}`, file.name, {
+      cause: error,
+    });
   }
-  return { durationMs: performance.now() - t0, notes: plan.kind === 'statements' ? plan.notes : [], enumValues: plan.enumValues };
+  return {
+    durationMs: performance.now() - t0,
+    notes: plan.kind === 'statements' ? plan.notes : [],
+    enumValues: plan.enumValues,
+  };
 }
 
 async function isSingleStatement(sql: string): Promise<boolean> {
@@ -258,7 +275,14 @@ async function isSingleStatement(sql: string): Promise<boolean> {
 }
 
 /** Prisma's failed row: started, never finished, the error in `logs` (what `migrate status` reports). */
-async function recordFailed(client: pg.ClientBase, table: string, file: SchemaMigrationFile, id: string, error: unknown, elapsedMs: number): Promise<void> {
+async function recordFailed(
+  client: pg.ClientBase,
+  table: string,
+  file: SchemaMigrationFile,
+  id: string,
+  error: unknown,
+  elapsedMs: number,
+): Promise<void> {
   const code = (error as { code?: string }).code;
   const logs = `Migration name: ${file.name}\n\nDatabase error code: ${code ?? 'unknown'}\n\nDatabase error:\n${pgErrorText(error)}\n`;
   await client
@@ -288,18 +312,28 @@ function pgErrorText(error: unknown): string {
  * holding Prisma's advisory lock. For a setup step (the embedded database, tests, benchmarks); the
  * migration runner applies schema migrations under its own lock through `applySchemaMigration`.
  */
-export async function applySchemaMigrations(opts: { connectionString: string; migrationsDir: string; names?: string[] }): Promise<{ applied: string[] }> {
+export async function applySchemaMigrations(opts: {
+  connectionString: string;
+  migrationsDir: string;
+  names?: string[];
+}): Promise<{ applied: string[] }> {
   const { connectPg } = await import('./pg.js');
   const all = await listSchemaMigrations(opts.migrationsDir);
   if (opts.names && opts.names.length === 0) return { applied: [] };
   const schema = prismaSchemaOf(opts.connectionString);
-  const client = await connectPg({ connectionString: opts.connectionString, timeoutMs: 10_000, applicationName: 'dbops schema migrations' });
+  const client = await connectPg({
+    connectionString: opts.connectionString,
+    timeoutMs: 10_000,
+    applicationName: 'dbops schema migrations',
+  });
   try {
     if (schema !== 'public') await client.query(`SELECT set_config('search_path', $1, false)`, [quoteIdent(schema)]);
     await client.query('SELECT pg_advisory_lock($1)', [PRISMA_ADVISORY_LOCK]);
     await prepareSchemaHistory(client, schema);
     const done = new Set(
-      (await readAppliedSchemaMigrations(client, schema)).filter((a) => a.finishedAt !== null && a.rolledBackAt === null).map((a) => a.name),
+      (await readAppliedSchemaMigrations(client, schema))
+        .filter((a) => a.finishedAt !== null && a.rolledBackAt === null)
+        .map((a) => a.name),
     );
     const pending = all.filter((m) => !done.has(m.name));
     const todo = opts.names ? selectOldestPending(all, pending, done, opts.names) : pending;
@@ -311,7 +345,12 @@ export async function applySchemaMigrations(opts: { connectionString: string; mi
 }
 
 /** With `names`, only the oldest pending migrations may be applied, in order. */
-function selectOldestPending(all: SchemaMigrationFile[], pending: SchemaMigrationFile[], done: Set<string>, names: string[]): SchemaMigrationFile[] {
+function selectOldestPending(
+  all: SchemaMigrationFile[],
+  pending: SchemaMigrationFile[],
+  done: Set<string>,
+  names: string[],
+): SchemaMigrationFile[] {
   const known = new Set(all.map((m) => m.name));
   for (const name of names) {
     if (!known.has(name)) throw new Error(`migration ${name}: no such folder in the migrations directory`);

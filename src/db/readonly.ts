@@ -11,7 +11,11 @@ import type { ClientBase } from 'pg';
  * `fn` throws (the error of `fn` is rethrown unchanged; a failing ROLLBACK is ignored).
  * `timeoutMs` ≤ 0 means no statement timeout.
  */
-export async function withReadOnly<T>(client: ClientBase, timeoutMs: number, fn: (c: ClientBase) => Promise<T>): Promise<T> {
+export async function withReadOnly<T>(
+  client: ClientBase,
+  timeoutMs: number,
+  fn: (c: ClientBase) => Promise<T>,
+): Promise<T> {
   // SET does not take bind parameters; the value is an integer we computed, never user text. One
   // simple-protocol round trip for both statements: on-call reports are latency-bound.
   const ms = Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.floor(timeoutMs) : 0;

@@ -112,10 +112,13 @@ async function selectDatabase(client: Redis, url: string, db: number): Promise<v
     const msg = messageOf(error);
     const endpoint = describeRedis(url);
     if (/cluster/i.test(msg)) {
-      throw new UsageError(`REDIS_URL selects database ${db}, but ${endpoint} is a Redis Cluster, which has only database 0`, {
-        hint: 'drop the /<db> from the URL',
-        cause: error,
-      });
+      throw new UsageError(
+        `REDIS_URL selects database ${db}, but ${endpoint} is a Redis Cluster, which has only database 0`,
+        {
+          hint: 'drop the /<db> from the URL',
+          cause: error,
+        },
+      );
     }
     if (/out of range|invalid DB index|not an integer/i.test(msg)) {
       throw new ConfigError(`REDIS_URL selects database ${db}, which ${endpoint} does not have: ${msg}`, {

@@ -93,7 +93,10 @@ async function loadRuntime(): Promise<WasmRuntime> {
     const glue = (await import('@prisma/schema-engine-wasm/schema_engine_bg')) as unknown as Record<string, unknown>;
     const { dirname, join } = await import('node:path');
     // the package's exports map does not expose the .wasm file: find it beside the glue module
-    const wasmPath = join(dirname(require.resolve('@prisma/schema-engine-wasm/schema_engine_bg')), 'schema_engine_bg.wasm');
+    const wasmPath = join(
+      dirname(require.resolve('@prisma/schema-engine-wasm/schema_engine_bg')),
+      'schema_engine_bg.wasm',
+    );
     const timers = new Set<NodeJS.Timeout>();
     // A Rust panic inside the engine reports its message here before the call rejects (the CLI sets
     // the same global); without it the panic turns into "Cannot read properties of undefined".
@@ -119,7 +122,10 @@ async function loadRuntime(): Promise<WasmRuntime> {
     // tsconfig's lib (ES2023, no DOM) has no WebAssembly types: describe the one call used
     const { WebAssembly: wasmApi } = globalThis as unknown as {
       WebAssembly: {
-        instantiate(bytes: Uint8Array, imports: Record<string, Record<string, unknown>>): Promise<{ instance: { exports: Record<string, unknown> } }>;
+        instantiate(
+          bytes: Uint8Array,
+          imports: Record<string, Record<string, unknown>>,
+        ): Promise<{ instance: { exports: Record<string, unknown> } }>;
       };
     };
     const { instance } = await wasmApi.instantiate(await readFile(wasmPath), { './schema_engine_bg.js': imports });
@@ -194,7 +200,8 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
     withCharColumns(adapter);
     const startTransaction = adapter.startTransaction.bind(adapter);
     const wrapped: Adapter = Object.assign(adapter, {
-      startTransaction: async (...args: Parameters<Adapter['startTransaction']>) => withCharColumns(await startTransaction(...args)),
+      startTransaction: async (...args: Parameters<Adapter['startTransaction']>) =>
+        withCharColumns(await startTransaction(...args)),
       executeScript: async (script: string): Promise<void> => {
         await adapter.executeRaw({ sql: script, args: [], argTypes: [] });
       },
@@ -321,7 +328,10 @@ export async function openWasmSchemaEngine(opts: OpenWasmSchemaEngineOptions): P
     // `code` keeps the engine's Prisma error code (P1000 authentication, P1001 unreachable, P1003 no
     // database), which the CLI shim reports back to the official CLI.
     const code = (error as { code?: unknown } | null)?.code;
-    throw Object.assign(new Error(`cannot start the schema engine: ${redactor.redact(errorMessage(error))}`), typeof code === 'string' ? { code } : {});
+    throw Object.assign(
+      new Error(`cannot start the schema engine: ${redactor.redact(errorMessage(error))}`),
+      typeof code === 'string' ? { code } : {},
+    );
   }
 
   let closed: Promise<void> | undefined;
@@ -404,7 +414,8 @@ function patchCharType(client: pg.PoolClient): void {
   const patched = function (this: unknown, ...args: unknown[]): unknown {
     const last = args.at(-1);
     if (typeof last === 'function') {
-      args[args.length - 1] = (err: unknown, res: unknown) => (last as (e: unknown, r: unknown) => void)(err, err ? res : fix(res));
+      args[args.length - 1] = (err: unknown, res: unknown) =>
+        (last as (e: unknown, r: unknown) => void)(err, err ? res : fix(res));
       return original.apply(this, args);
     }
     const out = original.apply(this, args);

@@ -62,8 +62,14 @@ export function nonTransactional(s: ScriptStatement): string | null {
       return n.concurrent ? 'DROP INDEX CONCURRENTLY' : null;
     case 'ReindexStmt': {
       const params = (n.params as Node[] | undefined) ?? [];
-      const concurrently = params.some((p) => (p.DefElem as { defname?: string } | undefined)?.defname === 'concurrently');
-      return concurrently ? 'REINDEX CONCURRENTLY' : n.kind === 'REINDEX_OBJECT_DATABASE' || n.kind === 'REINDEX_OBJECT_SYSTEM' ? 'REINDEX' : null;
+      const concurrently = params.some(
+        (p) => (p.DefElem as { defname?: string } | undefined)?.defname === 'concurrently',
+      );
+      return concurrently
+        ? 'REINDEX CONCURRENTLY'
+        : n.kind === 'REINDEX_OBJECT_DATABASE' || n.kind === 'REINDEX_OBJECT_SYSTEM'
+          ? 'REINDEX'
+          : null;
     }
     case 'VacuumStmt':
       return n.is_vacuumcmd ? 'VACUUM' : null;
@@ -117,7 +123,9 @@ const BLOCK = 'dbops_script_block';
 export async function rehearsalPlan(sql: string): Promise<RehearsalPlan> {
   const statements = await splitScript(sql);
   if (!statements) return { kind: 'whole', enumValues: [] };
-  const enumValues = statements.flatMap((s) => (s.kind === 'AlterEnumStmt' && typeof s.node.newVal === 'string' ? [s.node.newVal] : []));
+  const enumValues = statements.flatMap((s) =>
+    s.kind === 'AlterEnumStmt' && typeof s.node.newVal === 'string' ? [s.node.newVal] : [],
+  );
   const outside = statements.map(nonTransactional);
   const control = statements.some((s) => s.kind === 'TransactionStmt' || isSetTransaction(s));
   if (!control && outside.every((o) => o === null)) return { kind: 'whole', enumValues };
@@ -132,7 +140,12 @@ export async function rehearsalPlan(sql: string): Promise<RehearsalPlan> {
       const notes = [`rehearsed without CONCURRENTLY: ${first} cannot run in the rehearsal's transaction`];
       return { kind: 'statements', statements: [await withoutConcurrently(only.text)], notes, enumValues };
     }
-    return { kind: 'statements', statements: [], notes: [`not rehearsed: ${first} cannot run in the rehearsal's transaction`], enumValues };
+    return {
+      kind: 'statements',
+      statements: [],
+      notes: [`not rehearsed: ${first} cannot run in the rehearsal's transaction`],
+      enumValues,
+    };
   }
   // A block the script may roll back is a savepoint; otherwise BEGIN and COMMIT are left out.
   const rollsBack = statements.some((s) => s.kind === 'TransactionStmt' && s.node.kind === 'TRANS_STMT_ROLLBACK');
@@ -164,7 +177,12 @@ export async function rehearsalPlan(sql: string): Promise<RehearsalPlan> {
         out.push(s.text);
         break;
       default:
-        return { kind: 'fails', code: '0A000', message: `cannot rehearse "${s.text}": it ends the transaction in a way a rehearsal cannot undo`, enumValues };
+        return {
+          kind: 'fails',
+          code: '0A000',
+          message: `cannot rehearse "${s.text}": it ends the transaction in a way a rehearsal cannot undo`,
+          enumValues,
+        };
     }
   }
   return { kind: 'statements', statements: out, notes, enumValues };
@@ -180,7 +198,9 @@ async function withoutConcurrently(text: string): Promise<string> {
   const pgQuery = await loadParser();
   const bytes = Buffer.from(text, 'utf8');
   try {
-    const token = pgQuery.scanSync(text).tokens.find((t) => t.keywordKind > 0 && t.text.toUpperCase() === 'CONCURRENTLY');
+    const token = pgQuery
+      .scanSync(text)
+      .tokens.find((t) => t.keywordKind > 0 && t.text.toUpperCase() === 'CONCURRENTLY');
     if (!token) return text;
     return Buffer.concat([bytes.subarray(0, token.start), bytes.subarray(token.end)]).toString('utf8');
   } catch (error) {

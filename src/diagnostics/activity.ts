@@ -119,7 +119,10 @@ async function batch(client: Client, statements: string[]): Promise<Rows[]> {
 }
 
 /** Read the server's limits, every client backend, database counters and pg_stat_statements. */
-export async function readActivity(client: Client, opts: { slowMs: number; backendsOnly?: boolean }): Promise<ActivityRaw> {
+export async function readActivity(
+  client: Client,
+  opts: { slowMs: number; backendsOnly?: boolean },
+): Promise<ActivityRaw> {
   const [infoRows = [], activityRows = [], dbRows = [], extRows = []] = await batch(
     client,
     opts.backendsOnly ? [INFO_SQL, ACTIVITY_SQL] : [INFO_SQL, ACTIVITY_SQL, DATABASE_SQL, EXTENSION_SQL],
@@ -179,7 +182,13 @@ export async function readActivity(client: Client, opts: { slowMs: number; backe
 }
 
 async function readStatements(client: Client, version: string | null, slowMs: number): Promise<StatementStats> {
-  const none = (reason: string): StatementStats => ({ available: false, reason, calls: 0, totalMs: 0, slowStatements: 0 });
+  const none = (reason: string): StatementStats => ({
+    available: false,
+    reason,
+    calls: 0,
+    totalMs: 0,
+    slowStatements: 0,
+  });
   if (!version) return none('pg_stat_statements is not installed in this database');
   const [major = 0, minor = 0] = version.split('.').map(Number);
   // 1.8 (PostgreSQL 13) renamed total_time to total_exec_time and added planning time.
@@ -199,7 +208,12 @@ async function readStatements(client: Client, version: string | null, slowMs: nu
       'RELEASE SAVEPOINT dbops_pss',
     ]);
     const row = rows[0] ?? {};
-    return { available: true, calls: Number(row.calls), totalMs: Number(row.total_ms), slowStatements: Number(row.slow) };
+    return {
+      available: true,
+      calls: Number(row.calls),
+      totalMs: Number(row.total_ms),
+      slowStatements: Number(row.slow),
+    };
   } catch (error) {
     await client.query('ROLLBACK TO SAVEPOINT dbops_pss');
     return none(`pg_stat_statements is not readable: ${(error as Error).message}`);
@@ -243,10 +257,13 @@ export function groupConnections(backends: Backend[]): ConnectionGroup[] {
     g.longestInStateMs = maxOf(g.longestInStateMs, b.stateAgeMs);
     g.oldestXactMs = maxOf(g.oldestXactMs, b.xactAgeMs);
   }
-  return [...groups.values()].sort((a, b) => b.count - a.count || a.application.localeCompare(b.application) || a.state.localeCompare(b.state));
+  return [...groups.values()].sort(
+    (a, b) => b.count - a.count || a.application.localeCompare(b.application) || a.state.localeCompare(b.state),
+  );
 }
 
-export const isIdleInTransaction = (b: Backend) => b.state === 'idle in transaction' || b.state === 'idle in transaction (aborted)';
+export const isIdleInTransaction = (b: Backend) =>
+  b.state === 'idle in transaction' || b.state === 'idle in transaction (aborted)';
 
 /** The transaction-ID age a session holds back: the larger of age(backend_xid) and age(backend_xmin). */
 export const xidHeldBack = (b: Backend): number | null => maxOf(b.xidAge, b.xminAge);

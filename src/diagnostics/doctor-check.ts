@@ -1,5 +1,11 @@
 /** What `dbops doctor` reports of one component (its own file: each component's check builds one). */
-export type ComponentKind = 'postgres' | 'postgres-via-pgbouncer' | 'postgres-replica' | 'pgbouncer-admin' | 'redis' | 'clickhouse';
+export type ComponentKind =
+  | 'postgres'
+  | 'postgres-via-pgbouncer'
+  | 'postgres-replica'
+  | 'pgbouncer-admin'
+  | 'redis'
+  | 'clickhouse';
 
 export interface ComponentCheck {
   component: ComponentKind;

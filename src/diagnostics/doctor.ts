@@ -38,7 +38,8 @@ const round = (n: number) => Math.round(n * 10) / 10;
 function failure(error: unknown): ComponentCheck['error'] {
   const e: DbopsError | undefined = isDbopsError(error) ? error : undefined;
   // A full server answered: it is a finding about the server, not an unreachable one.
-  if (isServerFull(error)) return { message: e ? e.message : messageOf(error), hint: SERVER_FULL_HINT, code: 'SERVER_FULL' };
+  if (isServerFull(error))
+    return { message: e ? e.message : messageOf(error), hint: SERVER_FULL_HINT, code: 'SERVER_FULL' };
   return { message: e ? e.message : messageOf(error), hint: e?.hint, code: e?.code ?? 'FAILED' };
 }
 
@@ -46,23 +47,44 @@ export async function runDoctor(targets: DoctorTargets): Promise<DoctorReport> {
   const checks: Array<Promise<ComponentCheck>> = [];
   if (targets.postgresUrl) checks.push(checkPostgres('postgres', 'PostgreSQL', targets.postgresUrl, targets.timeoutMs));
   if (targets.pooledUrl && targets.pooledUrl !== targets.postgresUrl) {
-    checks.push(checkPostgres('postgres-via-pgbouncer', 'PostgreSQL via PgBouncer', targets.pooledUrl, targets.timeoutMs));
+    checks.push(
+      checkPostgres('postgres-via-pgbouncer', 'PostgreSQL via PgBouncer', targets.pooledUrl, targets.timeoutMs),
+    );
   }
   if (targets.pgbouncerAdminUrl) checks.push(checkPgbouncer(targets.pgbouncerAdminUrl, targets.timeoutMs));
   if (targets.redisUrl) checks.push(checkRedis(targets.redisUrl, targets.timeoutMs));
   const ch = targets.clickhouse;
   if (ch) checks.push(import('./clickhouse/doctor.js').then((m) => m.checkClickHouse(ch, targets.timeoutMs)));
-  for (const r of targets.replicas ?? []) checks.push(import('./replicas.js').then((m) => m.checkReplica(r, targets.timeoutMs)));
+  for (const r of targets.replicas ?? [])
+    checks.push(import('./replicas.js').then((m) => m.checkReplica(r, targets.timeoutMs)));
   const components = await Promise.all(checks);
   return { ok: components.every((c) => c.ok), components };
 }
 
-async function checkPostgres(component: ComponentKind, label: string, url: string, timeoutMs: number): Promise<ComponentCheck> {
-  const check: ComponentCheck = { component, label, endpoint: describeEndpoint(url), ok: false, details: {}, warnings: [] };
+async function checkPostgres(
+  component: ComponentKind,
+  label: string,
+  url: string,
+  timeoutMs: number,
+): Promise<ComponentCheck> {
+  const check: ComponentCheck = {
+    component,
+    label,
+    endpoint: describeEndpoint(url),
+    ok: false,
+    details: {},
+    warnings: [],
+  };
   let client: Client | undefined;
   try {
     const t0 = process.hrtime.bigint();
-    client = await connectPg({ connectionString: url, timeoutMs, queryTimeoutMs: timeoutMs, label, applicationName: 'dbops doctor' });
+    client = await connectPg({
+      connectionString: url,
+      timeoutMs,
+      queryTimeoutMs: timeoutMs,
+      label,
+      applicationName: 'dbops doctor',
+    });
     check.connectMs = round(ms(t0));
     const t1 = process.hrtime.bigint();
     await client.query('SELECT 1');
@@ -103,7 +125,11 @@ async function describePostgres(client: Client, check: ComponentCheck): Promise<
             (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available`,
   );
   const installed = ext.rows[0]?.installed ?? null;
-  const pss: Record<string, unknown> = { installed: installed !== null, version: installed, availableVersion: ext.rows[0]?.available ?? null };
+  const pss: Record<string, unknown> = {
+    installed: installed !== null,
+    version: installed,
+    availableVersion: ext.rows[0]?.available ?? null,
+  };
   try {
     const pre = await client.query<{ libs: string }>(`SELECT current_setting('shared_preload_libraries') AS libs`);
     pss.preloaded = /(^|[,\s])"?pg_stat_statements"?($|[,\s])/.test(pre.rows[0]?.libs ?? '');
@@ -125,13 +151,21 @@ async function describePostgres(client: Client, check: ComponentCheck): Promise<
       pss.prismaStatements = labels.prisma;
       pss.prismaStatementsWithComments = labels.tagged;
       if (labels.prisma > 0 && labels.tagged === 0) {
-        check.warnings.push(`${labels.prisma} Prisma statements carry no query-insights comment: ${QUERY_INSIGHTS_HINT}`);
+        check.warnings.push(
+          `${labels.prisma} Prisma statements carry no query-insights comment: ${QUERY_INSIGHTS_HINT}`,
+        );
       }
     }
   }
   check.details.pgStatStatements = pss;
-  if (pss.preloaded === false) check.warnings.push('pg_stat_statements is not in shared_preload_libraries: slow-query reports need it (restart required)');
-  else if (installed === null) check.warnings.push('pg_stat_statements is not installed in this database: run CREATE EXTENSION pg_stat_statements');
+  if (pss.preloaded === false)
+    check.warnings.push(
+      'pg_stat_statements is not in shared_preload_libraries: slow-query reports need it (restart required)',
+    );
+  else if (installed === null)
+    check.warnings.push(
+      'pg_stat_statements is not installed in this database: run CREATE EXTENSION pg_stat_statements',
+    );
   else if (pss.readable === false) check.warnings.push(`pg_stat_statements is not readable: ${String(pss.error)}`);
 }
 
@@ -165,7 +199,13 @@ async function checkPgbouncer(url: string, timeoutMs: number): Promise<Component
   let client: Client | undefined;
   try {
     const t0 = process.hrtime.bigint();
-    client = await connectPg({ connectionString: url, timeoutMs, queryTimeoutMs: timeoutMs, label: 'PgBouncer', adminConsole: true });
+    client = await connectPg({
+      connectionString: url,
+      timeoutMs,
+      queryTimeoutMs: timeoutMs,
+      label: 'PgBouncer',
+      adminConsole: true,
+    });
     check.connectMs = round(ms(t0));
     const t1 = process.hrtime.bigint();
     // The admin console speaks only the simple query protocol: no parameters, no statement names.
@@ -184,7 +224,14 @@ async function checkPgbouncer(url: string, timeoutMs: number): Promise<Component
 }
 
 async function checkRedis(url: string, timeoutMs: number): Promise<ComponentCheck> {
-  const check: ComponentCheck = { component: 'redis', label: 'Redis', endpoint: describeRedis(url), ok: false, details: {}, warnings: [] };
+  const check: ComponentCheck = {
+    component: 'redis',
+    label: 'Redis',
+    endpoint: describeRedis(url),
+    ok: false,
+    details: {},
+    warnings: [],
+  };
   try {
     const t0 = process.hrtime.bigint();
     const client = await connectRedis({ url, timeoutMs, commandTimeoutMs: timeoutMs, connectionName: 'dbops-doctor' });

@@ -87,7 +87,9 @@ function lockFindings(tree: BlockingTree, t: Thresholds): Finding[] {
     // How long each has waited for its lock (PostgreSQL 14+), else how long its query has run.
     const longest = waiters.reduce((a, w) => Math.max(a, w.waitingFor?.waitMs ?? w.queryAgeMs ?? 0), 0);
     const what = describeRoot(root);
-    const ddl = waiters.find((w) => /^\s*(ALTER|CREATE\s+INDEX|DROP|TRUNCATE|VACUUM\s+FULL|REINDEX|CLUSTER)\b/i.test(w.query ?? ''));
+    const ddl = waiters.find((w) =>
+      /^\s*(ALTER|CREATE\s+INDEX|DROP|TRUNCATE|VACUUM\s+FULL|REINDEX|CLUSTER)\b/i.test(w.query ?? ''),
+    );
     const idle = root.state?.startsWith('idle in transaction');
     const suggestion = [
       idle
@@ -127,7 +129,9 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
         code: 'headroom-exhausted',
         message: `no connection slots left for ordinary roles: ${h.selfInReservedSlot ? `${h.inUse - 1} in use by others` : `${h.inUse} in use`} of ${h.usable} usable (${h.formula})`,
         suggestion: `find who holds connections in the groups above; lower application pool sizes or put PgBouncer in front${
-          h.selfInReservedSlot ? " (dbops itself got in through a reserved slot: the application's roles are being refused now)" : ''
+          h.selfInReservedSlot
+            ? " (dbops itself got in through a reserved slot: the application's roles are being refused now)"
+            : ''
         }`,
       });
     } else if (h.free < Math.max(1, h.usable * t.headroomWarnRatio)) {
@@ -146,7 +150,8 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
       severity: 'warning',
       code: 'idle-in-transaction',
       message: `${rows.length} session${rows.length === 1 ? '' : 's'} idle in transaction for over ${sec(t.longMs)} from ${app(name)} (longest ${sec(Math.max(...rows.map((r) => r.stateAgeMs ?? 0)))})`,
-      suggestion: 'set idle_in_transaction_session_timeout (or PgBouncer idle_transaction_timeout) and close transactions in the application',
+      suggestion:
+        'set idle_in_transaction_session_timeout (or PgBouncer idle_transaction_timeout) and close transactions in the application',
       pids: rows.map((r) => r.pid),
       statements: rows.map((r) => r.terminate),
     });
@@ -178,7 +183,8 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
       severity: 'warning',
       code: 'pgbouncer-unreadable',
       message: `PgBouncer admin console could not be read: ${input.pgbouncerError}`,
-      suggestion: 'check PGBOUNCER_ADMIN_URL: the user must be in admin_users or stats_users; the database is "pgbouncer"',
+      suggestion:
+        'check PGBOUNCER_ADMIN_URL: the user must be in admin_users or stats_users; the database is "pgbouncer"',
     });
   }
   const bouncer = input.pgbouncer;
@@ -233,12 +239,19 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
     });
   }
   const err = input.errorRate;
-  if (err?.rate !== null && err !== undefined && err.rate !== null && err.xacts >= t.errorRateMinXacts && err.rate >= t.errorRateWarn) {
+  if (
+    err?.rate !== null &&
+    err !== undefined &&
+    err.rate !== null &&
+    err.xacts >= t.errorRateMinXacts &&
+    err.rate >= t.errorRateWarn
+  ) {
     out.push({
       severity: 'warning',
       code: 'error-rate',
       message: `${(err.rate * 100).toFixed(1)}% of ${err.xacts.toLocaleString('en-US')} transactions in this database rolled back (since the statistics were reset)`,
-      suggestion: 'look for failing statements in the server log; rollbacks also come from aborted interactive transactions',
+      suggestion:
+        'look for failing statements in the server log; rollbacks also come from aborted interactive transactions',
     });
   }
   const st = input.statements;
@@ -247,7 +260,8 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
       severity: 'info',
       code: 'pg-stat-statements-unavailable',
       message: `average query time and slow queries unknown: ${st.reason ?? 'pg_stat_statements unavailable'}`,
-      suggestion: "add pg_stat_statements to shared_preload_libraries and CREATE EXTENSION pg_stat_statements (see 'dbops doctor')",
+      suggestion:
+        "add pg_stat_statements to shared_preload_libraries and CREATE EXTENSION pg_stat_statements (see 'dbops doctor')",
     });
   } else if (st && st.slowStatements > 0) {
     out.push({
@@ -282,5 +296,8 @@ export function evaluateFindings(input: FindingsInput, t: Thresholds = DEFAULT_T
 
 /** The worst severity present, or null. */
 export function worstSeverity(findings: Finding[]): Severity | null {
-  return findings.reduce<Severity | null>((w, f) => (w === null || SEVERITY_ORDER[f.severity] < SEVERITY_ORDER[w] ? f.severity : w), null);
+  return findings.reduce<Severity | null>(
+    (w, f) => (w === null || SEVERITY_ORDER[f.severity] < SEVERITY_ORDER[w] ? f.severity : w),
+    null,
+  );
 }

@@ -148,7 +148,11 @@ export interface BlockingTree {
 }
 
 /** Build the forest: roots first (blockers that wait for nobody), each waiter once. */
-export function buildBlockingTree(edges: BlockEdge[], backends: Map<number, Backend>, waitingFor: Record<number, WaitTarget> = {}): BlockingTree {
+export function buildBlockingTree(
+  edges: BlockEdge[],
+  backends: Map<number, Backend>,
+  waitingFor: Record<number, WaitTarget> = {},
+): BlockingTree {
   const blockersOf = new Map<number, BlockEdge[]>();
   const involved = new Set<number>();
   for (const e of edges) {

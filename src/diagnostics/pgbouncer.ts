@@ -93,7 +93,11 @@ const clientWaitMs = (r: Record<string, unknown>) => ('wait' in r || 'wait_us' i
 /** The console's own pseudo-database. */
 const ADMIN_DB = 'pgbouncer';
 
-async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLIENTS' | 'DATABASES' | 'CONFIG' | 'USERS', timeoutMs: number) {
+async function show(
+  client: Client,
+  what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLIENTS' | 'DATABASES' | 'CONFIG' | 'USERS',
+  timeoutMs: number,
+) {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`SHOW ${what} did not answer within ${timeoutMs} ms`)), timeoutMs);
@@ -109,7 +113,16 @@ async function show(client: Client, what: 'VERSION' | 'POOLS' | 'SERVERS' | 'CLI
 
 /** Read the console. Never throws: a failure leaves what was read and sets `error`. */
 export async function readPgBouncer(client: Client, timeoutMs: number): Promise<BouncerConsole> {
-  const out: BouncerConsole = { version: null, pools: [], servers: [], clients: [], databases: [], users: [], config: {}, error: null };
+  const out: BouncerConsole = {
+    version: null,
+    pools: [],
+    servers: [],
+    clients: [],
+    databases: [],
+    users: [],
+    config: {},
+    error: null,
+  };
   try {
     const v = await show(client, 'VERSION', timeoutMs);
     out.version = s(Object.values(v[0] ?? {})[0]).replace(/^PgBouncer\s*/i, '') || null;
@@ -165,7 +178,8 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
       }));
     for (const r of await show(client, 'CONFIG', timeoutMs)) out.config[s(r.key)] = s(r.value);
     // Per-user pool_size / reserve_pool_size / max_user_connections columns exist on newer versions only.
-    const opt = (r: Record<string, unknown>, key: string) => (r[key] === undefined || r[key] === null || r[key] === '' ? null : Number(r[key]));
+    const opt = (r: Record<string, unknown>, key: string) =>
+      r[key] === undefined || r[key] === null || r[key] === '' ? null : Number(r[key]);
     out.users = (await show(client, 'USERS', timeoutMs)).map((r) => ({
       name: s(r.name),
       poolMode: r.pool_mode === null || r.pool_mode === undefined || r.pool_mode === '' ? null : s(r.pool_mode),
@@ -183,7 +197,10 @@ export async function readPgBouncer(client: Client, timeoutMs: number): Promise<
 export interface PoolView extends BouncerPool {
   /** Server connections joined to pg_stat_activity by remote_pid. */
   backends: Array<
-    Pick<Backend, 'pid' | 'state' | 'application' | 'xactAgeMs' | 'stateAgeMs' | 'waitEventType' | 'waitEvent' | 'query'> & { serverState: string }
+    Pick<
+      Backend,
+      'pid' | 'state' | 'application' | 'xactAgeMs' | 'stateAgeMs' | 'waitEventType' | 'waitEvent' | 'query'
+    > & { serverState: string }
   >;
   /** Server connections whose remote_pid is not on the PostgreSQL server dbops reads. */
   unmatchedServers: number;
@@ -246,7 +263,8 @@ export interface PgBouncerView {
   clientsByPool: Array<{ database: string; user: string; count: number }>;
 }
 
-const cfgNum = (cfg: Record<string, string>, key: string) => (cfg[key] === undefined || cfg[key] === '' ? null : Number(cfg[key]));
+const cfgNum = (cfg: Record<string, string>, key: string) =>
+  cfg[key] === undefined || cfg[key] === '' ? null : Number(cfg[key]);
 
 const fmtSec = (ms: number | null) => (ms === null ? '?' : `${(ms / 1000).toFixed(1)} s`);
 
@@ -282,7 +300,8 @@ function explain(pool: PoolView): string | null {
         `${g.count} of app=${g.applicationName || '(none)'} user ${g.user} from ${g.addr || '?'}${g.longestWaitMs !== null ? ` up to ${fmtSec(g.longestWaitMs)}` : ''}`,
     );
   const head = `${pool.clWaiting} ${pool.clWaiting === 1 ? 'client' : 'clients'} waiting on pool ${pool.database}/${pool.user} (longest ${fmtSec(pool.maxWaitMs)}${who.length > 0 ? `; ${who.join(', ')}` : ''})`;
-  if (phrases.length === 0) return `${head}; its ${busy} server connections are not visible on the PostgreSQL server dbops reads`;
+  if (phrases.length === 0)
+    return `${head}; its ${busy} server connections are not visible on the PostgreSQL server dbops reads`;
   return `${head} because ${phrases.join(', ')}${pool.unmatchedServers ? `, and ${pool.unmatchedServers} server connections not found on this PostgreSQL` : ''}`;
 }
 
@@ -290,7 +309,11 @@ function explain(pool: PoolView): string | null {
 function poolClients(raw: BouncerConsole, p: BouncerPool, byPid: Map<number, Backend>): PoolClient[] {
   const servers = raw.servers.filter((x) => x.database === p.database && x.user === p.user);
   const serverOf = (c: BouncerClient) =>
-    servers.find((x) => (c.link !== '' && (x.ptr === c.link || x.id === c.link)) || (x.link !== '' && (x.link === c.ptr || x.link === c.id)));
+    servers.find(
+      (x) =>
+        (c.link !== '' && (x.ptr === c.link || x.id === c.link)) ||
+        (x.link !== '' && (x.link === c.ptr || x.link === c.id)),
+    );
   return raw.clients
     .filter((c) => c.database === p.database && c.user === p.user)
     .map((c) => {
@@ -304,7 +327,11 @@ function poolClients(raw: BouncerConsole, p: BouncerPool, byPid: Map<number, Bac
         port: c.port,
         waitMs: c.waitMs,
         server: srv
-          ? { state: srv.state, pid: srv.remotePid, backend: b ? { pid: b.pid, state: b.state, xactAgeMs: b.xactAgeMs, query: b.query } : null }
+          ? {
+              state: srv.state,
+              pid: srv.remotePid,
+              backend: b ? { pid: b.pid, state: b.state, xactAgeMs: b.xactAgeMs, query: b.query } : null,
+            }
           : null,
       };
     });
@@ -315,7 +342,16 @@ function groupClients(clients: PoolClient[]): ClientGroup[] {
   for (const c of clients) {
     const state = c.state.startsWith('waiting') ? 'waiting' : c.state;
     const key = JSON.stringify([state, c.applicationName, c.user, c.addr]);
-    const g = groups.get(key) ?? { state, applicationName: c.applicationName, user: c.user, addr: c.addr, count: 0, longestWaitMs: null, linked: 0, pids: [] };
+    const g = groups.get(key) ?? {
+      state,
+      applicationName: c.applicationName,
+      user: c.user,
+      addr: c.addr,
+      count: 0,
+      longestWaitMs: null,
+      linked: 0,
+      pids: [],
+    };
     g.count++;
     if (c.waitMs !== null && state === 'waiting') g.longestWaitMs = Math.max(g.longestWaitMs ?? 0, c.waitMs);
     if (c.server) {
@@ -325,7 +361,9 @@ function groupClients(clients: PoolClient[]): ClientGroup[] {
     groups.set(key, g);
   }
   // Waiting first, then by size.
-  return [...groups.values()].sort((a, b) => Number(b.state === 'waiting') - Number(a.state === 'waiting') || b.count - a.count);
+  return [...groups.values()].sort(
+    (a, b) => Number(b.state === 'waiting') - Number(a.state === 'waiting') || b.count - a.count,
+  );
 }
 
 /** Join the console to pg_stat_activity (SHOW SERVERS remote_pid = pid) and summarise. */
@@ -333,7 +371,14 @@ export function pgbouncerView(raw: BouncerConsole, backends: Backend[]): PgBounc
   const byPid = new Map(backends.map((b) => [b.pid, b]));
   let serverConnections = 0;
   const pools: PoolView[] = raw.pools.map((p) => {
-    const view: PoolView = { ...p, backends: [], unmatchedServers: 0, clients: [], clientGroups: [], explanation: null };
+    const view: PoolView = {
+      ...p,
+      backends: [],
+      unmatchedServers: 0,
+      clients: [],
+      clientGroups: [],
+      explanation: null,
+    };
     const clients = poolClients(raw, p, byPid);
     view.clientGroups = groupClients(clients);
     // Listed one by one: those waiting and those holding a server connection (idle ones only counted).
@@ -383,7 +428,10 @@ export function pgbouncerView(raw: BouncerConsole, backends: Backend[]): PgBounc
     databases: raw.databases,
     users: raw.users,
     clientsByPool: [
-      ...raw.clients.reduce((m, c) => m.set(`${c.database}\u0000${c.user}`, (m.get(`${c.database}\u0000${c.user}`) ?? 0) + 1), new Map<string, number>()),
+      ...raw.clients.reduce(
+        (m, c) => m.set(`${c.database}\u0000${c.user}`, (m.get(`${c.database}\u0000${c.user}`) ?? 0) + 1),
+        new Map<string, number>(),
+      ),
     ].map(([k, count]) => {
       const [database = '', user = ''] = k.split('\u0000');
       return { database, user, count };

@@ -42,7 +42,13 @@ export interface BudgetInput {
         poolMode?: string | null | undefined;
         /** SHOW USERS (per-user settings; columns other than pool_mode only on versions that have them). */
         users?:
-          | Array<{ name: string; poolMode: string | null; poolSize: number | null; reservePool: number | null; maxUserConnections: number | null }>
+          | Array<{
+              name: string;
+              poolMode: string | null;
+              poolSize: number | null;
+              reservePool: number | null;
+              maxUserConnections: number | null;
+            }>
           | undefined;
         /** Per-database pool_mode (SHOW DATABASES). */
         databaseModes?: Array<{ name: string; poolMode: string | null }> | undefined;
@@ -105,7 +111,8 @@ function poolLimit(b: Bouncer, database: string, user: string): Omit<AppPoolBudg
   const reservePool = u?.reservePool ?? db?.reservePool ?? b.reservePoolSize;
   const maxDbConnections = db && db.maxConnections > 0 ? db.maxConnections : b.maxDbConnections;
   const maxUserConnections = u?.maxUserConnections ?? b.maxUserConnections ?? 0;
-  const poolMode = u?.poolMode || b.databaseModes?.find((d) => d.name === database)?.poolMode || b.poolMode || 'session';
+  const poolMode =
+    u?.poolMode || b.databaseModes?.find((d) => d.name === database)?.poolMode || b.poolMode || 'session';
   let max = poolSize + reservePool;
   let limitedBy: AppPoolBudget['limitedBy'] = 'pool_size + reserve_pool';
   if (maxDbConnections > 0 && maxDbConnections < max) {
@@ -116,7 +123,17 @@ function poolLimit(b: Bouncer, database: string, user: string): Omit<AppPoolBudg
     max = maxUserConnections;
     limitedBy = 'max_user_connections';
   }
-  return { database, user, poolMode, poolSize, reservePool, maxDbConnections, maxUserConnections, maxServerConnections: max, limitedBy };
+  return {
+    database,
+    user,
+    poolMode,
+    poolSize,
+    reservePool,
+    maxDbConnections,
+    maxUserConnections,
+    maxServerConnections: max,
+    limitedBy,
+  };
 }
 
 export function capacityBudget(input: BudgetInput): CapacityBudget {
@@ -125,7 +142,9 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
   const usable = pg.maxConnections - pg.superuserReserved - pg.reserved;
   const lines: string[] = [];
   const checks: BudgetCheck[] = [];
-  lines.push(`application: ${appInstances} instances × pool ${appPoolSize} × surge ${surge} = ${appConnections} connections at most`);
+  lines.push(
+    `application: ${appInstances} instances × pool ${appPoolSize} × surge ${surge} = ${appConnections} connections at most`,
+  );
   lines.push(
     `PostgreSQL: max_connections ${pg.maxConnections} − superuser_reserved ${pg.superuserReserved} − reserved ${pg.reserved} = ${usable} usable by ordinary roles`,
   );
@@ -185,7 +204,12 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
     const db = bouncer.databases.find((d) => d.name === database);
     const size = db?.poolSize ?? bouncer.defaultPoolSize;
     const reserve = db?.reservePool ?? bouncer.reservePoolSize;
-    const cap = db && db.maxConnections > 0 ? db.maxConnections : bouncer.maxDbConnections > 0 ? bouncer.maxDbConnections : Number.POSITIVE_INFINITY;
+    const cap =
+      db && db.maxConnections > 0
+        ? db.maxConnections
+        : bouncer.maxDbConnections > 0
+          ? bouncer.maxDbConnections
+          : Number.POSITIVE_INFINITY;
     // max_user_connections caps each user's pools too (global here; per-user values where SHOW USERS has them).
     const userCap = bouncer.maxUserConnections ?? 0;
     const perPool = userCap > 0 ? Math.min(size + reserve, userCap) : size + reserve;
@@ -222,7 +246,11 @@ export function capacityBudget(input: BudgetInput): CapacityBudget {
   const appPool = app ? { ...poolLimit(bouncer, app.database, app.user), source: app.source } : null;
   const otherPools = bouncer.pools
     .filter((p) => !app || p.database !== app.database || p.user !== app.user)
-    .map((p) => ({ database: p.database, user: p.user, max: poolLimit(bouncer, p.database, p.user).maxServerConnections }));
+    .map((p) => ({
+      database: p.database,
+      user: p.user,
+      max: poolLimit(bouncer, p.database, p.user).maxServerConnections,
+    }));
   if (appPool) {
     const caps = [
       `pool_size ${appPool.poolSize} + reserve_pool ${appPool.reservePool} = ${appPool.poolSize + appPool.reservePool}`,

@@ -57,7 +57,11 @@ export class PoolConnections {
         const e = error as { message?: string; details?: { endpoint?: string } };
         // The server's own words (the dbops message repeats the endpoint).
         const cause = (error as { cause?: unknown }).cause;
-        return collectServerFullReport({ message: messageOf(cause ?? error), endpoint: e.details?.endpoint ?? 'the configured server' }, this.bouncer, opts);
+        return collectServerFullReport(
+          { message: messageOf(cause ?? error), endpoint: e.details?.endpoint ?? 'the configured server' },
+          this.bouncer,
+          opts,
+        );
       }
     }
     return this.round(async (pg) => {

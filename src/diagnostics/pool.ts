@@ -145,7 +145,10 @@ export async function collectPoolReport(pg: Client, bouncer: BouncerSource, opts
   const metrics: PoolMetrics = {
     totalConnections: backends.length,
     activeQueries: others.filter((x) => x.state === 'active').length,
-    avgQueryTimeMs: statements.available && statements.calls > 0 ? Math.round((statements.totalMs / statements.calls) * 1000) / 1000 : null,
+    avgQueryTimeMs:
+      statements.available && statements.calls > 0
+        ? Math.round((statements.totalMs / statements.calls) * 1000) / 1000
+        : null,
     slowQueries: statements.available ? statements.slowStatements : null,
     slowQueryMs: t.slowMs,
     errorRate: xacts > 0 ? database.xactRollback / xacts : null,
@@ -185,7 +188,9 @@ export async function collectPoolReport(pg: Client, bouncer: BouncerSource, opts
               users: view.users,
               databaseModes: view.databases.map((d) => ({ name: d.name, poolMode: d.poolMode })),
               otherClients: opts.appPool
-                ? view.clientsByPool.filter((c) => c.database !== opts.appPool?.database || c.user !== opts.appPool?.user).reduce((a, c) => a + c.count, 0)
+                ? view.clientsByPool
+                    .filter((c) => c.database !== opts.appPool?.database || c.user !== opts.appPool?.user)
+                    .reduce((a, c) => a + c.count, 0)
                 : 0,
             }
           : undefined,
@@ -262,7 +267,10 @@ export async function collectServerFullReport(
       message: `PostgreSQL at ${full.endpoint} is full: it refused dbops a connection (${full.message})`,
       suggestion: SERVER_FULL_HINT,
     },
-    ...evaluateFindings({ locks: { roots: [], waiterCount: 0 }, pgbouncer: view ?? null, pgbouncerError: bouncerError }, t),
+    ...evaluateFindings(
+      { locks: { roots: [], waiterCount: 0 }, pgbouncer: view ?? null, pgbouncerError: bouncerError },
+      t,
+    ),
   ];
   return {
     ok: false,

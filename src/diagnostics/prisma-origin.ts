@@ -108,7 +108,8 @@ function fromTag(value: string): { model?: string; operation?: string } {
   if (dot < 0) return head ? { operation: ACTION_NAMES[head] ?? head } : {};
   const model = head.slice(0, dot);
   let action = head.slice(dot + 1);
-  if (action === 'aggregate' && isCountShape(tagShape(colon < 0 ? undefined : value.slice(colon + 1)))) action = 'count';
+  if (action === 'aggregate' && isCountShape(tagShape(colon < 0 ? undefined : value.slice(colon + 1))))
+    action = 'count';
   return { ...(model ? { model } : {}), ...(action ? { operation: ACTION_NAMES[action] ?? action } : {}) };
 }
 
@@ -147,7 +148,9 @@ function collect(node: unknown, kind: string, out: unknown[] = []): unknown[] {
 
 function columnRefs(node: unknown): ColumnRef[] {
   return collect(node, 'ColumnRef').map((c) => ({
-    parts: (((c as AstNode).fields as AstNode[] | undefined) ?? []).map((f) => String((f.String as AstNode | undefined)?.sval ?? '*')),
+    parts: (((c as AstNode).fields as AstNode[] | undefined) ?? []).map((f) =>
+      String((f.String as AstNode | undefined)?.sval ?? '*'),
+    ),
   }));
 }
 
@@ -235,7 +238,10 @@ function selectShape(sel: AstNode, schema: PrismaModels | undefined): Shape | un
     if (!shape) return undefined;
     const targets = ((sel.targetList as AstNode[] | undefined) ?? []).map((t) => t.ResTarget as AstNode);
     const outerRefs = columnRefs(sel.targetList);
-    if (outerRefs.some((r) => r.parts.length !== 1) || targets.some((t) => typeof t?.name !== 'string' || !/^_(count|sum|avg|min|max)\$/.test(t.name))) {
+    if (
+      outerRefs.some((r) => r.parts.length !== 1) ||
+      targets.some((t) => typeof t?.name !== 'string' || !/^_(count|sum|avg|min|max)\$/.test(t.name))
+    ) {
       return undefined;
     }
     const allCount = targets.every((t) => (t.name as string).startsWith('_count$'));
@@ -247,7 +253,13 @@ function selectShape(sel: AstNode, schema: PrismaModels | undefined): Shape | un
   const t = rangeVar((base as AstNode | undefined)?.RangeVar ?? base);
   if (!t) return undefined;
   if (!sel.limitOffset) return undefined; // Prisma's reads always carry OFFSET
-  if (!prismaColumns({ t: sel.targetList, w: sel.whereClause, g: sel.groupClause, o: sel.sortClause, f: sel.fromClause }, t, aliasesOf(sel.fromClause))) {
+  if (
+    !prismaColumns(
+      { t: sel.targetList, w: sel.whereClause, g: sel.groupClause, o: sel.sortClause, f: sel.fromClause },
+      t,
+      aliasesOf(sel.fromClause),
+    )
+  ) {
     return undefined;
   }
   if (sel.groupClause) return { table: t, operation: 'groupBy', certain: true };
@@ -262,7 +274,12 @@ function selectShape(sel: AstNode, schema: PrismaModels | undefined): Shape | un
     };
   }
   if (unique)
-    return { table: t, operation: 'upsert', certain: false, note: `a read Prisma makes inside a write by a unique field (emulated upsert, nested write)` };
+    return {
+      table: t,
+      operation: 'upsert',
+      certain: false,
+      note: `a read Prisma makes inside a write by a unique field (emulated upsert, nested write)`,
+    };
   const ins = inColumns(cs);
   if (ins.length > 0) {
     const info = schema?.byTable.get(t.table);
@@ -307,7 +324,11 @@ function touchesRelation(where: unknown, t: Target, schema: PrismaModels | undef
   return columnRefs(where).some((r) => info.relationColumns.has(r.parts[r.parts.length - 1] ?? ''));
 }
 
-function writeShape(kind: 'UpdateStmt' | 'DeleteStmt', stmt: AstNode, schema: PrismaModels | undefined): Shape | undefined {
+function writeShape(
+  kind: 'UpdateStmt' | 'DeleteStmt',
+  stmt: AstNode,
+  schema: PrismaModels | undefined,
+): Shape | undefined {
   const t = rangeVar(stmt.relation);
   if (!t) return undefined;
   const returning = returningOf(stmt);
@@ -318,7 +339,12 @@ function writeShape(kind: 'UpdateStmt' | 'DeleteStmt', stmt: AstNode, schema: Pr
   const verb = kind === 'UpdateStmt' ? 'update' : 'delete';
   if (returning && unique) {
     if (nested)
-      return { table: t, operation: kind === 'UpdateStmt' ? 'upsert' : 'delete', certain: false, note: `an emulated upsert's ${verb}, or a nested ${verb}` };
+      return {
+        table: t,
+        operation: kind === 'UpdateStmt' ? 'upsert' : 'delete',
+        certain: false,
+        note: `an emulated upsert's ${verb}, or a nested ${verb}`,
+      };
     return { table: t, operation: verb, certain: true };
   }
   const operation = returning ? `${verb}ManyAndReturn` : `${verb}Many`;
@@ -340,7 +366,10 @@ function insertShape(stmt: AstNode): Shape | undefined {
   if (!t) return undefined;
   const returning = returningOf(stmt);
   const conflict = stmt.onConflictClause as AstNode | undefined;
-  const values = (((stmt.selectStmt as AstNode | undefined)?.SelectStmt as AstNode | undefined)?.valuesLists as unknown[] | undefined) ?? [];
+  const values =
+    (((stmt.selectStmt as AstNode | undefined)?.SelectStmt as AstNode | undefined)?.valuesLists as
+      | unknown[]
+      | undefined) ?? [];
   if (values.length === 0) return undefined;
   // Prisma writes every value as a parameter (or a CAST of one to an enum) and returns full references.
   if (columnRefs(values).length > 0) return undefined;
@@ -350,10 +379,20 @@ function insertShape(stmt: AstNode): Shape | undefined {
   }
   if (!returning) {
     // Nothing in the statement is Prisma's own: an INSERT of parameters is what anyone writes.
-    return { table: t, operation: 'createMany', certain: false, note: 'or the nested create of a call on a related model, or hand-written SQL' };
+    return {
+      table: t,
+      operation: 'createMany',
+      certain: false,
+      note: 'or the nested create of a call on a related model, or hand-written SQL',
+    };
   }
   if (values.length > 1) return { table: t, operation: 'createManyAndReturn', certain: true };
-  return { table: t, operation: 'create', certain: false, note: "or createManyAndReturn of one row, an upsert's create, or the parent row of a nested create" };
+  return {
+    table: t,
+    operation: 'create',
+    certain: false,
+    note: "or createManyAndReturn of one row, an upsert's create, or the parent row of a nested create",
+  };
 }
 
 function modelName(table: string, schema: PrismaModels | undefined): string {

@@ -19,7 +19,15 @@ export interface PrismaModels {
   byTable: Map<string, PrismaModelInfo>;
 }
 
-type Node = { type?: string; name?: string; key?: string; value?: unknown; args?: unknown[]; attributes?: unknown[]; properties?: unknown[] };
+type Node = {
+  type?: string;
+  name?: string;
+  key?: string;
+  value?: unknown;
+  args?: unknown[];
+  attributes?: unknown[];
+  properties?: unknown[];
+};
 
 function unquote(v: unknown): string | undefined {
   if (typeof v !== 'string') return undefined;
@@ -47,7 +55,11 @@ export async function readPrismaModels(sources: string[]): Promise<PrismaModels>
       if (block.type !== 'model' || !block.name) continue;
       const props = (block.properties ?? []) as Node[];
       const map = props.find((p) => p.type === 'attribute' && p.name === 'map');
-      models.push({ name: block.name, table: (map && firstArg(map)) ?? block.name, fields: props.filter((p) => p.type === 'field') });
+      models.push({
+        name: block.name,
+        table: (map && firstArg(map)) ?? block.name,
+        fields: props.filter((p) => p.type === 'field'),
+      });
     }
   }
   const names = new Set(models.map((m) => m.name));

@@ -77,11 +77,23 @@ export interface ReplicasReport {
   thresholds: ReplicaThresholds;
 }
 
-async function readPrimary(primary: ClientBase): Promise<{ lsn: string | null; senders: SenderRow[]; slots: SlotRow[] }> {
-  const lsnRow = await primary.query<{ lsn: string | null }>(`SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`);
+async function readPrimary(
+  primary: ClientBase,
+): Promise<{ lsn: string | null; senders: SenderRow[]; slots: SlotRow[] }> {
+  const lsnRow = await primary.query<{ lsn: string | null }>(
+    `SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`,
+  );
   const lsn = lsnRow.rows[0]?.lsn ?? null;
-  const version = Number((await primary.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
-  const slots = await primary.query<{ name: string; active: boolean; wal_status: string | null; retained: string | null; pid: number | null }>(
+  const version = Number(
+    (await primary.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0,
+  );
+  const slots = await primary.query<{
+    name: string;
+    active: boolean;
+    wal_status: string | null;
+    retained: string | null;
+    pid: number | null;
+  }>(
     `SELECT slot_name AS name, active, ${version >= 130000 ? 'wal_status' : 'NULL::text'} AS wal_status,
             CASE WHEN restart_lsn IS NULL OR pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END::text AS retained,
             active_pid AS pid
@@ -120,13 +132,18 @@ async function readPrimary(primary: ClientBase): Promise<{ lsn: string | null; s
         syncState: r.sync_state,
         replayLagBytes: r.lag_bytes === null ? null : Number(r.lag_bytes),
         replayLagMs: r.lag_ms === null ? null : Math.round(r.lag_ms),
-        slot: slot ? { name: slot.name, active: slot.active, walStatus: slot.walStatus, retainedBytes: slot.retainedBytes } : null,
+        slot: slot
+          ? { name: slot.name, active: slot.active, walStatus: slot.walStatus, retainedBytes: slot.retainedBytes }
+          : null,
       };
     }),
   };
 }
 
-async function readReplica(target: ReplicaTargetInfo, primaryLsn: string | null): Promise<ReplicaStatus & { receiverApp: string | null }> {
+async function readReplica(
+  target: ReplicaTargetInfo,
+  primaryLsn: string | null,
+): Promise<ReplicaStatus & { receiverApp: string | null }> {
   let client: Awaited<ReturnType<ReplicaTargetInfo['connect']>> | undefined;
   try {
     client = await target.connect();
@@ -174,7 +191,15 @@ async function readReplica(target: ReplicaTargetInfo, primaryLsn: string | null)
       receiverApp: applicationNameOf(r.conninfo),
     };
   } catch (error) {
-    return { name: target.name, reachable: false, error: messageOf(error), lagBytes: null, lagMs: null, sender: null, receiverApp: null };
+    return {
+      name: target.name,
+      reachable: false,
+      error: messageOf(error),
+      lagBytes: null,
+      lagMs: null,
+      sender: null,
+      receiverApp: null,
+    };
   } finally {
     await client?.end().catch(() => {});
   }
@@ -191,7 +216,11 @@ function applicationNameOf(conninfo: string | null): string | null {
 }
 
 /** Reads the primary and every replica (in parallel); never throws for a replica: an unreachable one is reported. */
-export async function collectReplicas(primary: ClientBase, targets: ReplicaTargetInfo[], thresholds: Partial<ReplicaThresholds> = {}): Promise<ReplicasReport> {
+export async function collectReplicas(
+  primary: ClientBase,
+  targets: ReplicaTargetInfo[],
+  thresholds: Partial<ReplicaThresholds> = {},
+): Promise<ReplicasReport> {
   const t = { ...DEFAULT_REPLICA_THRESHOLDS, ...thresholds };
   const p = await readPrimary(primary);
   const read = await Promise.all(targets.map((target) => readReplica(target, p.lsn)));
@@ -207,7 +236,14 @@ export async function collectReplicas(primary: ClientBase, targets: ReplicaTarge
     const sender = i >= 0 ? (unmatched.splice(i, 1)[0] ?? null) : null;
     return { ...r, sender };
   });
-  return { primaryLsn: p.lsn, replicas, senders: p.senders, slots: p.slots, findings: replicaFindings(replicas, p.slots, t), thresholds: t };
+  return {
+    primaryLsn: p.lsn,
+    replicas,
+    senders: p.senders,
+    slots: p.slots,
+    findings: replicaFindings(replicas, p.slots, t),
+    thresholds: t,
+  };
 }
 
 export function replicaFindings(replicas: ReplicaStatus[], slots: SlotRow[], t: ReplicaThresholds): Finding[] {
@@ -261,7 +297,14 @@ export function replicaFindings(replicas: ReplicaStatus[], slots: SlotRow[], t: 
 /** `dbops doctor`'s check of one replica: reachable, how fast, version, a standby, its lag and headroom. */
 export async function checkReplica(target: { name: string; url: string }, timeoutMs: number): Promise<ComponentCheck> {
   const { connectPg } = await import('../db/pg.js');
-  const check: ComponentCheck = { component: 'postgres-replica', label: `replica ${target.name}`, endpoint: target.name, ok: false, details: {}, warnings: [] };
+  const check: ComponentCheck = {
+    component: 'postgres-replica',
+    label: `replica ${target.name}`,
+    endpoint: target.name,
+    ok: false,
+    details: {},
+    warnings: [],
+  };
   const t0 = process.hrtime.bigint();
   const status = await readReplica(
     {
@@ -281,7 +324,11 @@ export async function checkReplica(target: { name: string; url: string }, timeou
     null,
   );
   if (!status.reachable) {
-    check.error = { message: status.error ?? 'unreachable', hint: 'check DATABASE_REPLICA_URLS: address, password, TLS', code: 'UNREACHABLE' };
+    check.error = {
+      message: status.error ?? 'unreachable',
+      hint: 'check DATABASE_REPLICA_URLS: address, password, TLS',
+      code: 'UNREACHABLE',
+    };
     return check;
   }
   check.ok = true;
@@ -293,7 +340,8 @@ export async function checkReplica(target: { name: string; url: string }, timeou
   check.details.maxConnections = status.maxConnections;
   check.details.headroom = status.headroom;
   check.details.slot = status.slotName ?? null;
-  if (status.inRecovery === false) check.warnings.push('not a standby (pg_is_in_recovery() is false): promoted, or the URL names a primary');
+  if (status.inRecovery === false)
+    check.warnings.push('not a standby (pg_is_in_recovery() is false): promoted, or the URL names a primary');
   if (status.lagMs !== null && status.lagMs >= DEFAULT_REPLICA_THRESHOLDS.lagWarnMs)
     check.warnings.push(`replays ${(status.lagMs / 1000).toFixed(1)} s behind`);
   return check;

@@ -39,14 +39,21 @@ export interface CollectOptions {
 }
 
 /** The report, with `savedTo` when a snapshot was written; `connect` is called once the files are read. */
-export async function collectSlowQueries(connect: () => Promise<ClientBase>, opts: CollectOptions): Promise<SlowQueryReport & { savedTo?: string }> {
+export async function collectSlowQueries(
+  connect: () => Promise<ClientBase>,
+  opts: CollectOptions,
+): Promise<SlowQueryReport & { savedTo?: string }> {
   const since = opts.since ? parseSnapshot(await readJsonFile(opts.since, 'snapshot'), opts.since) : undefined;
-  const baseline = opts.gates?.baseline ? parseBaseline(await readJsonFile(opts.gates.baseline, 'baseline'), opts.gates.baseline) : undefined;
+  const baseline = opts.gates?.baseline
+    ? parseBaseline(await readJsonFile(opts.gates.baseline, 'baseline'), opts.gates.baseline)
+    : undefined;
   // Every statement is needed for a snapshot, a delta or a gate; otherwise the server ranks and cuts.
   const everything = Boolean(opts.save || since || opts.gates);
   const read = await readPgss(
     await connect(),
-    everything ? { mode: 'all' } : { mode: 'top', sort: opts.sort, limit: opts.limit, onlySlow: opts.onlySlow, slow: opts.slow },
+    everything
+      ? { mode: 'all' }
+      : { mode: 'top', sort: opts.sort, limit: opts.limit, onlySlow: opts.onlySlow, slow: opts.slow },
     opts.statementTimeoutMs,
   );
   if (since && opts.since) checkSameSource(since, read.server, opts.since);

@@ -7,7 +7,15 @@
 import type { ClientBase } from 'pg';
 import { withReadOnly } from '../db/readonly.js';
 import { maskSqlSecrets } from '../db/sql-secrets.js';
-import { ConfigError, type DbopsError, isDbopsError, messageOf, OperationError, UnreachableError, UsageError } from '../errors.js';
+import {
+  ConfigError,
+  type DbopsError,
+  isDbopsError,
+  messageOf,
+  OperationError,
+  UnreachableError,
+  UsageError,
+} from '../errors.js';
 import { atLeast, type PgssColumns, type PgssVersion, parsePgssVersion, pgssColumns } from './pgss-version.js';
 import { loadOriginParser } from './prisma-origin.js';
 
@@ -69,7 +77,9 @@ export interface SlowRule {
   minCalls: number;
 }
 
-export type ReadMode = { mode: 'all' } | { mode: 'top'; sort: SortKey; limit: number; onlySlow: boolean; slow: SlowRule };
+export type ReadMode =
+  | { mode: 'all' }
+  | { mode: 'top'; sort: SortKey; limit: number; onlySlow: boolean; slow: SlowRule };
 
 const FIX_PRELOAD =
   "add pg_stat_statements to shared_preload_libraries (postgresql.conf: shared_preload_libraries = 'pg_stat_statements') and restart PostgreSQL";
@@ -89,17 +99,23 @@ export function pgssNotInstalled(database: string, preloaded: boolean | null): C
 }
 
 export function pgssNotPreloaded(): ConfigError {
-  return new ConfigError('pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries', {
-    hint: FIX_PRELOAD,
-    details: { reason: 'not-preloaded' },
-  });
+  return new ConfigError(
+    'pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries',
+    {
+      hint: FIX_PRELOAD,
+      details: { reason: 'not-preloaded' },
+    },
+  );
 }
 
 export function pgssNoPrivilege(role: string, hidden: number): ConfigError {
-  return new ConfigError(`role "${role}" may not read other roles' statements in pg_stat_statements (${hidden} shown as <insufficient privilege>)`, {
-    hint: `GRANT pg_read_all_stats TO "${role}"; (or pg_monitor, which includes it)`,
-    details: { reason: 'insufficient-privilege', role, hidden },
-  });
+  return new ConfigError(
+    `role "${role}" may not read other roles' statements in pg_stat_statements (${hidden} shown as <insufficient privilege>)`,
+    {
+      hint: `GRANT pg_read_all_stats TO "${role}"; (or pg_monitor, which includes it)`,
+      details: { reason: 'insufficient-privilege', role, hidden },
+    },
+  );
 }
 
 /** SQL over alias `b` (a row of `baseSql`) for each sort key; all sort descending. */
@@ -130,7 +146,8 @@ export function baseSql(cols: PgssColumns): string {
  * `t_*`, computed before the filter and the limit: one round trip and one read of the view.
  */
 export function topSql(cols: PgssColumns, sort: SortKey, onlySlow: boolean): string {
-  const isSlow = (a: string) => `${a}.calls >= $2 AND (${a}.total_exec_ms + ${a}.total_plan_ms) / NULLIF(${a}.calls, 0) >= $3`;
+  const isSlow = (a: string) =>
+    `${a}.calls >= $2 AND (${a}.total_exec_ms + ${a}.total_plan_ms) / NULLIF(${a}.calls, 0) >= $3`;
   return `SELECT b.* FROM (
   SELECT a.*,
          count(*) FILTER (WHERE a.queryid IS NOT NULL) OVER () AS t_statements,
@@ -277,8 +294,12 @@ function readError(error: unknown, role: string): DbopsError {
       cause: error,
     });
   }
-  if (code && /^(08|57P)/.test(code)) return new UnreachableError(`lost the connection while reading pg_stat_statements: ${msg}`, { cause: error });
-  return new OperationError(`reading pg_stat_statements failed: ${msg}`, { cause: error, details: code ? { sqlstate: code } : undefined });
+  if (code && /^(08|57P)/.test(code))
+    return new UnreachableError(`lost the connection while reading pg_stat_statements: ${msg}`, { cause: error });
+  return new OperationError(`reading pg_stat_statements failed: ${msg}`, {
+    cause: error,
+    details: code ? { sqlstate: code } : undefined,
+  });
 }
 
 /**
@@ -301,7 +322,9 @@ export async function readPgss(client: ClientBase, mode: ReadMode, statementTime
       let statsReset: string | null = null;
       let dealloc: number | null = null;
       if (cols.hasInfoView) {
-        const info = await c.query<{ dealloc: string; stats_reset: Date | null }>('SELECT dealloc, stats_reset FROM pg_stat_statements_info');
+        const info = await c.query<{ dealloc: string; stats_reset: Date | null }>(
+          'SELECT dealloc, stats_reset FROM pg_stat_statements_info',
+        );
         statsReset = info.rows[0]?.stats_reset?.toISOString() ?? null;
         dealloc = info.rows[0] ? Number(info.rows[0].dealloc) : null;
       }
@@ -334,13 +357,24 @@ export async function readPgss(client: ClientBase, mode: ReadMode, statementTime
       const t = rows[0];
       // No row passed the filter (or every entry is hidden): the totals need their own query.
       const totals = t
-        ? { statements: Number(t.t_statements), hidden: Number(t.t_hidden), calls: t.t_calls, totalMs: t.t_total_ms, slow: Number(t.t_slow) }
+        ? {
+            statements: Number(t.t_statements),
+            hidden: Number(t.t_hidden),
+            calls: t.t_calls,
+            totalMs: t.t_total_ms,
+            slow: Number(t.t_slow),
+          }
         : (await c.query<Totals>(totalsSql(cols), [mode.slow.minCalls, mode.slow.minMeanMs])).rows[0];
       if (totals && totals.hidden > 0 && !id.read_all_stats) throw pgssNoPrivilege(id.current_user, totals.hidden);
       return {
         server,
         statements: rows.map(toCounters),
-        totals: { statements: totals?.statements ?? 0, calls: totals?.calls ?? 0, totalMs: totals?.totalMs ?? 0, slowStatements: totals?.slow ?? 0 },
+        totals: {
+          statements: totals?.statements ?? 0,
+          calls: totals?.calls ?? 0,
+          totalMs: totals?.totalMs ?? 0,
+          slowStatements: totals?.slow ?? 0,
+        },
       };
     });
   } catch (error) {
@@ -368,7 +402,9 @@ export async function resetPgss(client: ClientBase, allDatabases: boolean): Prom
       });
     }
     if (!allDatabases) {
-      await client.query('SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)');
+      await client.query(
+        'SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)',
+      );
       return { scope: 'database' };
     }
     await client.query('SELECT pg_stat_statements_reset()');

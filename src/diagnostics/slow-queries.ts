@@ -132,7 +132,10 @@ export const QUERY_INSIGHTS_HINT =
 
 /** Prisma statements are labelled from their shape only (none carries a query-insights comment). */
 export function labelsAreShapeOnly(statements: Array<Pick<StatementStats, 'origin'>>): boolean {
-  return statements.some((s) => s.origin.source === 'sql') && !statements.some((s) => s.origin.source === 'tag' && s.origin.model !== undefined);
+  return (
+    statements.some((s) => s.origin.source === 'sql') &&
+    !statements.some((s) => s.origin.source === 'tag' && s.origin.model !== undefined)
+  );
 }
 
 const key = (s: { queryid: string; userid: number; dbid: number }) => `${s.queryid}/${s.userid}/${s.dbid}`;
@@ -145,7 +148,9 @@ export function snapshotOf(read: PgssRead): Snapshot {
 export function parseSnapshot(doc: unknown, file: string): Snapshot {
   const d = doc as Partial<Snapshot> | null;
   if (!d || d.kind !== SNAPSHOT_KIND || d.formatVersion !== 1 || !d.server || !Array.isArray(d.statements)) {
-    throw new UsageError(`${file} is not a dbops slow-queries snapshot`, { hint: 'create one with dbops slow-queries --save FILE' });
+    throw new UsageError(`${file} is not a dbops slow-queries snapshot`, {
+      hint: 'create one with dbops slow-queries --save FILE',
+    });
   }
   return d as Snapshot;
 }
@@ -154,22 +159,31 @@ export function parseSnapshot(doc: unknown, file: string): Snapshot {
 export function checkSameSource(snap: Snapshot, now: ServerIdentity, file: string): void {
   const a = snap.server;
   if (a.systemIdentifier && now.systemIdentifier && a.systemIdentifier !== now.systemIdentifier) {
-    throw new UsageError(`${file} was taken on another server (system identifier ${a.systemIdentifier}, this one is ${now.systemIdentifier})`, {
-      hint: 'take the snapshot and the report against the same server and database',
-    });
+    throw new UsageError(
+      `${file} was taken on another server (system identifier ${a.systemIdentifier}, this one is ${now.systemIdentifier})`,
+      {
+        hint: 'take the snapshot and the report against the same server and database',
+      },
+    );
   }
   if (a.database !== now.database || a.dbid !== now.dbid) {
-    throw new UsageError(`${file} was taken on database "${a.database}" (oid ${a.dbid}), this is "${now.database}" (oid ${now.dbid})`, {
-      hint: 'take the snapshot and the report against the same server and database',
-    });
+    throw new UsageError(
+      `${file} was taken on database "${a.database}" (oid ${a.dbid}), this is "${now.database}" (oid ${now.dbid})`,
+      {
+        hint: 'take the snapshot and the report against the same server and database',
+      },
+    );
   }
   if (Date.parse(a.takenAt) > Date.parse(now.takenAt)) {
-    throw new UsageError(`${file} is from the future (${a.takenAt}, server time now ${now.takenAt})`, { hint: 'use a snapshot taken before this run' });
+    throw new UsageError(`${file} is from the future (${a.takenAt}, server time now ${now.takenAt})`, {
+      hint: 'use a snapshot taken before this run',
+    });
   }
 }
 
 /** Sum of squared execution times, recovered from mean and population stddev. */
-const sumSq = (c: StatementCounters) => c.calls * (c.stddevExecMs ** 2 + (c.calls > 0 ? c.totalExecMs / c.calls : 0) ** 2);
+const sumSq = (c: StatementCounters) =>
+  c.calls * (c.stddevExecMs ** 2 + (c.calls > 0 ? c.totalExecMs / c.calls : 0) ** 2);
 
 function decreased(cur: StatementCounters, prev: StatementCounters): boolean {
   return (
@@ -190,20 +204,39 @@ interface WindowEntry {
 }
 
 /** Per-statement counters over the window: since the snapshot, or everything since the reset. */
-export function windowOf(now: PgssRead, since: Snapshot | undefined, notes: string[]): { entries: WindowEntry[]; disappeared: SlowQueryReport['disappeared'] } {
+export function windowOf(
+  now: PgssRead,
+  since: Snapshot | undefined,
+  notes: string[],
+): { entries: WindowEntry[]; disappeared: SlowQueryReport['disappeared'] } {
   if (!since) {
-    return { entries: now.statements.map((c) => ({ c, maxMs: c.maxExecMs, stddevMs: c.stddevExecMs })), disappeared: [] };
+    return {
+      entries: now.statements.map((c) => ({ c, maxMs: c.maxExecMs, stddevMs: c.stddevExecMs })),
+      disappeared: [],
+    };
   }
   const prev = new Map(since.statements.map((s) => [key(s), s]));
-  const fullReset = Boolean(now.server.statsReset && since.server.statsReset && Date.parse(now.server.statsReset) > Date.parse(since.server.statsReset));
+  const fullReset = Boolean(
+    now.server.statsReset &&
+      since.server.statsReset &&
+      Date.parse(now.server.statsReset) > Date.parse(since.server.statsReset),
+  );
   const restarted = now.server.postmasterStart !== since.server.postmasterStart;
   if (fullReset) {
     notes.push(
       `pg_stat_statements was reset at ${now.server.statsReset}, after the snapshot (${since.server.takenAt}): figures cover only the time since the reset`,
     );
   }
-  if (restarted) notes.push(`the server restarted at ${now.server.postmasterStart}, after the snapshot: statistics may have been lost or reset`);
-  if (now.server.dealloc !== null && since.server.dealloc !== null && now.server.dealloc > since.server.dealloc && !fullReset) {
+  if (restarted)
+    notes.push(
+      `the server restarted at ${now.server.postmasterStart}, after the snapshot: statistics may have been lost or reset`,
+    );
+  if (
+    now.server.dealloc !== null &&
+    since.server.dealloc !== null &&
+    now.server.dealloc > since.server.dealloc &&
+    !fullReset
+  ) {
     notes.push(
       `${now.server.dealloc - since.server.dealloc} entries were evicted from pg_stat_statements in the window (pg_stat_statements.max too small): some statements are counted only partly`,
     );
@@ -214,7 +247,10 @@ export function windowOf(now: PgssRead, since: Snapshot | undefined, notes: stri
     const p = prev.get(key(c));
     prev.delete(key(c));
     const restartedEntry =
-      p !== undefined && (fullReset || decreased(c, p) || (c.statsSince !== null && p.statsSince !== null && c.statsSince !== p.statsSince));
+      p !== undefined &&
+      (fullReset ||
+        decreased(c, p) ||
+        (c.statsSince !== null && p.statsSince !== null && c.statsSince !== p.statsSince));
     if (!p || restartedEntry) {
       if (c.calls === 0) continue;
       if (restartedEntry) resets++;
@@ -245,10 +281,19 @@ export function windowOf(now: PgssRead, since: Snapshot | undefined, notes: stri
     else entry.maxUpperBoundMs = c.maxExecMs;
     entries.push(entry);
   }
-  if (resets > 0 && !fullReset) notes.push(`${resets} statements were reset or evicted and re-created in the window: they count from their restart only`);
-  const disappeared = [...prev.values()].map((p) => ({ queryid: p.queryid, rolname: p.rolname, query: normaliseQuery(p.query) }));
+  if (resets > 0 && !fullReset)
+    notes.push(
+      `${resets} statements were reset or evicted and re-created in the window: they count from their restart only`,
+    );
+  const disappeared = [...prev.values()].map((p) => ({
+    queryid: p.queryid,
+    rolname: p.rolname,
+    query: normaliseQuery(p.query),
+  }));
   if (disappeared.length > 0) {
-    notes.push(`${disappeared.length} statements of the snapshot are gone (reset or evicted): their activity in the window is unknown`);
+    notes.push(
+      `${disappeared.length} statements of the snapshot are gone (reset or evicted): their activity in the window is unknown`,
+    );
   }
   return { entries, disappeared };
 }
@@ -292,8 +337,15 @@ function statsOf(e: WindowEntry, totalMs: number, slow: SlowRule): StatementStat
 
 /** findFirst/findUnique return at most one row: more rows per call can only be a findMany with `take` (still a guess). */
 function refineOrigin(o: QueryOrigin, rowsPerCall: number): QueryOrigin {
-  return o.source === 'sql' && !o.certain && (o.operation === 'findFirst' || o.operation === 'findUnique') && rowsPerCall > 1
-    ? { ...o, operation: 'findMany', note: 'findMany with take (more than one row per call), or a read inside a nested write' }
+  return o.source === 'sql' &&
+    !o.certain &&
+    (o.operation === 'findFirst' || o.operation === 'findUnique') &&
+    rowsPerCall > 1
+    ? {
+        ...o,
+        operation: 'findMany',
+        note: 'findMany with take (more than one row per call), or a read inside a nested write',
+      }
     : o;
 }
 
@@ -312,7 +364,13 @@ const SORT_VALUE: Record<SortKey, (s: StatementStats) => number> = {
 /** Descending by the key, then by total time, then queryid/userid: the same order as the SQL. */
 export function rank(stats: StatementStats[], sort: SortKey): StatementStats[] {
   const v = SORT_VALUE[sort];
-  return [...stats].sort((a, b) => v(b) - v(a) || b.totalMs - a.totalMs || (a.queryid < b.queryid ? -1 : a.queryid > b.queryid ? 1 : 0) || a.userid - b.userid);
+  return [...stats].sort(
+    (a, b) =>
+      v(b) - v(a) ||
+      b.totalMs - a.totalMs ||
+      (a.queryid < b.queryid ? -1 : a.queryid > b.queryid ? 1 : 0) ||
+      a.userid - b.userid,
+  );
 }
 
 export function buildReport(now: PgssRead, opts: ReportOptions): SlowQueryReport {
@@ -334,7 +392,8 @@ export function buildReport(now: PgssRead, opts: ReportOptions): SlowQueryReport
     all.filter((s) => !opts.onlySlow || s.slow),
     opts.sort,
   );
-  const matching = now.totals && !opts.since ? (opts.onlySlow ? now.totals.slowStatements : now.totals.statements) : candidates.length;
+  const matching =
+    now.totals && !opts.since ? (opts.onlySlow ? now.totals.slowStatements : now.totals.statements) : candidates.length;
   const statements = (opts.limit > 0 ? candidates.slice(0, opts.limit) : candidates).map((s) => ({
     ...s,
     origin: refineOrigin(prismaOrigin(s.query, opts.prismaModels), s.rowsPerCall),
@@ -343,7 +402,9 @@ export function buildReport(now: PgssRead, opts: ReportOptions): SlowQueryReport
   if (labelsAreShapeOnly(statements)) notes.push(QUERY_INSIGHTS_HINT);
   const gates = opts.gates ? evaluateGates(all, opts.gates, opts.slow) : null;
   if (opts.gates?.baseline?.truncated) {
-    notes.push('the baseline report was cut by --limit: statements beyond it count as new (write baselines with --limit 0)');
+    notes.push(
+      'the baseline report was cut by --limit: statements beyond it count as new (write baselines with --limit 0)',
+    );
   }
   const since = opts.since;
   const to = now.server.takenAt;
@@ -418,7 +479,13 @@ export function parseBaseline(doc: unknown, file: string): Baseline {
     for (const raw of d.statements) {
       const s = raw as Partial<StatementStats>;
       if (typeof s.queryid !== 'string' || typeof s.meanMs !== 'number' || typeof s.calls !== 'number') continue;
-      entries.push({ queryid: s.queryid, rolname: s.rolname ?? null, text: textKey(String(s.query ?? '')), calls: s.calls, meanMs: s.meanMs });
+      entries.push({
+        queryid: s.queryid,
+        rolname: s.rolname ?? null,
+        text: textKey(String(s.query ?? '')),
+        calls: s.calls,
+        meanMs: s.meanMs,
+      });
     }
     return { source: 'report', truncated: Boolean(d.truncated), entries };
   }

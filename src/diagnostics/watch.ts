@@ -8,7 +8,12 @@ export type Frame<R> = { report: R } | { error: string };
  * Reads a report every `everyMs` until `signal` aborts (the first Ctrl-C) and hands each to `show`,
  * or the error that replaced it: a watch shows a failed refresh and tries again.
  */
-export async function watch<R>(opts: { everyMs: number; signal: AbortSignal; read: () => Promise<R>; show: (frame: Frame<R>) => void }): Promise<void> {
+export async function watch<R>(opts: {
+  everyMs: number;
+  signal: AbortSignal;
+  read: () => Promise<R>;
+  show: (frame: Frame<R>) => void;
+}): Promise<void> {
   while (!opts.signal.aborted) {
     let frame: Frame<R>;
     try {

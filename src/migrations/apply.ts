@@ -14,11 +14,27 @@ import { DbopsError, messageOf } from '../errors.js';
 import type { ContextOwed, MigrationContexts } from './context.js';
 import { type InvalidationRuntime, recordOwed } from './invalidation.js';
 import type { Ledger } from './ledger.js';
-import { completeOutcome, type Direction, dataOutcome, failedMigration, type MigrationRef, StepFailure, skippedOutcome } from './outcome.js';
+import {
+  completeOutcome,
+  type Direction,
+  dataOutcome,
+  failedMigration,
+  type MigrationRef,
+  StepFailure,
+  skippedOutcome,
+} from './outcome.js';
 import { releaseSnapshot, type Session, type Transaction, withDeadline } from './session.js';
 import { recordStatements } from './sql.js';
 import { whoEnded } from './tx-guard.js';
-import type { BackfillResult, InvalidationOutcome, LoadedMigration, MigrationOutcome, MigrationStep, RunResult, StatementStat } from './types.js';
+import type {
+  BackfillResult,
+  InvalidationOutcome,
+  LoadedMigration,
+  MigrationOutcome,
+  MigrationStep,
+  RunResult,
+  StatementStat,
+} from './types.js';
 
 /** What a run hands to each migration it applies: the session, the ledger, contexts, its result. */
 export interface RunParts {
@@ -48,7 +64,8 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
   const rehearsal = job.rehearsal !== undefined;
   // Nothing long runs in a mark's transaction; a transaction: false migration's lock transaction
   // stays open while its batches run, so only its own statements are bounded.
-  const tx = job.rehearsal ?? (await session.begin({ lock: true, bounded: job.direction === 'mark' || m.transactional }));
+  const tx =
+    job.rehearsal ?? (await session.begin({ lock: true, bounded: job.direction === 'mark' || m.transactional }));
   const end = () => (rehearsal ? Promise.resolve() : session.rollback(tx));
 
   // Re-read under the lock: another runner may have got here first.
@@ -73,7 +90,10 @@ export async function applyMigration(run: RunParts, job: Job): Promise<void> {
     return;
   }
   if (rehearsal && !m.transactional) {
-    const note = job.direction === 'up' ? 'not rehearsed: transaction: false (its batches commit as they go)' : 'not rehearsed: transaction: false';
+    const note =
+      job.direction === 'up'
+        ? 'not rehearsed: transaction: false (its batches commit as they go)'
+        : 'not rehearsed: transaction: false';
     result.outcomes.push(skippedOutcome(m, job.direction, note));
     session.emit({ type: 'skip', name: m.name, reason: note });
     return;
@@ -137,7 +157,12 @@ async function runSteps(
   m: LoadedMigration,
   direction: 'up' | 'down',
   rehearsal: boolean,
-): Promise<{ verdict: boolean | null; stats: StatementStat[]; backfill: BackfillResult | undefined; owes: ContextOwed | undefined }> {
+): Promise<{
+  verdict: boolean | null;
+  stats: StatementStat[];
+  backfill: BackfillResult | undefined;
+  owes: ContextOwed | undefined;
+}> {
   const { session, contexts } = run;
   const work = m.transactional ? tx.client : await session.aux();
   const ctx = await contexts.create(work, m, rehearsal, tx, direction);
@@ -189,7 +214,8 @@ async function writeLedger(run: RunParts, tx: Transaction, job: Job, startedAt: 
       identity: session.identity,
     });
   } catch (error) {
-    const what = job.direction === 'down' ? `removing it from ${ledger.location}` : `recording it in ${ledger.location}`;
+    const what =
+      job.direction === 'down' ? `removing it from ${ledger.location}` : `recording it in ${ledger.location}`;
     throw new StepFailure('ledger', `${what} failed: ${messageOf(error)}`, { cause: error });
   }
 }
@@ -238,9 +264,13 @@ async function recordInvalidation(
   } catch (error) {
     // The server may quote the whole keys document back: the first 300 characters say enough.
     const why = messageOf(error);
-    throw new StepFailure('ledger', `recording its cache invalidation in the outbox failed: ${why.length > 300 ? `${why.slice(0, 300)}…` : why}`, {
-      cause: error,
-    });
+    throw new StepFailure(
+      'ledger',
+      `recording its cache invalidation in the outbox failed: ${why.length > 300 ? `${why.slice(0, 300)}…` : why}`,
+      {
+        cause: error,
+      },
+    );
   }
   if (id === null) return;
   inv.outboxRows++;

@@ -5,7 +5,13 @@
 import type { ClientBase } from 'pg';
 import type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions } from './types.js';
 
-export type { BackfillProgress, BackfillProgressEvent, BackfillResult, BackfillRunOptions, BackfillSpec } from './types.js';
+export type {
+  BackfillProgress,
+  BackfillProgressEvent,
+  BackfillResult,
+  BackfillRunOptions,
+  BackfillSpec,
+} from './types.js';
 
 /**
  * The migration lock a backfill runs under (its lock transaction is on another connection): once

@@ -60,7 +60,14 @@ export const DEFAULTS = {
 
 /** Sessions (other than ours) holding locks on `table`, oldest transaction first. */
 async function tableLockHolders(client: ClientBase, table: string): Promise<TableLockHolder[]> {
-  const { rows } = await client.query<{ pid: number; app: string; state: string | null; state_ms: number | null; xact_ms: number | null; mode: string }>(
+  const { rows } = await client.query<{
+    pid: number;
+    app: string;
+    state: string | null;
+    state_ms: number | null;
+    xact_ms: number | null;
+    mode: string;
+  }>(
     `SELECT a.pid, coalesce(a.application_name, '') AS app, a.state,
             (extract(epoch FROM clock_timestamp() - a.state_change) * 1000)::float8 AS state_ms,
             (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::float8 AS xact_ms, l.mode
@@ -69,7 +76,14 @@ async function tableLockHolders(client: ClientBase, table: string): Promise<Tabl
       ORDER BY a.xact_start NULLS LAST LIMIT 5`,
     [table],
   );
-  return rows.map((r) => ({ pid: r.pid, applicationName: r.app, state: r.state, stateMs: r.state_ms, xactMs: r.xact_ms, mode: r.mode }));
+  return rows.map((r) => ({
+    pid: r.pid,
+    applicationName: r.app,
+    state: r.state,
+    stateMs: r.state_ms,
+    xactMs: r.xact_ms,
+    mode: r.mode,
+  }));
 }
 
 /** Key column types the keyset walk supports (their order is total and stable). */
@@ -143,12 +157,17 @@ async function resolveTarget(client: ClientBase, spec: BackfillSpec): Promise<Ta
     );
     const cols = pk.rows[0]?.cols ?? [];
     if (cols.length === 0) {
-      throw new UsageError(`backfill: table ${spec.table} has no primary key`, { hint: 'name a unique, NOT NULL column as the backfill key: { key: "..." }' });
+      throw new UsageError(`backfill: table ${spec.table} has no primary key`, {
+        hint: 'name a unique, NOT NULL column as the backfill key: { key: "..." }',
+      });
     }
     if (cols.length > 1) {
-      throw new UsageError(`backfill: table ${spec.table} has a composite primary key (${cols.join(', ')}); the keyset walk needs one column`, {
-        hint: 'name a unique, NOT NULL single column as the backfill key: { key: "..." }',
-      });
+      throw new UsageError(
+        `backfill: table ${spec.table} has a composite primary key (${cols.join(', ')}); the keyset walk needs one column`,
+        {
+          hint: 'name a unique, NOT NULL single column as the backfill key: { key: "..." }',
+        },
+      );
     }
     key = cols[0] as string;
   }
@@ -164,7 +183,9 @@ async function resolveTarget(client: ClientBase, spec: BackfillSpec): Promise<Ta
   const c = col.rows[0];
   if (!c) throw new UsageError(`backfill: table ${spec.table} has no column "${key}"`);
   if (!KEY_TYPES.has(c.typname)) {
-    throw new UsageError(`backfill: key ${spec.table}.${key} has type ${c.typname}; supported: text, varchar, uuid, smallint, integer, bigint`);
+    throw new UsageError(
+      `backfill: key ${spec.table}.${key} has type ${c.typname}; supported: text, varchar, uuid, smallint, integer, bigint`,
+    );
   }
   if (!c.uniq || !c.notnull) {
     throw new UsageError(`backfill: key ${spec.table}.${key} must be NOT NULL with a unique index of its own`, {
@@ -199,7 +220,12 @@ export function nextBatchSize(current: number, batchMs: number, targetMs: number
 }
 
 /** Milliseconds to wait after a batch so that the rows done so far respect the limits. */
-export function throttleDelay(opts: { rowsThisRun: number; elapsedMs: number; maxRowsPerSecond?: number | undefined; pauseMs?: number | undefined }): number {
+export function throttleDelay(opts: {
+  rowsThisRun: number;
+  elapsedMs: number;
+  maxRowsPerSecond?: number | undefined;
+  pauseMs?: number | undefined;
+}): number {
   const pause = opts.pauseMs ?? 0;
   if (!opts.maxRowsPerSecond || opts.maxRowsPerSecond <= 0) return pause;
   const earliest = (opts.rowsThisRun / opts.maxRowsPerSecond) * 1000;
@@ -208,7 +234,9 @@ export function throttleDelay(opts: { rowsThisRun: number; elapsedMs: number; ma
 
 function checkSpec(migration: string, spec: BackfillSpec, options: BackfillRunOptions): void {
   if (!spec.set === !spec.run) {
-    throw new UsageError(`backfill in ${migration}: give exactly one of "set" (an SQL SET clause) or "run" (a function per batch)`);
+    throw new UsageError(
+      `backfill in ${migration}: give exactly one of "set" (an SQL SET clause) or "run" (a function per batch)`,
+    );
   }
   for (const [name, value] of Object.entries({
     batchSize: options.batchSize ?? spec.batchSize,
@@ -219,7 +247,9 @@ function checkSpec(migration: string, spec: BackfillSpec, options: BackfillRunOp
     statementTimeoutMs: options.statementTimeoutMs,
   })) {
     if (value !== undefined && (!Number.isFinite(value) || value < 0 || (name === 'batchSize' && value < 1))) {
-      throw new UsageError(`backfill in ${migration}: ${name} must be a non-negative number${name === 'batchSize' ? ' of at least 1' : ''}, got ${value}`);
+      throw new UsageError(
+        `backfill in ${migration}: ${name} must be a non-negative number${name === 'batchSize' ? ' of at least 1' : ''}, got ${value}`,
+      );
     }
   }
 }
@@ -236,7 +266,10 @@ function specHash(t: Target, spec: BackfillSpec): string {
  * end the session, not just the transaction: switched off, the statements are bounded instead).
  */
 function localLimits(serverVersion: number, statementMs: number): string {
-  const sets = [`SET LOCAL statement_timeout = ${statementMs}`, `SET LOCAL idle_in_transaction_session_timeout = ${statementMs}`];
+  const sets = [
+    `SET LOCAL statement_timeout = ${statementMs}`,
+    `SET LOCAL idle_in_transaction_session_timeout = ${statementMs}`,
+  ];
   if (serverVersion >= 170000) sets.push('SET LOCAL transaction_timeout = 0');
   return sets.join('; ');
 }
@@ -262,7 +295,9 @@ async function estimateRemaining(
       if (errorCode(error) !== '57014') throw error;
     }
   }
-  const plan = await client.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${t.sql} WHERE (${where})`);
+  const plan = await client.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(
+    `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${t.sql} WHERE (${where})`,
+  );
   return { rows: Math.round(plan.rows[0]?.['QUERY PLAN'][0]?.Plan['Plan Rows'] ?? 0), how: 'planner' };
 }
 
@@ -282,7 +317,10 @@ export async function runBackfill(
   const where = spec.where?.trim() ? spec.where : 'true';
   const { log, lock: migrationLock, invalidation } = options;
   // Sleeps (throttle, retry back-off) wake when the run is interrupted or its lock is lost.
-  const signal = options.signal && migrationLock ? AbortSignal.any([options.signal, migrationLock.lost]) : (options.signal ?? migrationLock?.lost);
+  const signal =
+    options.signal && migrationLock
+      ? AbortSignal.any([options.signal, migrationLock.lost])
+      : (options.signal ?? migrationLock?.lost);
   const lockLost = () => {
     const lost = migrationLock?.lostError();
     if (lost) throw lost;
@@ -353,16 +391,17 @@ export async function runBackfill(
     return result;
   }
 
-  const serverVersion = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
+  const serverVersion = Number(
+    (await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0,
+  );
   options.onPhase?.(`scanning ${t.name}: counting the rows to change`);
   const est = await estimateRemaining(client, t, where, resumedFrom, serverVersion);
   let estimatedTotal = rowsDone + est.rows;
   result.estimate = est.how;
-  await client.query(`UPDATE ${ckpt} SET estimated_total = $3, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
-    migrationName,
-    t.name,
-    estimatedTotal,
-  ]);
+  await client.query(
+    `UPDATE ${ckpt} SET estimated_total = $3, updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`,
+    [migrationName, t.name, estimatedTotal],
+  );
   log?.(
     `backfill ${migrationName}: ${t.sql} by ${t.keySql}, ${est.how === 'count' ? '' : '~'}${est.rows} rows to do${resumedFrom === null ? '' : `, resuming after ${t.key} = ${resumedFrom}`}`,
   );
@@ -382,7 +421,14 @@ export async function runBackfill(
         `backfill ${migrationName} on ${t.name} interrupted: ${rowsDone.toLocaleString('en-US')} of ~${estimatedTotal.toLocaleString('en-US')} rows done in ${batchesTotal.toLocaleString('en-US')} batches, checkpoint at ${t.key} = ${lastKey ?? '(start)'}`,
         {
           hint: 'every finished batch is saved; run the same command again (dbops migrate up) to resume from the checkpoint',
-          details: { migration: migrationName, table: t.name, rowsDone, estimatedTotal, batches: batchesTotal, lastKey },
+          details: {
+            migration: migrationName,
+            table: t.name,
+            rowsDone,
+            estimatedTotal,
+            batches: batchesTotal,
+            lastKey,
+          },
         },
       );
     }
@@ -402,21 +448,27 @@ export async function runBackfill(
         [migrationName, t.name],
       );
       const row = lock.rows[0];
-      if (!row) throw new OperationError(`backfill ${migrationName}: its checkpoint row disappeared (was it reset while running?)`);
+      if (!row)
+        throw new OperationError(
+          `backfill ${migrationName}: its checkpoint row disappeared (was it reset while running?)`,
+        );
       from = row.last_key;
       rowsDone = Number(row.rows_done);
       batchesTotal = Number(row.batches);
       if (row.finished) {
         finished = true;
       } else {
-        const bounds = await client.query<{ hi: string }>(boundsSql(from !== null), from === null ? [batchSize] : [batchSize, from]);
+        const bounds = await client.query<{ hi: string }>(
+          boundsSql(from !== null),
+          from === null ? [batchSize] : [batchSize, from],
+        );
         hi = bounds.rows[0]?.hi;
         if (hi === undefined) {
           finished = true;
-          await client.query(`UPDATE ${ckpt} SET finished_at = clock_timestamp(), updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`, [
-            migrationName,
-            t.name,
-          ]);
+          await client.query(
+            `UPDATE ${ckpt} SET finished_at = clock_timestamp(), updated_at = clock_timestamp() WHERE migration = $1 AND table_name = $2`,
+            [migrationName, t.name],
+          );
         } else {
           const params = from === null ? [hi] : [hi, from];
           if (spec.set) {
@@ -477,21 +529,27 @@ export async function runBackfill(
         attempt++;
         result.retries++;
         if (code === '57014') batchSize = Math.max(minBatch, Math.floor(batchSize / 2));
-        log?.(`backfill ${migrationName}: batch ${range} hit ${messageOf(error)}; retry ${attempt}/${DEFAULTS.maxRetries} with ${batchSize} keys`);
+        log?.(
+          `backfill ${migrationName}: batch ${range} hit ${messageOf(error)}; retry ${attempt}/${DEFAULTS.maxRetries} with ${batchSize} keys`,
+        );
         await sleep(100 * 2 ** attempt, signal);
         continue;
       }
       const resume = `rows before it are done (${rowsDone} rows, checkpoint at ${t.key} = ${from ?? '(start)'}); nothing from this batch on was applied`;
       if (!code && NETWORK.test(messageOf(error))) {
-        throw new UnreachableError(`backfill ${migrationName}: lost the connection during the batch ${range} of ${t.name}: ${messageOf(error)}`, {
-          hint: `${resume}; run the migration again to resume`,
-          cause: error,
-          details,
-        });
+        throw new UnreachableError(
+          `backfill ${migrationName}: lost the connection during the batch ${range} of ${t.name}: ${messageOf(error)}`,
+          {
+            hint: `${resume}; run the migration again to resume`,
+            cause: error,
+            details,
+          },
+        );
       }
       if (error instanceof OperationError || error instanceof UsageError) throw error;
       if (code === '55P03') {
-        const who = holders.length > 0 ? holders.map(describeTableLockHolder).join(', ') : 'a session that has since let go';
+        const who =
+          holders.length > 0 ? holders.map(describeTableLockHolder).join(', ') : 'a session that has since let go';
         const idle = holders.find((h) => h.state?.startsWith('idle in transaction'));
         throw new OperationError(
           `backfill ${migrationName}: the batch ${range} of ${t.name} waited ${lockTimeout} ms for a row lock ${attempt + 1} time(s); held by ${who}`,
@@ -505,11 +563,14 @@ export async function runBackfill(
         );
       }
       const constraint = (error as { constraint?: string }).constraint;
-      throw new OperationError(`backfill ${migrationName} failed on ${t.name} rows with ${range}: ${messageOf(error)}`, {
-        hint: `${resume}. Fix the data or the migration${constraint ? ` (constraint ${constraint})` : ''}, then run it again to resume`,
-        cause: error,
-        details: { ...details, constraint },
-      });
+      throw new OperationError(
+        `backfill ${migrationName} failed on ${t.name} rows with ${range}: ${messageOf(error)}`,
+        {
+          hint: `${resume}. Fix the data or the migration${constraint ? ` (constraint ${constraint})` : ''}, then run it again to resume`,
+          cause: error,
+          details: { ...details, constraint },
+        },
+      );
     }
     attempt = 0;
     // After the batch's commit: its invalidation (a failure leaves it in the outbox and stops the run).
@@ -542,7 +603,12 @@ export async function runBackfill(
     };
     // A callback may return a promise (typed void in the contract): the next batch waits for it.
     await options.onProgress?.(event);
-    const delay = throttleDelay({ rowsThisRun, elapsedMs: performance.now() - runStarted, maxRowsPerSecond: maxRps, pauseMs: options.pauseMs });
+    const delay = throttleDelay({
+      rowsThisRun,
+      elapsedMs: performance.now() - runStarted,
+      maxRowsPerSecond: maxRps,
+      pauseMs: options.pauseMs,
+    });
     if (delay > 0) {
       const s = performance.now();
       await sleep(delay, signal);
@@ -557,7 +623,10 @@ export async function runBackfill(
 }
 
 /** Every backfill checkpoint (finished or not), oldest first; [] when none ever ran. */
-export async function readBackfillProgress(client: ClientBase, schema: string = DEFAULT_DBOPS_SCHEMA): Promise<BackfillCheckpoint[]> {
+export async function readBackfillProgress(
+  client: ClientBase,
+  schema: string = DEFAULT_DBOPS_SCHEMA,
+): Promise<BackfillCheckpoint[]> {
   const ckpt = await checkpointSource(client, schema);
   if (!ckpt) return [];
   const r = await client.query<{
@@ -577,7 +646,11 @@ export async function readBackfillProgress(client: ClientBase, schema: string = 
   return r.rows.map((row) => {
     const rowsDone = Number(row.rows_done);
     const total = row.estimated_total === null ? null : Math.max(Number(row.estimated_total), rowsDone);
-    const percent = row.finished ? 100 : total === null || total === 0 ? 0 : Math.min(99.9, Math.floor((rowsDone / total) * 1000) / 10);
+    const percent = row.finished
+      ? 100
+      : total === null || total === 0
+        ? 0
+        : Math.min(99.9, Math.floor((rowsDone / total) * 1000) / 10);
     return {
       migration: row.migration,
       table: row.table_name,
@@ -594,7 +667,11 @@ export async function readBackfillProgress(client: ClientBase, schema: string = 
 }
 
 /** Forget the checkpoints of a migration (its `down` ran): the next `up` starts from the beginning. */
-export async function resetBackfill(client: ClientBase, migrationName: string, schema: string = DEFAULT_DBOPS_SCHEMA): Promise<number> {
+export async function resetBackfill(
+  client: ClientBase,
+  migrationName: string,
+  schema: string = DEFAULT_DBOPS_SCHEMA,
+): Promise<number> {
   if (!(await dbopsTableExists(client, schema, DBOPS_TABLES.checkpoints))) return 0;
   const ckpt = checkpointTable(schema);
   const r = await client.query(`DELETE FROM ${ckpt} WHERE migration = $1`, [migrationName]);

@@ -10,7 +10,15 @@ import { expandTemplate, type InvalidationRuntime, Owed } from './invalidation.j
 import { bindPrismaClient, loadPrismaClient, locatePrismaClient } from './prisma.js';
 import type { Session, Transaction } from './session.js';
 import { createSqlTag, guardStatement, type StatementGuard } from './sql.js';
-import type { BackfillResult, BackfillRunOptions, BackfillSpec, InvalidationOutcome, LoadedMigration, MigrationContext, MigrationLogger } from './types.js';
+import type {
+  BackfillResult,
+  BackfillRunOptions,
+  BackfillSpec,
+  InvalidationOutcome,
+  LoadedMigration,
+  MigrationContext,
+  MigrationLogger,
+} from './types.js';
 
 export interface ContextOptions {
   cwd: string;
@@ -59,8 +67,15 @@ export class MigrationContexts {
    * migration's transaction (for `transaction: false`, the lock transaction): once it is lost,
    * `signal` aborts and no statement or batch is sent any more.
    */
-  async create(client: ClientBase, m: LoadedMigration, dryRun: boolean, tx: Transaction, direction: 'up' | 'down' = 'up'): Promise<MigrationContext> {
-    const prefixed = (level: keyof MigrationLogger) => (message: string) => this.opts.log?.[level](`${m.name}: ${message}`);
+  async create(
+    client: ClientBase,
+    m: LoadedMigration,
+    dryRun: boolean,
+    tx: Transaction,
+    direction: 'up' | 'down' = 'up',
+  ): Promise<MigrationContext> {
+    const prefixed = (level: keyof MigrationLogger) => (message: string) =>
+      this.opts.log?.[level](`${m.name}: ${message}`);
     const log: MigrationLogger = { info: prefixed('info'), warn: prefixed('warn'), debug: prefixed('debug') };
     const signal = this.session.signal ? AbortSignal.any([this.session.signal, tx.lost]) : tx.lost;
     // Inside dbops' transaction (a migration's own, or validate's read-only re-run) nothing may end it.
@@ -125,8 +140,18 @@ export class MigrationContexts {
   private batchInvalidation(name: string, direction: 'up' | 'down', spec: BackfillSpec, owes: ContextOwed) {
     const runtime = this.opts.invalidation;
     const declared = spec.invalidate;
-    if (!runtime || !declared) throw new ConfigError(`${name}: the backfill declares invalidate, but dbops has no cache configuration`);
-    owes.batches ??= { patterns: [], keys: 0, sample: [], outboxRows: 0, done: true, keysRemoved: 0, replicaWaitMs: null, replicas: [] };
+    if (!runtime || !declared)
+      throw new ConfigError(`${name}: the backfill declares invalidate, but dbops has no cache configuration`);
+    owes.batches ??= {
+      patterns: [],
+      keys: 0,
+      sample: [],
+      outboxRows: 0,
+      done: true,
+      keysRemoved: 0,
+      replicaWaitMs: null,
+      replicas: [],
+    };
     const summary: InvalidationOutcome = owes.batches;
     // The keys of the batch just recorded, handed to its drain (not read back from the outbox).
     const written = new Map<number, string[]>();
@@ -180,7 +205,9 @@ export class MigrationContexts {
       const loaded = await this.prismaLoad;
       let bound = this.bound.get(client);
       if (!bound) {
-        bound = bindPrismaClient(loaded, client, (text) => guardStatement(text, this.guards.get(client) ?? { inTransaction: true }, 'ctx.prisma'));
+        bound = bindPrismaClient(loaded, client, (text) =>
+          guardStatement(text, this.guards.get(client) ?? { inTransaction: true }, 'ctx.prisma'),
+        );
         this.bound.set(client, bound);
       }
       return { value: bound.prisma };

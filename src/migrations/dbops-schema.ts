@@ -129,7 +129,10 @@ const CREATE_LOCK: [number, number] = [0x64626f70, 1];
 /** A schema name dbops may use: not the application's `public`, not a system schema. */
 export function checkDbopsSchema(schema: string): string {
   const s = schema.trim();
-  if (!s) throw new ConfigError('the dbops schema name is empty', { hint: 'set DBOPS_SCHEMA to a schema name, e.g. dbops (the default)' });
+  if (!s)
+    throw new ConfigError('the dbops schema name is empty', {
+      hint: 'set DBOPS_SCHEMA to a schema name, e.g. dbops (the default)',
+    });
   if (s === 'public' || s === 'information_schema' || s.startsWith('pg_')) {
     throw new ConfigError(`DBOPS_SCHEMA=${s}: dbops keeps its tables in a schema of its own, not in ${s}`, {
       hint: 'choose a schema only dbops uses, e.g. dbops (the default): Prisma then never sees dbops’ tables',
@@ -160,7 +163,12 @@ export async function ensureDbopsSchema(client: ClientBase, schema: string): Pro
  * is the body of `CREATE TABLE` (the parenthesised column list). Returns true when this call created
  * it. The one way dbops creates a table of its own: the ledger, the checkpoints, an outbox.
  */
-export async function ensureDbopsTable(client: ClientBase, schema: string, table: string, ddl: string): Promise<boolean> {
+export async function ensureDbopsTable(
+  client: ClientBase,
+  schema: string,
+  table: string,
+  ddl: string,
+): Promise<boolean> {
   if (await dbopsTableExists(client, schema, table)) return false;
   await client.query('SELECT pg_advisory_xact_lock($1, $2)', CREATE_LOCK);
   if (await dbopsTableExists(client, schema, table)) return false;

@@ -23,7 +23,9 @@ import { type ReplicaTarget, type ReplicaWait, waitForReplicas } from './replica
 // ---------------------------------------------------------------------------------------------
 
 /** The names between braces in a key template: `'user:{id}'` → `'id'`. */
-export type TemplateFields<T extends string> = T extends `${string}{${infer F}}${infer Rest}` ? F | TemplateFields<Rest> : never;
+export type TemplateFields<T extends string> = T extends `${string}{${infer F}}${infer Rest}`
+  ? F | TemplateFields<Rest>
+  : never;
 
 /** A value a key is made of. */
 export type KeyPart = string | number | bigint;
@@ -72,7 +74,9 @@ export function expandTemplate(template: string, rows: Iterable<unknown>): strin
   }
   for (const row of rows) {
     if (typeof row !== 'object' || row === null)
-      throw new TypeError(`invalidate('${template}', rows): a row is ${String(row)}, the template needs ${fields.join(', ')}`);
+      throw new TypeError(
+        `invalidate('${template}', rows): a row is ${String(row)}, the template needs ${fields.join(', ')}`,
+      );
     let key = parts[0] ?? '';
     for (let i = 1; i < parts.length; i += 2) {
       const f = parts[i] as string;
@@ -128,7 +132,8 @@ export class Owed {
   addKeys(keys: Iterable<string>): void {
     const pre = prefixKey('', this.prefix);
     for (const k of keys) {
-      if (typeof k !== 'string' || k === '') throw new TypeError(`invalidate(): a key must be a non-empty string, got ${String(k)}`);
+      if (typeof k !== 'string' || k === '')
+        throw new TypeError(`invalidate(): a key must be a non-empty string, got ${String(k)}`);
       if (this.keys.size === 0) this.first();
       this.keys.add(pre + k);
     }
@@ -220,7 +225,14 @@ export async function recordOwed(
   const { rows } = await client.query<{ id: string }>(
     `INSERT INTO ${dbopsTable(schema, DBOPS_TABLES.outbox)} (migration, direction, batch, prefix, patterns, keys) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
     // The keys as one JSON document: a few ms for 200,000 keys, where a text[] parameter is escaped key by key.
-    [what.migration, what.direction, what.batch ?? null, owed.prefix ?? null, owed.patterns, JSON.stringify([...owed.keys])],
+    [
+      what.migration,
+      what.direction,
+      what.batch ?? null,
+      owed.prefix ?? null,
+      owed.patterns,
+      JSON.stringify([...owed.keys]),
+    ],
   );
   return Number(rows[0]?.id);
 }
@@ -263,7 +275,13 @@ export async function drainOutbox(
     try {
       const params: unknown[] = [[...skipped], [...(known?.keys() ?? [])]];
       if (only) params.push(only);
-      const { rows } = await client.query<{ id: string; migration: string; batch: number | null; patterns: string[]; keys: string[] | null }>(
+      const { rows } = await client.query<{
+        id: string;
+        migration: string;
+        batch: number | null;
+        patterns: string[];
+        keys: string[] | null;
+      }>(
         `SELECT id, migration, batch, patterns, CASE WHEN id = ANY($2::bigint[]) THEN NULL ELSE keys END AS keys FROM ${table}
           WHERE done_at IS NULL AND NOT (id = ANY($1::bigint[]))${only ? ' AND id = ANY($3::bigint[])' : ''}
           ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`,
@@ -277,9 +295,13 @@ export async function drainOutbox(
       id = Number(found.id);
       const row = { ...found, keys: found.keys ?? known?.get(id) ?? [] };
       const wait =
-        opts.replicas && opts.replicas.length > 0 ? await waitForReplicas(client, opts.replicas, opts.replicaWaitMs ?? DEFAULT_REPLICA_WAIT_MS, signal) : null;
+        opts.replicas && opts.replicas.length > 0
+          ? await waitForReplicas(client, opts.replicas, opts.replicaWaitMs ?? DEFAULT_REPLICA_WAIT_MS, signal)
+          : null;
       if (wait && !wait.caughtUp) {
-        const late = wait.replicas.filter((r) => !r.caughtUp).map((r) => `${r.name}${r.error ? ` (${r.error})` : ` (${r.lagBytes ?? '?'} bytes behind)`}`);
+        const late = wait.replicas
+          .filter((r) => !r.caughtUp)
+          .map((r) => `${r.name}${r.error ? ` (${r.error})` : ` (${r.lagBytes ?? '?'} bytes behind)`}`);
         throw new InvalidationOwedError(
           `cache invalidation of ${row.migration} is still owed: replica ${late.join(', ')} did not replay the commit (${wait.lsn}) within ${Math.round(wait.waitedMs)} ms`,
           {
@@ -314,14 +336,20 @@ export async function drainOutbox(
       if (id !== undefined) {
         skipped.add(id);
         await client
-          .query(`UPDATE ${table} SET attempts = attempts + 1, last_error = $2 WHERE id = $1 AND done_at IS NULL`, [id, messageOf(error).slice(0, 500)])
+          .query(`UPDATE ${table} SET attempts = attempts + 1, last_error = $2 WHERE id = $1 AND done_at IS NULL`, [
+            id,
+            messageOf(error).slice(0, 500),
+          ])
           .catch(() => {});
       }
       throw error instanceof InvalidationOwedError
         ? Object.assign(error, { drained: result })
         : error instanceof DbopsError
           ? error
-          : new InvalidationOwedError(`cache invalidation still owed: ${messageOf(error)}`, { cause: error, hint: OWED_HINT });
+          : new InvalidationOwedError(`cache invalidation still owed: ${messageOf(error)}`, {
+              cause: error,
+              hint: OWED_HINT,
+            });
     }
   }
 }
@@ -331,11 +359,18 @@ const OWED_HINT =
 
 function owedBecause(migration: string, error: unknown): InvalidationOwedError {
   const why = error instanceof UnreachableError ? error.message : `Redis failed: ${messageOf(error)}`;
-  return new InvalidationOwedError(`cache invalidation of ${migration} is still owed: ${why}`, { cause: error, hint: OWED_HINT });
+  return new InvalidationOwedError(`cache invalidation of ${migration} is still owed: ${why}`, {
+    cause: error,
+    hint: OWED_HINT,
+  });
 }
 
 /** The outbox: rows still owed, and the latest done (newest first), for `migrate status` and `cache drain --list`. */
-export async function readOutbox(client: ClientBase, schema: string, doneLimit = 20): Promise<{ owed: OutboxEntry[]; done: OutboxEntry[] }> {
+export async function readOutbox(
+  client: ClientBase,
+  schema: string,
+  doneLimit = 20,
+): Promise<{ owed: OutboxEntry[]; done: OutboxEntry[] }> {
   if (!(await dbopsTableExists(client, schema, DBOPS_TABLES.outbox))) return { owed: [], done: [] };
   const table = dbopsTable(schema, DBOPS_TABLES.outbox);
   const cols = `id, migration, direction, batch, patterns, jsonb_array_length(keys) AS keys, created_at, done_at, keys_removed, replica_wait_ms, replica_wait, attempts, last_error`;
@@ -397,8 +432,14 @@ export class InvalidationRuntime {
     return this.opened;
   }
 
-  drain(client: ClientBase, only?: number[], signal?: AbortSignal, known?: Map<number, string[]>): Promise<DrainResult> {
-    if (this.opts.defer) return Promise.resolve({ rows: 0, keysRemoved: 0, keys: 0, patterns: 0, replicaWait: null, entries: [] });
+  drain(
+    client: ClientBase,
+    only?: number[],
+    signal?: AbortSignal,
+    known?: Map<number, string[]>,
+  ): Promise<DrainResult> {
+    if (this.opts.defer)
+      return Promise.resolve({ rows: 0, keysRemoved: 0, keys: 0, patterns: 0, replicaWait: null, entries: [] });
     return drainOutbox(client, this.schema, this.opts, () => this.cache(), only, signal, known);
   }
 

@@ -90,7 +90,10 @@ export class PostgresLedger implements Ledger {
   async ensure(tx: Tx): Promise<string[]> {
     const moves = await moveLegacyTables(tx.client, this.schema);
     await this.create(tx);
-    return moves.map((m) => `moved dbops 0.1.0's ${m.table === 'ledger' ? 'ledger' : 'backfill checkpoints'} ${m.from} (${m.rows} row(s)) to ${m.to}`);
+    return moves.map(
+      (m) =>
+        `moved dbops 0.1.0's ${m.table === 'ledger' ? 'ledger' : 'backfill checkpoints'} ${m.from} (${m.rows} row(s)) to ${m.to}`,
+    );
   }
 
   async applied(tx: Tx): Promise<Set<string>> {

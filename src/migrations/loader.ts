@@ -72,7 +72,10 @@ export async function listMigrationFiles(dir: string): Promise<{ files: Migratio
     const name = file.slice(0, -ext.length);
     const m = MIGRATION_NAME.exec(name);
     if (!m) {
-      problems.push({ path, cause: 'the name must be <14-digit UTC timestamp>_<snake_case_name>, e.g. 20240101000000_add_user_roles.ts' });
+      problems.push({
+        path,
+        cause: 'the name must be <14-digit UTC timestamp>_<snake_case_name>, e.g. 20240101000000_add_user_roles.ts',
+      });
       continue;
     }
     const other = byName.get(name);
@@ -97,7 +100,9 @@ type Jiti = { import(id: string): Promise<unknown> };
 let jitiPromise: Promise<Jiti> | undefined;
 
 async function jiti(): Promise<Jiti> {
-  jitiPromise ??= import('jiti').then(({ createJiti }) => createJiti(import.meta.url, { interopDefault: false }) as unknown as Jiti);
+  jitiPromise ??= import('jiti').then(
+    ({ createJiti }) => createJiti(import.meta.url, { interopDefault: false }) as unknown as Jiti,
+  );
   return jitiPromise;
 }
 
@@ -139,7 +144,8 @@ export function toDataMigration(value: unknown): DataMigration | string {
     return "invalidates must be an array of key patterns, e.g. ['user:*']";
   }
   // Methods of a class instance live on its prototype: bind them so `this` works when called.
-  const bind = (key: 'up' | 'down' | 'validate') => (typeof obj[key] === 'function' ? (obj[key] as (...a: unknown[]) => unknown).bind(obj) : undefined);
+  const bind = (key: 'up' | 'down' | 'validate') =>
+    typeof obj[key] === 'function' ? (obj[key] as (...a: unknown[]) => unknown).bind(obj) : undefined;
   const migration: DataMigration = {
     up: bind('up') as DataMigration['up'],
     transaction: obj.transaction !== false,
@@ -155,7 +161,10 @@ export function toDataMigration(value: unknown): DataMigration | string {
 }
 
 /** Loads every migration module in `dir`; throws MigrationLoadError listing all problems. */
-export async function loadMigrations(dir: string, opts: { only?: (name: string) => boolean } = {}): Promise<LoadedMigration[]> {
+export async function loadMigrations(
+  dir: string,
+  opts: { only?: (name: string) => boolean } = {},
+): Promise<LoadedMigration[]> {
   const { files, problems } = await listMigrationFiles(dir);
   const loaded: LoadedMigration[] = [];
   for (const file of files) {
@@ -167,8 +176,12 @@ export async function loadMigrations(dir: string, opts: { only?: (name: string) 
       problems.push({ path: file.path, cause: firstLine(messageOf(error)) });
       continue;
     }
-    const exported = mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : undefined;
-    const migration = exported === undefined ? 'no default export (export default defineDataMigration({ ... }))' : toDataMigration(exported);
+    const exported =
+      mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : undefined;
+    const migration =
+      exported === undefined
+        ? 'no default export (export default defineDataMigration({ ... }))'
+        : toDataMigration(exported);
     if (typeof migration === 'string') {
       problems.push({ path: file.path, cause: migration });
       continue;
@@ -201,9 +214,11 @@ export async function describeMigrations(files: MigrationFile[], names: Set<stri
     if (!names.has(file.name)) continue;
     try {
       const mod = await importModule(file.path);
-      const exported = mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : undefined;
+      const exported =
+        mod && typeof mod === 'object' && 'default' in mod ? (mod as { default: unknown }).default : undefined;
       const migration = exported === undefined ? undefined : toDataMigration(exported);
-      if (migration && typeof migration !== 'string' && migration.description) out.set(file.name, migration.description);
+      if (migration && typeof migration !== 'string' && migration.description)
+        out.set(file.name, migration.description);
     } catch {
       // reported elsewhere
     }

@@ -85,7 +85,9 @@ export async function acquireLockTransaction(client: ClientBase, opts: AcquireOp
   let delay = 25;
   let lastReport = 0;
   const settings = opts.settings ?? [];
-  const sets = [['application_name', opts.applicationName], ...settings].map((_, i) => `set_config($${3 + i * 2}, $${4 + i * 2}, true)`).join(', ');
+  const sets = [['application_name', opts.applicationName], ...settings]
+    .map((_, i) => `set_config($${3 + i * 2}, $${4 + i * 2}, true)`)
+    .join(', ');
   const params: unknown[] = [opts.key[0], opts.key[1], 'application_name', opts.applicationName, ...settings.flat()];
   const text = `SELECT l AS locked, CASE WHEN l THEN concat_ws(',', ${sets}) END AS applied,
     CASE WHEN l THEN pg_backend_pid() END AS pid,
@@ -110,7 +112,9 @@ export async function acquireLockTransaction(client: ClientBase, opts: AcquireOp
       throw lockTimeoutError(holder, opts.timeoutMs);
     }
     if (opts.signal?.aborted) {
-      throw new InterruptedError('interrupted while waiting for the migration lock', { hint: 'nothing was run by this process; run the command again' });
+      throw new InterruptedError('interrupted while waiting for the migration lock', {
+        hint: 'nothing was run by this process; run the command again',
+      });
     }
     if (opts.onWait && waited - lastReport >= (opts.reportEveryMs ?? 2000)) {
       lastReport = waited;
@@ -124,21 +128,31 @@ export async function acquireLockTransaction(client: ClientBase, opts: AcquireOp
 
 export function describeHolder(holder: LockHolder | null): string {
   if (!holder) return 'an unknown session (it finished while we looked)';
-  const who = holder.host !== null ? `dbops pid ${holder.pid} on ${holder.host}` : `"${holder.applicationName || 'no application name'}"`;
+  const who =
+    holder.host !== null
+      ? `dbops pid ${holder.pid} on ${holder.host}`
+      : `"${holder.applicationName || 'no application name'}"`;
   const since = holder.since ? ` since ${holder.since.toISOString()}` : '';
   const from = holder.clientAddr ? ` from ${holder.clientAddr}` : '';
   return `${who} (server pid ${holder.backendPid}${from}${since}, application_name "${holder.applicationName ?? ''}")`;
 }
 
 function lockTimeoutError(holder: LockHolder | null, timeoutMs: number): LockError {
-  return new LockError(`the migration lock is held by ${describeHolder(holder)}; gave up after ${Math.round(timeoutMs / 1000)} s`, {
-    hint: 'another dbops migrate is running; wait for it, raise --lock-timeout, or if it hangs run: dbops migrate unlock',
-    details: { holder },
-  });
+  return new LockError(
+    `the migration lock is held by ${describeHolder(holder)}; gave up after ${Math.round(timeoutMs / 1000)} s`,
+    {
+      hint: 'another dbops migrate is running; wait for it, raise --lock-timeout, or if it hangs run: dbops migrate unlock',
+      details: { holder },
+    },
+  );
 }
 
 /** Whether the session `witness` names still holds the lock, asked from any connection. */
-export async function lockStillHeld(client: ClientBase, key: readonly [number, number], witness: LockWitness): Promise<boolean> {
+export async function lockStillHeld(
+  client: ClientBase,
+  key: readonly [number, number],
+  witness: LockWitness,
+): Promise<boolean> {
   const { rows } = await client.query<{ held: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $1 AND a.backend_start = $2::timestamptz
@@ -185,7 +199,11 @@ export async function findLockHolder(client: ClientBase, key: [number, number]):
  * backend still holds the migration lock: checked and done in one statement, because behind
  * PgBouncer the same server connection may be serving someone else by the time a person confirms.
  */
-export async function terminateHolder(client: ClientBase, backendPid: number, key: readonly [number, number]): Promise<boolean> {
+export async function terminateHolder(
+  client: ClientBase,
+  backendPid: number,
+  key: readonly [number, number],
+): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>(
     `SELECT pg_terminate_backend(l.pid) AS ok
        FROM pg_locks l

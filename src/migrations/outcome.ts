@@ -2,7 +2,15 @@
  * What a run reports: the builders of each migration's outcome, and the one error a run (up, down,
  * mark-applied) throws, naming the migration, the step and the cause, and carrying what ran before.
  */
-import { DbopsError, ExitCode, type ExitCodeValue, InterruptedError, isDbopsError, messageOf, specificHint } from '../errors.js';
+import {
+  DbopsError,
+  ExitCode,
+  type ExitCodeValue,
+  InterruptedError,
+  isDbopsError,
+  messageOf,
+  specificHint,
+} from '../errors.js';
 import { InvalidationOwedError } from './invalidation.js';
 import { summarise } from './sql.js';
 import { guardHint, TransactionLostError } from './tx-guard.js';
@@ -53,11 +61,26 @@ export function skippedOutcome(m: MigrationRef, direction: Direction, note: stri
 }
 
 export function schemaOutcome(name: string, status: 'applied' | 'rehearsed', durationMs: number): MigrationOutcome {
-  return { kind: 'schema', name, direction: 'up', status, transactional: true, durationMs, validate: null, statements: 0, rowsAffected: 0 };
+  return {
+    kind: 'schema',
+    name,
+    direction: 'up',
+    status,
+    transactional: true,
+    durationMs,
+    validate: null,
+    statements: 0,
+    rowsAffected: 0,
+  };
 }
 
 /** The steps ran: counts from the statements, the status, the time; a rehearsal keeps its statements. */
-export function completeOutcome(outcome: MigrationOutcome, status: MigrationOutcome['status'], stats: StatementStat[], startedMs: number): MigrationOutcome {
+export function completeOutcome(
+  outcome: MigrationOutcome,
+  status: MigrationOutcome['status'],
+  stats: StatementStat[],
+  startedMs: number,
+): MigrationOutcome {
   Object.assign(outcome, summarise(stats), { status, durationMs: performance.now() - startedMs });
   if (status === 'rehearsed') outcome.statementLog = stats;
   return outcome;
@@ -78,7 +101,11 @@ export function failedMigration(
   const step: MigrationStep = error instanceof StepFailure ? error.step : outcome.direction === 'down' ? 'down' : 'up';
   const cause = error instanceof StepFailure ? error.cause : error;
   const message = error instanceof StepFailure ? error.message : messageOf(error);
-  Object.assign(outcome, summarise(stats), { status: 'failed', durationMs: performance.now() - startedMs, error: { step, message } });
+  Object.assign(outcome, summarise(stats), {
+    status: 'failed',
+    durationMs: performance.now() - startedMs,
+    error: { step, message },
+  });
   if (step === 'validate') outcome.validate = false;
   result.outcomes.push(outcome);
   const migration = outcome.name;
@@ -91,32 +118,38 @@ export function failedMigration(
           ? 'nothing changed (rolled back)'
           : 'it is still recorded as applied, partly reverted: dbops migrate down resumes the revert'
         : 'it is not recorded as applied';
-    return new MigrationRunError(`${prefix}migration ${migration} was interrupted during ${step}: ${message}; ${state}`, {
-      result,
-      migration,
-      step,
-      cause,
-      exitCode: ExitCode.Interrupted,
-      code: 'INTERRUPTED',
-      hint:
-        outcome.direction === 'down'
-          ? 'run dbops migrate down again (the same --step/--to): the backfill in down() resumes from its last checkpoint'
-          : 'run the same dbops migrate command again: the backfill resumes from its last checkpoint',
-      details: { migration, step },
-    });
+    return new MigrationRunError(
+      `${prefix}migration ${migration} was interrupted during ${step}: ${message}; ${state}`,
+      {
+        result,
+        migration,
+        step,
+        cause,
+        exitCode: ExitCode.Interrupted,
+        code: 'INTERRUPTED',
+        hint:
+          outcome.direction === 'down'
+            ? 'run dbops migrate down again (the same --step/--to): the backfill in down() resumes from its last checkpoint'
+            : 'run the same dbops migrate command again: the backfill resumes from its last checkpoint',
+        details: { migration, step },
+      },
+    );
   }
   // A backfill batch committed, its cache invalidation is still owed: the outbox keeps it, the rerun drains it first and resumes.
   if (cause instanceof InvalidationOwedError) {
-    return new MigrationRunError(`${prefix}migration ${migration} stopped during ${step}: ${message}; its committed batches stay, it is not recorded yet`, {
-      result,
-      migration,
-      step,
-      cause,
-      exitCode: ExitCode.Owed,
-      code: 'INVALIDATION_OWED',
-      hint: `${cause.hint ?? ''}; then run dbops migrate up again: the backfill resumes from its checkpoint`,
-      details: { migration, step },
-    });
+    return new MigrationRunError(
+      `${prefix}migration ${migration} stopped during ${step}: ${message}; its committed batches stay, it is not recorded yet`,
+      {
+        result,
+        migration,
+        step,
+        cause,
+        exitCode: ExitCode.Owed,
+        code: 'INVALIDATION_OWED',
+        hint: `${cause.hint ?? ''}; then run dbops migrate up again: the backfill resumes from its checkpoint`,
+        details: { migration, step },
+      },
+    );
   }
   // A transaction that left dbops' control says itself what was committed.
   const rolledBack =

@@ -30,7 +30,10 @@ export function timestampOf(name: string): string {
 }
 
 /** Timeline order: timestamp, then schema before data at the same instant, then name. */
-export function compareTimeline(a: { kind: MigrationKind; name: string }, b: { kind: MigrationKind; name: string }): number {
+export function compareTimeline(
+  a: { kind: MigrationKind; name: string },
+  b: { kind: MigrationKind; name: string },
+): number {
   const ta = timestampOf(a.name);
   const tb = timestampOf(b.name);
   if (ta !== tb) return ta < tb ? -1 : 1;
@@ -156,10 +159,15 @@ export interface UpSelection {
  * The pending items `up` should run, in timeline order: everything, up to and including `to`,
  * or the first `step`. `to` must name a known migration.
  */
-export function selectUp<T extends { kind: MigrationKind; name: string }>(pending: T[], known: Set<string>, sel: UpSelection): T[] {
+export function selectUp<T extends { kind: MigrationKind; name: string }>(
+  pending: T[],
+  known: Set<string>,
+  sel: UpSelection,
+): T[] {
   const ordered = [...pending].sort(compareTimeline);
   if (sel.to !== undefined) {
-    if (!known.has(sel.to)) throw new UsageError(`--to ${sel.to}: no such migration`, { hint: 'see dbops migrate status for the names' });
+    if (!known.has(sel.to))
+      throw new UsageError(`--to ${sel.to}: no such migration`, { hint: 'see dbops migrate status for the names' });
     const target = ordered.find((m) => m.name === sel.to);
     if (!target) return [];
     return ordered.filter((m) => compareTimeline(m, target) <= 0);
@@ -176,7 +184,9 @@ export function selectDown(appliedNames: string[], sel: UpSelection): string[] {
   const newestFirst = [...appliedNames].sort().reverse();
   if (sel.to !== undefined) {
     if (!appliedNames.includes(sel.to)) {
-      throw new UsageError(`--to ${sel.to}: that migration is not applied`, { hint: 'down --to NAME reverts everything applied after NAME and keeps NAME' });
+      throw new UsageError(`--to ${sel.to}: that migration is not applied`, {
+        hint: 'down --to NAME reverts everything applied after NAME and keeps NAME',
+      });
     }
     const to = sel.to;
     return newestFirst.filter((n) => n > to);
@@ -186,19 +196,29 @@ export function selectDown(appliedNames: string[], sel: UpSelection): string[] {
 
 /** Unapplied Prisma migrations older than a data migration (it may need their columns). */
 export function olderPendingSchema(dataName: string, pendingSchema: string[]): string[] {
-  return pendingSchema.filter((s) => compareTimeline({ kind: 'schema', name: s }, { kind: 'data', name: dataName }) < 0).sort();
+  return pendingSchema
+    .filter((s) => compareTimeline({ kind: 'schema', name: s }, { kind: 'data', name: dataName }) < 0)
+    .sort();
 }
 
 /** What `up` warns about before it runs: pending migrations older than the newest applied, changed files. */
-export function upWarnings(disk: { name: string; checksum: string }[], ledger: LedgerRow[], pending: string[]): string[] {
+export function upWarnings(
+  disk: { name: string; checksum: string }[],
+  ledger: LedgerRow[],
+  pending: string[],
+): string[] {
   const warnings: string[] = [];
   const newest = newestName(ledger.map((r) => r.name));
-  for (const name of pending) if (name < newest) warnings.push(`${name} is older than the newest applied migration ${newest} (out of order); applying it`);
+  for (const name of pending)
+    if (name < newest)
+      warnings.push(`${name} is older than the newest applied migration ${newest} (out of order); applying it`);
   const checksums = new Map(disk.map((f) => [f.name, f.checksum]));
   for (const r of ledger) {
     const checksum = checksums.get(r.name);
     if (checksum !== undefined && checksum !== r.checksum)
-      warnings.push(`${r.name} changed since it was applied (checksum differs; dbops migrate repair accepts the change)`);
+      warnings.push(
+        `${r.name} changed since it was applied (checksum differs; dbops migrate repair accepts the change)`,
+      );
   }
   return warnings;
 }

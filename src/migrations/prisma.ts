@@ -30,7 +30,14 @@ const HOW_TO_SET =
   'set DBOPS_PRISMA_CLIENT (or --prisma-client) to the client module: a path such as src/generated/prisma/client.ts or a package such as @prisma/client';
 
 /** Prisma's config file names, in the order the Prisma CLI looks for them. */
-const CONFIG_FILES = ['prisma.config.ts', 'prisma.config.mts', 'prisma.config.cts', 'prisma.config.js', 'prisma.config.mjs', 'prisma.config.cjs'];
+const CONFIG_FILES = [
+  'prisma.config.ts',
+  'prisma.config.mts',
+  'prisma.config.cts',
+  'prisma.config.js',
+  'prisma.config.mjs',
+  'prisma.config.cjs',
+];
 /** Where Prisma looks for the schema when nothing names it. */
 const DEFAULT_SCHEMAS = ['schema.prisma', 'prisma/schema.prisma', 'prisma/schema'];
 /** Entry files the `prisma-client` generator writes (generatedFileExtension ts | mts | cts; or compiled). */
@@ -189,7 +196,9 @@ async function fromSchema(cwd: string, files: string[], looked: string[]): Promi
       const generated = pkg ? join(dirname(pkg), '..', '..', '.prisma', 'client', 'index.js') : undefined;
       const entry = pkg ? resolveFrom(file, '@prisma/client') : undefined;
       if (entry && generated && existsSync(generated)) return { path: entry, source: where };
-      looked.push(`${where}: ${pkg ? `${rel(cwd, dirname(generated ?? pkg))} (not generated)` : '@prisma/client (not installed)'}`);
+      looked.push(
+        `${where}: ${pkg ? `${rel(cwd, dirname(generated ?? pkg))} (not generated)` : '@prisma/client (not installed)'}`,
+      );
     }
   }
   return undefined;
@@ -260,7 +269,9 @@ export async function loadPrismaClient(where: PrismaClientLocation | string): Pr
   const location = typeof where === 'string' ? { path: where, source: where } : where;
   const modulePath = location.path;
   if (!existsSync(modulePath)) {
-    throw new ConfigError(`the Prisma client module ${modulePath} does not exist (${location.source})`, { hint: `run prisma generate, or ${HOW_TO_SET}` });
+    throw new ConfigError(`the Prisma client module ${modulePath} does not exist (${location.source})`, {
+      hint: `run prisma generate, or ${HOW_TO_SET}`,
+    });
   }
   const version = clientVersion(modulePath);
   const major = version ? Number(version.split('.')[0]) : undefined;
@@ -274,9 +285,12 @@ export async function loadPrismaClient(where: PrismaClientLocation | string): Pr
   try {
     mod = (await importModule(modulePath)) as Record<string, unknown>;
   } catch (error) {
-    throw new ConfigError(`cannot load the Prisma client ${modulePath} (${location.source}): ${messageOf(error).split('\n')[0]}`, {
-      hint: `run prisma generate, or ${HOW_TO_SET}`,
-    });
+    throw new ConfigError(
+      `cannot load the Prisma client ${modulePath} (${location.source}): ${messageOf(error).split('\n')[0]}`,
+      {
+        hint: `run prisma generate, or ${HOW_TO_SET}`,
+      },
+    );
   }
   const Client = mod.PrismaClient as PrismaClientConstructor | undefined;
   if (typeof Client !== 'function') {
@@ -284,9 +298,13 @@ export async function loadPrismaClient(where: PrismaClientLocation | string): Pr
   }
   // adapter-pg must be the one the client's runtime expects: prefer the project's copy.
   const adapterPath = resolveFrom(modulePath, '@prisma/adapter-pg');
-  const adapter = (await (adapterPath ? import(pathToFileURL(adapterPath).href) : import('@prisma/adapter-pg'))) as { PrismaPg: Loaded['PrismaPg'] };
+  const adapter = (await (adapterPath ? import(pathToFileURL(adapterPath).href) : import('@prisma/adapter-pg'))) as {
+    PrismaPg: Loaded['PrismaPg'];
+  };
   const pgPath = adapterPath ? resolveFrom(adapterPath, 'pg') : undefined;
-  const pgMod = (await (pgPath ? import(pathToFileURL(pgPath).href) : import('pg'))) as { default: { Pool: Loaded['Pool'] } };
+  const pgMod = (await (pgPath ? import(pathToFileURL(pgPath).href) : import('pg'))) as {
+    default: { Pool: Loaded['Pool'] };
+  };
   return { Client, PrismaPg: adapter.PrismaPg, Pool: pgMod.default.Pool, version, location };
 }
 
@@ -317,7 +335,11 @@ function resolveFrom(from: string, id: string): string | undefined {
  * BEGIN ... COMMIT | ROLLBACK on a connection of their own and become a savepoint: a COMMIT or
  * ROLLBACK there with no savepoint left to end is refused as well.
  */
-export function bindPrismaClient(loaded: Loaded, client: ClientBase, guard: (text: string) => Promise<void>): { prisma: unknown; dispose(): Promise<void> } {
+export function bindPrismaClient(
+  loaded: Loaded,
+  client: ClientBase,
+  guard: (text: string) => Promise<void>,
+): { prisma: unknown; dispose(): Promise<void> } {
   let seq = 0;
   const pool = new loaded.Pool({ max: 1 });
   const textOf = (cfg: unknown) => (typeof cfg === 'string' ? cfg : ((cfg as { text?: string } | null)?.text ?? ''));
@@ -341,7 +363,8 @@ export function bindPrismaClient(loaded: Loaded, client: ClientBase, guard: (tex
           await client.query(`ROLLBACK TO SAVEPOINT ${name}`);
           return client.query(`RELEASE SAVEPOINT ${name}`);
         }
-        if (text.startsWith('SET TRANSACTION ISOLATION LEVEL')) return { command: 'SET', rowCount: 0, rows: [], fields: [] };
+        if (text.startsWith('SET TRANSACTION ISOLATION LEVEL'))
+          return { command: 'SET', rowCount: 0, rows: [], fields: [] };
         return query(cfg);
       },
       release: () => {},

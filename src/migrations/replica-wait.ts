@@ -38,7 +38,12 @@ const POLL_MS = 20;
 const since = (t0: number) => Math.round((performance.now() - t0) * 10) / 10;
 
 /** Waits until every replica replayed the primary's current WAL position, at most `boundMs`. Never throws: the result says who is late. */
-export async function waitForReplicas(primary: ClientBase, replicas: ReplicaTarget[], boundMs: number, signal?: AbortSignal): Promise<ReplicaWait> {
+export async function waitForReplicas(
+  primary: ClientBase,
+  replicas: ReplicaTarget[],
+  boundMs: number,
+  signal?: AbortSignal,
+): Promise<ReplicaWait> {
   const { rows } = await primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
   const lsn = rows[0]?.lsn as string;
   const started = performance.now();
@@ -47,7 +52,13 @@ export async function waitForReplicas(primary: ClientBase, replicas: ReplicaTarg
   return { lsn, caughtUp: entries.every((e) => e.caughtUp), waitedMs: since(started), replicas: entries };
 }
 
-async function waitForOne(replica: ReplicaTarget, lsn: string, started: number, deadline: number, signal?: AbortSignal): Promise<ReplicaWaitEntry> {
+async function waitForOne(
+  replica: ReplicaTarget,
+  lsn: string,
+  started: number,
+  deadline: number,
+  signal?: AbortSignal,
+): Promise<ReplicaWaitEntry> {
   let client: Awaited<ReturnType<ReplicaTarget['connect']>> | undefined;
   let lagBytes: number | null = null;
   try {

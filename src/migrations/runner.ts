@@ -17,13 +17,28 @@ import { ConfigError, DbopsError, InterruptedError, messageOf, OperationError, U
 import { applyMigration, type RunParts } from './apply.js';
 import { type ContextOptions, MigrationContexts } from './context.js';
 import { checkDbopsSchema, DEFAULT_DBOPS_SCHEMA, MIGRATION_LOCK_NAME } from './dbops-schema.js';
-import { type DrainResult, type InvalidationOptions, InvalidationRuntime, type OutboxEntry, readOutbox } from './invalidation.js';
+import {
+  type DrainResult,
+  type InvalidationOptions,
+  InvalidationRuntime,
+  type OutboxEntry,
+  readOutbox,
+} from './invalidation.js';
 import type { Ledger } from './ledger.js';
 import { PostgresLedger } from './ledger-pg.js';
 import { describeMigrations, listMigrationFiles, loadMigrations, MigrationLoadError } from './loader.js';
 import { lockKey } from './lock.js';
 import { finishRun, type MigrationRef, newRunResult, schemaOutcome } from './outcome.js';
-import { computeStatus, declaresNoTransaction, driftFindings, groupRuns, olderPendingSchema, selectDown, selectUp, upWarnings } from './plan.js';
+import {
+  computeStatus,
+  declaresNoTransaction,
+  driftFindings,
+  groupRuns,
+  olderPendingSchema,
+  selectDown,
+  selectUp,
+  upWarnings,
+} from './plan.js';
 import { applySchemaGroup, RehearsalLimit, RehearsalState, rehearseSchema, type SchemaTarget } from './schema-steps.js';
 import { type Db, resolveIdentity, type Session, type Transaction, withDeadline } from './session.js';
 import { PgSession } from './session-pg.js';
@@ -119,7 +134,10 @@ export class MigrationRunner {
     }
     const cwd = options.cwd ?? process.cwd();
     this.migrationsDir = resolvePath(cwd, options.migrationsDir ?? 'data-migrations');
-    this.prismaDir = options.prismaMigrationsDir === false ? undefined : resolvePath(cwd, options.prismaMigrationsDir ?? 'prisma/migrations');
+    this.prismaDir =
+      options.prismaMigrationsDir === false
+        ? undefined
+        : resolvePath(cwd, options.prismaMigrationsDir ?? 'prisma/migrations');
     this.prismaSchema = options.prismaSchema ?? prismaSchemaOf(options.connectionString);
     this.schema = checkDbopsSchema(options.schema ?? DEFAULT_DBOPS_SCHEMA);
     this.log = options.log;
@@ -160,22 +178,37 @@ export class MigrationRunner {
   /** Applied, pending, changed, missing and out-of-order migrations of both kinds, one timeline. No code runs. */
   async status(): Promise<StatusResult> {
     const db = await this.session.reader();
-    const [{ files, problems }, schema] = await Promise.all([listMigrationFiles(this.migrationsDir), this.schemaState(db)]);
-    const [ledger, legacy] = await Promise.all([this.ledger.read(db), this.ledger.legacy(db)]).catch((error: unknown) => {
-      throw queryError(error, 'reading the migration ledger');
-    });
+    const [{ files, problems }, schema] = await Promise.all([
+      listMigrationFiles(this.migrationsDir),
+      this.schemaState(db),
+    ]);
+    const [ledger, legacy] = await Promise.all([this.ledger.read(db), this.ledger.legacy(db)]).catch(
+      (error: unknown) => {
+        throw queryError(error, 'reading the migration ledger');
+      },
+    );
     const status = computeStatus({
-      disk: files.map((f) => ({ name: f.name, timestamp: f.timestamp, checksum: f.checksum, transactional: !declaresNoTransaction(f.source) })),
+      disk: files.map((f) => ({
+        name: f.name,
+        timestamp: f.timestamp,
+        checksum: f.checksum,
+        transactional: !declaresNoTransaction(f.source),
+      })),
       ledger: ledger ?? [],
       schemaFiles: schema.files,
       schemaApplied: schema.applied,
       ledgerExists: ledger !== null,
     });
     // Pending migrations have no ledger row: their description comes from their module.
-    const unrecorded = new Set(status.entries.filter((e) => e.kind === 'data' && e.description === null && e.state !== 'missing').map((e) => e.name));
+    const unrecorded = new Set(
+      status.entries
+        .filter((e) => e.kind === 'data' && e.description === null && e.state !== 'missing')
+        .map((e) => e.name),
+    );
     if (unrecorded.size > 0) {
       const descriptions = await describeMigrations(files, unrecorded);
-      for (const e of status.entries) if (e.kind === 'data' && descriptions.has(e.name)) e.description = descriptions.get(e.name) ?? null;
+      for (const e of status.entries)
+        if (e.kind === 'data' && descriptions.has(e.name)) e.description = descriptions.get(e.name) ?? null;
     }
     // Unfinished backfills, and finished ones never recorded (their validate failed): both need a person.
     const recorded = new Set((ledger ?? []).map((r) => r.name));
@@ -232,7 +265,12 @@ export class MigrationRunner {
           for (const [i, item] of selected.entries()) {
             try {
               if (item.kind === 'schema') await rehearseSchema(this.session, tx, schema, item.name, result, state);
-              else await applyMigration(run, { direction: 'up', migration: loaded.get(item.name) as LoadedMigration, rehearsal: tx });
+              else
+                await applyMigration(run, {
+                  direction: 'up',
+                  migration: loaded.get(item.name) as LoadedMigration,
+                  rehearsal: tx,
+                });
             } catch (error) {
               if (!(error instanceof RehearsalLimit)) throw error;
               // Not a failure: what follows is not rehearsed, and the result says why.
@@ -255,7 +293,10 @@ export class MigrationRunner {
       for (const group of groupRuns(selected)) {
         const first = group[0] as Item;
         const applied = result.outcomes.filter((o) => o.status === 'applied').length;
-        this.stopIfInterrupted(`interrupted before ${first.name}; ${applied} migration(s) applied`, 'run dbops migrate up again to continue');
+        this.stopIfInterrupted(
+          `interrupted before ${first.name}; ${applied} migration(s) applied`,
+          'run dbops migrate up again to continue',
+        );
         if (first.kind === 'schema') {
           await applySchemaGroup(
             this.session,
@@ -284,24 +325,35 @@ export class MigrationRunner {
     result.warnings.push(...upWarnings(files, ledger, pendingData));
 
     if (options.to !== undefined && !options.withSchema && schema.files.some((f) => f.name === options.to)) {
-      throw new UsageError(`--to ${options.to} is a Prisma schema migration`, { hint: 'add --with-schema to apply schema migrations too' });
+      throw new UsageError(`--to ${options.to} is a Prisma schema migration`, {
+        hint: 'add --with-schema to apply schema migrations too',
+      });
     }
     const items: Item[] = [
       ...pendingData.map((name) => ({ kind: 'data' as const, name })),
       ...(options.withSchema ? pendingSchema.map((name) => ({ kind: 'schema' as const, name })) : []),
     ];
-    const selected = selectUp(items, new Set([...files.map((f) => f.name), ...schema.files.map((f) => f.name)]), options);
+    const selected = selectUp(
+      items,
+      new Set([...files.map((f) => f.name), ...schema.files.map((f) => f.name)]),
+      options,
+    );
     for (const item of options.withSchema ? [] : selected) {
       const older = olderPendingSchema(item.name, pendingSchema);
       if (older.length > 0) {
-        throw new OperationError(`data migration ${item.name} needs the Prisma schema migration ${older[0]}, which is not applied`, {
-          hint: 'apply schema migrations first (prisma migrate deploy), or run dbops migrate up --with-schema to interleave them',
-          details: { migration: item.name, pendingSchema: older },
-        });
+        throw new OperationError(
+          `data migration ${item.name} needs the Prisma schema migration ${older[0]}, which is not applied`,
+          {
+            hint: 'apply schema migrations first (prisma migrate deploy), or run dbops migrate up --with-schema to interleave them',
+            details: { migration: item.name, pendingSchema: older },
+          },
+        );
       }
     }
     const pending = new Set(pendingData);
-    const loaded = new Map((await loadMigrations(this.migrationsDir, { only: (n) => pending.has(n) })).map((m) => [m.name, m]));
+    const loaded = new Map(
+      (await loadMigrations(this.migrationsDir, { only: (n) => pending.has(n) })).map((m) => [m.name, m]),
+    );
     this.contexts.preload(selected.flatMap((i) => (i.kind === 'data' ? [loaded.get(i.name) as LoadedMigration] : [])));
     const target: SchemaTarget = { schema: this.prismaSchema, files: new Map(schema.files.map((f) => [f.name, f])) };
     return { selected, loaded, schema: target };
@@ -323,7 +375,11 @@ export class MigrationRunner {
     const targets = await this.loadForDown(names);
     this.contexts.preload(targets);
     const run = this.parts(result);
-    const jobs = targets.map((migration) => ({ direction: 'down' as const, migration, unrecorded: unrecorded.has(migration.name) }));
+    const jobs = targets.map((migration) => ({
+      direction: 'down' as const,
+      migration,
+      unrecorded: unrecorded.has(migration.name),
+    }));
     return finishRun(result, started, async () => {
       if (options.dryRun) {
         return this.rehearse(async (tx) => {
@@ -333,7 +389,10 @@ export class MigrationRunner {
       await this.moveLegacyLedger();
       await this.drainFirst();
       for (const job of jobs) {
-        this.stopIfInterrupted(`interrupted before reverting ${job.migration.name}`, 'run dbops migrate down again to continue');
+        this.stopIfInterrupted(
+          `interrupted before reverting ${job.migration.name}`,
+          'run dbops migrate down again to continue',
+        );
         await applyMigration(run, job);
       }
     });
@@ -351,11 +410,15 @@ export class MigrationRunner {
       }
     }
     const wanted = new Set(names);
-    const loaded = new Map((await loadMigrations(this.migrationsDir, { only: (n) => wanted.has(n) })).map((m) => [m.name, m]));
+    const loaded = new Map(
+      (await loadMigrations(this.migrationsDir, { only: (n) => wanted.has(n) })).map((m) => [m.name, m]),
+    );
     return names.map((name) => {
       const m = loaded.get(name);
       if (!m?.hasDown) {
-        throw new UsageError(`cannot revert ${name}: it has no down()`, { hint: 'add a down() to the migration, or write a new migration that undoes it' });
+        throw new UsageError(`cannot revert ${name}: it has no down()`, {
+          hint: 'add a down() to the migration, or write a new migration that undoes it',
+        });
       }
       return m;
     });
@@ -367,8 +430,15 @@ export class MigrationRunner {
     const result = newRunResult('mark-applied', false);
     const file = (await listMigrationFiles(this.migrationsDir)).files.find((f) => f.name === name);
     if (!file)
-      throw new UsageError(`mark-applied ${name}: no such data migration in ${this.migrationsDir}`, { hint: 'see dbops migrate status for the names' });
-    const migration: MigrationRef = { name, checksum: file.checksum, description: undefined, transactional: !declaresNoTransaction(file.source) };
+      throw new UsageError(`mark-applied ${name}: no such data migration in ${this.migrationsDir}`, {
+        hint: 'see dbops migrate status for the names',
+      });
+    const migration: MigrationRef = {
+      name,
+      checksum: file.checksum,
+      description: undefined,
+      transactional: !declaresNoTransaction(file.source),
+    };
     return finishRun(result, started, async () => {
       await this.moveLegacyLedger();
       await applyMigration(this.parts(result), { direction: 'mark', migration });
@@ -411,19 +481,32 @@ export class MigrationRunner {
    */
   async repair(plan: RepairPlan): Promise<RepairResult> {
     const started = performance.now();
-    const result: RepairResult = { command: 'repair', accepted: [], skipped: [], unchanged: plan.unchanged, durationMs: 0 };
+    const result: RepairResult = {
+      command: 'repair',
+      accepted: [],
+      skipped: [],
+      unchanged: plan.unchanged,
+      durationMs: 0,
+    };
     if (plan.changes.length > 0) {
       await this.moveLegacyLedger();
       const tx = await this.session.begin({ lock: true, bounded: true });
       try {
         for (const change of plan.changes) {
-          if (await this.ledger.repair(tx, change.name, { ...change, identity: this.session.identity })) result.accepted.push(change);
-          else result.skipped.push({ name: change.name, reason: 'its ledger row changed meanwhile (another repair, or a down and up)' });
+          if (await this.ledger.repair(tx, change.name, { ...change, identity: this.session.identity }))
+            result.accepted.push(change);
+          else
+            result.skipped.push({
+              name: change.name,
+              reason: 'its ledger row changed meanwhile (another repair, or a down and up)',
+            });
         }
         await this.session.commit(tx);
       } catch (error) {
         await this.session.rollback(tx);
-        throw error instanceof DbopsError ? error : queryError(error, `recording the new checksums in ${this.ledger.location}`);
+        throw error instanceof DbopsError
+          ? error
+          : queryError(error, `recording the new checksums in ${this.ledger.location}`);
       }
     }
     result.durationMs = performance.now() - started;
@@ -438,18 +521,24 @@ export class MigrationRunner {
     const status = await this.status();
     if (status.problems.length > 0) throw new MigrationLoadError(status.problems);
     const findings = driftFindings(status.drift);
-    const appliedData = status.entries.filter((e) => e.kind === 'data' && (e.state === 'applied' || e.state === 'changed')).map((e) => e.name);
+    const appliedData = status.entries
+      .filter((e) => e.kind === 'data' && (e.state === 'applied' || e.state === 'changed'))
+      .map((e) => e.name);
     // A name that is no migration at all is a typo (usage, exit 2), not a finding about the database.
     const known = status.entries.filter((e) => e.kind === 'data').map((e) => e.name);
     const unknown = names.filter((n) => !known.includes(n));
     if (unknown.length > 0) {
       const near = nearNames(unknown[0] ?? '', known);
       throw new UsageError(`validate: no data migration named ${unknown.join(', ')}`, {
-        hint: near.length > 0 ? `did you mean ${near.join(', ')}? (dbops migrate status lists them)` : 'dbops migrate status lists the data migrations',
+        hint:
+          near.length > 0
+            ? `did you mean ${near.join(', ')}? (dbops migrate status lists them)`
+            : 'dbops migrate status lists the data migrations',
       });
     }
     for (const n of names) {
-      if (!appliedData.includes(n)) findings.push({ name: n, kind: 'not-applied', message: `${n} is not an applied data migration` });
+      if (!appliedData.includes(n))
+        findings.push({ name: n, kind: 'not-applied', message: `${n} is not an applied data migration` });
     }
     const wanted = new Set(names.length > 0 ? names.filter((n) => appliedData.includes(n)) : appliedData);
     const loaded = await loadMigrations(this.migrationsDir, { only: (n) => wanted.has(n) });
@@ -468,11 +557,19 @@ export class MigrationRunner {
     try {
       const ctx = await this.contexts.create(tx.client, m, true, tx);
       const run = Promise.resolve(validate(ctx));
-      const verdict = (await withDeadline(run, this.session.transactionTimeoutMs, 'validate', () => this.session.abandon(tx.client))) !== false;
-      if (!verdict) findings.push({ name: m.name, kind: 'validate-false', message: `${m.name}: validate() returned false` });
+      const verdict =
+        (await withDeadline(run, this.session.transactionTimeoutMs, 'validate', () =>
+          this.session.abandon(tx.client),
+        )) !== false;
+      if (!verdict)
+        findings.push({ name: m.name, kind: 'validate-false', message: `${m.name}: validate() returned false` });
       return { name: m.name, verdict, durationMs: performance.now() - t0 };
     } catch (error) {
-      findings.push({ name: m.name, kind: 'validate-error', message: `${m.name}: validate() threw: ${messageOf(error)}` });
+      findings.push({
+        name: m.name,
+        kind: 'validate-error',
+        message: `${m.name}: validate() threw: ${messageOf(error)}`,
+      });
       return { name: m.name, verdict: false, durationMs: performance.now() - t0, error: messageOf(error) };
     } finally {
       await this.session.rollback(tx);
@@ -496,7 +593,13 @@ export class MigrationRunner {
   }
 
   private parts(result: RunResult): RunParts {
-    return { session: this.session, ledger: this.ledger, contexts: this.contexts, result, invalidation: this.invalidation };
+    return {
+      session: this.session,
+      ledger: this.ledger,
+      contexts: this.contexts,
+      result,
+      invalidation: this.invalidation,
+    };
   }
 
   /** A rehearsal: one transaction under the lock for everything it runs, rolled back whatever happens. */
@@ -535,7 +638,10 @@ export class MigrationRunner {
   private async schemaState(db: Db) {
     if (!this.prismaDir) return { files: [], applied: [] };
     const { listSchemaMigrations, readAppliedSchemaMigrations } = await import('../db/prisma-migrations.js');
-    const [files, applied] = await Promise.all([listSchemaMigrations(this.prismaDir), readAppliedSchemaMigrations(db.client, this.prismaSchema)]);
+    const [files, applied] = await Promise.all([
+      listSchemaMigrations(this.prismaDir),
+      readAppliedSchemaMigrations(db.client, this.prismaSchema),
+    ]);
     return { files, applied };
   }
 }

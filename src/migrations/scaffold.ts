@@ -77,7 +77,11 @@ export default defineDataMigration({
 `;
 }
 
-export async function scaffoldMigration(dir: string, rawName: string, opts: { transaction: boolean; now?: Date }): Promise<{ name: string; path: string }> {
+export async function scaffoldMigration(
+  dir: string,
+  rawName: string,
+  opts: { transaction: boolean; now?: Date },
+): Promise<{ name: string; path: string }> {
   const name = rawName.trim();
   if (!/^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/.test(name)) {
     const suggestion = name
@@ -93,7 +97,10 @@ export async function scaffoldMigration(dir: string, rawName: string, opts: { tr
   await mkdir(base, { recursive: true });
   const existing = await readdir(base);
   const clash = existing.find((f) => f.replace(/\.[cm]?[jt]s$/, '').slice(15) === name);
-  if (clash) throw new UsageError(`a migration named ${name} already exists: ${join(base, clash)}`, { hint: 'choose another name' });
+  if (clash)
+    throw new UsageError(`a migration named ${name} already exists: ${join(base, clash)}`, {
+      hint: 'choose another name',
+    });
   const full = `${utcTimestamp(opts.now)}_${name}`;
   const path = join(base, `${full}.ts`);
   await writeFile(path, template(name, opts.transaction), { flag: 'wx' });

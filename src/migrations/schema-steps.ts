@@ -25,12 +25,22 @@ export interface SchemaTarget {
  * Applies consecutive schema migrations under the lock, skipping those someone else applied
  * meanwhile. Stops between two migrations when the run is interrupted (what was applied stays).
  */
-export async function applySchemaGroup(session: Session, target: SchemaTarget, names: string[], result: RunResult): Promise<void> {
+export async function applySchemaGroup(
+  session: Session,
+  target: SchemaTarget,
+  names: string[],
+  result: RunResult,
+): Promise<void> {
   const tx = await session.begin({ lock: true, bounded: false });
-  const { PRISMA_ADVISORY_LOCK, applySchemaMigration, prepareSchemaHistory, readAppliedSchemaMigrations } = await import('../db/prisma-migrations.js');
+  const { PRISMA_ADVISORY_LOCK, applySchemaMigration, prepareSchemaHistory, readAppliedSchemaMigrations } =
+    await import('../db/prisma-migrations.js');
   try {
     await takePrismaLock(tx, PRISMA_ADVISORY_LOCK);
-    const done = new Set((await readAppliedSchemaMigrations(tx.client, target.schema)).filter((a) => a.finishedAt && !a.rolledBackAt).map((a) => a.name));
+    const done = new Set(
+      (await readAppliedSchemaMigrations(tx.client, target.schema))
+        .filter((a) => a.finishedAt && !a.rolledBackAt)
+        .map((a) => a.name),
+    );
     const todo = names.filter((n) => !done.has(n));
     for (const n of names) {
       if (!done.has(n)) continue;
@@ -54,7 +64,9 @@ export async function applySchemaGroup(session: Session, target: SchemaTarget, n
       );
       for (const name of todo) {
         if (session.signal?.aborted) {
-          throw new InterruptedError(`interrupted before ${name}`, { hint: 'run dbops migrate up --with-schema again to continue' });
+          throw new InterruptedError(`interrupted before ${name}`, {
+            hint: 'run dbops migrate up --with-schema again to continue',
+          });
         }
         await step(session, result, name, false, async () => ({
           durationMs: await applySchemaMigration(work, fileOf(target, name), target.schema),
@@ -98,7 +110,9 @@ export async function rehearseSchema(
   result: RunResult,
   state: RehearsalState,
 ): Promise<void> {
-  const { PRISMA_ADVISORY_LOCK, prepareSchemaHistory, rehearseSchemaMigration } = await import('../db/prisma-migrations.js');
+  const { PRISMA_ADVISORY_LOCK, prepareSchemaHistory, rehearseSchemaMigration } = await import(
+    '../db/prisma-migrations.js'
+  );
   await takePrismaLock(tx, PRISMA_ADVISORY_LOCK);
   await step(session, result, name, true, async () => {
     await prepareSchemaHistory(tx.client, target.schema);
@@ -150,19 +164,28 @@ async function step(
   } catch (error) {
     if (error instanceof DbopsError) throw error;
     if (error instanceof RehearsalLimit) {
-      finish(session, result, { ...schemaOutcome(name, status, performance.now() - t0), status: 'skipped', note: 'not rehearsed (see below)' });
+      finish(session, result, {
+        ...schemaOutcome(name, status, performance.now() - t0),
+        status: 'skipped',
+        note: 'not rehearsed (see below)',
+      });
       throw error;
     }
     const failed = (error as { migration?: string }).migration ?? name;
     const message = messageOf(error).replace(/^migration \S+ failed: /, '');
-    finish(session, result, { ...schemaOutcome(failed, status, performance.now() - t0), status: 'failed', error: { step: 'schema', message } });
+    finish(session, result, {
+      ...schemaOutcome(failed, status, performance.now() - t0),
+      status: 'failed',
+      error: { step: 'schema', message },
+    });
     throw schemaError(error, failed, message, rehearsal);
   }
 }
 
 function fileOf(target: SchemaTarget, name: string): SchemaMigrationFile {
   const file = target.files.get(name);
-  if (!file) throw new OperationError(`schema migration ${name}: its folder is gone`, { hint: 'see dbops migrate status' });
+  if (!file)
+    throw new OperationError(`schema migration ${name}: its folder is gone`, { hint: 'see dbops migrate status' });
   return file;
 }
 
@@ -175,9 +198,12 @@ function finish(session: Session, result: RunResult, outcome: MigrationOutcome):
 async function takePrismaLock(tx: Transaction, key: number): Promise<void> {
   const { rows } = await tx.client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [key]);
   if (!rows[0]?.ok) {
-    throw new LockError('Prisma’s migration lock is held: a prisma migrate deploy (or dev) is running on this database', {
-      hint: 'wait for it to finish, then run dbops migrate up --with-schema again',
-    });
+    throw new LockError(
+      'Prisma’s migration lock is held: a prisma migrate deploy (or dev) is running on this database',
+      {
+        hint: 'wait for it to finish, then run dbops migrate up --with-schema again',
+      },
+    );
   }
 }
 
@@ -191,7 +217,8 @@ async function setSearchPath(client: Transaction['client'], schema: string): Pro
 /** The error a run stops with when a schema migration fails, with Prisma's code and how to go on. */
 function schemaError(error: unknown, migration: string, message: string, rehearsal: boolean): DbopsError {
   const prismaCode = (error as { code?: unknown }).code;
-  if (typeof prismaCode !== 'string' || !prismaCode.startsWith('P')) return queryError(error, `applying the schema migration ${migration}`);
+  if (typeof prismaCode !== 'string' || !prismaCode.startsWith('P'))
+    return queryError(error, `applying the schema migration ${migration}`);
   const next =
     prismaCode === 'P3005'
       ? 'the schema has tables but no _prisma_migrations: baseline it first (prisma migrate resolve --applied <migration>), see https://pris.ly/d/migrate-baseline'

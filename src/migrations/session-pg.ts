@@ -18,7 +18,14 @@
 import type { Client, ClientBase } from 'pg';
 import { connectPg, queryError } from '../db/pg.js';
 import { DbopsError } from '../errors.js';
-import { acquireLockTransaction, findLockHolder, holderApplicationName, type LockWitness, lockStillHeld, terminateHolder } from './lock.js';
+import {
+  acquireLockTransaction,
+  findLockHolder,
+  holderApplicationName,
+  type LockWitness,
+  lockStillHeld,
+  terminateHolder,
+} from './lock.js';
 import { type Db, type Session, Transaction, type TxKind } from './session.js';
 import { isIdle, TransactionLostError, TxWatch } from './tx-guard.js';
 import type { LockHolder, RunEvent, RunnerIdentity } from './types.js';
@@ -212,7 +219,12 @@ export class PgSession implements Session {
         return { client, witness };
       } catch (error) {
         if (error instanceof DbopsError) throw error;
-        if (!(this.dead.has(client) || connectionLost(error)) || attempt >= LOCK_RECONNECTS || performance.now() >= deadline || this.signal?.aborted) {
+        if (
+          !(this.dead.has(client) || connectionLost(error)) ||
+          attempt >= LOCK_RECONNECTS ||
+          performance.now() >= deadline ||
+          this.signal?.aborted
+        ) {
           throw queryError(error, 'taking the migration lock');
         }
         this.drop(client);
@@ -250,7 +262,11 @@ export class PgSession implements Session {
   }
 
   /** Watch an open transaction until it ends (commit, rollback), marking it lost if it ends otherwise. */
-  private watch(tx: Transaction, client: Client, lock: { bounded: boolean; witness: LockWitness | undefined } | undefined): void {
+  private watch(
+    tx: Transaction,
+    client: Client,
+    lock: { bounded: boolean; witness: LockWitness | undefined } | undefined,
+  ): void {
     const watch = new TxWatch(client, {
       lockKey: lock ? this.opts.lockKey : undefined,
       heartbeatMs: lock ? this.heartbeatMs : 0,
@@ -266,7 +282,13 @@ export class PgSession implements Session {
       verify: () => watch.verify(),
       holds: async (other) => {
         if (!witness || (await lockStillHeld(other, this.opts.lockKey, witness))) return;
-        tx.markLost(lostError(`the migration lock is no longer held by this run's lock transaction (server pid ${witness.backendPid})`, false, false));
+        tx.markLost(
+          lostError(
+            `the migration lock is no longer held by this run's lock transaction (server pid ${witness.backendPid})`,
+            false,
+            false,
+          ),
+        );
       },
     };
   }
@@ -282,9 +304,12 @@ export class PgSession implements Session {
    */
   private async startKeepalive(client: Client): Promise<void> {
     if (this.keepalive || this.heartbeatMs <= 0) return;
-    const { rows } = await client.query<{ ms: number | null }>(`SELECT (SELECT setting::int FROM pg_settings WHERE name = 'idle_session_timeout') AS ms`);
+    const { rows } = await client.query<{ ms: number | null }>(
+      `SELECT (SELECT setting::int FROM pg_settings WHERE name = 'idle_session_timeout') AS ms`,
+    );
     const idleSession = rows[0]?.ms ?? 0;
-    const every = idleSession > 0 ? Math.max(50, Math.min(this.heartbeatMs, Math.floor(idleSession / 3))) : this.heartbeatMs;
+    const every =
+      idleSession > 0 ? Math.max(50, Math.min(this.heartbeatMs, Math.floor(idleSession / 3))) : this.heartbeatMs;
     this.keepalive = setInterval(() => {
       const c = this.second;
       if (!c || this.dead.has(c) || !isIdle(c)) return;

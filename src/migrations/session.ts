@@ -147,13 +147,23 @@ export class Transaction implements Tx {
  * still be running and queueing queries, so the connection is closed (the server rolls the
  * transaction back) rather than sent a ROLLBACK after which those queries would run and commit.
  */
-export async function withDeadline<T>(work: Promise<T>, ms: number | undefined, step: MigrationStep, abandon: () => void): Promise<T> {
+export async function withDeadline<T>(
+  work: Promise<T>,
+  ms: number | undefined,
+  step: MigrationStep,
+  abandon: () => void,
+): Promise<T> {
   if (ms === undefined) return work;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       abandon();
-      reject(new StepFailure(step, `took longer than the transaction timeout (${Math.round(ms / 1000)} s); its transaction was rolled back`));
+      reject(
+        new StepFailure(
+          step,
+          `took longer than the transaction timeout (${Math.round(ms / 1000)} s); its transaction was rolled back`,
+        ),
+      );
     }, ms);
   });
   try {

@@ -60,9 +60,12 @@ export async function guardStatement(text: string, guard: StatementGuard, via: s
   if (!guard.inTransaction) return;
   const control = await transactionControl(text);
   if (control) {
-    throw new UsageError(`${via}: transaction control is not allowed inside a migration's transaction: ${compact(control).slice(0, 80)}`, {
-      hint: 'dbops commits up, validate and the ledger row together; use SAVEPOINT, or defineDataMigration({ transaction: false })',
-    });
+    throw new UsageError(
+      `${via}: transaction control is not allowed inside a migration's transaction: ${compact(control).slice(0, 80)}`,
+      {
+        hint: 'dbops commits up, validate and the ledger row together; use SAVEPOINT, or defineDataMigration({ transaction: false })',
+      },
+    );
   }
 }
 
@@ -93,7 +96,12 @@ export function recordStatements(client: ClientBase): { stats: StatementStat[]; 
     const started = performance.now();
     const note = (res: unknown) => {
       const r = res as { command?: string; rowCount?: number | null } | undefined;
-      stats.push({ sql: compact(sql), command: r?.command ?? null, rowCount: r?.rowCount ?? null, durationMs: performance.now() - started });
+      stats.push({
+        sql: compact(sql),
+        command: r?.command ?? null,
+        rowCount: r?.rowCount ?? null,
+        durationMs: performance.now() - started,
+      });
     };
     const result = (original as (...a: unknown[]) => unknown).apply(this, args);
     if (result instanceof Promise) {
@@ -129,7 +137,12 @@ export function summarise(stats: StatementStat[]): { statements: number; rowsAff
   let rows = 0;
   let n = 0;
   for (const s of stats) {
-    if (s.command === 'SAVEPOINT' || s.command === 'RELEASE' || /^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) dbops_/.test(s.sql)) continue;
+    if (
+      s.command === 'SAVEPOINT' ||
+      s.command === 'RELEASE' ||
+      /^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) dbops_/.test(s.sql)
+    )
+      continue;
     n++;
     if (s.command && ['INSERT', 'UPDATE', 'DELETE', 'MERGE', 'COPY'].includes(s.command)) rows += s.rowCount ?? 0;
   }

@@ -65,7 +65,9 @@ export async function transactionControl(text: string): Promise<string | null> {
   const { parseSync } = await loadParser();
   let found: string | null = null;
   try {
-    const parsed = parseSync(text) as { stmts?: Array<{ stmt?: Record<string, unknown>; stmt_location?: number; stmt_len?: number }> };
+    const parsed = parseSync(text) as {
+      stmts?: Array<{ stmt?: Record<string, unknown>; stmt_location?: number; stmt_len?: number }>;
+    };
     const bytes = Buffer.from(text);
     for (const raw of parsed.stmts ?? []) {
       const t = raw.stmt?.TransactionStmt as { kind?: string } | undefined;
@@ -169,8 +171,12 @@ interface ClientInternals {
 }
 
 /** The query method of the client's class: not the instance's (which a statement recorder patches). */
-function rawQuery(client: ClientBase): (text: string, values?: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }> {
-  const proto = Object.getPrototypeOf(client) as { query: (...a: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }> };
+function rawQuery(
+  client: ClientBase,
+): (text: string, values?: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }> {
+  const proto = Object.getPrototypeOf(client) as {
+    query: (...a: unknown[]) => Promise<{ rows: Array<Record<string, unknown>> }>;
+  };
   return (text, values) => proto.query.call(client, text, values);
 }
 
@@ -223,12 +229,16 @@ export class TxWatch {
   async verify(): Promise<void> {
     const status = (this.client as unknown as ClientInternals).getTransactionStatus?.();
     if (status === 'I') {
-      this.lost("the server reports no open transaction on the migration's connection: what it did was committed or rolled back outside dbops' control", true);
+      this.lost(
+        "the server reports no open transaction on the migration's connection: what it did was committed or rolled back outside dbops' control",
+        true,
+      );
       return;
     }
     if (!this.opts.lockKey || status === 'E') return;
     const { rows } = await rawQuery(this.client)(LOCK_HELD_SQL, [...this.opts.lockKey]);
-    if (rows[0]?.held !== true) this.lost('its transaction no longer holds the migration lock (a statement ended it and another began)', true);
+    if (rows[0]?.held !== true)
+      this.lost('its transaction no longer holds the migration lock (a statement ended it and another began)', true);
   }
 
   private readonly onComplete = (msg: never): void => {
@@ -261,7 +271,8 @@ export class TxWatch {
     const list = (t: string[]) => (t.length === 0 ? 'nothing' : t.join(', '));
     let what: string;
     if (ender === 'COMMIT') what = `COMMIT left the migration's transaction: committed were ${list(before)}`;
-    else if (ender === 'ROLLBACK') what = `ROLLBACK left the migration's transaction: rolled back were ${list(before)} (nothing of it was committed)`;
+    else if (ender === 'ROLLBACK')
+      what = `ROLLBACK left the migration's transaction: rolled back were ${list(before)} (nothing of it was committed)`;
     else if (ender === 'PREPARE TRANSACTION')
       what = `PREPARE TRANSACTION left the migration's transaction: prepared (not committed) were ${list(before)}; see pg_prepared_xacts`;
     else what = `the migration's connection left its transaction: committed were ${list(before)}`;
@@ -283,7 +294,8 @@ export class TxWatch {
       const code = (error as { code?: string }).code;
       // A failed transaction (the migration caught an error) answers nothing but 25P02; a
       // cancelled heartbeat says nothing about the lock. A closed connection is reported by onError/onEnd.
-      if (code && code !== '25P02' && code !== '57014' && !this.stopped) this.lost(`its heartbeat failed: ${whoEnded(error)}`);
+      if (code && code !== '25P02' && code !== '57014' && !this.stopped)
+        this.lost(`its heartbeat failed: ${whoEnded(error)}`);
     } finally {
       this.beating = false;
     }

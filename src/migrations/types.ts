@@ -384,6 +384,14 @@ export type RunEvent =
   | { type: 'waiting'; holder: LockHolder | null; waitedMs: number }
   | { type: 'skip'; name: string; reason: string }
   | { type: 'backfill'; progress: BackfillProgressEvent }
-  | { type: 'invalidated'; name: string; keysRemoved: number; keys: number; patterns: number; replicaWaitMs: number | null; replicas: string[] }
+  | {
+      type: 'invalidated';
+      name: string;
+      keysRemoved: number;
+      keys: number;
+      patterns: number;
+      replicaWaitMs: number | null;
+      replicas: string[];
+    }
   /** A named phase of the running migration: `validating`, or a batch `waiting for a lock` (detail: on whom). */
   | { type: 'phase'; name: string; phase: string; detail?: string };

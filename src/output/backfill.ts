@@ -14,7 +14,8 @@ import type {
 // The runner may hand over the contract types (types.ts); the engine's extra facts are optional.
 type Event = BackfillProgressEvent & Partial<Pick<BackfillBatchEvent, 'batchMs' | 'batchSize'>>;
 type Result = BackfillResult & Partial<Omit<BackfillRunResult, keyof BackfillResult>>;
-type Checkpoint = BackfillProgress & Partial<Pick<BackfillCheckpoint, 'batches' | 'startedAt'>> & { resumedBy?: 'up' | 'down' };
+type Checkpoint = BackfillProgress &
+  Partial<Pick<BackfillCheckpoint, 'batches' | 'startedAt'>> & { resumedBy?: 'up' | 'down' };
 
 const keyText = (k: unknown): string => (k === null || k === undefined ? '-' : String(k));
 
@@ -99,9 +100,13 @@ export function backfillSummary(migration: string, table: string, result: Result
 
 /** One sentence for people. */
 export function renderBackfillSummary(migration: string, table: string, result: Result): string {
-  if (result.alreadyFinished) return `backfill ${migration} on ${table}: already finished earlier (${int.format(result.rowsDone ?? result.rows)} rows)`;
+  if (result.alreadyFinished)
+    return `backfill ${migration} on ${table}: already finished earlier (${int.format(result.rowsDone ?? result.rows)} rows)`;
   const rate = result.durationMs > 0 ? (result.rows / result.durationMs) * 1000 : 0;
-  const resumed = result.resumedFrom === null || result.resumedFrom === undefined ? '' : `, resumed after key ${keyText(result.resumedFrom)}`;
+  const resumed =
+    result.resumedFrom === null || result.resumedFrom === undefined
+      ? ''
+      : `, resumed after key ${keyText(result.resumedFrom)}`;
   const throttled = (result.throttledMs ?? 0) >= 1 ? `, ${formatDuration(result.throttledMs ?? 0)} throttled` : '';
   const retries = result.retries ? `, ${result.retries} batch retr${result.retries === 1 ? 'y' : 'ies'}` : '';
   return `backfill ${migration} on ${table}: ${int.format(result.rows)} rows in ${int.format(result.batches)} batches, ${formatDuration(result.durationMs)} (${int.format(rate)} rows/s), slowest batch ${formatDuration(result.slowestBatchMs)}${throttled}${retries}${resumed}`;

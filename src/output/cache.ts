@@ -14,12 +14,16 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
  * The live line of a flush or a scan. With a known total (a flush confirmed after its preview
  * counted the keys) a bar, the percentage and an ETA; without one, counts and the rate.
  */
-export function renderFlushProgress(p: FlushProgress, opts: { dryRun: boolean; total?: number; bar: boolean }): string {
-  const secs = Math.max(p.elapsedMs / 1000, 0.001);
-  const done = opts.dryRun ? p.matched : p.removed;
+export function renderFlushProgress(
+  progress: FlushProgress,
+  opts: { dryRun: boolean; total?: number; bar: boolean },
+): string {
+  const secs = Math.max(progress.elapsedMs / 1000, 0.001);
+  const done = opts.dryRun ? progress.matched : progress.removed;
   const rate = done / secs;
-  const nodes = p.nodes > 1 ? `  ${p.nodesDone}/${p.nodes} primaries done` : '';
-  if (opts.dryRun) return `scanning  ${n(p.scans)} SCAN calls  ${n(p.matched)} matching keys  ${n(Math.round(rate))}/s${nodes}`;
+  const nodes = progress.nodes > 1 ? `  ${progress.nodesDone}/${progress.nodes} primaries done` : '';
+  if (opts.dryRun)
+    return `scanning  ${n(progress.scans)} SCAN calls  ${n(progress.matched)} matching keys  ${n(Math.round(rate))}/s${nodes}`;
   if (opts.total && opts.total > 0) {
     const pct = percentOf(done, opts.total);
     const eta = rate > 0 && done < opts.total ? formatDuration(((opts.total - done) / rate) * 1000) : '?';
@@ -32,7 +36,7 @@ export function renderFlushProgress(p: FlushProgress, opts: { dryRun: boolean; t
       `ETA ${eta}${nodes}`,
     ].join('  ');
   }
-  return `flushing  ${n(p.matched)} matched  ${n(p.removed)} removed  ${n(Math.round(rate))} keys/s${nodes}`;
+  return `flushing  ${n(progress.matched)} matched  ${n(progress.removed)} removed  ${n(Math.round(rate))} keys/s${nodes}`;
 }
 
 export function bytes(value: number): string {
@@ -57,7 +61,11 @@ const STOPPED: Record<FlushResult['stopped'], string> = {
   error: 'stopped by an error',
 };
 
-export function renderFlush(result: FlushResult & { endpoint: string; target: TargetInfo }, paint: ChalkInstance, colour: boolean): string {
+export function renderFlush(
+  result: FlushResult & { endpoint: string; target: TargetInfo },
+  paint: ChalkInstance,
+  colour: boolean,
+): string {
   const pairs: Array<[string, string | number]> = [
     ['target', targetLine(result.endpoint, result.target)],
     ['pattern', result.pattern + (result.pinnedSlot === undefined ? '' : ` (hash slot ${result.pinnedSlot} only)`)],
@@ -67,14 +75,20 @@ export function renderFlush(result: FlushResult & { endpoint: string; target: Ta
   } else {
     pairs.push(
       ['removed', n(result.removed)],
-      ['returned by SCAN', `${n(result.matched)}${result.matched !== result.removed ? ' (includes repeats or keys already gone)' : ''}`],
+      [
+        'returned by SCAN',
+        `${n(result.matched)}${result.matched !== result.removed ? ' (includes repeats or keys already gone)' : ''}`,
+      ],
     );
   }
   pairs.push(
     ['SCAN calls', n(result.scans)],
     ['time', secs(result.elapsedMs)],
     [result.dryRun ? 'keys/s scanned' : 'keys/s removed', n(result.keysPerSecond)],
-    ['result', result.stopped === 'done' ? (result.dryRun ? 'dry run: nothing deleted' : STOPPED.done) : STOPPED[result.stopped]],
+    [
+      'result',
+      result.stopped === 'done' ? (result.dryRun ? 'dry run: nothing deleted' : STOPPED.done) : STOPPED[result.stopped],
+    ],
   );
   if (result.error) pairs.push(['error', result.error]);
   const lines = [renderKeyValue(pairs, colour)];
@@ -82,21 +96,35 @@ export function renderFlush(result: FlushResult & { endpoint: string; target: Ta
     lines.push(
       renderTable({
         head: ['primary', 'SCAN calls', 'matched', 'removed', 'complete'],
-        rows: result.nodes.map((x) => [x.node, n(x.scans), n(x.matched), n(x.removed), x.error ? paint.red(`no: ${x.error}`) : x.complete ? 'yes' : 'no']),
+        rows: result.nodes.map((x) => [
+          x.node,
+          n(x.scans),
+          n(x.matched),
+          n(x.removed),
+          x.error ? paint.red(`no: ${x.error}`) : x.complete ? 'yes' : 'no',
+        ]),
         colour,
         alignRight: [1, 2, 3],
       }),
     );
   }
-  if (result.dryRun && result.sample.length > 0) lines.push(`sample:\n${result.sample.map((k) => `  ${k}`).join('\n')}`);
+  if (result.dryRun && result.sample.length > 0)
+    lines.push(`sample:\n${result.sample.map((k) => `  ${k}`).join('\n')}`);
   return lines.join('\n');
 }
 
-export function renderKeys(result: KeysResult & { endpoint: string; target: TargetInfo }, paint: ChalkInstance, colour: boolean): string {
+export function renderKeys(
+  result: KeysResult & { endpoint: string; target: TargetInfo },
+  paint: ChalkInstance,
+  colour: boolean,
+): string {
   const pairs: Array<[string, string | number]> = [
     ['target', targetLine(result.endpoint, result.target)],
     ['pattern', result.pattern + (result.pinnedSlot === undefined ? '' : ` (hash slot ${result.pinnedSlot} only)`)],
-    ['matching keys', `${n(result.count)}${result.approximate ? ` (approximate: ${result.approximateReasons.join('; ')})` : ''}`],
+    [
+      'matching keys',
+      `${n(result.count)}${result.approximate ? ` (approximate: ${result.approximateReasons.join('; ')})` : ''}`,
+    ],
     ['SCAN calls', n(result.scans)],
     ['time', secs(result.elapsedMs)],
   ];
@@ -123,7 +151,10 @@ export function renderKeys(result: KeysResult & { endpoint: string; target: Targ
       withMem
         ? renderTable({
             head: ['sample key', 'memory'],
-            rows: result.sample.map((s) => [s.key, s.bytes === null || s.bytes === undefined ? paint.dim('gone') : bytes(s.bytes)]),
+            rows: result.sample.map((s) => [
+              s.key,
+              s.bytes === null || s.bytes === undefined ? paint.dim('gone') : bytes(s.bytes),
+            ]),
             colour,
             alignRight: [1],
           })
@@ -140,7 +171,21 @@ const keysText = (k: Record<string, number>) =>
     .join(' ') || '0';
 
 export function renderStats(result: StatsResult & { endpoint: string; target: TargetInfo }, colour: boolean): string {
-  const head = ['node', 'role', 'version', 'memory used', 'peak', 'maxmemory', 'keys', 'hit ratio', 'hits', 'misses', 'evicted', 'expired', 'clients'];
+  const head = [
+    'node',
+    'role',
+    'version',
+    'memory used',
+    'peak',
+    'maxmemory',
+    'keys',
+    'hit ratio',
+    'hits',
+    'misses',
+    'evicted',
+    'expired',
+    'clients',
+  ];
   const rows = result.nodes.map((s) => [
     s.node,
     s.role,

@@ -29,33 +29,40 @@ export function fmtBytes(n: number): string {
 const ms = (n: number) => fmtDuration(n);
 const QUERY_WIDTH = 56;
 
-function users(g: QueryGroup): string {
-  return g.users.length <= 2 ? g.users.join(', ') : `${g.users.slice(0, 2).join(', ')} +${g.users.length - 2}`;
+function users(group: QueryGroup): string {
+  return group.users.length <= 2
+    ? group.users.join(', ')
+    : `${group.users.slice(0, 2).join(', ')} +${group.users.length - 2}`;
 }
 
 export interface RenderClickHouseSlowOptions {
   full: boolean;
 }
 
-export function renderClickHouseSlow(r: ClickHouseSlowReport, c: ChalkInstance, colour: boolean, opts: RenderClickHouseSlowOptions): string {
+export function renderClickHouseSlow(
+  report: ClickHouseSlowReport,
+  paint: ChalkInstance,
+  colour: boolean,
+  opts: RenderClickHouseSlowOptions,
+): string {
   const lines: string[] = [];
-  const s = r.server;
+  const server = report.server;
   lines.push(
-    `system.query_log on ClickHouse ${s.version} at ${s.endpoint} as ${s.user}; ${r.window.from} to ${r.window.to} (${fmtDuration(r.window.seconds * 1000)})`,
-    `${r.totals.statements} queries, ${fmtCount(r.totals.calls)} executions (${r.totals.failed} failed), ${fmtDuration(r.totals.totalMs)} in total; ` +
-      `${r.totals.slowStatements} slow (mean ≥ ${r.slowRule.minMeanMs} ms over ≥ ${r.slowRule.minCalls} executions); sorted by ${r.sort}; ` +
-      `grouped by ${s.grouping === 'normalized_query_hash' ? 'normalized_query_hash' : "dbops' normalized text"}`,
+    `system.query_log on ClickHouse ${server.version} at ${server.endpoint} as ${server.user}; ${report.window.from} to ${report.window.to} (${fmtDuration(report.window.seconds * 1000)})`,
+    `${report.totals.statements} queries, ${fmtCount(report.totals.calls)} executions (${report.totals.failed} failed), ${fmtDuration(report.totals.totalMs)} in total; ` +
+      `${report.totals.slowStatements} slow (mean ≥ ${report.slowRule.minMeanMs} ms over ≥ ${report.slowRule.minCalls} executions); sorted by ${report.sort}; ` +
+      `grouped by ${server.grouping === 'normalized_query_hash' ? 'normalized_query_hash' : "dbops' normalized text"}`,
   );
-  if (r.statements.length === 0) {
-    lines.push(r.onlySlow ? 'no slow queries in this window' : 'no queries logged in this window');
+  if (report.statements.length === 0) {
+    lines.push(report.onlySlow ? 'no slow queries in this window' : 'no queries logged in this window');
   } else {
-    const rows = r.statements.map((g, i) => [
+    const rows = report.statements.map((g, i) => [
       String(i + 1),
-      g.slow ? c.red('slow') : '',
+      g.slow ? paint.red('slow') : '',
       fmtCount(g.calls),
-      g.failed ? c.red(fmtCount(g.failed)) : '',
+      g.failed ? paint.red(fmtCount(g.failed)) : '',
       ms(g.totalMs),
-      g.slow ? c.red(ms(g.meanMs)) : ms(g.meanMs),
+      g.slow ? paint.red(ms(g.meanMs)) : ms(g.meanMs),
       ms(g.p50Ms),
       ms(g.p95Ms),
       ms(g.p99Ms),
@@ -94,49 +101,66 @@ export function renderClickHouseSlow(r: ClickHouseSlowReport, c: ChalkInstance, 
         alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
       }),
     );
-    if (r.truncated) lines.push(c.dim(`showing ${r.statements.length}; --limit 0 shows all`));
-    for (const [i, g] of r.statements.entries()) {
-      if (g.lastError) lines.push(`${c.red('✗')} #${i + 1} ${g.failed} of ${g.calls} failed; last at ${g.lastError.at}: ${oneLine(g.lastError.message, 160)}`);
+    if (report.truncated) lines.push(paint.dim(`showing ${report.statements.length}; --limit 0 shows all`));
+    for (const [i, g] of report.statements.entries()) {
+      if (g.lastError)
+        lines.push(
+          `${paint.red('✗')} #${i + 1} ${g.failed} of ${g.calls} failed; last at ${g.lastError.at}: ${oneLine(g.lastError.message, 160)}`,
+        );
     }
   }
   if (opts.full) {
-    for (const [i, g] of r.statements.entries()) {
+    for (const [i, g] of report.statements.entries()) {
       const tables = g.tables === null ? 'not recorded by this server' : g.tables.join(', ') || '(none)';
-      lines.push(`\n#${i + 1} queryid ${g.queryid}; users ${g.users.join(', ')}; tables ${tables}; first ${g.firstSeen}, last ${g.lastSeen}\n${g.query}`);
+      lines.push(
+        `\n#${i + 1} queryid ${g.queryid}; users ${g.users.join(', ')}; tables ${tables}; first ${g.firstSeen}, last ${g.lastSeen}\n${g.query}`,
+      );
     }
   }
-  for (const note of r.notes) lines.push(`${c.yellow('note:')} ${note}`);
-  if (r.gates) lines.push(...renderGates(r.gates, c, { items: 'queries', calls: 'executions', roles: false }));
+  for (const note of report.notes) lines.push(`${paint.yellow('note:')} ${note}`);
+  if (report.gates)
+    lines.push(...renderGates(report.gates, paint, { items: 'queries', calls: 'executions', roles: false }));
   return lines.join('\n');
 }
 
-function headroomText(h: Headroom | null, setting: string, c: ChalkInstance, warnRatio: number): string {
-  if (!h) return `${setting} unknown`;
-  const free = h.free <= 0 ? c.red(String(h.free)) : h.free < h.max * warnRatio ? c.yellow(String(h.free)) : c.green(String(h.free));
-  return `${h.inUse} of ${setting} ${h.max}, ${free} free`;
+function headroomText(headroom: Headroom | null, setting: string, paint: ChalkInstance, warnRatio: number): string {
+  if (!headroom) return `${setting} unknown`;
+  const free =
+    headroom.free <= 0
+      ? paint.red(String(headroom.free))
+      : headroom.free < headroom.max * warnRatio
+        ? paint.yellow(String(headroom.free))
+        : paint.green(String(headroom.free));
+  return `${headroom.inUse} of ${setting} ${headroom.max}, ${free} free`;
 }
 
-export function renderClickHousePool(r: ClickHousePoolReport, o: { c: ChalkInstance; colour: boolean }): string {
-  const { c, colour } = o;
+export function renderClickHousePool(
+  report: ClickHousePoolReport,
+  opts: { paint: ChalkInstance; colour: boolean },
+): string {
+  const { paint, colour } = opts;
   const out: string[] = [];
-  const k = r.connections;
-  const v = (x: number | null) => (x === null ? 'n/a' : String(x));
-  out.push(c.bold(`ClickHouse ${r.server.version}`) + c.dim(`  ${r.server.endpoint} as ${r.server.user}  snapshot ${r.takenAt}`));
+  const conns = report.connections;
+  const shown = (x: number | null) => (x === null ? 'n/a' : String(x));
   out.push(
-    `connections  tcp ${v(k.tcp)}  http ${v(k.http)}  interserver ${v(k.interserver)}${k.mysql !== null ? `  mysql ${k.mysql}` : ''}${k.postgresql !== null ? `  postgresql ${k.postgresql}` : ''}  (dbops' own http connection included)`,
+    paint.bold(`ClickHouse ${report.server.version}`) +
+      paint.dim(`  ${report.server.endpoint} as ${report.server.user}  snapshot ${report.takenAt}`),
   );
-  const w = r.thresholds.headroomWarnRatio;
   out.push(
-    `headroom     connections: ${headroomText(r.headroom.connections, 'max_connections', c, w)}; queries: ${headroomText(r.headroom.queries, 'max_concurrent_queries', c, w)}`,
+    `connections  tcp ${shown(conns.tcp)}  http ${shown(conns.http)}  interserver ${shown(conns.interserver)}${conns.mysql !== null ? `  mysql ${conns.mysql}` : ''}${conns.postgresql !== null ? `  postgresql ${conns.postgresql}` : ''}  (dbops' own http connection included)`,
+  );
+  const warnRatio = report.thresholds.headroomWarnRatio;
+  out.push(
+    `headroom     connections: ${headroomText(report.headroom.connections, 'max_connections', paint, warnRatio)}; queries: ${headroomText(report.headroom.queries, 'max_concurrent_queries', paint, warnRatio)}`,
   );
   out.push('');
-  out.push(c.bold(`Running queries (${r.running.length}), longest first`));
+  out.push(paint.bold(`Running queries (${report.running.length}), longest first`));
   out.push(
-    r.running.length
+    report.running.length
       ? renderTable({
           head: ['elapsed', 'user', 'memory', 'peak', 'rows read', 'query_id', 'query'],
-          rows: r.running.map((q) => [
-            q.elapsedMs >= r.thresholds.longMs ? c.red(fmtAge(q.elapsedMs)) : fmtAge(q.elapsedMs),
+          rows: report.running.map((q) => [
+            q.elapsedMs >= report.thresholds.longMs ? paint.red(fmtAge(q.elapsedMs)) : fmtAge(q.elapsedMs),
             q.user,
             fmtBytes(q.memoryBytes),
             fmtBytes(q.peakMemoryBytes),
@@ -147,10 +171,11 @@ export function renderClickHousePool(r: ClickHousePoolReport, o: { c: ChalkInsta
           colour,
           alignRight: [0, 2, 3, 4],
         })
-      : c.dim('none (besides this one)'),
+      : paint.dim('none (besides this one)'),
   );
   out.push('');
-  out.push(renderFindings(r.findings, c));
-  for (const f of r.findings) for (const s of f.statements ?? []) out.push(c.dim(`   to stop it (dbops never does): ${s}`));
+  out.push(renderFindings(report.findings, paint));
+  for (const f of report.findings)
+    for (const s of f.statements ?? []) out.push(paint.dim(`   to stop it (dbops never does): ${s}`));
   return out.join('\n');
 }

@@ -14,9 +14,19 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
     k.version ?? '',
     k.ok ? (k.tls ? 'yes' : 'no') : '',
   ]);
-  const lines = [renderTable({ head: ['component', 'endpoint', 'status', 'connect', 'round trip', 'version', 'TLS'], rows, colour, alignRight: [3, 4] })];
+  const lines = [
+    renderTable({
+      head: ['component', 'endpoint', 'status', 'connect', 'round trip', 'version', 'TLS'],
+      rows,
+      colour,
+      alignRight: [3, 4],
+    }),
+  ];
   for (const k of report.components) {
-    if (k.error) lines.push(`${paint.red('✗')} ${k.label}: ${k.error.message}${k.error.hint ? `\n    hint: ${k.error.hint}` : ''}`);
+    if (k.error)
+      lines.push(
+        `${paint.red('✗')} ${k.label}: ${k.error.message}${k.error.hint ? `\n    hint: ${k.error.hint}` : ''}`,
+      );
     const pss = k.details.pgStatStatements as Record<string, unknown> | undefined;
     if (pss) {
       lines.push(
@@ -28,7 +38,9 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
       const held = Object.entries(priv)
         .filter(([, v]) => v)
         .map(([name]) => name);
-      lines.push(`role ${String(k.details.user)} on ${String(k.details.database)}: ${held.length ? held.join(', ') : 'no special privileges'}`);
+      lines.push(
+        `role ${String(k.details.user)} on ${String(k.details.database)}: ${held.length ? held.join(', ') : 'no special privileges'}`,
+      );
     }
     if (k.component === 'redis' && k.ok) lines.push(`redis: ${k.details.cluster ? 'cluster' : 'standalone'}`);
     if (k.component === 'postgres-replica' && k.ok) {
@@ -44,9 +56,13 @@ export function renderDoctor(report: DoctorReport, paint: ChalkInstance, colour:
         `${k.label}: ${d.standby ? 'standby' : 'NOT a standby'}, replay lag ${d.replayLagMs === null || d.replayLagMs === undefined ? 'unknown' : fmtMs(d.replayLagMs)}, ${d.connections}/${d.maxConnections} connections (headroom ${d.headroom}), slot ${d.slot ?? 'none'}`,
       );
     }
-    const ql = k.details.queryLog as { exists: boolean; logQueries: boolean | null; readable: boolean | null } | undefined;
+    const ql = k.details.queryLog as
+      | { exists: boolean; logQueries: boolean | null; readable: boolean | null }
+      | undefined;
     if (k.component === 'clickhouse' && ql) {
-      const tables = Object.entries((k.details.systemTables ?? {}) as Record<string, boolean>).map(([t, ok]) => `${t} ${ok ? 'yes' : 'no'}`);
+      const tables = Object.entries((k.details.systemTables ?? {}) as Record<string, boolean>).map(
+        ([t, ok]) => `${t} ${ok ? 'yes' : 'no'}`,
+      );
       lines.push(
         `clickhouse: user ${String(k.details.user)} on ${String(k.details.database)}${k.details.readonly ? ` (readonly=${String(k.details.readonly)})` : ''}; ` +
           `query_log ${ql.exists ? 'exists' : 'missing'}, log_queries ${ql.logQueries === null ? 'unknown' : ql.logQueries ? 'on' : 'off'}; readable: ${tables.join(', ')}`,

@@ -39,9 +39,11 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
     if (current?.timer) clearInterval(current.timer);
   };
   const redraw = () => {
-    if (current) current.progress.update(`${current.label} ${c.dim(fmtDuration(Date.now() - current.started))}${extra}`);
+    if (current)
+      current.progress.update(`${current.label} ${c.dim(fmtDuration(Date.now() - current.started))}${extra}`);
   };
-  const verb = (e: { direction: 'up' | 'down'; dryRun: boolean }) => (e.dryRun ? 'rehearsing' : e.direction === 'up' ? 'applying' : 'reverting');
+  const verb = (e: { direction: 'up' | 'down'; dryRun: boolean }) =>
+    e.dryRun ? 'rehearsing' : e.direction === 'up' ? 'applying' : 'reverting';
   return {
     onEvent(e) {
       switch (e.type) {
@@ -50,7 +52,12 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           current?.progress.stop();
           extra = '';
           const label = `${verb(e)} ${e.kind === 'schema' ? 'schema ' : ''}${e.name}`;
-          const entry: NonNullable<typeof current> = { progress: out.progress(label, 5_000), started: Date.now(), label, timer: undefined };
+          const entry: NonNullable<typeof current> = {
+            progress: out.progress(label, 5_000),
+            started: Date.now(),
+            label,
+            timer: undefined,
+          };
           current = entry;
           if (out.terminal.animate) {
             entry.timer = setInterval(redraw, 200);
@@ -73,7 +80,9 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           out.info(`${c.dim('-')} ${e.name}: ${e.reason}`);
           break;
         case 'waiting': {
-          const who = e.holder?.host ? `dbops pid ${e.holder.pid} on ${e.holder.host}` : (e.holder?.applicationName ?? 'another session');
+          const who = e.holder?.host
+            ? `dbops pid ${e.holder.pid} on ${e.holder.host}`
+            : (e.holder?.applicationName ?? 'another session');
           const state = e.holder?.state ? `, ${e.holder.state}` : '';
           const since = e.holder?.since ? `, holding it ${fmtDuration(Date.now() - e.holder.since.getTime())}` : '';
           const text = `waiting for the migration lock held by ${who} (server pid ${e.holder?.backendPid ?? '?'}${state}${since}; ${fmtDuration(e.waitedMs)} so far)`;
@@ -99,8 +108,13 @@ export function createRunReporter(out: Output): { onEvent(e: RunEvent): void; st
           break;
         }
         case 'invalidated': {
-          const waited = e.replicaWaitMs === null ? '' : `, after ${e.replicas.join(', ')} replayed the commit (${fmtDuration(e.replicaWaitMs)})`;
-          const what = [e.keys ? `${e.keys} key(s)` : '', e.patterns ? `${e.patterns} pattern(s)` : ''].filter(Boolean).join(' and ');
+          const waited =
+            e.replicaWaitMs === null
+              ? ''
+              : `, after ${e.replicas.join(', ')} replayed the commit (${fmtDuration(e.replicaWaitMs)})`;
+          const what = [e.keys ? `${e.keys} key(s)` : '', e.patterns ? `${e.patterns} pattern(s)` : '']
+            .filter(Boolean)
+            .join(' and ');
           out.info(`${c.green('✔')} ${e.name}: cache invalidated: ${what}, ${e.keysRemoved} key(s) removed${waited}`);
           break;
         }
@@ -128,8 +142,11 @@ export function outcomeLine(outcome: MigrationOutcome, paint: ChalkInstance): st
   const kind = outcome.kind === 'schema' ? 'schema ' : '';
   const time = paint.dim(fmtDuration(outcome.durationMs));
   const stats =
-    outcome.kind === 'data' && outcome.status !== 'skipped' ? paint.dim(`, ${outcome.statements} statement(s), ${outcome.rowsAffected} row(s)`) : '';
-  const v = outcome.validate === null ? '' : outcome.validate ? paint.dim(', validate ok') : paint.red(', validate FALSE');
+    outcome.kind === 'data' && outcome.status !== 'skipped'
+      ? paint.dim(`, ${outcome.statements} statement(s), ${outcome.rowsAffected} row(s)`)
+      : '';
+  const v =
+    outcome.validate === null ? '' : outcome.validate ? paint.dim(', validate ok') : paint.red(', validate FALSE');
   const nt = outcome.transactional ? '' : paint.yellow(' [no transaction]');
   switch (outcome.status) {
     case 'applied':
@@ -170,10 +187,19 @@ export function renderRunResult(result: RunResult, paint: ChalkInstance, colour:
     if (result.dryRun) {
       lines.push(`${o.name} (${o.direction}) would invalidate after its commit:`);
       for (const m of inv.matching ?? [])
-        lines.push(`  pattern ${m.pattern}: ${m.keys === null ? 'keys matching now unknown (no Redis reachable)' : `${m.keys} key(s) match now`}`);
-      if (inv.keys > 0) lines.push(`  ${inv.keys} precise key(s): ${inv.sample.join(', ')}${inv.keys > inv.sample.length ? ', ...' : ''}`);
+        lines.push(
+          `  pattern ${m.pattern}: ${m.keys === null ? 'keys matching now unknown (no Redis reachable)' : `${m.keys} key(s) match now`}`,
+        );
+      if (inv.keys > 0)
+        lines.push(
+          `  ${inv.keys} precise key(s): ${inv.sample.join(', ')}${inv.keys > inv.sample.length ? ', ...' : ''}`,
+        );
     } else if (!inv.done) {
-      lines.push(paint.yellow(`${o.name}: cache invalidation still owed (${inv.keys} key(s), ${inv.patterns.length} pattern(s)): dbops cache drain`));
+      lines.push(
+        paint.yellow(
+          `${o.name}: cache invalidation still owed (${inv.keys} key(s), ${inv.patterns.length} pattern(s)): dbops cache drain`,
+        ),
+      );
     }
   }
   const count = (s: MigrationOutcome['status']) => result.outcomes.filter((o) => o.status === s).length;
@@ -185,7 +211,11 @@ export function renderRunResult(result: RunResult, paint: ChalkInstance, colour:
   if (count('skipped')) parts.push(`${count('skipped')} skipped`);
   if (count('failed')) parts.push(paint.red(`${count('failed')} failed`));
   if (result.appliedByOthers.length) parts.push(`${result.appliedByOthers.length} already done by another runner`);
-  const what = parts.length ? parts.join(', ') : result.command === 'down' ? 'nothing to revert' : 'nothing to do: everything is applied';
+  const what = parts.length
+    ? parts.join(', ')
+    : result.command === 'down'
+      ? 'nothing to revert'
+      : 'nothing to do: everything is applied';
   lines.push(`${result.dryRun ? 'dry run: ' : ''}${what} (${fmtDuration(result.durationMs)})`);
   return lines.join('\n');
 }
@@ -197,7 +227,11 @@ export function renderRunResult(result: RunResult, paint: ChalkInstance, colour:
 export function reportRunFailure(out: Output, partial: RunResult): void {
   if (!out.json && partial.outcomes.length > 0) out.stderr(renderRunResult(partial, out.c, out.terminal.colour));
   const failed = partial.outcomes.find((outcome) => outcome.status === 'failed');
-  if (failed) out.annotate(`dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}`, failed.error?.message ?? '');
+  if (failed)
+    out.annotate(
+      `dbops migrate: ${failed.name} failed at ${failed.error?.step ?? failed.direction}`,
+      failed.error?.message ?? '',
+    );
 }
 
 const STATE_LABEL: Record<StatusEntry['state'], string> = {
@@ -232,7 +266,15 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
   const lines: string[] = [];
   if (rows.length > 0) {
     // Narrow terminals lose who applied it, txn, kind and the time first; the name is never cut.
-    lines.push(renderTable({ head: ['kind', 'name', 'state', 'applied at', 'by', 'txn', 'description'], rows, colour, keep: [1], droppable: [4, 5, 0, 3] }));
+    lines.push(
+      renderTable({
+        head: ['kind', 'name', 'state', 'applied at', 'by', 'txn', 'description'],
+        rows,
+        colour,
+        keep: [1],
+        droppable: [4, 5, 0, 3],
+      }),
+    );
   } else {
     lines.push('no migrations found');
   }
@@ -252,7 +294,8 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
     const unfinished = status.backfills.filter((b) => !b.finished && b.resumedBy !== 'down').length;
     const reverting = status.backfills.filter((b) => !b.finished && b.resumedBy === 'down');
     const unrecorded = status.backfills.filter((b) => b.finished).length;
-    if (unfinished > 0) lines.push(paint.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
+    if (unfinished > 0)
+      lines.push(paint.yellow(`${unfinished} unfinished backfill(s): dbops migrate up resumes from the checkpoint`));
     if (reverting.length > 0) {
       lines.push(
         paint.yellow(
@@ -271,7 +314,11 @@ export function renderStatus(status: StatusResult, paint: ChalkInstance, colour:
   }
   const { owed, done } = status.invalidations;
   if (owed.length > 0) {
-    lines.push(paint.red(`${owed.length} cache invalidation(s) owed (committed, not yet carried out): dbops cache drain, or the next dbops migrate up`));
+    lines.push(
+      paint.red(
+        `${owed.length} cache invalidation(s) owed (committed, not yet carried out): dbops cache drain, or the next dbops migrate up`,
+      ),
+    );
     lines.push(renderOutbox(owed, colour));
   }
   if (done.length > 0) {
@@ -299,7 +346,9 @@ function renderOutbox(entries: OutboxEntry[], colour: boolean): string {
       when(e.createdAt),
       when(e.doneAt),
       e.keysRemoved ?? '',
-      e.replicaWaitMs === null ? '' : `${fmtDuration(e.replicaWaitMs)} (${(e.replicaWait ?? []).map((r) => r.name).join(', ')})`,
+      e.replicaWaitMs === null
+        ? ''
+        : `${fmtDuration(e.replicaWaitMs)} (${(e.replicaWait ?? []).map((r) => r.name).join(', ')})`,
       e.lastError ?? '',
     ]),
     colour,
@@ -320,16 +369,27 @@ export function renderDrain(
   paint: ChalkInstance,
 ): string {
   if (doc.rows === 0)
-    return doc.owedBefore === 0 ? 'nothing owed: every cache invalidation is done' : 'nothing drained: another dbops is draining the owed rows';
-  const wait = doc.replicaWait ? `, after ${doc.replicaWait.replicas.map((r) => r.name).join(', ')} replayed (${fmtDuration(doc.replicaWait.waitedMs)})` : '';
+    return doc.owedBefore === 0
+      ? 'nothing owed: every cache invalidation is done'
+      : 'nothing drained: another dbops is draining the owed rows';
+  const wait = doc.replicaWait
+    ? `, after ${doc.replicaWait.replicas.map((r) => r.name).join(', ')} replayed (${fmtDuration(doc.replicaWait.waitedMs)})`
+    : '';
   return `${paint.green('✔')} drained ${doc.rows} owed invalidation(s): ${doc.keys} key(s), ${doc.patterns} pattern(s), ${doc.keysRemoved} key(s) removed${wait}`;
 }
 
 export function renderValidate(result: ValidateResult, paint: ChalkInstance): string {
   const lines: string[] = [];
   for (const k of result.checked) {
-    const verdict = k.verdict === null ? paint.dim('no validate()') : k.verdict ? paint.green('ok') : paint.red(k.error ? 'ERROR' : 'FALSE');
-    lines.push(`${verdict.padEnd(4)} ${k.name} ${paint.dim(fmtDuration(k.durationMs))}${k.error ? `: ${k.error}` : ''}`);
+    const verdict =
+      k.verdict === null
+        ? paint.dim('no validate()')
+        : k.verdict
+          ? paint.green('ok')
+          : paint.red(k.error ? 'ERROR' : 'FALSE');
+    lines.push(
+      `${verdict.padEnd(4)} ${k.name} ${paint.dim(fmtDuration(k.durationMs))}${k.error ? `: ${k.error}` : ''}`,
+    );
   }
   for (const f of result.findings) lines.push(`${paint.red('✗')} ${f.message}`);
   lines.push(
@@ -345,13 +405,15 @@ function short(checksum: string): string {
   return checksum.slice(0, 12);
 }
 
-function changeLine(c: ChecksumChange, paint: ChalkInstance): string {
-  return `  ${c.name}: recorded ${paint.red(short(c.previousChecksum))} -> file ${paint.green(short(c.checksum))}`;
+function changeLine(change: ChecksumChange, paint: ChalkInstance): string {
+  return `  ${change.name}: recorded ${paint.red(short(change.previousChecksum))} -> file ${paint.green(short(change.checksum))}`;
 }
 
 /** What `migrate repair` is about to accept, shown before it asks. */
 export function renderRepairPlan(plan: RepairPlan, paint: ChalkInstance): string {
-  const lines = [`${plan.changes.length} applied migration(s) changed since they were applied (checksums: recorded -> file):`];
+  const lines = [
+    `${plan.changes.length} applied migration(s) changed since they were applied (checksums: recorded -> file):`,
+  ];
   for (const c of plan.changes) lines.push(changeLine(c, paint));
   if (plan.unchanged.length > 0) lines.push(paint.dim(`unchanged, nothing to accept: ${plan.unchanged.join(', ')}`));
   return lines.join('\n');
@@ -359,9 +421,11 @@ export function renderRepairPlan(plan: RepairPlan, paint: ChalkInstance): string
 
 export function renderRepairResult(result: RepairResult, paint: ChalkInstance): string {
   const lines: string[] = [];
-  for (const c of result.accepted) lines.push(`${paint.green('✔')} accepted ${c.name}: ${short(c.previousChecksum)} -> ${short(c.checksum)}`);
+  for (const c of result.accepted)
+    lines.push(`${paint.green('✔')} accepted ${c.name}: ${short(c.previousChecksum)} -> ${short(c.checksum)}`);
   for (const s of result.skipped) lines.push(`${paint.yellow('-')} skipped ${s.name}: ${s.reason}`);
-  if (result.unchanged.length > 0) lines.push(paint.dim(`unchanged, nothing to accept: ${result.unchanged.join(', ')}`));
+  if (result.unchanged.length > 0)
+    lines.push(paint.dim(`unchanged, nothing to accept: ${result.unchanged.join(', ')}`));
   lines.push(
     result.accepted.length + result.skipped.length === 0
       ? 'nothing to repair: no applied data migration changed'

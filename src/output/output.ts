@@ -108,7 +108,9 @@ export class Output implements Logger {
     const body = text.replace(/\n+$/, '').split('\n');
     this.previousFrame = new Set([...headRaw, ...body].map(key));
     const mark = (line: string, i: number, isHead: boolean) =>
-      isHead && i === 0 ? line : `${before && line.trim() !== '' && !before.has(key(line)) ? this.c.bold.yellow('▌') : ' '} ${line}`;
+      isHead && i === 0
+        ? line
+        : `${before && line.trim() !== '' && !before.has(key(line)) ? this.c.bold.yellow('▌') : ' '} ${line}`;
     const headLines = headRaw.flatMap((line, i) => foldLine(mark(line, i, true), width));
     const marked = body.map((line, i) => mark(line, i, false));
     const room = height - headLines.length;
@@ -357,9 +359,16 @@ export class PromptCancelled extends Error {
 /** BigInt as number when safe (else string), Date as ISO, Buffer as its binary-safe escape. */
 export function jsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') {
-    return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(value) : value.toString();
+    return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)
+      ? Number(value)
+      : value.toString();
   }
-  if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+  if (
+    value &&
+    typeof value === 'object' &&
+    (value as { type?: string }).type === 'Buffer' &&
+    Array.isArray((value as { data?: unknown }).data)
+  ) {
     return Buffer.from((value as { data: number[] }).data).toString('latin1');
   }
   return value;

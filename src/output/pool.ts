@@ -49,7 +49,8 @@ export function renderPool(report: PoolReport | ServerFullReport, options: Rende
     return out.join('\n');
   }
   out.push(
-    paint.bold(`PostgreSQL ${report.server.version}`) + paint.dim(`  database ${report.server.database} as ${report.server.user}  snapshot ${report.takenAt}`),
+    paint.bold(`PostgreSQL ${report.server.version}`) +
+      paint.dim(`  database ${report.server.database} as ${report.server.user}  snapshot ${report.takenAt}`),
   );
   const p = report.pool;
   out.push(
@@ -57,7 +58,9 @@ export function renderPool(report: PoolReport | ServerFullReport, options: Rende
   );
   const m = report.metrics;
   const err =
-    m.errorRate === null ? 'n/a' : `${(m.errorRate * 100).toFixed(2)}% (${int(m.xactRollback)} of ${int(m.xactCommit + m.xactRollback)} transactions)`;
+    m.errorRate === null
+      ? 'n/a'
+      : `${(m.errorRate * 100).toFixed(2)}% (${int(m.xactRollback)} of ${int(m.xactCommit + m.xactRollback)} transactions)`;
   out.push(
     `metrics   total connections ${m.totalConnections}  active queries ${m.activeQueries}  avg query time ${m.avgQueryTimeMs === null ? 'n/a' : `${m.avgQueryTimeMs.toFixed(2)} ms`}  slow queries ${m.slowQueries === null ? 'n/a' : m.slowQueries} (mean > ${m.slowQueryMs} ms)  error rate ${err}`,
   );
@@ -149,7 +152,12 @@ export function renderPool(report: PoolReport | ServerFullReport, options: Rende
   out.push('');
   out.push(paint.bold('Capacity budget'));
   if (report.budget) for (const line of report.budget.lines) out.push(`  ${line}`);
-  else out.push(paint.dim('  give --app-instances N (and --app-pool-size, --surge) to check what the application may open against the limits'));
+  else
+    out.push(
+      paint.dim(
+        '  give --app-instances N (and --app-pool-size, --surge) to check what the application may open against the limits',
+      ),
+    );
   out.push('');
   out.push(renderFindings(report.findings, paint));
   return out.join('\n');
@@ -169,7 +177,17 @@ function renderBouncer(view: PgBouncerView, paint: ChalkInstance, colour: boolea
   else {
     out.push(
       renderTable({
-        head: ['pool', 'mode', 'cl active', 'cl waiting', 'max wait', 'sv active', 'sv idle', 'sv used', 'backends (PostgreSQL)'],
+        head: [
+          'pool',
+          'mode',
+          'cl active',
+          'cl waiting',
+          'max wait',
+          'sv active',
+          'sv idle',
+          'sv used',
+          'backends (PostgreSQL)',
+        ],
         rows: view.pools.map((p) => {
           const states = new Map<string, number>();
           for (const x of p.backends) {
@@ -241,7 +259,9 @@ function nodeLine(node: LockNode, paint: ChalkInstance): string {
 
 export function renderTree(tree: BlockingTree, paint: ChalkInstance): string {
   if (tree.roots.length === 0) return `${paint.bold('Blocking tree')}: no session waits on a lock`;
-  const out: string[] = [paint.bold(`Blocking tree: ${tree.waiterCount} waiting session(s), ${tree.roots.length} root(s)`)];
+  const out: string[] = [
+    paint.bold(`Blocking tree: ${tree.waiterCount} waiting session(s), ${tree.roots.length} root(s)`),
+  ];
   const visit = (n: LockNode, prefix: string, last: boolean, depth: number) => {
     const branch = depth === 0 ? '' : last ? '└─ ' : '├─ ';
     out.push(`${prefix}${branch}${nodeLine(n, paint)}`);
@@ -261,7 +281,12 @@ export function renderFindings(findings: Finding[], paint: ChalkInstance): strin
   if (findings.length === 0) return paint.green('Findings: none');
   const out = [paint.bold(`Findings (${findings.length})`)];
   for (const f of findings) {
-    const label = f.severity === 'critical' ? paint.red('CRITICAL') : f.severity === 'warning' ? paint.yellow('WARNING ') : paint.blue('INFO    ');
+    const label =
+      f.severity === 'critical'
+        ? paint.red('CRITICAL')
+        : f.severity === 'warning'
+          ? paint.yellow('WARNING ')
+          : paint.blue('INFO    ');
     out.push(`${label} ${f.message}`);
     out.push(`         ${paint.dim('→')} ${f.suggestion}`);
   }
@@ -269,7 +294,12 @@ export function renderFindings(findings: Finding[], paint: ChalkInstance): strin
 }
 
 export function renderLocks(report: LocksReport, paint: ChalkInstance): string {
-  return [paint.dim(`snapshot ${report.takenAt}`), renderTree(report.locks, paint), '', renderFindings(report.findings, paint)].join('\n');
+  return [
+    paint.dim(`snapshot ${report.takenAt}`),
+    renderTree(report.locks, paint),
+    '',
+    renderFindings(report.findings, paint),
+  ].join('\n');
 }
 
 /** pg_locks' row-lock modes, as the SQL that takes them. */
@@ -285,12 +315,15 @@ const ROW_LOCK: Record<string, string> = {
  * row and its strength (pg_locks shows FOR UPDATE as AccessExclusiveLock on the tuple, which is no
  * table lock); a wait for another transaction names it and the row involved when known.
  */
-export function describeWait(w: WaitTarget): string {
-  if (w.locktype === 'tuple') return `a row lock (${ROW_LOCK[w.mode] ?? w.mode}) on row ${w.row ?? '?'} of ${w.relation ?? 'a table'}`;
-  if (w.locktype === 'transactionid') {
-    const row = w.rowOf ? `: row ${w.rowOf.row} of ${w.rowOf.relation}, which it changed or locked` : ': a row it changed or locked';
-    return `transaction ${w.transactionId ?? '?'} to end${row}`;
+export function describeWait(wait: WaitTarget): string {
+  if (wait.locktype === 'tuple')
+    return `a row lock (${ROW_LOCK[wait.mode] ?? wait.mode}) on row ${wait.row ?? '?'} of ${wait.relation ?? 'a table'}`;
+  if (wait.locktype === 'transactionid') {
+    const row = wait.rowOf
+      ? `: row ${wait.rowOf.row} of ${wait.rowOf.relation}, which it changed or locked`
+      : ': a row it changed or locked';
+    return `transaction ${wait.transactionId ?? '?'} to end${row}`;
   }
-  if (w.locktype === 'relation') return `${w.mode} on ${w.relation ?? 'a table'}`;
-  return `${w.mode} on ${w.relation ?? `a ${w.locktype} lock`}`;
+  if (wait.locktype === 'relation') return `${wait.mode} on ${wait.relation ?? 'a table'}`;
+  return `${wait.mode} on ${wait.relation ?? `a ${wait.locktype} lock`}`;
 }

@@ -9,22 +9,29 @@ const bytes = (n: number | null | undefined) => {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} kB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 };
-const ms = (n: number | null | undefined) => (n === null || n === undefined ? '' : n < 1000 ? `${n} ms` : `${(n / 1000).toFixed(1)} s`);
+const ms = (n: number | null | undefined) =>
+  n === null || n === undefined ? '' : n < 1000 ? `${n} ms` : `${(n / 1000).toFixed(1)} s`;
 
-function slotCell(r: ReplicaStatus): string {
-  const slot = r.sender?.slot;
+function slotCell(replica: ReplicaStatus): string {
+  const slot = replica.sender?.slot;
   if (slot) return `${slot.name} ${slot.active ? 'active' : 'INACTIVE'}${slot.walStatus ? ` (${slot.walStatus})` : ''}`;
-  return r.slotName ? `${r.slotName}` : 'none';
+  return replica.slotName ? `${replica.slotName}` : 'none';
 }
 
 export function renderReplicas(report: ReplicasReport, paint: ChalkInstance, colour: boolean): string {
-  const out = [paint.bold(`Read replicas (${report.replicas.length})`) + paint.dim(`  primary at ${report.primaryLsn ?? '?'}`)];
+  const out = [
+    paint.bold(`Read replicas (${report.replicas.length})`) + paint.dim(`  primary at ${report.primaryLsn ?? '?'}`),
+  ];
   out.push(
     renderTable({
       head: ['replica', 'reachable', 'replay lag', 'lag bytes', 'primary sees', 'slot', 'connections', 'headroom'],
       rows: report.replicas.map((r) => [
         r.name,
-        r.reachable ? (r.inRecovery ? paint.green('yes') : paint.red('NOT A STANDBY')) : paint.red(`no: ${r.error ?? ''}`),
+        r.reachable
+          ? r.inRecovery
+            ? paint.green('yes')
+            : paint.red('NOT A STANDBY')
+          : paint.red(`no: ${r.error ?? ''}`),
         ms(r.lagMs),
         bytes(r.lagBytes),
         r.sender
@@ -41,6 +48,11 @@ export function renderReplicas(report: ReplicasReport, paint: ChalkInstance, col
     }),
   );
   const inactive = report.slots.filter((s) => !s.active);
-  if (inactive.length > 0) out.push(paint.yellow(`inactive slot(s): ${inactive.map((s) => `${s.name} (${bytes(s.retainedBytes)} retained)`).join(', ')}`));
+  if (inactive.length > 0)
+    out.push(
+      paint.yellow(
+        `inactive slot(s): ${inactive.map((s) => `${s.name} (${bytes(s.retainedBytes)} retained)`).join(', ')}`,
+      ),
+    );
   return out.join('\n');
 }

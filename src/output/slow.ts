@@ -37,7 +37,11 @@ export interface RenderSlowOptions {
 }
 
 /** The gates' verdict: PostgreSQL judges statements by role, ClickHouse query groups across users. */
-export function renderGates(g: GateResult, paint: ChalkInstance, words: { items: string; calls: string; roles: boolean }): string[] {
+export function renderGates(
+  g: GateResult,
+  paint: ChalkInstance,
+  words: { items: string; calls: string; roles: boolean },
+): string[] {
   const what = [
     g.checked.failOnMeanMs !== null ? `mean > ${g.checked.failOnMeanMs} ms` : '',
     g.checked.failOnRegressionPct !== null
@@ -50,11 +54,19 @@ export function renderGates(g: GateResult, paint: ChalkInstance, words: { items:
   if (!g.failed) return [paint.green(`gate passed (${what}; ${scope})`)];
   return [
     paint.red(`gate FAILED (${what}; ${scope}):`),
-    ...g.failures.map((f) => `  ${paint.red('✗')} [${f.kind}] queryid ${f.queryid}${words.roles ? ` (${f.rolname ?? '?'})` : ''}: ${f.message}`),
+    ...g.failures.map(
+      (f) =>
+        `  ${paint.red('✗')} [${f.kind}] queryid ${f.queryid}${words.roles ? ` (${f.rolname ?? '?'})` : ''}: ${f.message}`,
+    ),
   ];
 }
 
-export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance, colour: boolean, opts: RenderSlowOptions): string {
+export function renderSlowQueries(
+  report: SlowQueryReport,
+  paint: ChalkInstance,
+  colour: boolean,
+  opts: RenderSlowOptions,
+): string {
   const lines: string[] = [];
   const w = report.window;
   const span = w.seconds === null ? '' : ` (${fmtDuration(w.seconds * 1000)})`;
@@ -91,7 +103,22 @@ export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance,
     ]);
     lines.push(
       renderTable({
-        head: ['#', '', 'calls', 'total', 'mean', 'max', 'stddev', 'rows/call', 'share', 'hit', 'temp wr', 'role', 'prisma', 'query'],
+        head: [
+          '#',
+          '',
+          'calls',
+          'total',
+          'mean',
+          'max',
+          'stddev',
+          'rows/call',
+          'share',
+          'hit',
+          'temp wr',
+          'role',
+          'prisma',
+          'query',
+        ],
         rows,
         colour,
         alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
@@ -103,18 +130,23 @@ export function renderSlowQueries(report: SlowQueryReport, paint: ChalkInstance,
     if (report.truncated) lines.push(paint.dim(`showing ${report.statements.length}; --limit 0 shows all`));
     if (report.statements.some((s) => s.origin.source !== 'none')) {
       lines.push(
-        paint.dim('prisma: Model.operation from a Prisma comment or a shape only that call emits; with "?" a guess (--json: origin.note says what else)'),
+        paint.dim(
+          'prisma: Model.operation from a Prisma comment or a shape only that call emits; with "?" a guess (--json: origin.note says what else)',
+        ),
       );
     }
   }
   if (opts.full) {
-    for (const [i, s] of report.statements.entries()) lines.push(`\n#${i + 1} queryid ${s.queryid} (${s.rolname ?? s.userid})\n${s.query}`);
+    for (const [i, s] of report.statements.entries())
+      lines.push(`\n#${i + 1} queryid ${s.queryid} (${s.rolname ?? s.userid})\n${s.query}`);
   }
   for (const note of report.notes) lines.push(`${paint.yellow('note:')} ${note}`);
   if (report.disappeared.length > 0 && opts.full) {
-    for (const d of report.disappeared) lines.push(`  gone: queryid ${d.queryid} (${d.rolname ?? '?'}) ${shorten(d.query)}`);
+    for (const d of report.disappeared)
+      lines.push(`  gone: queryid ${d.queryid} (${d.rolname ?? '?'}) ${shorten(d.query)}`);
   }
-  if (report.gates) lines.push(...renderGates(report.gates, paint, { items: 'statements', calls: 'calls', roles: true }));
+  if (report.gates)
+    lines.push(...renderGates(report.gates, paint, { items: 'statements', calls: 'calls', roles: true }));
   if (opts.savedTo) lines.push(`snapshot of ${report.server.database} saved to ${opts.savedTo}`);
   return lines.join('\n');
 }

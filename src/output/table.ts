@@ -33,8 +33,8 @@ const MIN_CELL = 8;
 /** Before cutting every column that far, columns are dropped to keep cells this readable. */
 const COMFORT = 24;
 
-function cellText(c: string | number | null | undefined): string {
-  return c === null || c === undefined ? '' : String(c);
+function cellText(cell: string | number | null | undefined): string {
+  return cell === null || cell === undefined ? '' : String(cell);
 }
 
 /** The display width of a (possibly multi-line, possibly coloured) cell. */

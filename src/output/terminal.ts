@@ -22,8 +22,8 @@ export interface TerminalInput {
   quiet: boolean;
 }
 
-function flagSet(v: string | undefined): boolean {
-  return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+function flagSet(value: string | undefined): boolean {
+  return value !== undefined && value !== '' && value !== '0' && value.toLowerCase() !== 'false';
 }
 
 export function decideTerminal(input: TerminalInput): TerminalPolicy {

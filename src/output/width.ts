@@ -17,7 +17,10 @@ export function getTableWidth(): number | undefined {
  * The width to fit: COLUMNS when it is a positive number, else the terminal's columns when stdout
  * is a terminal, else none (piped output keeps whole cells).
  */
-export function decideTableWidth(env: Record<string, string | undefined>, stdout: { isTTY?: boolean; columns?: number }): number | undefined {
+export function decideTableWidth(
+  env: Record<string, string | undefined>,
+  stdout: { isTTY?: boolean; columns?: number },
+): number | undefined {
   const fromEnv = Number(env.COLUMNS);
   if (env.COLUMNS && Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
   if (stdout.isTTY && stdout.columns && stdout.columns > 0) return stdout.columns;

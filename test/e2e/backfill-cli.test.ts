@@ -86,7 +86,9 @@ describe('dbops migrate with a backfill', () => {
 
     // status shows the unfinished backfill with its percentage and checkpoint, the migration pending.
     const status = await runDbops(['migrate', 'status', '--json'], { env: env(dir) });
-    const st = JSON.parse(status.stdout) as { backfills: Array<{ migration: string; rowsDone: number; percent: number; lastKey: unknown; finished: boolean }> };
+    const st = JSON.parse(status.stdout) as {
+      backfills: Array<{ migration: string; rowsDone: number; percent: number; lastKey: unknown; finished: boolean }>;
+    };
     const bf = st.backfills.find((b) => b.migration === name);
     expect(bf).toMatchObject({ rowsDone: mid, finished: false });
     expect(bf?.percent).toBeCloseTo((mid / 20_000) * 100, 0);
@@ -99,7 +101,12 @@ describe('dbops migrate with a backfill', () => {
     expect(second.stderr).not.toMatch(/error/i);
     expect(second.code).toBe(0);
     const doc = JSON.parse(second.stdout) as {
-      outcomes: Array<{ name: string; status: string; validate: boolean; backfill: { rows: number; resumedFrom: string } }>;
+      outcomes: Array<{
+        name: string;
+        status: string;
+        validate: boolean;
+        backfill: { rows: number; resumedFrom: string };
+      }>;
     };
     const outcome = doc.outcomes.find((o) => o.name === name);
     expect(outcome).toMatchObject({ status: 'applied', validate: true });
@@ -176,7 +183,9 @@ export default {
     await client.connect();
     await client.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('u1', 'u1@example.com', now())`);
     await client.query(`INSERT INTO "Product" (id, name, price, "updatedAt") VALUES ('p1', 'a', 1.25, now())`);
-    await client.query(`INSERT INTO "Order" (id, "userId", "updatedAt") SELECT 'o' || lpad(g::text, 6, '0'), 'u1', now() FROM generate_series(1, 3000) g`);
+    await client.query(
+      `INSERT INTO "Order" (id, "userId", "updatedAt") SELECT 'o' || lpad(g::text, 6, '0'), 'u1', now() FROM generate_series(1, 3000) g`,
+    );
     await client.query(
       `INSERT INTO "OrderItem" (id, "orderId", "productId", quantity, price) SELECT 'i' || g, 'o' || lpad(g::text, 6, '0'), 'p1', g % 3 + 1, 1.25 FROM generate_series(1, 2900) g`,
     );

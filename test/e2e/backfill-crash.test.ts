@@ -29,9 +29,15 @@ interface Child {
 }
 
 function startChild(env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, [JITI, CHILD], { env: { ...process.env, BF_URL: db.url, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [JITI, CHILD], {
+    env: { ...process.env, BF_URL: db.url, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const lines: Array<Record<string, unknown>> = [];
-  const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  const waiters: Array<{
+    pred: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
   let buf = '';
   let err = '';
   proc.stdout.on('data', (d: Buffer) => {
@@ -64,7 +70,9 @@ function startChild(env: Record<string, string>): Child {
         const found = lines.find(pred);
         if (found) return resolve(found);
         waiters.push({ pred, resolve });
-        void exited.then((x) => reject(new Error(`child exited (${x.code ?? x.signal}) before the expected line; stderr: ${err}`)));
+        void exited.then((x) =>
+          reject(new Error(`child exited (${x.code ?? x.signal}) before the expected line; stderr: ${err}`)),
+        );
       }),
   };
 }
@@ -137,7 +145,9 @@ describe('backfill in a real process', () => {
     child.proc.kill('SIGINT');
     const exit = await child.exited;
     expect(exit.code).toBe(ExitCode.Interrupted);
-    expect(child.stderr()).toMatch(/backfill sigint on bfk_\w+ interrupted: [\d,]+ of ~20,000 rows done in [\d,]+ batches, checkpoint at id = \d+/);
+    expect(child.stderr()).toMatch(
+      /backfill sigint on bfk_\w+ interrupted: [\d,]+ of ~20,000 rows done in [\d,]+ batches, checkpoint at id = \d+/,
+    );
     expect(child.stderr()).toMatch(/hint: .*run the same command again/);
     const p = (await readBackfillProgress(client)).find((x) => x.migration === 'sigint');
     expect(p?.finished).toBe(false);

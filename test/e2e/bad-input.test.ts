@@ -34,7 +34,9 @@ const RUN_LIMIT_MS = 30_000;
 const PARALLEL = 4;
 const REDIS_PW = `real-redis-${randomBytes(4).toString('hex')}`;
 
-const documentedCodes = new Set([...readFileSync(join(ROOT, 'docs/exit-codes.md'), 'utf8').matchAll(/^\|\s*(\d+)\s*\|/gm)].map((m) => Number(m[1])));
+const documentedCodes = new Set(
+  [...readFileSync(join(ROOT, 'docs/exit-codes.md'), 'utf8').matchAll(/^\|\s*(\d+)\s*\|/gm)].map((m) => Number(m[1])),
+);
 const genericHints = new Set<string>(Object.values(DEFAULT_HINTS));
 
 // ---------------------------------------------------------------------------------------------
@@ -193,8 +195,14 @@ const PG_SHAPES: Array<[string, (c: Ctx) => string]> = [
   ['unencoded / after a numeric start', (c) => `postgresql://u:12/${c.pw()}@127.0.0.1:${c.ports.pg}/bi`],
   ['unencoded @ and /', (c) => `postgresql://u:${c.pw()}@x/${c.pw()}@127.0.0.1:${c.ports.pg}/bi`],
   ['port out of range', (c) => `postgresql://u:${c.epw()}@127.0.0.1:99999/bi`],
-  ['verify-ca without sslrootcert, sslpassword', (c) => `postgresql://u:${c.epw()}@127.0.0.1:${c.ports.pg}/bi?sslmode=verify-ca&sslpassword=${c.epw()}`],
-  ['sslrootcert that does not exist', (c) => `postgresql://u:${c.epw()}@127.0.0.1:${c.ports.pg}/bi?sslmode=require&sslrootcert=/nonexistent/ca.pem`],
+  [
+    'verify-ca without sslrootcert, sslpassword',
+    (c) => `postgresql://u:${c.epw()}@127.0.0.1:${c.ports.pg}/bi?sslmode=verify-ca&sslpassword=${c.epw()}`,
+  ],
+  [
+    'sslrootcert that does not exist',
+    (c) => `postgresql://u:${c.epw()}@127.0.0.1:${c.ports.pg}/bi?sslmode=require&sslrootcert=/nonexistent/ca.pem`,
+  ],
   ['credentials without a host', (c) => `postgresql://u:${c.epw()}@/bi`],
   ['leading space', (c) => ` postgresql://u:${c.epw()}@127.0.0.1:${c.ports.pg}/bi`],
 ];
@@ -210,7 +218,12 @@ const PG_TARGETS: Array<[SettingName, Source[]]> = [
     for (let k = 0; k < 3; k++) {
       const [name, source] = combos[(i * 3 + k) % combos.length] as (typeof combos)[number];
       const argv = pick(COMMANDS, i * 3 + k);
-      add({ name: `${name} from ${source}: ${shape} (${argv.join(' ')})`, argv, exit: 2, build: (c) => void c.set(name, make(c), source) });
+      add({
+        name: `${name} from ${source}: ${shape} (${argv.join(' ')})`,
+        argv,
+        exit: 2,
+        build: (c) => void c.set(name, make(c), source),
+      });
     }
   });
 }
@@ -229,7 +242,12 @@ REDIS_SHAPES.forEach(([shape, make], i) => {
     .filter((_, k) => k !== i % 4)
     .forEach((source, k) => {
       const argv = pick(REDIS_COMMANDS.concat([['config'], ['doctor']]), i + k);
-      add({ name: `REDIS_URL from ${source}: ${shape} (${argv.join(' ')})`, argv, exit: 2, build: (c) => void c.set('REDIS_URL', make(c), source) });
+      add({
+        name: `REDIS_URL from ${source}: ${shape} (${argv.join(' ')})`,
+        argv,
+        exit: 2,
+        build: (c) => void c.set('REDIS_URL', make(c), source),
+      });
     });
 });
 
@@ -257,7 +275,9 @@ const SCENARIOS: Array<[string, (c: Ctx, source: Source) => void, (argv: string[
     'DATABASE_* parts with a wrong DATABASE_PASSWORD',
     (c, s) => {
       const src = s === 'flag' ? 'env' : s;
-      c.set('DATABASE_HOST', '127.0.0.1', src).set('DATABASE_PORT', String(c.ports.pg), src).set('DATABASE_NAME', c.ports.db, src);
+      c.set('DATABASE_HOST', '127.0.0.1', src)
+        .set('DATABASE_PORT', String(c.ports.pg), src)
+        .set('DATABASE_NAME', c.ports.db, src);
       c.set('DATABASE_USER', 'dbops_app', src).set('DATABASE_PASSWORD', c.pw(), src);
       c.set('REDIS_URL', `redis://:${c.epw()}@127.0.0.1:${c.ports.redis}/0`, src);
     },
@@ -267,7 +287,12 @@ const SCENARIOS: Array<[string, (c: Ctx, source: Source) => void, (argv: string[
 SCENARIOS.forEach(([scenario, build, exit], i) => {
   COMMANDS.forEach((argv, k) => {
     const source = pick(['env', 'flag', 'dotenv', 'file'] as const, i + k);
-    add({ name: `${scenario}, from ${source}: ${argv.join(' ')}`, argv, exit: exit(argv), build: (c) => build(c, source) });
+    add({
+      name: `${scenario}, from ${source}: ${argv.join(' ')}`,
+      argv,
+      exit: exit(argv),
+      build: (c) => build(c, source),
+    });
   });
 });
 
@@ -277,21 +302,29 @@ const server: Case[] = [
     name: 'no password for a role that needs one (SASL)',
     argv: ['migrate', 'status'],
     exit: 5,
-    build: (c) => void c.set('DATABASE_URL', `postgresql://dbops_app@127.0.0.1:${c.ports.pg}/${c.ports.db}?sslpassword=${c.epw()}`),
+    build: (c) =>
+      void c.set('DATABASE_URL', `postgresql://dbops_app@127.0.0.1:${c.ports.pg}/${c.ports.db}?sslpassword=${c.epw()}`),
   },
   {
     name: 'unknown database',
     argv: ['migrate', 'up'],
     exit: 5,
-    build: (c) => void c.set('DATABASE_URL', `postgresql://postgres:${c.epw()}@127.0.0.1:${c.ports.pg}/no_such_db_here`, 'dotenv'),
+    build: (c) =>
+      void c.set('DATABASE_URL', `postgresql://postgres:${c.epw()}@127.0.0.1:${c.ports.pg}/no_such_db_here`, 'dotenv'),
   },
   {
     name: 'unknown user',
     argv: ['pool'],
     exit: 5,
-    build: (c) => void c.set('DATABASE_URL', `postgresql://ghost:${c.epw()}@127.0.0.1:${c.ports.pg}/${c.ports.db}`, 'file'),
+    build: (c) =>
+      void c.set('DATABASE_URL', `postgresql://ghost:${c.epw()}@127.0.0.1:${c.ports.pg}/${c.ports.db}`, 'file'),
   },
-  { name: 'sslmode=require on a server without TLS', argv: ['doctor'], exit: 5, build: (c) => void c.set('DATABASE_URL', `${c.goodPg()}?sslmode=require`) },
+  {
+    name: 'sslmode=require on a server without TLS',
+    argv: ['doctor'],
+    exit: 5,
+    build: (c) => void c.set('DATABASE_URL', `${c.goodPg()}?sslmode=require`),
+  },
   {
     name: 'DATABASE_SSL=true on a server without TLS',
     argv: ['migrate', 'status'],
@@ -335,10 +368,23 @@ const server: Case[] = [
     argv: ['doctor'],
     exit: 5,
     timeout: '1s',
-    build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('PGBOUNCER_ADMIN_URL', `postgresql://a:${c.epw()}@127.0.0.1:${c.ports.silent}/pgbouncer`),
+    build: (c) =>
+      void c
+        .set('DATABASE_URL', c.goodPg())
+        .set('PGBOUNCER_ADMIN_URL', `postgresql://a:${c.epw()}@127.0.0.1:${c.ports.silent}/pgbouncer`),
   },
-  { name: 'Redis database 999', argv: ['cache', 'flush', 'user:*', '--yes'], exit: 2, build: (c) => void c.set('REDIS_URL', c.goodRedis(999)) },
-  { name: 'Redis database 999 from the flag', argv: ['cache', 'keys', 'user:*'], exit: 2, build: (c) => void c.set('REDIS_URL', c.goodRedis(999), 'flag') },
+  {
+    name: 'Redis database 999',
+    argv: ['cache', 'flush', 'user:*', '--yes'],
+    exit: 2,
+    build: (c) => void c.set('REDIS_URL', c.goodRedis(999)),
+  },
+  {
+    name: 'Redis database 999 from the flag',
+    argv: ['cache', 'keys', 'user:*'],
+    exit: 2,
+    build: (c) => void c.set('REDIS_URL', c.goodRedis(999), 'flag'),
+  },
   {
     name: 'Redis password given, none required by the user',
     argv: ['cache', 'stats'],
@@ -355,7 +401,10 @@ const server: Case[] = [
     name: 'PgBouncer console with a wrong database',
     argv: ['doctor'],
     exit: 5,
-    build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('PGBOUNCER_ADMIN_URL', `postgresql://postgres:${c.epw()}@127.0.0.1:${c.ports.bouncer}/nope`),
+    build: (c) =>
+      void c
+        .set('DATABASE_URL', c.goodPg())
+        .set('PGBOUNCER_ADMIN_URL', `postgresql://postgres:${c.epw()}@127.0.0.1:${c.ports.bouncer}/nope`),
   },
   {
     name: 'DIRECT_DATABASE_URL wrong while DATABASE_URL works',
@@ -393,12 +442,42 @@ const config: Case[] = [
     exit: 2,
     build: (c) => c.text(`{"redisUrl": "redis://:${c.epw()}@h:1/0",}`),
   },
-  { name: 'config file: a JSON array', argv: ['doctor'], exit: 2, build: (c) => c.text(JSON.stringify([`postgresql://u:${c.epw()}@h/db`])) },
-  { name: 'config file: unknown key holding a password', argv: ['pool'], exit: 2, build: (c) => c.key('dbPassword', c.pw()) },
-  { name: 'config file: a nested object holding a password', argv: ['locks'], exit: 2, build: (c) => c.key('databaseUrl', { password: c.pw() }) },
-  { name: '--config file that does not exist', argv: ['--config', 'nope.json', 'config'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.closedPg()) },
-  { name: '--config is a folder', argv: ['--config', '.', 'migrate', 'status'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.closedPg()) },
-  { name: 'DATABASE_POOL_SIZE=lots (env)', argv: ['pool'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('DATABASE_POOL_SIZE', 'lots') },
+  {
+    name: 'config file: a JSON array',
+    argv: ['doctor'],
+    exit: 2,
+    build: (c) => c.text(JSON.stringify([`postgresql://u:${c.epw()}@h/db`])),
+  },
+  {
+    name: 'config file: unknown key holding a password',
+    argv: ['pool'],
+    exit: 2,
+    build: (c) => c.key('dbPassword', c.pw()),
+  },
+  {
+    name: 'config file: a nested object holding a password',
+    argv: ['locks'],
+    exit: 2,
+    build: (c) => c.key('databaseUrl', { password: c.pw() }),
+  },
+  {
+    name: '--config file that does not exist',
+    argv: ['--config', 'nope.json', 'config'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_URL', c.closedPg()),
+  },
+  {
+    name: '--config is a folder',
+    argv: ['--config', '.', 'migrate', 'status'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_URL', c.closedPg()),
+  },
+  {
+    name: 'DATABASE_POOL_SIZE=lots (env)',
+    argv: ['pool'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_URL', c.goodPg()).set('DATABASE_POOL_SIZE', 'lots'),
+  },
   {
     name: 'DATABASE_POOL_SIZE=0 (.env)',
     argv: ['pool'],
@@ -433,10 +512,24 @@ const config: Case[] = [
     name: 'DATABASE_PORT=70000 (config file)',
     argv: ['config'],
     exit: 2,
-    build: (c) => void c.set('DATABASE_HOST', '127.0.0.1', 'file').set('DATABASE_PORT', '70000', 'file').set('DATABASE_PASSWORD', c.pw(), 'file'),
+    build: (c) =>
+      void c
+        .set('DATABASE_HOST', '127.0.0.1', 'file')
+        .set('DATABASE_PORT', '70000', 'file')
+        .set('DATABASE_PASSWORD', c.pw(), 'file'),
   },
-  { name: 'DATABASE_PASSWORD without DATABASE_HOST', argv: ['migrate', 'up'], exit: 2, build: (c) => void c.set('DATABASE_PASSWORD', c.pw()) },
-  { name: 'DATABASE_PASSWORD without DATABASE_HOST (.env)', argv: ['config'], exit: 2, build: (c) => void c.set('DATABASE_PASSWORD', c.pw(), 'dotenv') },
+  {
+    name: 'DATABASE_PASSWORD without DATABASE_HOST',
+    argv: ['migrate', 'up'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_PASSWORD', c.pw()),
+  },
+  {
+    name: 'DATABASE_PASSWORD without DATABASE_HOST (.env)',
+    argv: ['config'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_PASSWORD', c.pw(), 'dotenv'),
+  },
   {
     name: 'DATABASE_HOST holding user:password@host',
     argv: ['migrate', 'status'],
@@ -453,7 +546,8 @@ const config: Case[] = [
     name: 'unquoted # in .env cuts the password',
     argv: ['migrate', 'status'],
     exit: 2,
-    build: (c) => void c.set('DATABASE_URL', `postgresql://u:${c.pw()}#${c.pw()}@127.0.0.1:${c.ports.pg}/db`, 'dotenv', false),
+    build: (c) =>
+      void c.set('DATABASE_URL', `postgresql://u:${c.pw()}#${c.pw()}@127.0.0.1:${c.ports.pg}/db`, 'dotenv', false),
   },
   // A space is legal in a URL's password (WHATWG encodes it): the login is tried and refused.
   {
@@ -462,7 +556,13 @@ const config: Case[] = [
     exit: 5,
     build: (c) => void c.set('REDIS_URL', `redis://:${c.pw()} ${c.pw()}@127.0.0.1:${c.ports.redis}/0`, 'dotenv', false),
   },
-  { name: 'CI with no database configured', argv: ['migrate', 'up'], exit: 2, noDatabase: true, build: (c) => void c.set('REDIS_URL', c.closedRedis()) },
+  {
+    name: 'CI with no database configured',
+    argv: ['migrate', 'up'],
+    exit: 2,
+    noDatabase: true,
+    build: (c) => void c.set('REDIS_URL', c.closedRedis()),
+  },
   {
     name: 'NODE_ENV=production with no database configured (.env)',
     argv: ['migrate', 'status'],
@@ -476,8 +576,18 @@ const config: Case[] = [
     exit: 2,
     build: (c) => void c.set('DATABASE_URL', `postgres:/u@h/db?sslpassword=${c.epw()}`),
   },
-  { name: 'a bare password given as DATABASE_URL', argv: ['config'], exit: 2, build: (c) => void c.set('DATABASE_URL', c.pw(), 'flag') },
-  { name: 'a bare password given as REDIS_URL (.env)', argv: ['cache', 'stats'], exit: 2, build: (c) => void c.set('REDIS_URL', c.pw(), 'dotenv') },
+  {
+    name: 'a bare password given as DATABASE_URL',
+    argv: ['config'],
+    exit: 2,
+    build: (c) => void c.set('DATABASE_URL', c.pw(), 'flag'),
+  },
+  {
+    name: 'a bare password given as REDIS_URL (.env)',
+    argv: ['cache', 'stats'],
+    exit: 2,
+    build: (c) => void c.set('REDIS_URL', c.pw(), 'dotenv'),
+  },
   {
     name: 'Redis database index too large',
     argv: ['cache', 'keys', 'a*'],
@@ -511,7 +621,12 @@ const commandLines: Case[] = [
   { name: '--timeout 9999999h', argv: ['--timeout', '9999999h', 'migrate', 'status'], exit: 2, build: withDb },
   { name: '--timeout 0', argv: ['--timeout', '0', 'doctor'], exit: 2, build: withDb },
   { name: '--timeout soon', argv: ['--timeout', 'soon', 'pool'], exit: 2, build: withDb },
-  { name: '--transaction-timeout 1000h', argv: ['migrate', 'up', '--transaction-timeout', '1000h'], exit: 2, build: withDb },
+  {
+    name: '--transaction-timeout 1000h',
+    argv: ['migrate', 'up', '--transaction-timeout', '1000h'],
+    exit: 2,
+    build: withDb,
+  },
   { name: '--lock-timeout 1000h', argv: ['migrate', 'down', '--lock-timeout', '1000h'], exit: 2, build: withDb },
   { name: '--statement-timeout 1000h', argv: ['slow-queries', '--statement-timeout', '1000h'], exit: 2, build: withDb },
   { name: '--query-timeout -1s', argv: ['pool', '--query-timeout', '-1s'], exit: 2, build: withDb },
@@ -543,7 +658,12 @@ const commandLines: Case[] = [
     exit: 2,
     build: (c) => void c.argv.push(`postgresql://u:${c.epw()}@127.0.0.1:1/db`),
   },
-  { name: '--database-url without its value', argv: ['config', '--database-url'], exit: 2, build: (c) => void c.set('REDIS_URL', c.closedRedis()) },
+  {
+    name: '--database-url without its value',
+    argv: ['config', '--database-url'],
+    exit: 2,
+    build: (c) => void c.set('REDIS_URL', c.closedRedis()),
+  },
   { name: 'cache flush without --yes off a terminal', argv: ['cache', 'flush', 'user:*'], exit: 2, build: withDb },
   { name: "cache flush '*' without --all", argv: ['cache', 'flush', '*', '--yes'], exit: 2, build: withDb },
   { name: 'cache keys --limit -1', argv: ['cache', 'keys', 'a*', '--limit', '-1'], exit: 2, build: withDb },
@@ -554,16 +674,41 @@ const commandLines: Case[] = [
     exit: 2,
     build: withDb,
   },
-  { name: 'slow-queries --since a file that is not JSON', argv: ['slow-queries', '--since', 'not-json.txt'], exit: 2, build: (c) => void withDb(c) },
+  {
+    name: 'slow-queries --since a file that is not JSON',
+    argv: ['slow-queries', '--since', 'not-json.txt'],
+    exit: 2,
+    build: (c) => void withDb(c),
+  },
   { name: 'pool --app-instances 0', argv: ['pool', '--app-instances', '0'], exit: 2, build: withDb },
   { name: 'pool --surge 99', argv: ['pool', '--surge', '99'], exit: 2, build: withDb },
   { name: 'migrate create with a bad name', argv: ['migrate', 'create', 'bad name!'], exit: 2, build: withDb },
-  { name: 'migrate mark-applied of an unknown migration', argv: ['migrate', 'mark-applied', '20990101000000_nope'], exit: 2, build: withDb },
-  { name: 'migrate down --to an unknown migration', argv: ['migrate', 'down', '--yes', '--to', '20990101000000_nope'], exit: 2, build: withDb },
+  {
+    name: 'migrate mark-applied of an unknown migration',
+    argv: ['migrate', 'mark-applied', '20990101000000_nope'],
+    exit: 2,
+    build: withDb,
+  },
+  {
+    name: 'migrate down --to an unknown migration',
+    argv: ['migrate', 'down', '--yes', '--to', '20990101000000_nope'],
+    exit: 2,
+    build: withDb,
+  },
   // A finding of the CI gate (exit 3), named in its report.
-  { name: 'migrate validate of an unknown name', argv: ['migrate', 'validate', '20990101000000_nope'], exit: 2, build: withDb },
+  {
+    name: 'migrate validate of an unknown name',
+    argv: ['migrate', 'validate', '20990101000000_nope'],
+    exit: 2,
+    build: withDb,
+  },
   { name: 'embedded with an unknown subcommand', argv: ['embedded', 'explode'], exit: 2, build: withDb },
-  { name: 'slow-queries --reset --all-databases without --yes', argv: ['slow-queries', '--reset', '--all-databases'], exit: 2, build: withDb },
+  {
+    name: 'slow-queries --reset --all-databases without --yes',
+    argv: ['slow-queries', '--reset', '--all-databases'],
+    exit: 2,
+    build: withDb,
+  },
 ];
 for (const c of commandLines) add(c);
 
@@ -672,7 +817,10 @@ describe('bad input', () => {
       .map(([ms, name]) => `    ${ms} ms  ${name}`);
     const median = durations.map((d) => d[0]).sort((a, b) => a - b)[Math.floor(durations.length / 2)];
     process.stderr.write(`${report}  median run ${median} ms; slowest:\n${slowest.join('\n')}\n`);
-    writeFileSync(join(tmpdir(), 'dbops-bad-input-figures.json'), JSON.stringify({ seconds: Number(seconds), ...figures }, null, 2));
+    writeFileSync(
+      join(tmpdir(), 'dbops-bad-input-figures.json'),
+      JSON.stringify({ seconds: Number(seconds), ...figures }, null, 2),
+    );
   });
 
   describe.concurrent.each(cases.map((c, i) => ({ ...c, i })))('$name', (kase) => {
@@ -683,14 +831,19 @@ describe('bad input', () => {
       const c = new Ctx(ports, kase.i);
       kase.build?.(c);
       // Every place a password can go and the case left empty gets a canary too.
-      if (![...c.provided].some((n) => n.startsWith('DATABASE_')) && !c.provided.has('DIRECT_DATABASE_URL') && !kase.noDatabase) {
+      if (
+        ![...c.provided].some((n) => n.startsWith('DATABASE_')) &&
+        !c.provided.has('DIRECT_DATABASE_URL') &&
+        !kase.noDatabase
+      ) {
         c.set('DATABASE_URL', c.closedPg());
       }
       if (!c.provided.has('REDIS_URL')) c.set('REDIS_URL', c.closedRedis());
       if (!c.provided.has('PGBOUNCER_ADMIN_URL')) c.set('PGBOUNCER_ADMIN_URL', c.closedBouncer());
       if (c.dotenv.length) writeFileSync(join(cwd, '.env'), `${c.dotenv.join('\n')}\n`);
       if (c.configText !== undefined) writeFileSync(join(cwd, 'dbops.config.json'), c.configText);
-      else if (Object.keys(c.file).length) writeFileSync(join(cwd, 'dbops.config.json'), JSON.stringify(c.file, null, 2));
+      else if (Object.keys(c.file).length)
+        writeFileSync(join(cwd, 'dbops.config.json'), JSON.stringify(c.file, null, 2));
       for (const setup of c.setups) await setup();
 
       const problems: string[] = [];
@@ -704,7 +857,8 @@ describe('bad input', () => {
           limited(async () => {
             const args = [...kase.argv, ...c.argv, '--timeout', kase.timeout ?? '2s', ...flags];
             // --timeout after a command line that ends in an option without its value would be taken as it.
-            if (kase.argv.at(-1) === '--database-url') args.splice(kase.argv.length - 1, 0, ...args.splice(kase.argv.length));
+            if (kase.argv.at(-1) === '--database-url')
+              args.splice(kase.argv.length - 1, 0, ...args.splice(kase.argv.length));
             const env = cleanEnv({ CI: 'true', ...c.env, ...extraEnv });
             const t0 = Date.now();
             const r = await runDbops(args, { cwd, env, timeoutMs: RUN_LIMIT_MS });
@@ -759,7 +913,10 @@ describe('bad input', () => {
             // Every error carries a hint (a report, such as doctor's, carries one per failed component);
             // a gate's findings (exit 3) are the report itself.
             if (r.code !== 0 && r.code !== 3) {
-              const hints = doc === undefined ? [...all.matchAll(/^\s*hint: (.+)$/gm)].map((m) => (m[1] as string).trim()) : hintsIn(doc);
+              const hints =
+                doc === undefined
+                  ? [...all.matchAll(/^\s*hint: (.+)$/gm)].map((m) => (m[1] as string).trim())
+                  : hintsIn(doc);
               if (hints.length === 0) {
                 figures.withoutHint++;
                 problems.push(`${tag}: no hint:\n${r.stdout}${r.stderr}`);

@@ -70,7 +70,8 @@ describe('dbops cache on the shared server', () => {
     const ns = redisNamespace();
     await fill(client, ns, 10);
     // a real pseudo-terminal; the answer is typed at the prompt
-    const onTty = (answer: string) => runOnTerminal(['cache', 'flush', `${ns}user:*`], { env: cleanEnv({ REDIS_URL: redisUrl() }), answer });
+    const onTty = (answer: string) =>
+      runOnTerminal(['cache', 'flush', `${ns}user:*`], { env: cleanEnv({ REDIS_URL: redisUrl() }), answer });
     const no = await onTty('n');
     expect(no.out).toMatch(/matching keys\s*│\s*10/);
     expect(no.out).toMatch(new RegExp(`${ns}user:\\d+`));
@@ -87,10 +88,18 @@ describe('dbops cache on the shared server', () => {
     const ns = redisNamespace();
     await fill(client, ns, 1500, 'user');
     await fill(client, ns, 500, 'session');
-    const dry = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--dry-run', '--count', '100'], { env: env() });
+    const dry = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--dry-run', '--count', '100'], {
+      env: env(),
+    });
     expect(dry.code).toBe(0);
     const d = JSON.parse(dry.stdout);
-    expect(d).toMatchObject({ dryRun: true, matched: 1500, removed: 0, stopped: 'done', target: { mode: 'standalone', nodes: 1, db: 0 } });
+    expect(d).toMatchObject({
+      dryRun: true,
+      matched: 1500,
+      removed: 0,
+      stopped: 'done',
+      target: { mode: 'standalone', nodes: 1, db: 0 },
+    });
     expect(d.sample).toHaveLength(20);
     expect(await countMatching(client, `${ns}user:*`)).toBe(1500);
     const r = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--yes', '--count', '100'], { env: env() });
@@ -100,7 +109,9 @@ describe('dbops cache on the shared server', () => {
     expect(doc.target.version).toMatch(/^\d+\.\d+/);
     // The target is printed before anything is deleted.
     expect(r.stderr).toMatch(
-      new RegExp(`→ Redis redis://127.0.0.1:${services().redis.port}/0 \\(REDIS_URL from the environment\\): standalone, db 0, 1 node, server \\d`),
+      new RegExp(
+        `→ Redis redis://127.0.0.1:${services().redis.port}/0 \\(REDIS_URL from the environment\\): standalone, db 0, 1 node, server \\d`,
+      ),
     );
     expect(await countMatching(client, `${ns}user:*`)).toBe(0);
     expect(await countMatching(client, `${ns}session:*`)).toBe(500);
@@ -111,7 +122,9 @@ describe('dbops cache on the shared server', () => {
     const prefix = `${ns}app[1]`;
     await client.set(`${prefix}:user:1`, '1');
     await client.set(`${ns}app1:user:1`, '1');
-    const r = await runDbops(['--json', 'cache', 'flush', 'user:*', '--yes'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }) });
+    const r = await runDbops(['--json', 'cache', 'flush', 'user:*', '--yes'], {
+      env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }),
+    });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ removed: 1, prefix });
     expect(await client.exists(`${prefix}:user:1`, `${ns}app1:user:1`)).toBe(1);
@@ -124,7 +137,10 @@ describe('dbops cache on the shared server', () => {
   it('--max-keys stops after N deletions with exit 3', async () => {
     const ns = redisNamespace();
     await fill(client, ns, 300);
-    const r = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--yes', '--max-keys', '120', '--count', '50'], { env: env() });
+    const r = await runDbops(
+      ['--json', 'cache', 'flush', `${ns}user:*`, '--yes', '--max-keys', '120', '--count', '50'],
+      { env: env() },
+    );
     expect(r.code).toBe(3);
     expect(JSON.parse(r.stdout)).toMatchObject({ removed: 120, stopped: 'max-keys' });
     expect(await countMatching(client, `${ns}user:*`)).toBe(180);
@@ -171,7 +187,9 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
   it('Redis killed mid-flush: non-zero exit with the count so far', async () => {
     const { server, client } = await populated(200_000);
     const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))?.[1]);
-    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], { env: cleanEnv({ REDIS_URL: server.url }) });
+    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], {
+      env: cleanEnv({ REDIS_URL: server.url }),
+    });
     await waitUntil(async () => Number(await client.dbsize()) < 195_000, 'some progress');
     client.disconnect();
     process.kill(pid, 'SIGKILL');
@@ -180,14 +198,18 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.stopped).toBe('error');
     expect(doc.removed).toBeGreaterThan(0);
-    expect(r.stderr).toMatch(new RegExp(`flush stopped by an error: .*; ${doc.removed.toLocaleString('en-US')} keys removed so far`));
+    expect(r.stderr).toMatch(
+      new RegExp(`flush stopped by an error: .*; ${doc.removed.toLocaleString('en-US')} keys removed so far`),
+    );
     expect(r.stderr).toMatch(/run the same command again/);
   });
 
   it('connection lost mid-flush (CLIENT KILL): non-zero exit, then the same command completes the job', async () => {
     const { server, client } = await populated(200_000);
     const env = cleanEnv({ REDIS_URL: server.url });
-    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], { env });
+    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], {
+      env,
+    });
     await waitUntil(async () => Number(await client.dbsize()) < 195_000, 'some progress');
     await client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     const r = await run.done;
@@ -208,7 +230,9 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
 
   it('Ctrl-C stops after the current batch, prints progress, exit 130', async () => {
     const { server, client } = await populated(200_000);
-    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], { env: cleanEnv({ REDIS_URL: server.url }) });
+    const run = startDbops(['--json', 'cache', 'flush', 'user:*', '--yes', '--count', '100', '--pause-ms', '1'], {
+      env: cleanEnv({ REDIS_URL: server.url }),
+    });
     await waitUntil(async () => Number(await client.dbsize()) < 195_000, 'some progress');
     run.child.kill('SIGINT');
     const r = await run.done;
@@ -233,7 +257,9 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     expect(r.stderr).toMatch(/redis:\/\/:\*\*\*@127\.0\.0\.1/);
     const aclUrl = `redis://ops:${SECRET}x@127.0.0.1:${server.port}/0`;
     await fill(admin, 'b:', 50);
-    const acl = await runDbops(['--json', 'cache', 'flush', 'b:user:*', '--yes'], { env: cleanEnv({ REDIS_URL: aclUrl }) });
+    const acl = await runDbops(['--json', 'cache', 'flush', 'b:user:*', '--yes'], {
+      env: cleanEnv({ REDIS_URL: aclUrl }),
+    });
     expect(acl.code).toBe(0);
     expect(JSON.parse(acl.stdout).removed).toBe(50);
     expect(acl.stderr).toMatch(/redis:\/\/ops:\*\*\*@/);
@@ -256,10 +282,39 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     const q = { stdio: 'ignore' } as const;
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=dbops test CA', '-keyout', join(dir, 'ca.key'), '-out', ca],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=dbops test CA',
+        '-keyout',
+        join(dir, 'ca.key'),
+        '-out',
+        ca,
+      ],
       q,
     );
-    execFileSync('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', join(dir, 'redis.csr')], q);
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        join(dir, 'redis.csr'),
+      ],
+      q,
+    );
     execFileSync(
       'bash',
       [
@@ -288,9 +343,14 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     const r = await runDbops(['--json', 'cache', 'flush', 't:user:*', '--yes'], { env });
     expect(r.stderr).not.toMatch(/Warning/);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ removed: 40, target: { endpoint: `rediss://127.0.0.1:${tlsPort}/0` } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      removed: 40,
+      target: { endpoint: `rediss://127.0.0.1:${tlsPort}/0` },
+    });
     // Without trusting the CA, the certificate is refused: unreachable, exit 5.
-    const untrusted = await runDbops(['cache', 'stats'], { env: cleanEnv({ REDIS_URL: `rediss://127.0.0.1:${tlsPort}/0` }) });
+    const untrusted = await runDbops(['cache', 'stats'], {
+      env: cleanEnv({ REDIS_URL: `rediss://127.0.0.1:${tlsPort}/0` }),
+    });
     expect(untrusted.code).toBe(5);
     plain.disconnect();
   });
@@ -325,7 +385,9 @@ describe('dbops cache on the 3-primary cluster', () => {
     const cluster = new Cluster([{ host: '127.0.0.1', port }]);
     const ns = redisNamespace();
     for (let i = 0; i < 1000; i++) await cluster.set(`${ns}user:${i}`, '1');
-    const r = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--yes', '--count', '100'], { env: cleanEnv({ REDIS_URL: url }) });
+    const r = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--yes', '--count', '100'], {
+      env: cleanEnv({ REDIS_URL: url }),
+    });
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ removed: 1000, target: { mode: 'cluster', nodes: 3 } });

@@ -41,7 +41,9 @@ describe('dbops CLI basics', () => {
     writeFileSync(join(cwd, '.env'), `DATABASE_URL=mysql://u:${SECRET}@h/db\n`);
     const r = await runDbops(['doctor'], { cwd });
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/DATABASE_URL \(from DATABASE_URL in .*\.env\) must start with postgresql:\/\/ or postgres:\/\/, not mysql:/);
+    expect(r.stderr).toMatch(
+      /DATABASE_URL \(from DATABASE_URL in .*\.env\) must start with postgresql:\/\/ or postgres:\/\/, not mysql:/,
+    );
     expect(r.stderr + r.stdout).not.toContain(SECRET);
   });
 });
@@ -73,7 +75,12 @@ describe('dbops doctor against real servers', () => {
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.ok).toBe(true);
-    expect(report.components.map((c: { component: string }) => c.component)).toEqual(['postgres', 'postgres-via-pgbouncer', 'pgbouncer-admin', 'redis']);
+    expect(report.components.map((c: { component: string }) => c.component)).toEqual([
+      'postgres',
+      'postgres-via-pgbouncer',
+      'pgbouncer-admin',
+      'redis',
+    ]);
     const pgc = report.components[0];
     expect(pgc.version).toMatch(/^18/);
     expect(pgc.tls).toBe(false);
@@ -92,7 +99,9 @@ describe('dbops doctor against real servers', () => {
   });
 
   it('detects a Redis cluster', async () => {
-    const r = await runDbops(['doctor', '--json'], { env: cleanEnv({ DATABASE_URL: db.url, REDIS_URL: `redis://127.0.0.1:${services().cluster.ports[0]}` }) });
+    const r = await runDbops(['doctor', '--json'], {
+      env: cleanEnv({ DATABASE_URL: db.url, REDIS_URL: `redis://127.0.0.1:${services().cluster.ports[0]}` }),
+    });
     expect(JSON.parse(r.stdout).components[1].details.cluster).toBe(true);
   });
 
@@ -121,7 +130,13 @@ describe('dbops doctor against real servers', () => {
   });
 
   it('an unresolvable host fails fast without printing the password', async () => {
-    const r = await runDbops(['doctor', '--timeout', '2s', '--database-url', `postgres://u:${SECRET}@no-such-host.invalid:5432/db`]);
+    const r = await runDbops([
+      'doctor',
+      '--timeout',
+      '2s',
+      '--database-url',
+      `postgres://u:${SECRET}@no-such-host.invalid:5432/db`,
+    ]);
     expect(r.code).toBe(5);
     expect(r.stdout + r.stderr).not.toContain(SECRET);
   });
@@ -150,7 +165,9 @@ describe('dbops doctor against real servers', () => {
   });
 
   it('config shows masked settings and their sources', async () => {
-    const r = await runDbops(['config', '--json'], { env: cleanEnv({ DATABASE_URL: `postgresql://app:${SECRET}@db:5432/x`, CACHE_KEY_PREFIX: 'myapp' }) });
+    const r = await runDbops(['config', '--json'], {
+      env: cleanEnv({ DATABASE_URL: `postgresql://app:${SECRET}@db:5432/x`, CACHE_KEY_PREFIX: 'myapp' }),
+    });
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.database.url).toBe('postgresql://app:***@db:5432/x');

@@ -18,8 +18,10 @@ let server: ClickHouseServer;
 let cwd: string;
 const WRONG = 'Wrong-Pw-2x8Qd';
 
-const run = (args: string[], env: Record<string, string> = {}) => runDbops(args, { cwd, env: cleanEnv({ CLICKHOUSE_URL: server.url('monitor'), ...env }) });
-const json = (r: CliResult) => JSON.parse(r.stdout) as Record<string, unknown> & { statements: Array<Record<string, unknown>> };
+const run = (args: string[], env: Record<string, string> = {}) =>
+  runDbops(args, { cwd, env: cleanEnv({ CLICKHOUSE_URL: server.url('monitor'), ...env }) });
+const json = (r: CliResult) =>
+  JSON.parse(r.stdout) as Record<string, unknown> & { statements: Array<Record<string, unknown>> };
 const noPassword = (r: CliResult) => {
   expect(r.stdout + r.stderr).not.toContain(MONITOR_PASSWORD);
   expect(r.stdout + r.stderr).not.toContain(WRONG);
@@ -49,7 +51,17 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
   });
 
   it('slow-queries --source clickhouse --json: one document with the groups; --fail-on-mean-ms judges them (exit 3 after the report)', async () => {
-    const ok = await run(['slow-queries', '--source', 'clickhouse', '--flush-logs', '--since', '10m', '--limit', '0', '--json']);
+    const ok = await run([
+      'slow-queries',
+      '--source',
+      'clickhouse',
+      '--flush-logs',
+      '--since',
+      '10m',
+      '--limit',
+      '0',
+      '--json',
+    ]);
     expect(ok.code).toBe(0);
     const doc = json(ok);
     expect(doc.kind).toBe('dbops-clickhouse-slow-queries-report');
@@ -60,7 +72,10 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
 
     const gate = await run(['slow', '--source', 'clickhouse', '--since', '10m', '--fail-on-mean-ms', '40', '--json']);
     expect(gate.code).toBe(3);
-    const g = json(gate) as unknown as { ok: boolean; gates: { failed: boolean; failures: Array<{ kind: string; queryid: string }> } };
+    const g = json(gate) as unknown as {
+      ok: boolean;
+      gates: { failed: boolean; failures: Array<{ kind: string; queryid: string }> };
+    };
     expect(g.ok).toBe(false);
     expect(g.gates.failures).toContainEqual(expect.objectContaining({ kind: 'mean', queryid: sleep?.queryid }));
     expect(gate.stderr).toMatch(/slow-query gate failed: \d+ ClickHouse quer/);
@@ -73,15 +88,37 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
   });
 
   it('--baseline --fail-on-regression: a mean grown past the percentage is exit 3', async () => {
-    const base = JSON.parse(readFileSync(join(cwd, 'baseline.json'), 'utf8')) as { statements: Array<{ query: string; meanMs: number }> };
+    const base = JSON.parse(readFileSync(join(cwd, 'baseline.json'), 'utf8')) as {
+      statements: Array<{ query: string; meanMs: number }>;
+    };
     // A faster past: the same report with the sleep query ten times quicker.
     for (const s of base.statements) if (s.query === 'SELECT sleep(?), ?') s.meanMs /= 10;
     writeFileSync(join(cwd, 'faster.json'), JSON.stringify(base));
-    const r = await run(['slow', '--source', 'clickhouse', '--since', '10m', '--baseline', join(cwd, 'faster.json'), '--fail-on-regression', '50']);
+    const r = await run([
+      'slow',
+      '--source',
+      'clickhouse',
+      '--since',
+      '10m',
+      '--baseline',
+      join(cwd, 'faster.json'),
+      '--fail-on-regression',
+      '50',
+    ]);
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/gate FAILED \(regression > 50%/);
     expect(r.stdout).toMatch(/\[regression\] queryid t[0-9a-f]+: mean .* \(\+\d+% > 50%\): SELECT sleep\(\?\), \?/);
-    const same = await run(['slow', '--source', 'clickhouse', '--since', '10m', '--baseline', join(cwd, 'baseline.json'), '--fail-on-regression', '500']);
+    const same = await run([
+      'slow',
+      '--source',
+      'clickhouse',
+      '--since',
+      '10m',
+      '--baseline',
+      join(cwd, 'baseline.json'),
+      '--fail-on-regression',
+      '500',
+    ]);
     expect(same.code).toBe(0);
   });
 
@@ -100,7 +137,12 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
   it('pool with only CLICKHOUSE_URL: the ClickHouse snapshot, no PostgreSQL started', async () => {
     const r = await run(['pool', '--json']);
     expect(r.code).toBe(0);
-    const doc = JSON.parse(r.stdout) as { kind: string; server: { version: string }; connections: { http: number }; limits: { source: null } };
+    const doc = JSON.parse(r.stdout) as {
+      kind: string;
+      server: { version: string };
+      connections: { http: number };
+      limits: { source: null };
+    };
     expect(doc.kind).toBe('dbops-clickhouse-pool');
     expect(doc.server.version).toBe('18.16.1');
     expect(doc.connections.http).toBeGreaterThanOrEqual(1);
@@ -115,12 +157,19 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
     try {
       const both = await run(['pool', '--json'], { DATABASE_URL: db.url });
       expect(both.code).toBe(0);
-      const doc = JSON.parse(both.stdout) as { ok: boolean; server: { database: string }; clickhouse: { kind: string; ok: boolean } };
+      const doc = JSON.parse(both.stdout) as {
+        ok: boolean;
+        server: { database: string };
+        clickhouse: { kind: string; ok: boolean };
+      };
       expect(doc.server.database).toBe(db.name);
       expect(doc.clickhouse).toMatchObject({ kind: 'dbops-clickhouse-pool', ok: true });
       const text = await run(['pool'], { DATABASE_URL: db.url });
       expect(text.stdout).toMatch(/^PostgreSQL [\s\S]*\nClickHouse 18\.16\.1 /);
-      const down = await run(['pool', '--json'], { DATABASE_URL: db.url, CLICKHOUSE_URL: 'http://monitor:x@127.0.0.1:1' });
+      const down = await run(['pool', '--json'], {
+        DATABASE_URL: db.url,
+        CLICKHOUSE_URL: 'http://monitor:x@127.0.0.1:1',
+      });
       expect(down.code).toBe(0);
       expect((JSON.parse(down.stdout) as { clickhouse: { error: string } }).clickhouse.error).toMatch(/ECONNREFUSED/);
       const pgOnly = await run(['pool', '--source', 'postgres', '--json'], { DATABASE_URL: db.url });
@@ -131,7 +180,10 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
   });
 
   it('doctor with only CLICKHOUSE_URL, over https with CLICKHOUSE_CA_CERT: TLS yes, the query log on', async () => {
-    const r = await run(['doctor'], { CLICKHOUSE_URL: server.url('monitor', { https: true }), CLICKHOUSE_CA_CERT: server.caCert ?? '' });
+    const r = await run(['doctor'], {
+      CLICKHOUSE_URL: server.url('monitor', { https: true }),
+      CLICKHOUSE_CA_CERT: server.caCert ?? '',
+    });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/ClickHouse .* ok .* 18\.16\.1 .* yes/);
     expect(r.stdout).toMatch(
@@ -144,9 +196,13 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
   });
 
   it('a wrong password: exit 5, one line with a hint, the password never printed', async () => {
-    const r = await run(['slow', '--source', 'clickhouse', '--json'], { CLICKHOUSE_URL: server.url('monitor', { password: WRONG }) });
+    const r = await run(['slow', '--source', 'clickhouse', '--json'], {
+      CLICKHOUSE_URL: server.url('monitor', { password: WRONG }),
+    });
     expect(r.code).toBe(5);
-    expect(r.stderr).toMatch(/^error: ClickHouse at 127\.0\.0\.1:\d+ refused the login: Wrong password for user monitor \(code 193\)$/m);
+    expect(r.stderr).toMatch(
+      /^error: ClickHouse at 127\.0\.0\.1:\d+ refused the login: Wrong password for user monitor \(code 193\)$/m,
+    );
     expect(r.stderr).toMatch(/hint: check the user and password in CLICKHOUSE_URL/);
     expect((JSON.parse(r.stdout) as { error: { code: string } }).error.code).toBe('UNREACHABLE');
     noPassword(r);
@@ -157,7 +213,9 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
     await new Promise<void>((resolve) => hold.listen(0, '127.0.0.1', resolve));
     try {
       const port = (hold.address() as { port: number }).port;
-      const r = await run(['--timeout', '1s', 'slow', '--source', 'clickhouse'], { CLICKHOUSE_URL: `http://monitor:${MONITOR_PASSWORD}@127.0.0.1:${port}` });
+      const r = await run(['--timeout', '1s', 'slow', '--source', 'clickhouse'], {
+        CLICKHOUSE_URL: `http://monitor:${MONITOR_PASSWORD}@127.0.0.1:${port}`,
+      });
       expect(r.code).toBe(5);
       expect(r.stderr).toMatch(/ClickHouse at 127\.0\.0\.1:\d+ did not answer within 1000 ms/);
       noPassword(r);
@@ -171,7 +229,9 @@ describe('dbops with ClickHouse (built CLI, real server)', () => {
     try {
       const r = await run(['slow', '--source', 'clickhouse', '--flush-logs'], { CLICKHOUSE_URL: off.url('monitor') });
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/system\.query_log does not exist on ClickHouse 18\.16\.1 .*log_queries is 0 for monitor's profile/);
+      expect(r.stderr).toMatch(
+        /system\.query_log does not exist on ClickHouse 18\.16\.1 .*log_queries is 0 for monitor's profile/,
+      );
       expect(r.stderr).toMatch(/hint: turn the query log on: <log_queries>1<\/log_queries>/);
     } finally {
       await off.stop();

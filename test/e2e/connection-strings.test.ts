@@ -59,14 +59,18 @@ describe('a Unix socket with credentials', () => {
   it('sslmode=require means what it means to psql, and pg prints no SECURITY WARNING', async () => {
     // The embedded server has no TLS: the attempt fails at the server's answer, after the URL was read.
     const url = `postgresql://sock_user:x@127.0.0.1:${server.port}/postgres?sslmode=require`;
-    const r = await runDbops(['migrate', 'status', '--timeout', '2s'], { env: cleanEnv({ CI: 'true', DATABASE_URL: url }) });
+    const r = await runDbops(['migrate', 'status', '--timeout', '2s'], {
+      env: cleanEnv({ CI: 'true', DATABASE_URL: url }),
+    });
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/does not support SSL/);
     expect(r.stderr).not.toMatch(/SECURITY WARNING|Warning/);
     const config = await runDbops(['config', '--json'], {
       env: cleanEnv({ CI: 'true', DATABASE_URL: url.replace('?sslmode=require', ''), DATABASE_SSL: 'true' }),
     });
-    expect((JSON.parse(config.stdout) as { database: { url: string } }).database.url).toMatch(/sslmode=require&uselibpqcompat=true$/);
+    expect((JSON.parse(config.stdout) as { database: { url: string } }).database.url).toMatch(
+      /sslmode=require&uselibpqcompat=true$/,
+    );
   });
 });
 
@@ -97,7 +101,9 @@ describe('the Redis database index', () => {
     const prefix = uniqueName('db999');
     await admin.select(0);
     await admin.mset(`${prefix}:1`, 'a', `${prefix}:2`, 'b', `${prefix}:3`, 'c');
-    const r = await runDbops(['cache', 'flush', `${prefix}:*`, '--yes'], { env: cleanEnv({ CI: 'true', REDIS_URL: url('999') }) });
+    const r = await runDbops(['cache', 'flush', `${prefix}:*`, '--yes'], {
+      env: cleanEnv({ CI: 'true', REDIS_URL: url('999') }),
+    });
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/selects database 999, which .* does not have/);
     expect(await admin.exists(`${prefix}:1`, `${prefix}:2`, `${prefix}:3`)).toBe(3);
@@ -109,7 +115,9 @@ describe('the Redis database index', () => {
     await admin.set(`${prefix}:zero`, 'kept');
     await admin.select(3);
     await admin.mset(`${prefix}:a`, '1', `${prefix}:b`, '2');
-    const r = await runDbops(['cache', 'flush', `${prefix}:*`, '--yes', '--json'], { env: cleanEnv({ CI: 'true', REDIS_URL: url('3') }) });
+    const r = await runDbops(['cache', 'flush', `${prefix}:*`, '--yes', '--json'], {
+      env: cleanEnv({ CI: 'true', REDIS_URL: url('3') }),
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(await admin.exists(`${prefix}:a`, `${prefix}:b`)).toBe(0);
     await admin.select(0);

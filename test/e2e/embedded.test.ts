@@ -15,18 +15,25 @@ describe('the embedded default database', () => {
 
   it('starts on demand (once, even for two dbops at the same time), with pg_stat_statements and the example schema', async () => {
     // migrate starts it; the diagnostics (doctor, pool, locks, slow-queries) only use one already running.
-    const [a, b] = await Promise.all([runDbops(['migrate', 'status', '--json'], { cwd }), runDbops(['migrate', 'status', '--json'], { cwd })]);
+    const [a, b] = await Promise.all([
+      runDbops(['migrate', 'status', '--json'], { cwd }),
+      runDbops(['migrate', 'status', '--json'], { cwd }),
+    ]);
     for (const r of [a, b]) {
       expect(r.code, r.stderr).toBe(0);
       expect(
-        r.stderr.match(/^→ postgresql:\/\/postgres@127\.0\.0\.1:\d+\/dbops_dev \(embedded development database, (started now|already running)/gm),
+        r.stderr.match(
+          /^→ postgresql:\/\/postgres@127\.0\.0\.1:\d+\/dbops_dev \(embedded development database, (started now|already running)/gm,
+        ),
       ).toHaveLength(1);
     }
     expect((a.stderr + b.stderr).match(/starting the embedded PostgreSQL/g)).toHaveLength(1);
     expect((a.stderr + b.stderr).match(/embedded development database, started now/g)).toHaveLength(1);
     const doctor = await runDbops(['doctor', '--json'], { cwd });
     expect(doctor.code, doctor.stderr).toBe(0);
-    expect(doctor.stderr).toMatch(/^→ postgresql:\/\/postgres@127\.0\.0\.1:\d+\/dbops_dev \(embedded development database, already running/m);
+    expect(doctor.stderr).toMatch(
+      /^→ postgresql:\/\/postgres@127\.0\.0\.1:\d+\/dbops_dev \(embedded development database, already running/m,
+    );
     const report = JSON.parse(doctor.stdout);
     expect(report.components[0].details.pgStatStatements).toMatchObject({ installed: true, preloaded: true });
 
@@ -35,10 +42,21 @@ describe('the embedded default database', () => {
     expect(running).toBe(true);
     const client = new pg.Client({ connectionString: url });
     await client.connect();
-    const tables = await client.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`);
+    const tables = await client.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`,
+    );
     await client.end();
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      expect.arrayContaining(['User', 'Post', 'Comment', 'Like', 'Product', 'Order', 'OrderItem', '_prisma_migrations']),
+      expect.arrayContaining([
+        'User',
+        'Post',
+        'Comment',
+        'Like',
+        'Product',
+        'Order',
+        'OrderItem',
+        '_prisma_migrations',
+      ]),
     );
   });
 

@@ -31,12 +31,19 @@ function prismaFolder(extra: Record<string, string> = {}): string {
 }
 
 function env(db: string, dataDir: string, prismaDir: string): Record<string, string> {
-  return cleanEnv({ DATABASE_URL: db, DBOPS_MIGRATIONS_DIR: dataDir, DBOPS_PRISMA_MIGRATIONS_DIR: prismaDir, USER: 'e2e-user' });
+  return cleanEnv({
+    DATABASE_URL: db,
+    DBOPS_MIGRATIONS_DIR: dataDir,
+    DBOPS_PRISMA_MIGRATIONS_DIR: prismaDir,
+    USER: 'e2e-user',
+  });
 }
 
 describe('8 concurrent first deploys on one empty database', () => {
   // 12 schema migrations, each a table and a row in "deploys"; 3 data migrations between them.
-  const schema: Record<string, string> = { '20240101000000_deploys': 'CREATE TABLE "deploys" (id SERIAL PRIMARY KEY, what TEXT NOT NULL);\n' };
+  const schema: Record<string, string> = {
+    '20240101000000_deploys': 'CREATE TABLE "deploys" (id SERIAL PRIMARY KEY, what TEXT NOT NULL);\n',
+  };
   for (let i = 1; i <= 12; i++) {
     schema[`202402${String(i).padStart(2, '0')}000000_t${i}`] =
       `CREATE TABLE "t${i}" (id INT PRIMARY KEY);\nINSERT INTO "deploys" (what) VALUES ('schema ${i}');\nSELECT pg_sleep(0.02);\n`;
@@ -51,17 +58,26 @@ describe('8 concurrent first deploys on one empty database', () => {
     it(`every migration applied exactly once, every process exit 0 (${via})`, async () => {
       const db = await emptyDb();
       const prismaDir = prismaFolder(schema);
-      const dataDir = migrationFolder({ '20240203120000_d1.ts': data(1), '20240206120000_d2.ts': data(2), '20240210120000_d3.ts': data(3) });
+      const dataDir = migrationFolder({
+        '20240203120000_d1.ts': data(1),
+        '20240206120000_d2.ts': data(2),
+        '20240210120000_d3.ts': data(3),
+      });
       cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
       const url = via === 'direct' ? db.url : db.bouncerUrl;
       const runs = await Promise.all(
         Array.from({ length: 8 }, () =>
-          runDbops(['migrate', 'up', '--with-schema', '--lock-timeout', '90s'], { env: env(url, dataDir, prismaDir), timeoutMs: 120_000 }),
+          runDbops(['migrate', 'up', '--with-schema', '--lock-timeout', '90s'], {
+            env: env(url, dataDir, prismaDir),
+            timeoutMs: 120_000,
+          }),
         ),
       );
       for (const r of runs) expect(r.code, r.stderr).toBe(0);
       await withClient(db.url, async (c) => {
-        const deploys = await c.query<{ what: string; n: number }>(`SELECT what, count(*)::int AS n FROM "deploys" GROUP BY what ORDER BY what`);
+        const deploys = await c.query<{ what: string; n: number }>(
+          `SELECT what, count(*)::int AS n FROM "deploys" GROUP BY what ORDER BY what`,
+        );
         expect(deploys.rows).toHaveLength(15);
         expect(deploys.rows.every((r) => r.n === 1)).toBe(true);
         const history = await c.query<{ n: number; names: number; done: number }>(
@@ -90,16 +106,24 @@ describe('the output of a first deploy', () => {
     const names = ['20231201000000_init', '20240101000000_fast_a', '20240102000000_slow', '20240103000000_fast_c'];
 
     // what a person reads (stderr, not a terminal: plain lines)
-    const r = await runDbops(['migrate', 'up', '--with-schema'], { env: env((await emptyDb()).url, dataDir, prismaDir) });
+    const r = await runDbops(['migrate', 'up', '--with-schema'], {
+      env: env((await emptyDb()).url, dataDir, prismaDir),
+    });
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stderr.split('\n').filter((l) => /^(applying|✔)/.test(l));
-    expect(lines.map((l) => l.replace(/ \d+(\.\d)? m?s$/, ''))).toEqual(names.flatMap((n) => [`applying schema ${n}`, `✔ applied schema ${n}`]));
+    expect(lines.map((l) => l.replace(/ \d+(\.\d)? m?s$/, ''))).toEqual(
+      names.flatMap((n) => [`applying schema ${n}`, `✔ applied schema ${n}`]),
+    );
     expect(lines[5]).toMatch(/^✔ applied schema 20240102000000_slow \d+\.\d s$/);
 
     // what a script reads
-    const json = await runDbops(['--json', 'migrate', 'up', '--with-schema'], { env: env((await emptyDb()).url, dataDir, prismaDir) });
+    const json = await runDbops(['--json', 'migrate', 'up', '--with-schema'], {
+      env: env((await emptyDb()).url, dataDir, prismaDir),
+    });
     expect(json.code, json.stderr).toBe(0);
-    const ms = Object.fromEntries((JSON.parse(json.stdout).outcomes as { name: string; durationMs: number }[]).map((o) => [o.name, o.durationMs]));
+    const ms = Object.fromEntries(
+      (JSON.parse(json.stdout).outcomes as { name: string; durationMs: number }[]).map((o) => [o.name, o.durationMs]),
+    );
     // the slow one took its 1.5 s; the others did not get a share of it (a batch average would be 375 ms each)
     expect(ms['20240102000000_slow']).toBeGreaterThanOrEqual(1500);
     expect(ms['20240101000000_fast_a']).toBeLessThan(ms['20240102000000_slow'] as number);
@@ -123,13 +147,20 @@ describe("dbops' own tables, invisible to Prisma", () => {
     const db = await emptyDb();
     const dataDir = dataMigrations();
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const up = await runDbops(['migrate', 'up', '--with-schema'], { env: env(db.url, dataDir, join(ROOT, 'prisma', 'migrations')) });
+    const up = await runDbops(['migrate', 'up', '--with-schema'], {
+      env: env(db.url, dataDir, join(ROOT, 'prisma', 'migrations')),
+    });
     expect(up.code, up.stderr).toBe(0);
     await withClient(db.url, async (c) => {
-      const tables = await c.query(`SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_schema = 'dbops' ORDER BY 1`);
+      const tables = await c.query(
+        `SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_schema = 'dbops' ORDER BY 1`,
+      );
       expect(tables.rows.map((r) => r.t)).toEqual(['dbops.backfill_checkpoints', 'dbops.data_migrations']);
     });
-    const dir = prismaProject(readFileSync(join(ROOT, 'prisma', 'schema.prisma'), 'utf8'), join(ROOT, 'prisma', 'migrations'));
+    const dir = prismaProject(
+      readFileSync(join(ROOT, 'prisma', 'schema.prisma'), 'utf8'),
+      join(ROOT, 'prisma', 'migrations'),
+    );
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const verdict = await prismaVerdict(dir, db.url);
     expect(verdict.status.stdout).toContain('Database schema is up to date!');

@@ -74,11 +74,17 @@ describe('SIGKILL between the commit and the invalidation', () => {
   it(`${KILLS} kills at random points, each followed by a plain rerun: every owed key invalidated, nothing else`, async () => {
     const random = mulberry32(SEED);
     const dir = migrationFolder({});
-    const env = cleanEnvFor(db.url, dir, { REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: ns, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none') });
+    const env = cleanEnvFor(db.url, dir, {
+      REDIS_URL: redisUrl(),
+      CACHE_KEY_PREFIX: ns,
+      DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none'),
+    });
     const landed: string[] = [];
     for (let i = 0; i < KILLS; i++) {
       writeFileSync(join(dir, `2025010100${String(i).padStart(4, '0')}_rename_${i}.ts`), migrationSource(i));
-      const run = startDbops(['migrate', 'up'], { env: { ...env, DBOPS_TEST_PAUSE_BEFORE_INVALIDATION_MS: String(PAUSE_MS) } });
+      const run = startDbops(['migrate', 'up'], {
+        env: { ...env, DBOPS_TEST_PAUSE_BEFORE_INVALIDATION_MS: String(PAUSE_MS) },
+      });
       for (let waited = 0; !run.output().includes('test pause before invalidation'); waited += 10) {
         if (waited > 30_000) throw new Error(`no pause announced: ${run.output()}`);
         await new Promise((r) => setTimeout(r, 10));
@@ -90,9 +96,12 @@ describe('SIGKILL between the commit and the invalidation', () => {
       const killed = await run.done;
       const owedAfterKill = await withClient(
         db.url,
-        async (c) => (await c.query('SELECT count(*)::int AS n FROM dbops.cache_invalidations WHERE done_at IS NULL')).rows[0].n,
+        async (c) =>
+          (await c.query('SELECT count(*)::int AS n FROM dbops.cache_invalidations WHERE done_at IS NULL')).rows[0].n,
       );
-      landed.push(`${delay} ms: ${killed.signal === 'SIGKILL' ? 'killed' : `exited ${killed.code}`}, ${owedAfterKill} owed`);
+      landed.push(
+        `${delay} ms: ${killed.signal === 'SIGKILL' ? 'killed' : `exited ${killed.code}`}, ${owedAfterKill} owed`,
+      );
       // The migration committed before the pause, whatever the kill hit.
       await withClient(db.url, async (c) => {
         expect((await c.query(`SELECT count(*)::int AS n FROM users WHERE name = $1`, [`v${i}`])).rows[0].n).toBe(PER);
@@ -118,12 +127,20 @@ describe('SIGKILL between the commit and the invalidation', () => {
 
   it('migrate status --json shows what is owed, and what was invalidated and when', async () => {
     const dir = migrationFolder({});
-    const env = cleanEnvFor(db.url, dir, { REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: ns, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none') });
+    const env = cleanEnvFor(db.url, dir, {
+      REDIS_URL: redisUrl(),
+      CACHE_KEY_PREFIX: ns,
+      DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none'),
+    });
     const status = await runDbops(['migrate', 'status', '--json'], { env });
     expect(status.code, status.stderr).toBe(0);
     const doc = JSON.parse(status.stdout);
     expect(doc.invalidations.owed).toEqual([]);
     expect(doc.invalidations.done.length).toBeGreaterThan(0);
-    expect(doc.invalidations.done[0]).toMatchObject({ keys: PER, doneAt: expect.any(String), attempts: expect.any(Number) });
+    expect(doc.invalidations.done[0]).toMatchObject({
+      keys: PER,
+      doneAt: expect.any(String),
+      attempts: expect.any(Number),
+    });
   });
 });

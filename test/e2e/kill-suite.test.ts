@@ -48,7 +48,12 @@ interface Kill {
 const random = mulberry32(SEED);
 const kills: Kill[] = Array.from({ length: KILLS }, (_, i) => {
   const phase = PHASES[i % PHASES.length] as (typeof PHASES)[number];
-  return { i, via: Math.floor(i / PHASES.length) % 2 === 0 ? 'direct' : 'pgbouncer', phase, delayMs: Math.round(random() * phase.spanMs) };
+  return {
+    i,
+    via: Math.floor(i / PHASES.length) % 2 === 0 ? 'direct' : 'pgbouncer',
+    phase,
+    delayMs: Math.round(random() * phase.spanMs),
+  };
 });
 
 const dbs: TestDatabase[] = [];
@@ -58,7 +63,9 @@ const suiteStarted = performance.now();
 afterAll(async () => {
   for (const db of dbs) await db.drop().catch(() => {});
   const byPhase: Record<string, number> = {};
-  for (const o of outcomes) if (o.killed) byPhase[`${o.kill.phase.name} (${o.kill.via})`] = (byPhase[`${o.kill.phase.name} (${o.kill.via})`] ?? 0) + 1;
+  for (const o of outcomes)
+    if (o.killed)
+      byPhase[`${o.kill.phase.name} (${o.kill.via})`] = (byPhase[`${o.kill.phase.name} (${o.kill.via})`] ?? 0) + 1;
   writeFigures('kill', {
     seed: SEED,
     kills: outcomes.filter((o) => o.killed).length,
@@ -81,10 +88,13 @@ async function partialStates(db: TestDatabase, dir: string): Promise<string[]> {
     ['middle', '20240103000000_middle'],
   ] as const) {
     const n = seen.audit[name] ?? 0;
-    if (n !== (applied.has(migration) ? 1 : 0)) problems.push(`${migration}: ${n} audit row(s), ${applied.has(migration) ? '' : 'not '}recorded`);
+    if (n !== (applied.has(migration) ? 1 : 0))
+      problems.push(`${migration}: ${n} audit row(s), ${applied.has(migration) ? '' : 'not '}recorded`);
   }
-  for (const counter of Object.keys(seen.items)) if (Number(counter) > 1) problems.push(`items changed ${counter} times`);
-  if (applied.has('20240102000000_backfill') && seen.items[1] !== ITEMS) problems.push('backfill recorded with rows left');
+  for (const counter of Object.keys(seen.items))
+    if (Number(counter) > 1) problems.push(`items changed ${counter} times`);
+  if (applied.has('20240102000000_backfill') && seen.items[1] !== ITEMS)
+    problems.push('backfill recorded with rows left');
   return problems;
 }
 
@@ -117,7 +127,8 @@ async function oneKill(kill: Kill, dir: string): Promise<void> {
   const manual =
     rerun.code !== 0 ||
     JSON.stringify(applied) !== JSON.stringify(SUITE_MIGRATIONS) ||
-    JSON.stringify(seen) !== JSON.stringify({ audit: { first: 1, middle: 1 }, side: { backfill: 1, no_tx: 1 }, items: { 1: ITEMS } });
+    JSON.stringify(seen) !==
+      JSON.stringify({ audit: { first: 1, middle: 1 }, side: { backfill: 1, no_tx: 1 }, items: { 1: ITEMS } });
   outcomes.push({ kill, killed, partial, manual, convergeMs });
   expect(partial, `kill ${kill.i} (${kill.phase.name} +${kill.delayMs} ms, ${kill.via})`).toEqual([]);
   expect(rerun.code, rerun.stderr).toBe(0);
@@ -128,7 +139,9 @@ async function oneKill(kill: Kill, dir: string): Promise<void> {
 describe('kill suite: SIGKILL at random points, then one plain rerun', () => {
   it(`${KILLS} kills in ${LANES} lanes: no partial state, every rerun converges without manual action`, async () => {
     const dir = suiteFolder({ idempotentSide: true });
-    const lanes = Array.from({ length: LANES }, (_, lane) => kills.filter((k) => Math.floor((k.i * LANES) / KILLS) === lane));
+    const lanes = Array.from({ length: LANES }, (_, lane) =>
+      kills.filter((k) => Math.floor((k.i * LANES) / KILLS) === lane),
+    );
     const failures: unknown[] = [];
     await Promise.all(
       lanes.map(async (lane) => {

@@ -70,7 +70,12 @@ async function app(): Promise<App> {
   const dir = mkdtempSync(join(tmpdir(), 'dbops-legacy-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const data = join(dir, 'data-migrations');
-  const env = cleanEnv({ DATABASE_URL: db.url, DBOPS_MIGRATIONS_DIR: data, DBOPS_PRISMA_MIGRATIONS_DIR: join(ROOT, 'prisma', 'migrations'), USER: 'e2e-user' });
+  const env = cleanEnv({
+    DATABASE_URL: db.url,
+    DBOPS_MIGRATIONS_DIR: data,
+    DBOPS_PRISMA_MIGRATIONS_DIR: join(ROOT, 'prisma', 'migrations'),
+    USER: 'e2e-user',
+  });
   mkdirSync(data);
   const a: App = {
     dir,
@@ -99,10 +104,14 @@ async function state(url: string) {
         WHERE n.nspname = 'public' AND c.relname LIKE '\\_dbops%' AND c.relkind IN ('r', 'c') ORDER BY 1`,
     );
     const hasOurs = (await q(`SELECT to_regclass('dbops.data_migrations') IS NOT NULL AS t`))[0]?.t;
-    const ledger = hasOurs ? await q('SELECT name, checksum, applied_by, dbops_version, repairs FROM dbops.data_migrations ORDER BY name') : [];
+    const ledger = hasOurs
+      ? await q('SELECT name, checksum, applied_by, dbops_version, repairs FROM dbops.data_migrations ORDER BY name')
+      : [];
     const hasCheckpoints = (await q(`SELECT to_regclass('dbops.backfill_checkpoints') IS NOT NULL AS t`))[0]?.t;
     const checkpoints = hasCheckpoints
-      ? await q('SELECT migration, rows_done::int AS rows, finished_at IS NOT NULL AS finished FROM dbops.backfill_checkpoints')
+      ? await q(
+          'SELECT migration, rows_done::int AS rows, finished_at IS NOT NULL AS finished FROM dbops.backfill_checkpoints',
+        )
       : [];
     return { publicObjects, ledger, checkpoints, audit: await auditCounts(c) };
   });
@@ -130,20 +139,32 @@ describe('a database migrated by dbops 0.1.0', () => {
     const a = await migratedBy010();
     const legacyRows = await withClient(
       a.db.url,
-      async (c) => (await c.query('SELECT name, checksum, applied_by, dbops_version FROM _dbops_data_migrations ORDER BY name')).rows,
+      async (c) =>
+        (await c.query('SELECT name, checksum, applied_by, dbops_version FROM _dbops_data_migrations ORDER BY name'))
+          .rows,
     );
     a.add('20240103000000_c.ts', audit('c'));
     const runs = await Promise.all(
-      Array.from({ length: 8 }, () => runDbops(['migrate', 'up', '--lock-timeout', '60s'], { env: a.env, cwd: a.dir, timeoutMs: 90_000 })),
+      Array.from({ length: 8 }, () =>
+        runDbops(['migrate', 'up', '--lock-timeout', '60s'], { env: a.env, cwd: a.dir, timeoutMs: 90_000 }),
+      ),
     );
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     expect(
-      runs.filter((r) => /moved dbops 0\.1\.0's ledger public\._dbops_data_migrations \(2 row\(s\)\) to dbops\.data_migrations/.test(r.stderr)),
+      runs.filter((r) =>
+        /moved dbops 0\.1\.0's ledger public\._dbops_data_migrations \(2 row\(s\)\) to dbops\.data_migrations/.test(
+          r.stderr,
+        ),
+      ),
     ).toHaveLength(1);
     const after = await state(a.db.url);
     // the old rows, as they were (who applied them, with which version), and the new one
     expect(after.ledger.slice(0, 2).map(({ repairs, ...row }) => row)).toEqual(legacyRows);
-    expect(after.ledger.map((r) => r.name)).toEqual(['20240101000000_a', '20240102000000_backfill', '20240103000000_c']);
+    expect(after.ledger.map((r) => r.name)).toEqual([
+      '20240101000000_a',
+      '20240102000000_backfill',
+      '20240103000000_c',
+    ]);
     expect(after.checkpoints).toEqual([{ migration: '20240102000000_backfill', rows: 10, finished: true }]);
     expect(after.audit).toEqual({ a: 1, c: 1 });
     // in public, only the composite type that stops a 0.1.0 runner
@@ -170,7 +191,9 @@ describe('a database migrated by dbops 0.1.0', () => {
     const r = await (await oldUp(a)).done;
     expect(r.code).not.toBe(0);
     // PostgreSQL's words for "this is not a table" ("is a composite type" / "cannot open relation")
-    expect(r.stderr).toMatch(/"_dbops_data_migrations" is a composite type|cannot open relation "_dbops_data_migrations"/);
+    expect(r.stderr).toMatch(
+      /"_dbops_data_migrations" is a composite type|cannot open relation "_dbops_data_migrations"/,
+    );
     const after = await state(a.db.url);
     expect(after.audit).toEqual({ a: 1 });
     expect(after.publicObjects).toEqual([{ name: '_dbops_data_migrations', kind: 'c' }]);
@@ -189,7 +212,8 @@ describe('a database migrated by dbops 0.1.0', () => {
     const go = join(signals, 'go');
     const holder = await oldUp(a, { DBOPS_TEST_READY: ready, DBOPS_TEST_GO: go });
     for (let i = 0; !existsSync(ready); i++) {
-      if (holder.child.exitCode !== null || i > 1200) throw new Error(`the 0.1.0 runner never reached its migration: ${holder.output()}`);
+      if (holder.child.exitCode !== null || i > 1200)
+        throw new Error(`the 0.1.0 runner never reached its migration: ${holder.output()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     a.add('20240105000000_e.ts', audit('e'));
@@ -211,7 +235,12 @@ describe('a database migrated by dbops 0.1.0', () => {
       expect(r.code, r.stderr).toBe(0);
     }
     const after = await state(a.db.url);
-    expect(after.ledger.map((r) => r.name)).toEqual(['20240101000000_a', '20240102000000_backfill', '20240103000000_held', '20240105000000_e']);
+    expect(after.ledger.map((r) => r.name)).toEqual([
+      '20240101000000_a',
+      '20240102000000_backfill',
+      '20240103000000_held',
+      '20240105000000_e',
+    ]);
     expect(after.audit).toEqual({ a: 1, held: 1, e: 1 });
     expect(after.publicObjects).toEqual([{ name: '_dbops_data_migrations', kind: 'c' }]);
   });
@@ -222,7 +251,10 @@ describe('a database migrated by dbops 0.1.0', () => {
     expect((await runDbops(['migrate', 'up'], { env: a.env, cwd: a.dir })).code).toBe(0);
     // the template's extra tables (audit, bf) are the test's, not the app's: drop them for Prisma's eyes
     await withClient(a.db.url, (c) => c.query('DROP TABLE audit, bf'));
-    const dir = prismaProject(readFileSync(join(ROOT, 'prisma', 'schema.prisma'), 'utf8'), join(ROOT, 'prisma', 'migrations'));
+    const dir = prismaProject(
+      readFileSync(join(ROOT, 'prisma', 'schema.prisma'), 'utf8'),
+      join(ROOT, 'prisma', 'migrations'),
+    );
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const verdict = await prismaVerdict(dir, a.db.url);
     expect(verdict.diff.code, verdict.diff.stdout + verdict.diff.stderr).toBe(0);

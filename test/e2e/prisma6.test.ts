@@ -37,13 +37,19 @@ async function app(install: PrismaInstall): Promise<string> {
 async function database(dir: string): Promise<TestDatabase> {
   const db = await createTestDatabase({ empty: true });
   cleanups.push(() => db.drop());
-  await applySchemaMigrations({ connectionString: db.url, migrationsDir: join(dir, 'prisma', 'migrations'), names: [INIT] });
+  await applySchemaMigrations({
+    connectionString: db.url,
+    migrationsDir: join(dir, 'prisma', 'migrations'),
+    names: [INIT],
+  });
   return db;
 }
 
 async function roles(url: string): Promise<Record<string, string | null>> {
   return withClient(url, async (c) => {
-    const { rows } = await c.query<{ email: string; role: string | null }>('SELECT "email", "role" FROM "User" ORDER BY "email"');
+    const { rows } = await c.query<{ email: string; role: string | null }>(
+      'SELECT "email", "role" FROM "User" ORDER BY "email"',
+    );
     return Object.fromEntries(rows.map((r) => [r.email, r.role]));
   });
 }
@@ -57,11 +63,18 @@ describe('a Prisma 6 application', () => {
   it('migrate up --with-schema: schema migrations, a SQL data migration and a ctx.prisma migration on the Prisma 6 client', async () => {
     const dir = await app(prisma6);
     const db = await database(dir);
-    const up = await runDbops(['migrate', 'up', '--with-schema'], { cwd: dir, env: cleanEnv({ DATABASE_URL: db.url }) });
+    const up = await runDbops(['migrate', 'up', '--with-schema'], {
+      cwd: dir,
+      env: cleanEnv({ DATABASE_URL: db.url }),
+    });
     expect(up.stderr).toContain('20240301000000_roles_with_prisma: gave 3 user(s) the role USER');
     expect(up.code).toBe(0);
     // ctx.prisma's writes, its nested $transaction included, are committed with the migration
-    expect(await roles(db.url)).toEqual({ 'ada@example.com': 'ADMIN', 'edsger@example.com': 'USER', 'grace@example.com': 'USER' });
+    expect(await roles(db.url)).toEqual({
+      'ada@example.com': 'ADMIN',
+      'edsger@example.com': 'USER',
+      'grace@example.com': 'USER',
+    });
     // _prisma_migrations as Prisma writes it: the SHA-256 of each migration.sql
     const rows = await withClient(db.url, (c) =>
       c.query<{ migration_name: string; checksum: string }>(
@@ -76,9 +89,16 @@ describe('a Prisma 6 application', () => {
       [INIT, sha(INIT)],
       [ADD_ROLE, sha(ADD_ROLE)],
     ]);
-    const again = await runDbops(['migrate', 'up', '--with-schema'], { cwd: dir, env: cleanEnv({ DATABASE_URL: db.url }) });
+    const again = await runDbops(['migrate', 'up', '--with-schema'], {
+      cwd: dir,
+      env: cleanEnv({ DATABASE_URL: db.url }),
+    });
     expect(again.code).toBe(0);
-    expect(await roles(db.url)).toEqual({ 'ada@example.com': 'ADMIN', 'edsger@example.com': 'USER', 'grace@example.com': 'USER' });
+    expect(await roles(db.url)).toEqual({
+      'ada@example.com': 'ADMIN',
+      'edsger@example.com': 'USER',
+      'grace@example.com': 'USER',
+    });
   });
 
   it("ctx.prisma's writes are rolled back with the migration when its validate fails", async () => {
@@ -96,38 +116,68 @@ describe('a Prisma 6 application', () => {
 `,
     );
     const db = await database(dir);
-    const up = await runDbops(['migrate', 'up', '--with-schema'], { cwd: dir, env: cleanEnv({ DATABASE_URL: db.url }) });
+    const up = await runDbops(['migrate', 'up', '--with-schema'], {
+      cwd: dir,
+      env: cleanEnv({ DATABASE_URL: db.url }),
+    });
     expect(up.code).toBe(1);
     expect(up.stderr).toContain('20240301000000_roles_with_prisma');
     // the SQL migration before it is applied; nothing ctx.prisma wrote survived
-    expect(await roles(db.url)).toEqual({ 'ada@example.com': null, 'edsger@example.com': null, 'grace@example.com': null });
+    expect(await roles(db.url)).toEqual({
+      'ada@example.com': null,
+      'edsger@example.com': null,
+      'grace@example.com': null,
+    });
   });
 
   it('no generated client: the user is told where dbops looked and how to point it at the client', async () => {
     const dir = await app(prisma6);
     const schema = join(dir, 'prisma', 'schema.prisma');
-    writeFileSync(schema, readFileSync(schema, 'utf8').replace('provider   = "prisma-client-js"', 'provider   = "prisma-client"\n  output     = "../src/db"'));
+    writeFileSync(
+      schema,
+      readFileSync(schema, 'utf8').replace(
+        'provider   = "prisma-client-js"',
+        'provider   = "prisma-client"\n  output     = "../src/db"',
+      ),
+    );
     const db = await database(dir);
-    const up = await runDbops(['migrate', 'up', '--with-schema'], { cwd: dir, env: cleanEnv({ DATABASE_URL: db.url }) });
+    const up = await runDbops(['migrate', 'up', '--with-schema'], {
+      cwd: dir,
+      env: cleanEnv({ DATABASE_URL: db.url }),
+    });
     expect(up.code).toBe(1);
     expect(up.stderr).toContain(
       'ctx.prisma: no generated Prisma client found (looked at generator client (prisma-client) in prisma/schema.prisma: src/db/client.ts (not generated))',
     );
-    expect(up.stderr).toContain('run prisma generate, or set DBOPS_PRISMA_CLIENT (or --prisma-client) to the client module');
+    expect(up.stderr).toContain(
+      'run prisma generate, or set DBOPS_PRISMA_CLIENT (or --prisma-client) to the client module',
+    );
     expect(up.stderr).not.toContain('fix the migration and run again');
   });
 
   it('a Prisma 6 client without driver adapters: the error says plainly why ctx.prisma cannot share the transaction', async () => {
     // Prisma before 6.16 needs the driverAdapters preview feature to take an adapter at all.
-    const schema = SCHEMA.replace('engineType = "client"', 'engineType      = "client"\n  previewFeatures = ["queryCompiler"]');
+    const schema = SCHEMA.replace(
+      'engineType = "client"',
+      'engineType      = "client"\n  previewFeatures = ["queryCompiler"]',
+    );
     const prisma615 = await installPrisma('6.15.0', schema, []);
     const dir = await app(prisma615);
     const db = await database(dir);
-    const up = await runDbops(['migrate', 'up', '--with-schema'], { cwd: dir, env: cleanEnv({ DATABASE_URL: db.url }) });
+    const up = await runDbops(['migrate', 'up', '--with-schema'], {
+      cwd: dir,
+      env: cleanEnv({ DATABASE_URL: db.url }),
+    });
     expect(up.code).not.toBe(0);
-    expect(up.stderr).toContain('(Prisma 6.15.0) was generated without driver adapters, so it cannot run on the migration');
+    expect(up.stderr).toContain(
+      '(Prisma 6.15.0) was generated without driver adapters, so it cannot run on the migration',
+    );
     expect(up.stderr).toContain('previewFeatures = ["driverAdapters"]');
     expect(up.stderr).not.toContain('fix the migration and run again');
-    expect(await roles(db.url)).toEqual({ 'ada@example.com': null, 'edsger@example.com': null, 'grace@example.com': null });
+    expect(await roles(db.url)).toEqual({
+      'ada@example.com': null,
+      'edsger@example.com': null,
+      'grace@example.com': null,
+    });
   }, 600_000);
 });

@@ -16,7 +16,10 @@ import { ITEMS, prepareSuiteDb, SUITE_MIGRATIONS, sideEffects, suiteFolder } fro
 const RUNNERS = 16;
 const dbs: TestDatabase[] = [];
 const bouncers: PgBouncerServer[] = [];
-const figures: Record<string, { rounds: number; runs: number; doubleApplications: number; failedRuns: number; convergeMs: number[] }> = {};
+const figures: Record<
+  string,
+  { rounds: number; runs: number; doubleApplications: number; failedRuns: number; convergeMs: number[] }
+> = {};
 const suiteStarted = performance.now();
 
 afterAll(async () => {
@@ -25,10 +28,19 @@ afterAll(async () => {
   const rows = Object.fromEntries(
     Object.entries(figures).map(([k, f]) => [
       k,
-      { ...f, convergeMs: undefined, convergeMedianMs: Math.round(median(f.convergeMs)), convergeMaxMs: Math.round(Math.max(0, ...f.convergeMs)) },
+      {
+        ...f,
+        convergeMs: undefined,
+        convergeMedianMs: Math.round(median(f.convergeMs)),
+        convergeMaxMs: Math.round(Math.max(0, ...f.convergeMs)),
+      },
     ]),
   );
-  writeFigures('race', { runnersPerRound: RUNNERS, configurations: rows, durationMs: Math.round(performance.now() - suiteStarted) });
+  writeFigures('race', {
+    runnersPerRound: RUNNERS,
+    configurations: rows,
+    durationMs: Math.round(performance.now() - suiteStarted),
+  });
 });
 
 /** Server guards set low on the database (transaction_timeout on PostgreSQL 17+ only). */
@@ -53,7 +65,12 @@ const BOUNCER_GUARDS = {
   default_pool_size: 4,
 };
 
-const configurations: Array<{ name: string; via: 'direct' | 'pgbouncer' | 'guarded-pgbouncer'; guards: boolean; rounds: number }> = [
+const configurations: Array<{
+  name: string;
+  via: 'direct' | 'pgbouncer' | 'guarded-pgbouncer';
+  guards: boolean;
+  rounds: number;
+}> = [
   { name: 'direct', via: 'direct', guards: false, rounds: 2 },
   { name: 'PgBouncer transaction pooling', via: 'pgbouncer', guards: false, rounds: 2 },
   { name: 'direct, server guards low', via: 'direct', guards: true, rounds: 2 },
@@ -61,49 +78,58 @@ const configurations: Array<{ name: string; via: 'direct' | 'pgbouncer' | 'guard
 ];
 
 describe('race suite: 16 concurrent `migrate up` per round', () => {
-  it.each(configurations)('$name: every migration applied exactly once, every run converges', async ({ name, via, guards, rounds }) => {
-    let bouncer: PgBouncerServer | undefined;
-    if (via === 'guarded-pgbouncer') {
-      bouncer = await startPgBouncer(services().pg.port, BOUNCER_GUARDS);
-      bouncers.push(bouncer);
-    }
-    const dir = suiteFolder({ idempotentSide: false });
-    const f = { rounds: 0, runs: 0, doubleApplications: 0, failedRuns: 0, convergeMs: [] as number[] };
-    figures[name] = f;
-    for (let round = 0; round < rounds; round++) {
-      const db = await createTestDatabase();
-      dbs.push(db);
-      await withClient(db.url, async (c) => {
-        await prepareSuiteDb(c);
-        if (guards) for (const [k, v] of Object.entries(serverGuards())) await c.query(`ALTER DATABASE ${db.name} SET ${k} = '${v}'`);
-      });
-      const url = via === 'direct' ? db.url : via === 'pgbouncer' ? db.bouncerUrl : (bouncer as PgBouncerServer).url(db.name);
-      const t0 = performance.now();
-      const results = await Promise.all(
-        Array.from({ length: RUNNERS }, () =>
-          runDbops(['migrate', 'up', '--lock-timeout', '120s', '--max-rows-per-second', '500'], { env: cleanEnvFor(url, dir), timeoutMs: 180_000 }),
-        ),
-      );
-      f.convergeMs.push(performance.now() - t0);
-      f.rounds++;
-      f.runs += results.length;
-      const failed = results.filter((r) => r.code !== 0);
-      f.failedRuns += failed.length;
-      const seen = await withClient(db.url, (c) => sideEffects(c));
-      const doubles =
-        Object.values(seen.audit).filter((n) => n > 1).length +
-        Object.values(seen.side).filter((n) => n > 1).length +
-        Object.entries(seen.items).filter(([counter]) => Number(counter) > 1).length;
-      f.doubleApplications += doubles;
-      expect(
-        failed.map((r) => r.stderr.slice(-600)),
-        'failed runs',
-      ).toEqual([]);
-      expect(seen).toEqual({ audit: { first: 1, middle: 1 }, side: { backfill: 1, no_tx: 1 }, items: { 1: ITEMS } });
-      expect(await appliedNames(db.url, dir)).toEqual(SUITE_MIGRATIONS);
-      // the work was shared out, and the others saw it done
-      const applied = results.map((r) => (r.stderr.match(/✔ applied/g) ?? []).length).reduce((a, b) => a + b, 0);
-      expect(applied).toBe(SUITE_MIGRATIONS.length);
-    }
-  });
+  it.each(configurations)(
+    '$name: every migration applied exactly once, every run converges',
+    async ({ name, via, guards, rounds }) => {
+      let bouncer: PgBouncerServer | undefined;
+      if (via === 'guarded-pgbouncer') {
+        bouncer = await startPgBouncer(services().pg.port, BOUNCER_GUARDS);
+        bouncers.push(bouncer);
+      }
+      const dir = suiteFolder({ idempotentSide: false });
+      const f = { rounds: 0, runs: 0, doubleApplications: 0, failedRuns: 0, convergeMs: [] as number[] };
+      figures[name] = f;
+      for (let round = 0; round < rounds; round++) {
+        const db = await createTestDatabase();
+        dbs.push(db);
+        await withClient(db.url, async (c) => {
+          await prepareSuiteDb(c);
+          if (guards)
+            for (const [k, v] of Object.entries(serverGuards()))
+              await c.query(`ALTER DATABASE ${db.name} SET ${k} = '${v}'`);
+        });
+        const url =
+          via === 'direct' ? db.url : via === 'pgbouncer' ? db.bouncerUrl : (bouncer as PgBouncerServer).url(db.name);
+        const t0 = performance.now();
+        const results = await Promise.all(
+          Array.from({ length: RUNNERS }, () =>
+            runDbops(['migrate', 'up', '--lock-timeout', '120s', '--max-rows-per-second', '500'], {
+              env: cleanEnvFor(url, dir),
+              timeoutMs: 180_000,
+            }),
+          ),
+        );
+        f.convergeMs.push(performance.now() - t0);
+        f.rounds++;
+        f.runs += results.length;
+        const failed = results.filter((r) => r.code !== 0);
+        f.failedRuns += failed.length;
+        const seen = await withClient(db.url, (c) => sideEffects(c));
+        const doubles =
+          Object.values(seen.audit).filter((n) => n > 1).length +
+          Object.values(seen.side).filter((n) => n > 1).length +
+          Object.entries(seen.items).filter(([counter]) => Number(counter) > 1).length;
+        f.doubleApplications += doubles;
+        expect(
+          failed.map((r) => r.stderr.slice(-600)),
+          'failed runs',
+        ).toEqual([]);
+        expect(seen).toEqual({ audit: { first: 1, middle: 1 }, side: { backfill: 1, no_tx: 1 }, items: { 1: ITEMS } });
+        expect(await appliedNames(db.url, dir)).toEqual(SUITE_MIGRATIONS);
+        // the work was shared out, and the others saw it done
+        const applied = results.map((r) => (r.stderr.match(/✔ applied/g) ?? []).length).reduce((a, b) => a + b, 0);
+        expect(applied).toBe(SUITE_MIGRATIONS.length);
+      }
+    },
+  );
 });

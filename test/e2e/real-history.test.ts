@@ -19,7 +19,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runDbops } from '../helpers/cli.js';
-import { type History, LEGAL_AI_PRISMA_DB, localHistories, migrationHistory, migrationNames } from '../helpers/migration-history.js';
+import {
+  type History,
+  LEGAL_AI_PRISMA_DB,
+  localHistories,
+  migrationHistory,
+  migrationNames,
+} from '../helpers/migration-history.js';
 import { withClient } from '../helpers/migrations.js';
 import { forPrisma7, prismaCli, prismaProject, prismaVerdict } from '../helpers/prisma-cli.js';
 import { type PgServer, startPostgres } from '../helpers/servers.js';
@@ -49,14 +55,25 @@ async function emptyDatabase(): Promise<{ url: string; name: string }> {
 /** psql in one session, one migration.sql after the other, stopping at the first error. */
 async function psqlHistory(url: string, migrations: string, names: string[]): Promise<void> {
   const files = names.flatMap((n) => ['-f', join(migrations, n, 'migration.sql')]);
-  await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, ...files], { timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
+  await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, ...files], {
+    timeout: 600_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
 }
 
 /** The schema as pg_dump sees it, without dbops' schema and Prisma's table. */
 async function schemaDump(url: string): Promise<string> {
   const { stdout } = await run(
     'pg_dump',
-    ['--schema-only', '--no-owner', '--no-privileges', '--exclude-schema=dbops', '--exclude-table=public._prisma_migrations', '-d', url],
+    [
+      '--schema-only',
+      '--no-owner',
+      '--no-privileges',
+      '--exclude-schema=dbops',
+      '--exclude-table=public._prisma_migrations',
+      '-d',
+      url,
+    ],
     { maxBuffer: 256 * 1024 * 1024 },
   );
   return withoutRestrictKey(stdout);
@@ -71,7 +88,15 @@ function withoutRestrictKey(dump: string): string {
 }
 
 async function historyTable(url: string): Promise<{ ddl: string; rows: unknown[] }> {
-  const { stdout } = await run('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', '-t', 'public._prisma_migrations', '-d', url]);
+  const { stdout } = await run('pg_dump', [
+    '--schema-only',
+    '--no-owner',
+    '--no-privileges',
+    '-t',
+    'public._prisma_migrations',
+    '-d',
+    url,
+  ]);
   const rows = await withClient(url, async (c) => {
     const r = await c.query(
       `SELECT migration_name, checksum, logs, rolled_back_at, applied_steps_count, finished_at IS NOT NULL AS finished,
@@ -84,7 +109,10 @@ async function historyTable(url: string): Promise<{ ddl: string; rows: unknown[]
 }
 
 const histories: (History | { label: string; load: () => Promise<History> })[] = [
-  { label: `${LEGAL_AI_PRISMA_DB.pkg}@${LEGAL_AI_PRISMA_DB.version}`, load: () => migrationHistory(LEGAL_AI_PRISMA_DB) },
+  {
+    label: `${LEGAL_AI_PRISMA_DB.pkg}@${LEGAL_AI_PRISMA_DB.version}`,
+    load: () => migrationHistory(LEGAL_AI_PRISMA_DB),
+  },
   ...localHistories(process.env.DBOPS_REAL_HISTORIES),
 ];
 if (!process.env.DBOPS_REAL_HISTORIES) {
@@ -113,7 +141,11 @@ describe.each(histories)('a real application’s complete history: $label', (ent
 
     await psqlHistory(byPsql.url, h.migrations, names);
     const up = await runDbops(['migrate', 'up', '--with-schema'], {
-      env: cleanEnv({ DATABASE_URL: byDbops.url, DBOPS_PRISMA_MIGRATIONS_DIR: h.migrations, DBOPS_MIGRATIONS_DIR: data }),
+      env: cleanEnv({
+        DATABASE_URL: byDbops.url,
+        DBOPS_PRISMA_MIGRATIONS_DIR: h.migrations,
+        DBOPS_MIGRATIONS_DIR: data,
+      }),
       timeoutMs: 600_000,
     });
     expect(up.code, up.stderr.slice(-2000)).toBe(0);
@@ -137,7 +169,8 @@ describe.each(histories)('a real application’s complete history: $label', (ent
     expect(pulled.code, pulled.stderr).toBe(0);
     const inSync = prismaProject(pulled.stdout, h.migrations);
     cleanups.push(() => rmSync(inSync, { recursive: true, force: true }));
-    const said = (text: string, db: { name: string }) => text.replaceAll(db.name, '<db>').replace(/\d{14}_after_dbops/g, '<now>_after_dbops');
+    const said = (text: string, db: { name: string }) =>
+      text.replaceAll(db.name, '<db>').replace(/\d{14}_after_dbops/g, '<now>_after_dbops');
     const clean: Record<string, boolean> = {};
     for (const [which, dir] of [
       ['schema.prisma', project],
@@ -152,11 +185,16 @@ describe.each(histories)('a real application’s complete history: $label', (ent
       expect(verdict.pull.stdout).not.toMatch(/data_migrations|backfill_checkpoints|"dbops"/);
       for (const command of ['validate', 'diff', 'dev', 'pull'] as const) {
         expect(verdict[command].code, `${which}: ${command}`).toBe(reference[command].code);
-        expect(said(verdict[command].stdout, byDbops), `${which}: ${command}`).toBe(said(reference[command].stdout, byPrisma));
+        expect(said(verdict[command].stdout, byDbops), `${which}: ${command}`).toBe(
+          said(reference[command].stdout, byPrisma),
+        );
       }
       expect(verdict.created.map((m) => m.sql)).toEqual(reference.created.map((m) => m.sql));
       clean[which] =
-        verdict.validate.code === 0 && verdict.diff.code === 0 && verdict.dev.code === 0 && verdict.created.every((m) => /empty migration/.test(m.sql));
+        verdict.validate.code === 0 &&
+        verdict.diff.code === 0 &&
+        verdict.dev.code === 0 &&
+        verdict.created.every((m) => /empty migration/.test(m.sql));
     }
     process.stderr.write(`${h.label}: ${names.length} migrations; Prisma clean on ${JSON.stringify(clean)}\n`);
   }, 1_800_000);

@@ -34,7 +34,10 @@ async function applied(): Promise<{ db: TestDatabase; dir: string; env: Record<s
 }
 
 async function checksum(db: TestDatabase): Promise<string> {
-  return withClient(db.url, async (c) => (await c.query('SELECT checksum FROM dbops.data_migrations WHERE name = $1', [A])).rows[0]?.checksum);
+  return withClient(
+    db.url,
+    async (c) => (await c.query('SELECT checksum FROM dbops.data_migrations WHERE name = $1', [A])).rows[0]?.checksum,
+  );
 }
 
 describe('migrate repair', () => {
@@ -85,7 +88,11 @@ describe('migrate repair', () => {
     const json = await runDbops(['--json', 'migrate', 'resolve', A, '--yes'], { env });
     expect(json.code, json.stderr).toBe(0);
     const doc = JSON.parse(json.stdout);
-    expect(doc).toMatchObject({ command: 'repair', accepted: [{ name: A, previousChecksum: before, checksum: await checksum(db) }], skipped: [] });
+    expect(doc).toMatchObject({
+      command: 'repair',
+      accepted: [{ name: A, previousChecksum: before, checksum: await checksum(db) }],
+      skipped: [],
+    });
 
     const again = await runDbops(['migrate', 'repair', '--yes'], { env });
     expect(again.code).toBe(0);

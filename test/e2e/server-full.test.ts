@@ -17,7 +17,11 @@ describe('a PostgreSQL filled to its last ordinary slot', () => {
   const url = (user: string) => `postgresql://${user}:pw-${user}@127.0.0.1:${server.port}/postgres`;
 
   beforeAll(async () => {
-    server = await startPostgres('embedded', { max_connections: 8, superuser_reserved_connections: 2, reserved_connections: 1 });
+    server = await startPostgres('embedded', {
+      max_connections: 8,
+      superuser_reserved_connections: 2,
+      reserved_connections: 1,
+    });
     const admin = new pg.Client({ connectionString: server.url() });
     await admin.connect();
     await admin.query(`CREATE ROLE filler LOGIN PASSWORD 'pw-filler'`);
@@ -42,14 +46,19 @@ describe('a PostgreSQL filled to its last ordinary slot', () => {
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/full: .*remaining connection slots are reserved/);
     expect(r.stdout).toMatch(/CRITICAL PostgreSQL at 127.0.0.1:\d+\/postgres is full: it refused dbops a connection/);
-    for (const way of ['superuser', 'pg_use_reserved_connections', "PgBouncer's console", 'replica']) expect(r.stdout).toContain(way);
+    for (const way of ['superuser', 'pg_use_reserved_connections', "PgBouncer's console", 'replica'])
+      expect(r.stdout).toContain(way);
     expect(r.stderr).not.toMatch(/unreachable/);
     expect(`${r.stdout}${r.stderr}`).not.toContain('pw-mon');
 
     const json = await dbops(['pool', '--json'], 'mon');
     expect(json.code).toBe(3);
     const doc = JSON.parse(json.stdout);
-    expect(doc).toMatchObject({ ok: false, worst: 'critical', serverFull: { endpoint: expect.stringContaining(String(server.port)) } });
+    expect(doc).toMatchObject({
+      ok: false,
+      worst: 'critical',
+      serverFull: { endpoint: expect.stringContaining(String(server.port)) },
+    });
     expect(doc.findings[0]).toMatchObject({ severity: 'critical', code: 'postgres-full' });
   });
 
@@ -61,12 +70,19 @@ describe('a PostgreSQL filled to its last ordinary slot', () => {
     expect(r.stdout).toContain('PostgreSQL is full');
   });
 
-  it.for(['resv', 'postgres'])('pool as %s gets in through a reserved slot and counts itself apart: 0 free, not -1', async (user) => {
-    const r = await runDbops(['pool', '--json'], { env: cleanEnv({ DATABASE_URL: user === 'postgres' ? server.url() : url(user) }) });
-    const doc = JSON.parse(r.stdout);
-    expect(doc.headroom).toMatchObject({ usable: 5, inUse: 6, free: 0, selfInReservedSlot: true });
-    expect(doc.headroom.formula).toContain("in use 5 (dbops' own connection is in a reserved slot, not counted) = 0");
-    expect(doc.findings.find((f: { code: string }) => f.code === 'headroom-exhausted')?.message).toContain('5 in use by others of 5 usable');
-    expect(r.code).toBe(3);
-  });
+  it.for(['resv', 'postgres'])(
+    'pool as %s gets in through a reserved slot and counts itself apart: 0 free, not -1',
+    async (user) => {
+      const r = await runDbops(['pool', '--json'], {
+        env: cleanEnv({ DATABASE_URL: user === 'postgres' ? server.url() : url(user) }),
+      });
+      const doc = JSON.parse(r.stdout);
+      expect(doc.headroom).toMatchObject({ usable: 5, inUse: 6, free: 0, selfInReservedSlot: true });
+      expect(doc.headroom.formula).toContain("in use 5 (dbops' own connection is in a reserved slot, not counted) = 0");
+      expect(doc.findings.find((f: { code: string }) => f.code === 'headroom-exhausted')?.message).toContain(
+        '5 in use by others of 5 usable',
+      );
+      expect(r.code).toBe(3);
+    },
+  );
 });

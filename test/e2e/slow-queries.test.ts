@@ -23,7 +23,8 @@ describe('dbops slow-queries (CLI)', () => {
   let db: TestDatabase;
   let client: pg.Client;
   let dir: string;
-  const run = (args: string[], url = db.url) => runDbops(['slow-queries', ...args], { env: cleanEnv({ DATABASE_URL: url }) });
+  const run = (args: string[], url = db.url) =>
+    runDbops(['slow-queries', ...args], { env: cleanEnv({ DATABASE_URL: url }) });
   const sleep = async (seconds: number, calls: number) => {
     for (let i = 0; i < calls; i++) await client.query(SLOW, [seconds]);
   };
@@ -49,7 +50,9 @@ describe('dbops slow-queries (CLI)', () => {
     const human = await run(['--limit', '5', '--min-calls', '2', '--full']);
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/pg_stat_statements 1\.12 on PostgreSQL 18/);
-    expect(human.stdout).toMatch(/calls .* total .* mean .* max .* stddev .* rows\/call .* share .* hit .* temp wr .* role .* prisma .* query/);
+    expect(human.stdout).toMatch(
+      /calls .* total .* mean .* max .* stddev .* rows\/call .* share .* hit .* temp wr .* role .* prisma .* query/,
+    );
     expect(human.stdout).toMatch(/│ slow │\s+3 │/);
     expect(human.stdout).toContain(`\n${SLOW}\n`); // --full
     const json = await run(['--json', '--sort', 'calls', '--limit', '1']);
@@ -119,9 +122,20 @@ describe('dbops slow-queries (CLI)', () => {
     expect(same.code).toBe(0);
 
     await client.query('SELECT pg_sleep($1), $2::text AS brand_new', [0.03, 'x']);
-    const fresh = await run(['--since', snap3, '--baseline', baseline, '--fail-on-regression', '300', '--min-mean-ms', '20']);
+    const fresh = await run([
+      '--since',
+      snap3,
+      '--baseline',
+      baseline,
+      '--fail-on-regression',
+      '300',
+      '--min-mean-ms',
+      '20',
+    ]);
     expect(fresh.code).toBe(3);
-    expect(fresh.stdout).toMatch(/\[new-slow\] .*new statement, mean .* > 20\.0 ms: SELECT pg_sleep\(\$1\), \$2::text AS brand_new/);
+    expect(fresh.stdout).toMatch(
+      /\[new-slow\] .*new statement, mean .* > 20\.0 ms: SELECT pg_sleep\(\$1\), \$2::text AS brand_new/,
+    );
   });
 
   it('--reset asks first (refused off a terminal), resets this database with --yes', async () => {
@@ -145,7 +159,10 @@ describe('dbops slow-queries when it cannot work', () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(new RegExp(`dbops: pg_stat_statements is not installed in database "${empty.name}"`));
       expect(r.stderr).toMatch(/hint: run CREATE EXTENSION pg_stat_statements;/);
-      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, error: { code: 'CONFIG', exitCode: 2, details: { reason: 'extension-missing' } } });
+      expect(JSON.parse(r.stdout)).toMatchObject({
+        ok: false,
+        error: { code: 'CONFIG', exitCode: 2, details: { reason: 'extension-missing' } },
+      });
     } finally {
       await empty.drop();
     }
@@ -163,7 +180,9 @@ describe('dbops slow-queries when it cannot work', () => {
       const url = db.url.replace('postgres@', `${role}:${password}@`);
       const r = await runDbops(['slow-queries'], { env: cleanEnv({ DATABASE_URL: url }) });
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(new RegExp(`role "${role}" may not read other roles' statements .*<insufficient privilege>`));
+      expect(r.stderr).toMatch(
+        new RegExp(`role "${role}" may not read other roles' statements .*<insufficient privilege>`),
+      );
       expect(r.stderr).toMatch(new RegExp(`hint: GRANT pg_read_all_stats TO "${role}";`));
       expect(r.stdout + r.stderr).not.toContain(password);
       // With pg_monitor (which includes pg_read_all_stats) the same role works.
@@ -198,7 +217,9 @@ describe('dbops slow-queries when it cannot work', () => {
       await c.end();
       const r = await runDbops(['slow-queries'], { env: cleanEnv({ DATABASE_URL: server.url() }) });
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries/);
+      expect(r.stderr).toMatch(
+        /pg_stat_statements is installed but not loaded: it is missing from shared_preload_libraries/,
+      );
       expect(r.stderr).toMatch(/hint: add pg_stat_statements to shared_preload_libraries .* and restart PostgreSQL/);
     });
   });

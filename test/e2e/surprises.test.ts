@@ -53,21 +53,31 @@ describe('cache patterns', () => {
   it('a pattern that already starts with CACHE_KEY_PREFIX is refused, naming the effective pattern', async () => {
     await client.set(`${ns}user:1`, '1');
     const prefix = ns.slice(0, -1);
-    const r = await runDbops(['cache', 'flush', `${ns}user:1*`, '--yes'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }) });
+    const r = await runDbops(['cache', 'flush', `${ns}user:1*`, '--yes'], {
+      env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }),
+    });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`already starts with the key prefix '${ns}' (CACHE_KEY_PREFIX from the environment): dbops would match '${ns}${ns}user:1*'`);
+    expect(r.stderr).toContain(
+      `already starts with the key prefix '${ns}' (CACHE_KEY_PREFIX from the environment): dbops would match '${ns}${ns}user:1*'`,
+    );
     expect(r.stderr).toContain("hint: drop the prefix from the pattern ('user:1*')");
     expect(await client.exists(`${ns}user:1`)).toBe(1);
     // Without the prefix in the pattern it matches, and the effective pattern is said.
-    const keys = await runDbops(['cache', 'keys', 'user:1*'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }) });
+    const keys = await runDbops(['cache', 'keys', 'user:1*'], {
+      env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: prefix }),
+    });
     expect(keys.code, keys.stderr).toBe(0);
     expect(keys.stderr).toContain(`matching '${ns}user:1*'`);
   });
 
   it("'*' under the prefix 'app:' is refused with the right text", async () => {
-    const r = await runDbops(['cache', 'flush', '*', '--yes'], { env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: 'app:' }) });
+    const r = await runDbops(['cache', 'flush', '*', '--yes'], {
+      env: cleanEnv({ REDIS_URL: redisUrl(), CACHE_KEY_PREFIX: 'app:' }),
+    });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("pattern '*' matches every key under the prefix 'app:' ('app:*'): refusing without --all");
+    expect(r.stderr).toContain(
+      "pattern '*' matches every key under the prefix 'app:' ('app:*'): refusing without --all",
+    );
     expect(r.stderr).not.toContain('app::');
   });
 
@@ -125,7 +135,9 @@ describe('connection strings a person gets wrong', () => {
     writeFileSync(join(cwd, '.env'), `DATABASE_URL=postgresql://${role}:not-the-one@127.0.0.1:${db.port}/${db.name}\n`);
     const r = await runDbops(['locks'], { cwd, env: cleanEnv() });
     expect(r.code).toBe(5);
-    expect(r.stderr).toContain(`hint: the server refused user "${role}" with the password from DATABASE_URL in ${join(cwd, '.env')}: check that password`);
+    expect(r.stderr).toContain(
+      `hint: the server refused user "${role}" with the password from DATABASE_URL in ${join(cwd, '.env')}: check that password`,
+    );
     expect(r.stdout + r.stderr).not.toContain('not-the-one');
   });
 
@@ -133,7 +145,9 @@ describe('connection strings a person gets wrong', () => {
     const url = `postgresql://${role}:p@ss?w@127.0.0.1:${db.port}/${db.name}`;
     const r = await runDbops(['locks'], { env: cleanEnv({ DATABASE_URL: url }) });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('has an unencoded "@" in the password, so the URL parser reads a piece of it as the host');
+    expect(r.stderr).toContain(
+      'has an unencoded "@" in the password, so the URL parser reads a piece of it as the host',
+    );
     expect(r.stderr).toContain('@ as %40');
     expect(r.stderr).not.toMatch(/ENOTFOUND|p@ss/);
   });

@@ -42,7 +42,8 @@ describe('precedence: the database named on the command line is the one used', (
   let onFlag: TestDatabase;
   beforeAll(async () => {
     [inDotenv, onFlag] = await Promise.all([createTestDatabase(), createTestDatabase()]);
-    for (const db of [inDotenv, onFlag]) await withClient(db.url, (c) => c.query('CREATE TABLE audit (id serial, name text)'));
+    for (const db of [inDotenv, onFlag])
+      await withClient(db.url, (c) => c.query('CREATE TABLE audit (id serial, name text)'));
   });
   afterAll(async () => {
     await Promise.all([inDotenv?.drop(), onFlag?.drop()]);
@@ -68,14 +69,21 @@ describe('precedence: the database named on the command line is the one used', (
       env: cleanEnv({ DATABASE_URL: inDotenv.url, DIRECT_DATABASE_URL: inDotenv.url }),
     });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain(`→ postgresql://postgres@127.0.0.1:${onFlag.port}/${onFlag.name} (--direct-database-url)`);
+    expect(r.stderr).toContain(
+      `→ postgresql://postgres@127.0.0.1:${onFlag.port}/${onFlag.name} (--direct-database-url)`,
+    );
   });
 
   it('a DIRECT_DATABASE_URL from the same source as DATABASE_URL is used, and named', async () => {
-    const cwd = project({ DATABASE_URL: services().pgbouncer ? inDotenv.bouncerUrl : inDotenv.url, DIRECT_DATABASE_URL: inDotenv.url });
+    const cwd = project({
+      DATABASE_URL: services().pgbouncer ? inDotenv.bouncerUrl : inDotenv.url,
+      DIRECT_DATABASE_URL: inDotenv.url,
+    });
     const r = await runDbops(['locks', '--json'], { cwd, env: cleanEnv() });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain(`→ postgresql://postgres@127.0.0.1:${inDotenv.port}/${inDotenv.name} (DIRECT_DATABASE_URL from .env)`);
+    expect(r.stderr).toContain(
+      `→ postgresql://postgres@127.0.0.1:${inDotenv.port}/${inDotenv.name} (DIRECT_DATABASE_URL from .env)`,
+    );
     // --json keeps its one document on stdout; the target line is a log line on stderr.
     expect(() => JSON.parse(r.stdout)).not.toThrow();
   });
@@ -84,8 +92,13 @@ describe('precedence: the database named on the command line is the one used', (
     const cwd = project({ DATABASE_URL: inDotenv.url });
     const json = await runDbops(['migrate', 'status', '--json'], { cwd, env: cleanEnv() });
     expect(json.code, json.stderr).toBe(0);
-    const doc = JSON.parse(json.stdout) as { entries: Array<{ name: string; state: string; description: string | null }> };
-    expect(doc.entries.find((e) => e.name === '20250101000000_audit_one')).toMatchObject({ state: 'pending', description: 'audit one' });
+    const doc = JSON.parse(json.stdout) as {
+      entries: Array<{ name: string; state: string; description: string | null }>;
+    };
+    expect(doc.entries.find((e) => e.name === '20250101000000_audit_one')).toMatchObject({
+      state: 'pending',
+      description: 'audit one',
+    });
     const human = await runDbops(['migrate', 'status'], { cwd, env: cleanEnv({ COLUMNS: '100' }) });
     expect(human.stdout).toMatch(/20250101000000_audit_one .*pending.*audit one/);
     for (const line of human.stdout.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
@@ -105,14 +118,22 @@ describe('every server touched is named once', () => {
     const cwd = project({ REDIS_URL: `redis://127.0.0.1:${services().redis.port}/3` });
     const r = await runDbops(['cache', 'keys', 'no-such-key-*'], { cwd, env: cleanEnv() });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`^→ Redis redis://127\\.0\\.0\\.1:${services().redis.port}/3 \\(REDIS_URL from \\.env\\): standalone, db 3`, 'm'));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^→ Redis redis://127\\.0\\.0\\.1:${services().redis.port}/3 \\(REDIS_URL from \\.env\\): standalone, db 3`,
+        'm',
+      ),
+    );
   });
 
   it('PgBouncer console and PostgreSQL: pool names both', async () => {
     const db = await createTestDatabase();
     try {
       const bouncer = `postgresql://postgres@127.0.0.1:${services().pgbouncer.port}/pgbouncer`;
-      const r = await runDbops(['pool', '--json'], { cwd: project({}), env: cleanEnv({ DATABASE_URL: db.url, PGBOUNCER_ADMIN_URL: bouncer }) });
+      const r = await runDbops(['pool', '--json'], {
+        cwd: project({}),
+        env: cleanEnv({ DATABASE_URL: db.url, PGBOUNCER_ADMIN_URL: bouncer }),
+      });
       const lines = r.stderr.split('\n').filter((l) => l.startsWith('→'));
       // Both connect at once: in either order, each once.
       expect(lines.sort()).toEqual(

@@ -68,7 +68,10 @@ describe('cache at a terminal', () => {
     const ns = redisNamespace();
     await fill(client, ns, 12_000);
     // The preview scan and the flush both pace at --pause-ms: 12 SCANs of 1,000 keys each way.
-    const t = openTerminal(['cache', 'flush', `${ns}user:*`, '--count', '1000', '--pause-ms', '200'], { env: env(), sttyAfter: true });
+    const t = openTerminal(['cache', 'flush', `${ns}user:*`, '--count', '1000', '--pause-ms', '200'], {
+      env: env(),
+      sttyAfter: true,
+    });
     sessions.push(t);
     await t.waitFor(/\[y\/N\]/, 'the prompt');
     t.type('y\r');
@@ -173,7 +176,13 @@ describe('migrations at a terminal', () => {
     await client?.end();
     await db?.drop();
   });
-  const env = (dir: string) => cleanEnv({ DATABASE_URL: db.url, DBOPS_MIGRATIONS_DIR: dir, DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none'), USER: 'tty' });
+  const env = (dir: string) =>
+    cleanEnv({
+      DATABASE_URL: db.url,
+      DBOPS_MIGRATIONS_DIR: dir,
+      DBOPS_PRISMA_MIGRATIONS_DIR: join(dir, 'none'),
+      USER: 'tty',
+    });
   const count = (re: RegExp, text: string) => (text.match(new RegExp(re.source, 'g')) ?? []).length;
 
   it('pool --watch draws in place on the alternate screen, fits 100x30 with the headline and headroom, marks what changed, and gives the screen back at Ctrl-C', async () => {
@@ -244,7 +253,10 @@ describe('migrations at a terminal', () => {
     const dir = migrationsDir({ [`${name}.js`]: COUNTER('tty_bf') });
     const args = ['migrate', 'up', '--batch-size', '1000', '--max-rows-per-second', '10000'];
     const first = open(args, env(dir));
-    const bar = await first.waitFor(/tty_bf\s+\[[█░]{20}\]\s+\d+\.\d%\s+\d{1,2},\d{3}\/60,000 rows\s+[\d,]+ rows\/s\s+ETA /, 'the backfill bar');
+    const bar = await first.waitFor(
+      /tty_bf\s+\[[█░]{20}\]\s+\d+\.\d%\s+\d{1,2},\d{3}\/60,000 rows\s+[\d,]+ rows\/s\s+ETA /,
+      'the backfill bar',
+    );
     expect(bar).toMatch(new RegExp(`applying ${name}`));
     expect(first.stty()).toMatch(/(^|\s)isig(\s|$)/m);
     first.type(CTRL_C);
@@ -279,11 +291,21 @@ describe('migrations at a terminal', () => {
       const dir = migrationsDir({ [`${name}.js`]: COUNTER('tty_locked') });
       const t = open(['migrate', 'up'], env(dir));
       const waiting = await t.waitFor(/waiting for a row lock/, 'the lock wait named');
-      expect(waiting.replace(/\n\s*/g, ' ')).toMatch(new RegExp(`held by pid ${pid} \\(tty-blocker, idle in transaction for [\\d.]+ (ms|s)`));
+      expect(waiting.replace(/\n\s*/g, ' ')).toMatch(
+        new RegExp(`held by pid ${pid} \\(tty-blocker, idle in transaction for [\\d.]+ (ms|s)`),
+      );
       expect(await t.exited).toBe(1);
       const screen = t.transcript().replace(/\n/g, ' ');
-      expect(screen).toMatch(new RegExp(`waited 2000 ms for a row lock 4 time\\(s\\); held by pid ${pid} \\(tty-blocker, idle in transaction`));
-      expect(screen).toMatch(new RegExp(`hint: .*pid ${pid} is idle in transaction: end that transaction .*pg_terminate_backend\\(${pid}\\)`));
+      expect(screen).toMatch(
+        new RegExp(
+          `waited 2000 ms for a row lock 4 time\\(s\\); held by pid ${pid} \\(tty-blocker, idle in transaction`,
+        ),
+      );
+      expect(screen).toMatch(
+        new RegExp(
+          `hint: .*pid ${pid} is idle in transaction: end that transaction .*pg_terminate_backend\\(${pid}\\)`,
+        ),
+      );
       expect(screen).not.toMatch(/canceling statement due to lock timeout.*hint: (?!.*idle in transaction)/);
       await blocker.query('ROLLBACK');
       const again = open(['migrate', 'up'], env(dir));
@@ -304,13 +326,18 @@ describe('migrations at a terminal', () => {
     const holder = open(['migrate', 'up', '--step', '1'], env(dir));
     await holder.waitFor(new RegExp(`applying ${slow}`), 'the first runner applying');
     const waiter = open(['migrate', 'up'], env(dir));
-    const screen = await waiter.waitFor(/waiting for the migration lock held by dbops pid \d+/, 'the waiter naming the holder');
+    const screen = await waiter.waitFor(
+      /waiting for the migration lock held by dbops pid \d+/,
+      'the waiter naming the holder',
+    );
     expect(screen).toMatch(/server pid \d+, (active|idle in transaction)/);
     waiter.type(CTRL_C);
     expect(await waiter.exited).toBe(130);
     expect(waiter.transcript()).toMatch(/interrupted while waiting for the migration lock/);
     expect(await holder.exited).toBe(0);
-    expect((await client.query('SELECT name FROM audit WHERE name = ANY($1)', [[slow, after]])).rows.map((r) => r.name)).toEqual([slow]);
+    expect(
+      (await client.query('SELECT name FROM audit WHERE name = ANY($1)', [[slow, after]])).rows.map((r) => r.name),
+    ).toEqual([slow]);
   });
 
   it('an interrupted down: status and up agree that it is still applied and that migrate down resumes it; the rerun reverts each row once', async () => {
@@ -333,7 +360,9 @@ export default {
     const down = open(['migrate', 'down', '--yes'], env(dir));
     await down.waitFor(new RegExp(`reverting ${name}`), 'the revert running');
     for (;;) {
-      const done = await client.query("SELECT rows_done::int AS n FROM dbops.backfill_checkpoints WHERE table_name = 'tty_rev'");
+      const done = await client.query(
+        "SELECT rows_done::int AS n FROM dbops.backfill_checkpoints WHERE table_name = 'tty_rev'",
+      );
       if ((done.rows[0]?.n ?? 0) >= 2000) break;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -353,7 +382,9 @@ export default {
     const up = open(['migrate', 'up'], env(dir));
     expect(await up.exited).toBe(0);
     expect(up.transcript().replace(/\n/g, ' ')).toMatch(
-      new RegExp(`warning: ${name} is still recorded as applied but its down\\(\\) was interrupted .*dbops migrate down finishes the revert`),
+      new RegExp(
+        `warning: ${name} is still recorded as applied but its down\\(\\) was interrupted .*dbops migrate down finishes the revert`,
+      ),
     );
 
     const again = open(['migrate', 'down', '--yes'], env(dir));
@@ -406,7 +437,10 @@ export default {
     await client.query('CREATE TABLE tty_val (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
     await client.query('INSERT INTO tty_val (id) SELECT g FROM generate_series(1, 2000) g');
     const name = '20240701000000_slow_validate';
-    const source = COUNTER('tty_val').replace('async validate(ctx) {', "async validate(ctx) {\n    await ctx.sql.query('SELECT pg_sleep(2)');");
+    const source = COUNTER('tty_val').replace(
+      'async validate(ctx) {',
+      "async validate(ctx) {\n    await ctx.sql.query('SELECT pg_sleep(2)');",
+    );
     const dir = migrationsDir({ [`${name}.js`]: source });
     const t = open(['migrate', 'up'], env(dir));
     const validating = await t.waitFor(/^\s+validating$/m, 'the validating phase');
@@ -422,7 +456,11 @@ export default {
     const t = open(['migrate', 'up'], env(dir));
     await t.waitFor(new RegExp(`applying ${name}`), 'the migration running');
     const sleeping = async () =>
-      (await client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'")).rows[0].n as number;
+      (
+        await client.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'",
+        )
+      ).rows[0].n as number;
     while ((await sleeping()) === 0) await new Promise((r) => setTimeout(r, 20));
     t.type(CTRL_C);
     await t.waitFor(/SIGINT received: stopping after the current step/, 'the first Ctrl-C noticed');
@@ -433,7 +471,9 @@ export default {
     // The connection closed with the process: the server ends the statement and rolls back.
     while ((await sleeping()) > 0) await new Promise((r) => setTimeout(r, 20));
     expect((await client.query('SELECT count(*)::int AS n FROM audit WHERE name = $1', [name])).rows[0].n).toBe(0);
-    const recorded = await client.query('SELECT count(*)::int AS n FROM dbops.data_migrations WHERE name = $1', [name]).catch(() => ({ rows: [{ n: 0 }] }));
+    const recorded = await client
+      .query('SELECT count(*)::int AS n FROM dbops.data_migrations WHERE name = $1', [name])
+      .catch(() => ({ rows: [{ n: 0 }] }));
     expect(recorded.rows[0].n).toBe(0);
     expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
   });
@@ -457,7 +497,9 @@ export default {
 
       // In a pipe with --json (a CI job cancelled: SIGTERM), still one document on stdout.
       const before = accepted;
-      const piped = startDbops(['pool', '--json', '--timeout', '10m'], { env: cleanEnv({ DATABASE_URL: `postgresql://u:p@127.0.0.1:${port}/db` }) });
+      const piped = startDbops(['pool', '--json', '--timeout', '10m'], {
+        env: cleanEnv({ DATABASE_URL: `postgresql://u:p@127.0.0.1:${port}/db` }),
+      });
       while (accepted === before) await new Promise((r) => setTimeout(r, 20));
       piped.child.kill('SIGTERM');
       const result = await piped.done;

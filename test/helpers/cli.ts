@@ -88,7 +88,11 @@ export function runOnTerminal(
     .join(' ');
   const cmd = `stty cols 120 rows 40; ${vars} ${quote(process.execPath)} ${quote(BIN)} ${args.map(quote).join(' ')}`;
   return new Promise((resolve) => {
-    const child = spawn('script', ['-qec', cmd, '/dev/null'], { cwd: opts.cwd ?? ROOT, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], {
+      cwd: opts.cwd ?? ROOT,
+      env: cleanEnv(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();

@@ -59,7 +59,9 @@ function usersXml(queryLog: boolean): string {
 
 export async function startClickHouse(opts: ClickHouseServerOptions = {}): Promise<ClickHouseServer> {
   if (!existsSync(CLICKHOUSE_SERVER)) {
-    throw new Error('clickhouse-server is not installed: run `npm test` (it installs it as root) or apt-get install clickhouse-server clickhouse-client');
+    throw new Error(
+      'clickhouse-server is not installed: run `npm test` (it installs it as root) or apt-get install clickhouse-server clickhouse-client',
+    );
   }
   const queryLog = opts.queryLog ?? true;
   const dir = mkdtempSync(join(tmpdir(), 'dbops-clickhouse-'));
@@ -118,7 +120,10 @@ export async function startClickHouse(opts: ClickHouseServerOptions = {}): Promi
 `,
   );
   writeFileSync(join(dir, 'users.xml'), usersXml(queryLog));
-  const child: ChildProcess = spawn(CLICKHOUSE_SERVER, [`--config-file=${join(dir, 'config.xml')}`], { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
+  const child: ChildProcess = spawn(CLICKHOUSE_SERVER, [`--config-file=${join(dir, 'config.xml')}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    cwd: dir,
+  });
   // Never outlive the test process, even when it dies without calling stop().
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
@@ -138,7 +143,11 @@ export async function startClickHouse(opts: ClickHouseServerOptions = {}): Promi
         res.on('data', (d: string) => {
           text += d;
         });
-        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`ClickHouse: ${text.trim()} (in: ${sql.slice(0, 200)})`))));
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve(text)
+            : reject(new Error(`ClickHouse: ${text.trim()} (in: ${sql.slice(0, 200)})`)),
+        );
       });
       req.on('error', reject);
       req.end(sql);
@@ -151,7 +160,9 @@ export async function startClickHouse(opts: ClickHouseServerOptions = {}): Promi
     );
     if (up) break;
     if (child.exitCode !== null || Date.now() > deadline) {
-      const log = existsSync(join(dir, 'server.err.log')) ? readFileSync(join(dir, 'server.err.log'), 'utf8').slice(-1500) : '';
+      const log = existsSync(join(dir, 'server.err.log'))
+        ? readFileSync(join(dir, 'server.err.log'), 'utf8').slice(-1500)
+        : '';
       child.kill('SIGKILL');
       throw new Error(`clickhouse-server did not start on ${httpPort}: ${stderr.slice(-500)} ${log}`);
     }

@@ -26,7 +26,9 @@ export async function dbops010(): Promise<OldDbops | { unavailable: string }> {
   try {
     await run('git', ['-C', ROOT, 'cat-file', '-e', `${DBOPS_010_COMMIT}^{commit}`]);
   } catch {
-    return { unavailable: `commit ${DBOPS_010_COMMIT.slice(0, 7)} (dbops 0.1.0) is not in this clone's history (shallow clone?)` };
+    return {
+      unavailable: `commit ${DBOPS_010_COMMIT.slice(0, 7)} (dbops 0.1.0) is not in this clone's history (shallow clone?)`,
+    };
   }
   const dir = await cachedDir(join('dbops-0.1.0', DBOPS_010_COMMIT.slice(0, 12)), async (into) => {
     await run('sh', ['-c', `git -C "${ROOT}" archive ${DBOPS_010_COMMIT} src | tar -x -C "${into}"`]);

@@ -7,7 +7,14 @@
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { applySchemaMigrations } from '../../src/db/prisma-migrations.js';
-import { type PgServer, pgbouncerBinary, startPgBouncer, startPostgres, startRedis, startRedisCluster } from './servers.js';
+import {
+  type PgServer,
+  pgbouncerBinary,
+  startPgBouncer,
+  startPostgres,
+  startRedis,
+  startRedisCluster,
+} from './servers.js';
 import { type Services, TEMPLATE_DB } from './services.js';
 
 async function buildTemplate(server: PgServer): Promise<void> {
@@ -33,7 +40,8 @@ async function buildTemplate(server: PgServer): Promise<void> {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const stops: Array<() => Promise<void>> = [];
   const teardown = async () => {
-    for (const stop of stops.reverse()) await stop().catch((e: Error) => process.stderr.write(`teardown: ${e.message}\n`));
+    for (const stop of stops.reverse())
+      await stop().catch((e: Error) => process.stderr.write(`teardown: ${e.message}\n`));
   };
   try {
     const [pg18, redis, cluster] = await Promise.all([startPostgres('embedded'), startRedis(), startRedisCluster()]);
@@ -45,7 +53,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     } catch (error) {
       process.stderr.write(`note: PostgreSQL 15 not started (${(error as Error).message}); its tests are skipped\n`);
     }
-    if (!pgbouncerBinary()) throw new Error('pgbouncer is not installed: run `npm test` (it installs it as root) or apt-get install pgbouncer');
+    if (!pgbouncerBinary())
+      throw new Error(
+        'pgbouncer is not installed: run `npm test` (it installs it as root) or apt-get install pgbouncer',
+      );
     const bouncer = await startPgBouncer(pg18.port);
     stops.push(bouncer.stop);
     await buildTemplate(pg18);

@@ -9,7 +9,13 @@ import { type Session, Transaction, type TxKind } from '../../src/migrations/ses
 import type { RunEvent, RunnerIdentity } from '../../src/migrations/types.js';
 
 export class MemorySession implements Session {
-  readonly identity: RunnerIdentity = { user: 'tester', host: 'test-host', pid: 4242, ciJob: 'job-7', dbopsVersion: '0.0.0-test' };
+  readonly identity: RunnerIdentity = {
+    user: 'tester',
+    host: 'test-host',
+    pid: 4242,
+    ciJob: 'job-7',
+    dbopsVersion: '0.0.0-test',
+  };
   readonly transactionTimeoutMs = 60_000;
   readonly events: RunEvent[] = [];
   readonly transactions: string[] = [];
@@ -42,7 +48,9 @@ export class MemorySession implements Session {
   }
 
   async begin(kind: TxKind): Promise<Transaction> {
-    this.transactions.push('lock' in kind ? `lock${kind.bounded ? ' bounded' : ''}` : 'readOnly' in kind ? 'read-only' : 'plain');
+    this.transactions.push(
+      'lock' in kind ? `lock${kind.bounded ? ' bounded' : ''}` : 'readOnly' in kind ? 'read-only' : 'plain',
+    );
     if ('lock' in kind) await this.onLock?.();
     return new Transaction(this.client);
   }

@@ -50,19 +50,33 @@ export interface History {
 
 /** The migrations folder and schema of `source`, fetched once from npm. */
 export async function migrationHistory(source: HistorySource): Promise<History> {
-  const dir = await cachedDir(join('histories', `${source.pkg.replace(/[@/]/g, '_')}-${source.version}-with-schema`), async (into) => {
-    const { stdout } = await run('npm', ['pack', `${source.pkg}@${source.version}`, '--json', '--ignore-scripts', '--pack-destination', into], {
-      cwd: into,
-      timeout: 300_000,
-    });
-    const [packed] = JSON.parse(stdout) as { filename: string; integrity: string }[];
-    if (!packed) throw new Error(`npm pack ${source.pkg}@${source.version} returned nothing`);
-    if (packed.integrity !== source.integrity) {
-      throw new Error(`${source.pkg}@${source.version}: integrity ${packed.integrity}, expected ${source.integrity}`);
-    }
-    await run('tar', ['-xzf', join(into, packed.filename), '-C', into, `package/${source.migrations}`, `package/${source.schema}`]);
-    rmSync(join(into, packed.filename));
-  });
+  const dir = await cachedDir(
+    join('histories', `${source.pkg.replace(/[@/]/g, '_')}-${source.version}-with-schema`),
+    async (into) => {
+      const { stdout } = await run(
+        'npm',
+        ['pack', `${source.pkg}@${source.version}`, '--json', '--ignore-scripts', '--pack-destination', into],
+        {
+          cwd: into,
+          timeout: 300_000,
+        },
+      );
+      const [packed] = JSON.parse(stdout) as { filename: string; integrity: string }[];
+      if (!packed) throw new Error(`npm pack ${source.pkg}@${source.version} returned nothing`);
+      if (packed.integrity !== source.integrity) {
+        throw new Error(`${source.pkg}@${source.version}: integrity ${packed.integrity}, expected ${source.integrity}`);
+      }
+      await run('tar', [
+        '-xzf',
+        join(into, packed.filename),
+        '-C',
+        into,
+        `package/${source.migrations}`,
+        `package/${source.schema}`,
+      ]);
+      rmSync(join(into, packed.filename));
+    },
+  );
   return {
     label: `${source.pkg}@${source.version} (${source.license}, Prisma ${source.prisma}, from npm)`,
     migrations: join(dir, 'package', source.migrations),
@@ -79,7 +93,11 @@ export function localHistories(dir: string | undefined): History[] {
   if (!dir) return [];
   return readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isDirectory() || e.isSymbolicLink())
-    .map((e) => ({ label: `${e.name} (from ${dir})`, migrations: join(dir, e.name, 'migrations'), schema: join(dir, e.name, 'schema.prisma') }))
+    .map((e) => ({
+      label: `${e.name} (from ${dir})`,
+      migrations: join(dir, e.name, 'migrations'),
+      schema: join(dir, e.name, 'schema.prisma'),
+    }))
     .filter((h) => existsSync(h.migrations) && existsSync(h.schema));
 }
 

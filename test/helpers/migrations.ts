@@ -63,11 +63,14 @@ export async function tableHash(c: pg.Client, table: string): Promise<string> {
 }
 
 export async function auditCounts(c: pg.Client): Promise<Record<string, number>> {
-  const { rows } = await c.query<{ name: string; n: number }>('SELECT name, count(*)::int AS n FROM audit GROUP BY name ORDER BY name');
+  const { rows } = await c.query<{ name: string; n: number }>(
+    'SELECT name, count(*)::int AS n FROM audit GROUP BY name ORDER BY name',
+  );
   return Object.fromEntries(rows.map((r) => [r.name, r.n]));
 }
 
-export const AUDIT_DDL = 'CREATE TABLE audit (id serial PRIMARY KEY, name text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())';
+export const AUDIT_DDL =
+  'CREATE TABLE audit (id serial PRIMARY KEY, name text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())';
 
 /** A fresh copy of the example app's Prisma migrations plus `extra` folders (name → migration.sql); the caller removes it. */
 export function prismaMigrationsWith(extra: Record<string, string> = {}): string {

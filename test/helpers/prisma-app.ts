@@ -27,7 +27,11 @@ export interface PrismaInstall {
 }
 
 /** `prisma@version` (+ client, adapter-pg, pg) with the client generated from `schema`. */
-export async function installPrisma(version: string, schema: string, packages: string[] = ['@prisma/adapter-pg', 'pg']): Promise<PrismaInstall> {
+export async function installPrisma(
+  version: string,
+  schema: string,
+  packages: string[] = ['@prisma/adapter-pg', 'pg'],
+): Promise<PrismaInstall> {
   const key = createHash('sha256')
     .update(`${version}\n${packages.join(',')}\n${schema}`)
     .digest('hex')
@@ -59,10 +63,14 @@ export async function installPrisma(version: string, schema: string, packages: s
     const specs = ['prisma', '@prisma/client', ...packages].map((p) =>
       p.startsWith('@prisma/') || p === 'prisma' ? `${p}@${version}` : p === 'pg' ? 'pg@8' : p,
     );
-    await run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock', '--loglevel=error', ...specs], {
-      cwd: into,
-      timeout: 600_000,
-    });
+    await run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--no-package-lock', '--loglevel=error', ...specs],
+      {
+        cwd: into,
+        timeout: 600_000,
+      },
+    );
     writeFileSync(placeholder, '');
     writeFileSync(join(into, 'prisma', 'schema.prisma'), schema);
     await install.prisma(into, ['generate'], { DATABASE_URL: 'postgresql://generate@127.0.0.1:9/none' });

@@ -4,7 +4,16 @@
  * own verdict on a database (status, diff, dev --create-only, db pull).
  */
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -30,10 +39,15 @@ export function prismaCli(cwd: string, args: string[], databaseUrl?: string, inp
       NO_COLOR: '1',
     };
     if (databaseUrl) env.DATABASE_URL = databaseUrl;
-    const child = execFile(process.execPath, [PRISMA_CLI, ...args], { cwd, env, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      done({ code, stdout, stderr });
-    });
+    const child = execFile(
+      process.execPath,
+      [PRISMA_CLI, ...args],
+      { cwd, env, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        done({ code, stdout, stderr });
+      },
+    );
     child.stdin?.end(input ?? '');
   });
 }
@@ -84,9 +98,12 @@ export function forPrisma7(schema: string): string {
     if (opens) block = opens[1];
     else if (trimmed === '}') block = undefined;
     const property = /^(\w+)\s*=/.exec(trimmed)?.[1];
-    if (block === 'datasource' && (property === 'url' || property === 'directUrl' || property === 'shadowDatabaseUrl')) continue;
+    if (block === 'datasource' && (property === 'url' || property === 'directUrl' || property === 'shadowDatabaseUrl'))
+      continue;
     if (block === 'generator' && property === 'previewFeatures') {
-      const features = [...trimmed.matchAll(/"([^"]+)"/g)].map((m) => m[1] as string).filter((f) => PRISMA7_PREVIEW.has(f));
+      const features = [...trimmed.matchAll(/"([^"]+)"/g)]
+        .map((m) => m[1] as string)
+        .filter((f) => PRISMA7_PREVIEW.has(f));
       if (features.length > 0) out.push(`  previewFeatures = [${features.map((f) => `"${f}"`).join(', ')}]`);
       continue;
     }
@@ -117,8 +134,16 @@ export async function prismaVerdict(dir: string, url: string): Promise<PrismaVer
   const before = new Set(readdirSync(migrations));
   const validate = await prismaCli(dir, ['validate']);
   const status = await prismaCli(dir, ['migrate', 'status'], url);
-  const drift = await prismaCli(dir, ['migrate', 'diff', '--from-config-datasource', '--to-migrations', 'prisma/migrations', '--exit-code'], url);
-  const diff = await prismaCli(dir, ['migrate', 'diff', '--from-config-datasource', '--to-schema', 'prisma/schema.prisma', '--exit-code'], url);
+  const drift = await prismaCli(
+    dir,
+    ['migrate', 'diff', '--from-config-datasource', '--to-migrations', 'prisma/migrations', '--exit-code'],
+    url,
+  );
+  const diff = await prismaCli(
+    dir,
+    ['migrate', 'diff', '--from-config-datasource', '--to-schema', 'prisma/schema.prisma', '--exit-code'],
+    url,
+  );
   const dev = await prismaCli(dir, ['migrate', 'dev', '--create-only', '--name', 'after_dbops'], url);
   const created = readdirSync(migrations)
     .filter((name) => !before.has(name))

@@ -21,7 +21,11 @@ const DEC = '12.50';
 
 /** The calls; ids are fixed so that every step finds what it needs. */
 export const WORKLOAD: WorkloadStep[] = [
-  { call: 'User.create', right: ['User.create'], run: (p) => p.user.create({ data: { id: 'u1', email: 'u1@example.com', name: 'One' } }) },
+  {
+    call: 'User.create',
+    right: ['User.create'],
+    run: (p) => p.user.create({ data: { id: 'u1', email: 'u1@example.com', name: 'One' } }),
+  },
   {
     call: 'User.create (nested posts.create)',
     right: ['User.create'],
@@ -67,20 +71,38 @@ export const WORKLOAD: WorkloadStep[] = [
         ],
       }),
   },
-  { call: 'Product.create', right: ['Product.create'], run: (p) => p.product.create({ data: { id: 'pr4', name: 'Cap', price: DEC } }) },
+  {
+    call: 'Product.create',
+    right: ['Product.create'],
+    run: (p) => p.product.create({ data: { id: 'pr4', name: 'Cap', price: DEC } }),
+  },
   {
     call: 'Product.upsert (emulated)',
     right: ['Product.upsert'],
-    run: (p) => p.product.upsert({ where: { id: 'pr1' }, create: { name: 'Pen', price: DEC }, update: { stock: { increment: 1 } } }),
+    run: (p) =>
+      p.product.upsert({
+        where: { id: 'pr1' },
+        create: { name: 'Pen', price: DEC },
+        update: { stock: { increment: 1 } },
+      }),
   },
   {
     call: 'User.upsert (native ON CONFLICT)',
     right: ['User.upsert'],
-    run: (p) => p.user.upsert({ where: { email: 'u5@example.com' }, create: { email: 'u5@example.com', name: 'Five' }, update: { name: 'Five' } }),
+    run: (p) =>
+      p.user.upsert({
+        where: { email: 'u5@example.com' },
+        create: { email: 'u5@example.com', name: 'Five' },
+        update: { name: 'Five' },
+      }),
   },
   { call: 'User.findUnique', right: ['User.findUnique'], run: (p) => p.user.findUnique({ where: { id: 'u1' } }) },
   // The same statement as findUnique's (one pg_stat_statements row): either label is as right as a row can be.
-  { call: 'User.findUniqueOrThrow', right: ['User.findUniqueOrThrow', 'User.findUnique'], run: (p) => p.user.findUniqueOrThrow({ where: { id: 'u1' } }) },
+  {
+    call: 'User.findUniqueOrThrow',
+    right: ['User.findUniqueOrThrow', 'User.findUnique'],
+    run: (p) => p.user.findUniqueOrThrow({ where: { id: 'u1' } }),
+  },
   { call: 'User.findFirst', right: ['User.findFirst'], run: (p) => p.user.findFirst({ where: { name: 'One' } }) },
   { call: 'User.findMany', right: ['User.findMany'], run: (p) => p.user.findMany({ where: { isActive: true } }) },
   {
@@ -96,24 +118,49 @@ export const WORKLOAD: WorkloadStep[] = [
   {
     call: 'User.findUnique x3 (batched into IN)',
     right: ['User.findUnique'],
-    run: (p) => Promise.all(['u1', 'u2', 'u3'].map((id) => p.user.findUnique({ where: { email: `${id}@example.com` } }))),
+    run: (p) =>
+      Promise.all(['u1', 'u2', 'u3'].map((id) => p.user.findUnique({ where: { email: `${id}@example.com` } }))),
   },
-  { call: 'Post.findMany (orderBy)', right: ['Post.findMany'], run: (p) => p.post.findMany({ where: { published: true }, orderBy: { createdAt: 'desc' } }) },
+  {
+    call: 'Post.findMany (orderBy)',
+    right: ['Post.findMany'],
+    run: (p) => p.post.findMany({ where: { published: true }, orderBy: { createdAt: 'desc' } }),
+  },
   {
     call: 'Post.findFirst (include author)',
     right: ['Post.findFirst'],
     run: (p) => p.post.findFirst({ where: { title: 'First' }, include: { author: true } }),
   },
-  { call: 'Post.update', right: ['Post.update'], run: (p) => p.post.update({ where: { id: 'p2' }, data: { title: 'Second!' } }) },
-  { call: 'Post.updateMany', right: ['Post.updateMany'], run: (p) => p.post.updateMany({ where: { authorId: 'u2' }, data: { published: true } }) },
+  {
+    call: 'Post.update',
+    right: ['Post.update'],
+    run: (p) => p.post.update({ where: { id: 'p2' }, data: { title: 'Second!' } }),
+  },
+  {
+    call: 'Post.updateMany',
+    right: ['Post.updateMany'],
+    run: (p) => p.post.updateMany({ where: { authorId: 'u2' }, data: { published: true } }),
+  },
   {
     call: 'Post.updateManyAndReturn',
     right: ['Post.updateManyAndReturn'],
     run: (p) => p.post.updateManyAndReturn({ where: { authorId: 'u2' }, data: { content: 'x' } }),
   },
-  { call: 'Comment.create', right: ['Comment.create'], run: (p) => p.comment.create({ data: { id: 'c1', postId: 'p1', authorId: 'u1', content: 'Nice' } }) },
-  { call: 'Like.create', right: ['Like.create'], run: (p) => p.like.create({ data: { id: 'l1', userId: 'u1', postId: 'p1' } }) },
-  { call: 'Comment.findMany (relation filter)', right: ['Comment.findMany'], run: (p) => p.comment.findMany({ where: { post: { published: true } } }) },
+  {
+    call: 'Comment.create',
+    right: ['Comment.create'],
+    run: (p) => p.comment.create({ data: { id: 'c1', postId: 'p1', authorId: 'u1', content: 'Nice' } }),
+  },
+  {
+    call: 'Like.create',
+    right: ['Like.create'],
+    run: (p) => p.like.create({ data: { id: 'l1', userId: 'u1', postId: 'p1' } }),
+  },
+  {
+    call: 'Comment.findMany (relation filter)',
+    right: ['Comment.findMany'],
+    run: (p) => p.comment.findMany({ where: { post: { published: true } } }),
+  },
   { call: 'Post.count', right: ['Post.count'], run: (p) => p.post.count() },
   { call: 'User.count (where)', right: ['User.count'], run: (p) => p.user.count({ where: { isActive: true } }) },
   {
@@ -135,12 +182,32 @@ export const WORKLOAD: WorkloadStep[] = [
       }),
   },
   { call: 'OrderItem.count', right: ['OrderItem.count'], run: (p) => p.orderItem.count() },
-  { call: 'Order.aggregate', right: ['Order.aggregate'], run: (p) => p.order.aggregate({ _sum: { total: true }, _max: { createdAt: true } }) },
-  { call: 'OrderItem.aggregate', right: ['OrderItem.aggregate'], run: (p) => p.orderItem.aggregate({ _avg: { quantity: true } }) },
-  { call: 'Order.groupBy', right: ['Order.groupBy'], run: (p) => p.order.groupBy({ by: ['status'], _count: { _all: true } }) },
+  {
+    call: 'Order.aggregate',
+    right: ['Order.aggregate'],
+    run: (p) => p.order.aggregate({ _sum: { total: true }, _max: { createdAt: true } }),
+  },
+  {
+    call: 'OrderItem.aggregate',
+    right: ['OrderItem.aggregate'],
+    run: (p) => p.orderItem.aggregate({ _avg: { quantity: true } }),
+  },
+  {
+    call: 'Order.groupBy',
+    right: ['Order.groupBy'],
+    run: (p) => p.order.groupBy({ by: ['status'], _count: { _all: true } }),
+  },
   { call: 'Order.groupBy (no aggregates)', right: ['Order.groupBy'], run: (p) => p.order.groupBy({ by: ['userId'] }) },
-  { call: 'Order.update', right: ['Order.update'], run: (p) => p.order.update({ where: { id: 'o1' }, data: { status: 'CONFIRMED' } }) },
-  { call: 'Product.findMany (select)', right: ['Product.findMany'], run: (p) => p.product.findMany({ select: { name: true }, orderBy: { price: 'asc' } }) },
+  {
+    call: 'Order.update',
+    right: ['Order.update'],
+    run: (p) => p.order.update({ where: { id: 'o1' }, data: { status: 'CONFIRMED' } }),
+  },
+  {
+    call: 'Product.findMany (select)',
+    right: ['Product.findMany'],
+    run: (p) => p.product.findMany({ select: { name: true }, orderBy: { price: 'asc' } }),
+  },
   {
     call: 'Product.updateMany',
     right: ['Product.updateMany'],
@@ -153,7 +220,11 @@ export const WORKLOAD: WorkloadStep[] = [
   },
   { call: 'Like.deleteMany', right: ['Like.deleteMany'], run: (p) => p.like.deleteMany({ where: { postId: 'p1' } }) },
   { call: 'Post.delete', right: ['Post.delete'], run: (p) => p.post.delete({ where: { id: 'p2' } }) },
-  { call: 'Comment.deleteMany', right: ['Comment.deleteMany'], run: (p) => p.comment.deleteMany({ where: { authorId: 'u1' } }) },
+  {
+    call: 'Comment.deleteMany',
+    right: ['Comment.deleteMany'],
+    run: (p) => p.comment.deleteMany({ where: { authorId: 'u1' } }),
+  },
   {
     call: '$queryRaw',
     right: ['$queryRaw'],
@@ -172,7 +243,11 @@ export const WORKLOAD: WorkloadStep[] = [
   {
     call: 'plain pg (Prisma-like aliases)',
     right: [],
-    run: (_p, raw) => raw.query(`SELECT "t0"."id", "t0"."email" FROM "public"."User" AS "t0" WHERE "t0"."email" = $1 LIMIT $2`, ['u1@example.com', 1]),
+    run: (_p, raw) =>
+      raw.query(`SELECT "t0"."id", "t0"."email" FROM "public"."User" AS "t0" WHERE "t0"."email" = $1 LIMIT $2`, [
+        'u1@example.com',
+        1,
+      ]),
   },
 ];
 
@@ -203,7 +278,9 @@ export async function runWorkload(url: string, opts: { comments: boolean }): Pro
   await reader.connect();
   try {
     await reader.query(`SET pg_stat_statements.track = 'none'`);
-    const dbid = (await reader.query<{ oid: string }>('SELECT oid::text FROM pg_database WHERE datname = current_database()')).rows[0]?.oid;
+    const dbid = (
+      await reader.query<{ oid: string }>('SELECT oid::text FROM pg_database WHERE datname = current_database()')
+    ).rows[0]?.oid;
     const texts = new Map<string, string>();
     const read = async (): Promise<Map<string, number>> => {
       const r = await reader.query<{ queryid: string; calls: string; query: string }>(

@@ -56,7 +56,16 @@ export function openTerminal(args: string[], opts: TerminalOptions): TerminalSes
   // With sttyAfter, bash runs dbops as its foreground child, then stty: a Ctrl-C that dbops handles
   // (it exits 130 rather than dying of SIGINT) lets bash carry on, as an interactive shell would.
   const [file, argv] = opts.sttyAfter
-    ? ['bash', ['-c', '"$0" "$@"; code=$?; printf -- "--- stty\\n"; stty -a; printf -- "--- end\\n"; exit $code', process.execPath, BIN, ...args]]
+    ? [
+        'bash',
+        [
+          '-c',
+          '"$0" "$@"; code=$?; printf -- "--- stty\\n"; stty -a; printf -- "--- end\\n"; exit $code',
+          process.execPath,
+          BIN,
+          ...args,
+        ],
+      ]
     : [process.execPath, [BIN, ...args]];
   const child = pty.spawn(file, argv, { name: 'xterm-256color', cols, rows, cwd: opts.cwd ?? ROOT, env });
   let raw = '';
@@ -92,7 +101,8 @@ export function openTerminal(args: string[], opts: TerminalOptions): TerminalSes
       for (let y = 0; y < normal.length; y++) {
         const line = normal.getLine(y);
         const text = line?.translateToString(true) ?? '';
-        if (line?.isWrapped && out.length > 0) out[out.length - 1] = `${(out[out.length - 1] as string).padEnd(cols)}${text}`;
+        if (line?.isWrapped && out.length > 0)
+          out[out.length - 1] = `${(out[out.length - 1] as string).padEnd(cols)}${text}`;
         else out.push(text);
       }
       return out.join('\n').replace(/\n+$/, '');

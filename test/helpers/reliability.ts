@@ -32,8 +32,12 @@ export async function appliedNames(url: string, dir: string): Promise<string[]> 
  */
 export async function dumpHashes(url: string): Promise<{ data: string; schema: string }> {
   const dump = async (what: string) => {
-    const { stdout } = await run('pg_dump', [what, '--no-owner', '--no-privileges', '-d', url], { maxBuffer: 64 * 1024 * 1024 });
-    const kept = stdout.split('\n').filter((l) => !/^\\(un)?restrict /.test(l) && !/^SELECT pg_catalog\.setval\(/.test(l));
+    const { stdout } = await run('pg_dump', [what, '--no-owner', '--no-privileges', '-d', url], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const kept = stdout
+      .split('\n')
+      .filter((l) => !/^\\(un)?restrict /.test(l) && !/^SELECT pg_catalog\.setval\(/.test(l));
     return createHash('sha256').update(kept.join('\n')).digest('hex');
   };
   return { data: await dump('--data-only'), schema: await dump('--schema-only') };
@@ -43,7 +47,10 @@ export async function dumpHashes(url: string): Promise<{ data: string; schema: s
 export function writeFigures(suite: string, figures: Record<string, unknown>): void {
   const dir = join(ROOT, 'node_modules', '.cache', 'dbops-reliability');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, `${suite}.json`), `${JSON.stringify({ suite, at: new Date().toISOString(), ...figures }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, `${suite}.json`),
+    `${JSON.stringify({ suite, at: new Date().toISOString(), ...figures }, null, 2)}\n`,
+  );
   process.stderr.write(`${suite}: ${JSON.stringify(figures)}\n`);
 }
 

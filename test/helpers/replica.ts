@@ -26,7 +26,12 @@ export interface ReplicaPair {
 export async function startReplicaPair(): Promise<ReplicaPair> {
   const binaries = systemBinaries(15);
   if (!binaries) throw new Error('PostgreSQL 15 is not installed (apt-get install postgresql-15)');
-  const primary = await startPostgres(15, { wal_level: 'replica', max_wal_senders: 5, wal_keep_size: '64MB', synchronous_commit: 'on' });
+  const primary = await startPostgres(15, {
+    wal_level: 'replica',
+    max_wal_senders: 5,
+    wal_keep_size: '64MB',
+    synchronous_commit: 'on',
+  });
   const dir = scratchDir('replica');
   const dataDir = join(dir, 'data');
   try {
@@ -39,11 +44,33 @@ export async function startReplicaPair(): Promise<ReplicaPair> {
   }
 }
 
-async function startStandby(primary: PgServer, binaries: NonNullable<ReturnType<typeof systemBinaries>>, dir: string, dataDir: string): Promise<ReplicaPair> {
+async function startStandby(
+  primary: PgServer,
+  binaries: NonNullable<ReturnType<typeof systemBinaries>>,
+  dir: string,
+  dataDir: string,
+): Promise<ReplicaPair> {
   const runAs = serverUser();
   execFileSync(
     join('/usr/lib/postgresql/15/bin', 'pg_basebackup'),
-    ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '-c', 'fast', '-C', '-S', 'dbops_test_replica'],
+    [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primary.port),
+      '-U',
+      'postgres',
+      '-D',
+      dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '-c',
+      'fast',
+      '-C',
+      '-S',
+      'dbops_test_replica',
+    ],
     { stdio: 'ignore', ...(runAs ?? {}) },
   );
   const port = await freePort();
@@ -88,7 +115,9 @@ async function startStandby(primary: PgServer, binaries: NonNullable<ReturnType<
       await p.end();
       await onReplica(async (c) => {
         for (;;) {
-          const r = await c.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [rows[0]?.lsn]);
+          const r = await c.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [
+            rows[0]?.lsn,
+          ]);
           if (r.rows[0]?.ok) return;
           await new Promise((res) => setTimeout(res, 20));
         }

@@ -8,7 +8,14 @@ import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { embeddedBinaries, freePort, initDataDir, serverUser, startServer, systemBinaries } from '../../src/db/local-server.js';
+import {
+  embeddedBinaries,
+  freePort,
+  initDataDir,
+  serverUser,
+  startServer,
+  systemBinaries,
+} from '../../src/db/local-server.js';
 
 export interface PgServer {
   host: string;
@@ -29,7 +36,10 @@ export function scratchDir(prefix: string): string {
 }
 
 /** Start PostgreSQL: 'embedded' (18, from npm) or a Debian major version such as 15. */
-export async function startPostgres(kind: 'embedded' | number = 'embedded', settings: Record<string, string | number> = {}): Promise<PgServer> {
+export async function startPostgres(
+  kind: 'embedded' | number = 'embedded',
+  settings: Record<string, string | number> = {},
+): Promise<PgServer> {
   const binaries = kind === 'embedded' ? await embeddedBinaries() : systemBinaries(kind);
   if (!binaries) throw new Error(`PostgreSQL ${kind} is not installed (apt-get install postgresql-${kind})`);
   const dir = scratchDir(`pg${kind}`);
@@ -105,7 +115,12 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
 
 function redisPing(port: number): boolean {
   try {
-    return execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG';
+    return (
+      execFileSync('redis-cli', ['-p', String(port), 'PING'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim() === 'PONG'
+    );
   } catch {
     return false;
   }
@@ -125,12 +140,17 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Pro
 
 /** A redis-server with no persistence. Extra args e.g. ['--requirepass', 'x']. */
 export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
-  if (!existsSync('/usr/bin/redis-server')) throw new Error('redis-server is not installed (apt-get install redis-server)');
+  if (!existsSync('/usr/bin/redis-server'))
+    throw new Error('redis-server is not installed (apt-get install redis-server)');
   const dir = scratchDir('redis');
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], {
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+    {
+      stdio: 'ignore',
+    },
+  );
   const needsAuth = extraArgs.includes('--requirepass') || extraArgs.some((a) => a.startsWith('user'));
   await waitFor(() => (needsAuth ? isListening(port) : redisPing(port)), `redis-server on ${port}`);
   return {
@@ -198,10 +218,16 @@ export async function startRedisCluster(): Promise<RedisClusterServer> {
     );
   }
   for (const port of ports) await waitFor(() => redisPing(port), `cluster node ${port}`);
-  execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore' });
+  execFileSync(
+    'redis-cli',
+    ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
+    { stdio: 'ignore' },
+  );
   await waitFor(() => {
     try {
-      return execFileSync('redis-cli', ['-p', String(ports[0]), 'CLUSTER', 'INFO'], { encoding: 'utf8' }).includes('cluster_state:ok');
+      return execFileSync('redis-cli', ['-p', String(ports[0]), 'CLUSTER', 'INFO'], { encoding: 'utf8' }).includes(
+        'cluster_state:ok',
+      );
     } catch {
       return false;
     }
@@ -263,9 +289,14 @@ export async function startPgBouncer(
     ...overrides,
   };
   const writeIni = () => {
-    const ini = ['[databases]', `* = host=127.0.0.1 port=${pgPort}`, '', '[pgbouncer]', ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`), ''].join(
-      '\n',
-    );
+    const ini = [
+      '[databases]',
+      `* = host=127.0.0.1 port=${pgPort}`,
+      '',
+      '[pgbouncer]',
+      ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`),
+      '',
+    ].join('\n');
     writeFileSync(join(dir, 'pgbouncer.ini'), ini);
   };
   const users = { postgres: '', dbops_app: '', ...passwords };

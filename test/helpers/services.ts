@@ -47,7 +47,9 @@ export interface TestDatabase {
  * A database of its own for one test (file): a copy of the template with the example schema and
  * pg_stat_statements, or empty with `{ empty: true }`. `{ server: 'pg15' }` uses PostgreSQL 15.
  */
-export async function createTestDatabase(opts: { empty?: boolean; server?: 'pg' | 'pg15' } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(
+  opts: { empty?: boolean; server?: 'pg' | 'pg15' } = {},
+): Promise<TestDatabase> {
   const s = services();
   const server = opts.server === 'pg15' ? s.pg15 : s.pg;
   if (!server) throw new Error('PostgreSQL 15 is not available on this machine');

@@ -65,13 +65,24 @@ export function suiteFolder(opts: { idempotentSide: boolean }): string {
   });
 }
 
-export const SUITE_MIGRATIONS = ['20240101000000_first', '20240102000000_backfill', '20240103000000_middle', '20240104000000_no_tx'];
+export const SUITE_MIGRATIONS = [
+  '20240101000000_first',
+  '20240102000000_backfill',
+  '20240103000000_middle',
+  '20240104000000_no_tx',
+];
 
 /** How many times each side effect and each backfill row happened. */
-export async function sideEffects(c: pg.Client): Promise<{ audit: Record<string, number>; side: Record<string, number>; items: Record<number, number> }> {
+export async function sideEffects(
+  c: pg.Client,
+): Promise<{ audit: Record<string, number>; side: Record<string, number>; items: Record<number, number> }> {
   const count = async (table: string) =>
     Object.fromEntries(
-      (await c.query<{ name: string; n: number }>(`SELECT name, count(*)::int AS n FROM ${table} GROUP BY name ORDER BY name`)).rows.map((r) => [r.name, r.n]),
+      (
+        await c.query<{ name: string; n: number }>(
+          `SELECT name, count(*)::int AS n FROM ${table} GROUP BY name ORDER BY name`,
+        )
+      ).rows.map((r) => [r.name, r.n]),
     );
   return { audit: await count('audit'), side: await count('side'), items: await counterHistogram(c, 'items') };
 }

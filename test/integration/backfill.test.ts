@@ -5,7 +5,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, InterruptedError, OperationError, UsageError } from '../../src/errors.js';
-import { ensureCheckpointTable, readBackfillProgress, resetBackfill, runBackfill } from '../../src/migrations/backfill.js';
+import {
+  ensureCheckpointTable,
+  readBackfillProgress,
+  resetBackfill,
+  runBackfill,
+} from '../../src/migrations/backfill.js';
 import type { BackfillBatchEvent, BackfillSpec } from '../../src/migrations/backfill-types.js';
 import { counterHistogram } from '../helpers/counters.js';
 import { createTestDatabase, type TestDatabase, uniqueName } from '../helpers/services.js';
@@ -69,9 +74,21 @@ describe('runBackfill', () => {
     expect(events.map((e) => e.lastKey)).toEqual(['5000', '10000', '15000', '20000', '23450']);
     expect(events.at(-1)?.rowsDone).toBe(2345 - skipped);
     const progress = (await readBackfillProgress(client)).find((p) => p.migration === 'm_basic');
-    expect(progress).toMatchObject({ table, finished: true, percent: 100, rowsDone: 2345 - skipped, lastKey: '23450', batches: 5 });
+    expect(progress).toMatchObject({
+      table,
+      finished: true,
+      percent: 100,
+      rowsDone: 2345 - skipped,
+      lastKey: '23450',
+      batches: 5,
+    });
     // A finished backfill is never walked again.
-    const again = await runBackfill(client, 'm_basic', { table, where: 'NOT done', set: 'done = true, counter = counter + 1' }, {});
+    const again = await runBackfill(
+      client,
+      'm_basic',
+      { table, where: 'NOT done', set: 'done = true, counter = counter + 1' },
+      {},
+    );
     expect(again).toMatchObject({ alreadyFinished: true, batches: 0, rows: 0 });
     expect(await counters(table)).toEqual({ 0: skipped, 1: 2345 - skipped });
   });
@@ -81,7 +98,12 @@ describe('runBackfill', () => {
       `INSERT INTO "User" (id, email, "updatedAt") SELECT 'c' || lpad(g::text, 8, '0') || md5(g::text), 'u' || g || '@example.com', now() FROM generate_series(1, 1200) g`,
     );
     await client.query(`UPDATE "User" SET role = 'ADMIN' WHERE email LIKE 'u1%'`);
-    const r = await runBackfill(client, 'm_roles', { table: 'User', where: 'role IS NULL', set: `role = 'USER'` }, { batchSize: 250, targetBatchMs: 0 });
+    const r = await runBackfill(
+      client,
+      'm_roles',
+      { table: 'User', where: 'role IS NULL', set: `role = 'USER'` },
+      { batchSize: 250, targetBatchMs: 0 },
+    );
     const admins = Number((await client.query(`SELECT count(*) AS n FROM "User" WHERE role = 'ADMIN'`)).rows[0].n);
     expect(r.rows).toBe(1200 - admins);
     expect(r.batches).toBe(5);
@@ -90,7 +112,9 @@ describe('runBackfill', () => {
 
   it('walks uuid keys and passes each batch to a run() function inside the batch transaction', async () => {
     const table = uniqueName('bf_uuid');
-    await client.query(`CREATE TABLE ${table} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int NOT NULL, twice int)`);
+    await client.query(
+      `CREATE TABLE ${table} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int NOT NULL, twice int)`,
+    );
     await client.query(`INSERT INTO ${table} (n) SELECT g FROM generate_series(1, 1000) g`);
     const seen: unknown[] = [];
     const r = await runBackfill(
@@ -110,23 +134,38 @@ describe('runBackfill', () => {
     expect(r.rows).toBe(500);
     expect(new Set(seen).size).toBe(500);
     expect(r.batches).toBe(4);
-    const bad = await client.query(`SELECT count(*) AS n FROM ${table} WHERE (n % 2 = 0) <> (twice IS NOT NULL) OR twice <> n * 2`);
+    const bad = await client.query(
+      `SELECT count(*) AS n FROM ${table} WHERE (n % 2 = 0) <> (twice IS NOT NULL) OR twice <> n * 2`,
+    );
     expect(Number(bad.rows[0].n)).toBe(0);
   });
 
   it('refuses composite primary keys, non-unique keys and unknown tables with a clear message', async () => {
     const t = uniqueName('bf_comp');
     await client.query(`CREATE TABLE ${t} (a int, b int, v int, PRIMARY KEY (a, b))`);
-    await expect(runBackfill(client, 'm_comp', { table: t, set: 'v = 1' })).rejects.toThrow(/composite primary key \(a, b\)/);
-    await expect(runBackfill(client, 'm_comp', { table: t, key: 'v', set: 'v = 1' })).rejects.toThrow(/must be NOT NULL with a unique index/);
-    await expect(runBackfill(client, 'm_none', { table: 'NoSuchTable', set: 'v = 1' })).rejects.toBeInstanceOf(UsageError);
-    await expect(runBackfill(client, 'm_none', { table: t, set: 'v = 1', run: async () => 0 })).rejects.toThrow(/exactly one of "set"/);
+    await expect(runBackfill(client, 'm_comp', { table: t, set: 'v = 1' })).rejects.toThrow(
+      /composite primary key \(a, b\)/,
+    );
+    await expect(runBackfill(client, 'm_comp', { table: t, key: 'v', set: 'v = 1' })).rejects.toThrow(
+      /must be NOT NULL with a unique index/,
+    );
+    await expect(runBackfill(client, 'm_none', { table: 'NoSuchTable', set: 'v = 1' })).rejects.toBeInstanceOf(
+      UsageError,
+    );
+    await expect(runBackfill(client, 'm_none', { table: t, set: 'v = 1', run: async () => 0 })).rejects.toThrow(
+      /exactly one of "set"/,
+    );
   });
 
   it('stops at a failing batch, names its key range, and applies nothing from it on', async () => {
     const table = await makeTable(1000, ', CHECK (counter < 2)');
     await client.query(`UPDATE ${table} SET counter = 1 WHERE id = 5000`);
-    const run = runBackfill(client, 'm_fail', { table, set: 'counter = counter + 1' }, { batchSize: 100, targetBatchMs: 0 });
+    const run = runBackfill(
+      client,
+      'm_fail',
+      { table, set: 'counter = counter + 1' },
+      { batchSize: 100, targetBatchMs: 0 },
+    );
     const error = await run.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OperationError);
     const e = error as OperationError;
@@ -165,7 +204,12 @@ describe('runBackfill', () => {
     expect((first as InterruptedError).message).toContain('checkpoint at id = 12000');
     expect((first as InterruptedError).hint).toMatch(/run the same command again/);
     expect(await counters(table)).toEqual({ 0: 1800, 1: 1200 });
-    const r = await runBackfill(client, 'm_abort', { table, set: 'counter = counter + 1' }, { batchSize: 400, targetBatchMs: 0 });
+    const r = await runBackfill(
+      client,
+      'm_abort',
+      { table, set: 'counter = counter + 1' },
+      { batchSize: 400, targetBatchMs: 0 },
+    );
     expect(r.resumedFrom).toBe('12000');
     expect(r.rows).toBe(1800);
     expect(r.rowsDone).toBe(3000);
@@ -197,7 +241,9 @@ describe('runBackfill', () => {
         },
       );
       await blocker;
-      const rows = await client.query<{ id: string; counter: number; done: boolean }>(`SELECT id, counter, done FROM ${table} WHERE val < 0 ORDER BY id`);
+      const rows = await client.query<{ id: string; counter: number; done: boolean }>(
+        `SELECT id, counter, done FROM ${table} WHERE val < 0 ORDER BY id`,
+      );
       expect(rows.rows).toEqual([
         { id: '1005', counter: 0, done: false }, // inserted behind the cursor: not visited
         { id: '4010', counter: 0, done: true }, // updated by the other session while locked: left alone
@@ -215,7 +261,12 @@ describe('runBackfill', () => {
 
   it('holds maxRowsPerSecond and pauseMs (by the engine’s own clock)', async () => {
     const table = await makeTable(1500);
-    const limited = await runBackfill(client, 'm_rate', { table, where: 'NOT done', set: 'done = true' }, { batchSize: 5000, maxRowsPerSecond: 1000 });
+    const limited = await runBackfill(
+      client,
+      'm_rate',
+      { table, where: 'NOT done', set: 'done = true' },
+      { batchSize: 5000, maxRowsPerSecond: 1000 },
+    );
     expect(limited.rows).toBe(1500);
     // Batches never exceed one second of the limit, and the engine slept so the rate stays under it.
     expect(limited.batches).toBeGreaterThanOrEqual(2);
@@ -223,7 +274,12 @@ describe('runBackfill', () => {
     expect(limited.throttledMs).toBeGreaterThan(0);
 
     const table2 = await makeTable(1000);
-    const paused = await runBackfill(client, 'm_pause', { table: table2, set: 'counter = counter + 1' }, { batchSize: 250, targetBatchMs: 0, pauseMs: 50 });
+    const paused = await runBackfill(
+      client,
+      'm_pause',
+      { table: table2, set: 'counter = counter + 1' },
+      { batchSize: 250, targetBatchMs: 0, pauseMs: 50 },
+    );
     expect(paused.batches).toBe(4);
     expect(paused.throttledMs).toBeGreaterThanOrEqual(4 * 50 - 5);
   });
@@ -254,7 +310,12 @@ describe('runBackfill', () => {
     const table = await makeTable(1000);
     const bouncer = await connect(db.bouncerUrl);
     try {
-      const r = await runBackfill(bouncer, 'm_bouncer', { table, set: 'counter = counter + 1' }, { batchSize: 300, targetBatchMs: 0 });
+      const r = await runBackfill(
+        bouncer,
+        'm_bouncer',
+        { table, set: 'counter = counter + 1' },
+        { batchSize: 300, targetBatchMs: 0 },
+      );
       expect(r.rows).toBe(1000);
     } finally {
       await bouncer.end();
@@ -266,7 +327,12 @@ describe('runBackfill', () => {
     const table = await makeTable(1000);
     await runBackfill(client, 'm_spec', { table, set: 'counter = counter + 1' }, { batchSize: 300, targetBatchMs: 0 });
     // e.g. `down` after `up`: a new walk from the start
-    const down = await runBackfill(client, 'm_spec', { table, set: 'counter = counter - 1' }, { batchSize: 300, targetBatchMs: 0 });
+    const down = await runBackfill(
+      client,
+      'm_spec',
+      { table, set: 'counter = counter - 1' },
+      { batchSize: 300, targetBatchMs: 0 },
+    );
     expect(down).toMatchObject({ alreadyFinished: false, resumedFrom: null, rows: 1000 });
     expect(await counters(table)).toEqual({ 0: 1000 });
     const ac = new AbortController();
@@ -281,7 +347,9 @@ describe('runBackfill', () => {
         onProgress: () => ac.abort(),
       },
     ).catch(() => {});
-    await expect(runBackfill(client, 'm_spec2', { table, set: 'counter = counter + 2' }, {})).rejects.toThrow(/is unfinished .* its spec .* has changed/);
+    await expect(runBackfill(client, 'm_spec2', { table, set: 'counter = counter + 2' }, {})).rejects.toThrow(
+      /is unfinished .* its spec .* has changed/,
+    );
   });
 
   it('runs the example migration data-migrations/20240301000000_backfill_order_totals: up, validate, down, up', async () => {
@@ -294,8 +362,12 @@ describe('runBackfill', () => {
       log: { info: (m: string) => logs.push(m) },
     };
     await client.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('u_orders', 'orders@example.com', now())`);
-    await client.query(`INSERT INTO "Product" (id, name, price, "updatedAt") VALUES ('p1', 'a', 2.50, now()), ('p2', 'b', 10.00, now())`);
-    await client.query(`INSERT INTO "Order" (id, "userId", "updatedAt") SELECT 'o' || lpad(g::text, 5, '0'), 'u_orders', now() FROM generate_series(1, 500) g`);
+    await client.query(
+      `INSERT INTO "Product" (id, name, price, "updatedAt") VALUES ('p1', 'a', 2.50, now()), ('p2', 'b', 10.00, now())`,
+    );
+    await client.query(
+      `INSERT INTO "Order" (id, "userId", "updatedAt") SELECT 'o' || lpad(g::text, 5, '0'), 'u_orders', now() FROM generate_series(1, 500) g`,
+    );
     await client.query(
       `INSERT INTO "OrderItem" (id, "orderId", "productId", quantity, price)
        SELECT 'i' || g || '_' || p, 'o' || lpad(g::text, 5, '0'), 'p' || p, g % 4 + 1, CASE p WHEN 1 THEN 2.50 ELSE 10.00 END

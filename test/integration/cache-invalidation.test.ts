@@ -66,8 +66,20 @@ function replicaOf(database: string): NonNullable<InvalidationOptions['replicas'
   ];
 }
 
-function runner(url: string, dir: string, invalidation: InvalidationOptions, extra: Partial<MigrationRunnerOptions> = {}): MigrationRunner {
-  const r = new MigrationRunner({ connectionString: url, migrationsDir: dir, prismaMigrationsDir: false, prismaClient: false, invalidation, ...extra });
+function runner(
+  url: string,
+  dir: string,
+  invalidation: InvalidationOptions,
+  extra: Partial<MigrationRunnerOptions> = {},
+): MigrationRunner {
+  const r = new MigrationRunner({
+    connectionString: url,
+    migrationsDir: dir,
+    prismaMigrationsDir: false,
+    prismaClient: false,
+    invalidation,
+    ...extra,
+  });
   closers.push(() => r.close());
   return r;
 }
@@ -135,7 +147,12 @@ describe('a reader refilling the cache from a lagging replica', () => {
     let stopAt = Number.POSITIVE_INFINITY;
     const reading = readLoop(url, `${ns}:`, n, () => performance.now() > stopAt);
     try {
-      const r = runner(url, dir, { keyPrefix: ns, cache: cacheOf(redisUrl()), replicas: waitForReplica ? replicaOf(dbName(url)) : [], replicaWaitMs: 20_000 });
+      const r = runner(url, dir, {
+        keyPrefix: ns,
+        cache: cacheOf(redisUrl()),
+        replicas: waitForReplica ? replicaOf(dbName(url)) : [],
+        replicaWaitMs: 20_000,
+      });
       const result = await r.up();
       doneAt = performance.now();
       stopAt = doneAt + 1500;
@@ -191,7 +208,9 @@ describe('a reader refilling the cache from a lagging replica', () => {
       // Committed and recorded; keys untouched; one row owed.
       await withClient(url, async (c) => {
         expect((await c.query(`SELECT count(*)::int AS n FROM users WHERE name = 'new'`)).rows[0].n).toBe(5);
-        expect((await c.query('SELECT name FROM dbops.data_migrations')).rows.map((r) => r.name)).toEqual(['20250101000000_rename']);
+        expect((await c.query('SELECT name FROM dbops.data_migrations')).rows.map((r) => r.name)).toEqual([
+          '20250101000000_rename',
+        ]);
       });
       expect(await redis.exists(...[1, 2, 3, 4, 5].map((id) => `${ns}:user:${id}`))).toBe(5);
       expect((await outboxRows(url)).map((r) => r.done)).toEqual([false]);
@@ -277,7 +296,12 @@ describe('outbox semantics on the shared Redis', () => {
     expect(await redis.exists(`${ns}:list:a`, `${ns}:user:1`)).toBe(2);
 
     const result = await runner(url, dir, opts).up();
-    expect(result.outcomes[0]?.invalidation).toMatchObject({ done: true, keys: 31, keysRemoved: 33, patterns: [`${ns}:list:*`] });
+    expect(result.outcomes[0]?.invalidation).toMatchObject({
+      done: true,
+      keys: 31,
+      keysRemoved: 33,
+      patterns: [`${ns}:list:*`],
+    });
     const left = new Set(await redis.keys(`${ns}:*`));
     for (let id = 1; id <= 30; id++) expect(left.has(`${ns}:user:${id}`)).toBe(false);
     for (let id = 31; id <= 50; id++) expect(left.has(`${ns}:user:${id}`)).toBe(true);
@@ -305,13 +329,23 @@ describe('outbox semantics on the shared Redis', () => {
         },
       }`),
     });
-    const result = await runner(url, dir, { keyPrefix: ns, cache: cacheOf(redisUrl()) }, { backfill: { batchSize: 100, targetBatchMs: 60_000 } }).up();
+    const result = await runner(
+      url,
+      dir,
+      { keyPrefix: ns, cache: cacheOf(redisUrl()) },
+      { backfill: { batchSize: 100, targetBatchMs: 60_000 } },
+    ).up();
     const rows = await outboxRows(url);
     // One outbox row per batch (the batch size adapts: at least two batches of at most 250 rows), each done.
     expect(rows.length).toBeGreaterThanOrEqual(2);
     expect(rows.every((r) => r.done)).toBe(true);
     expect(rows.reduce((a, r) => a + r.keys, 0)).toBe(250);
-    expect(result.outcomes[0]?.invalidation).toMatchObject({ done: true, keys: 250, keysRemoved: 250, outboxRows: rows.length });
+    expect(result.outcomes[0]?.invalidation).toMatchObject({
+      done: true,
+      keys: 250,
+      keysRemoved: 250,
+      outboxRows: rows.length,
+    });
     expect(await redis.keys(`${ns}:user:*`)).toEqual([]);
   });
 });
@@ -341,9 +375,15 @@ describe('the example migration data-migrations/20240401000000_normalize_user_em
     closers.push(() => r.close());
     const result = await r.up();
     const outcome = result.outcomes.find((o) => o.name === '20240401000000_normalize_user_emails');
-    expect(outcome).toMatchObject({ status: 'applied', validate: true, invalidation: { done: true, keys: 1, keysRemoved: 1 } });
+    expect(outcome).toMatchObject({
+      status: 'applied',
+      validate: true,
+      invalidation: { done: true, keys: 1, keysRemoved: 1 },
+    });
     // Only Ann changed: CAT@x.io has a lower-case twin (left alone), bob was lower-case already.
-    expect(await withClient(db.url, async (c) => (await c.query('SELECT id, email FROM "User" ORDER BY id')).rows)).toEqual([
+    expect(
+      await withClient(db.url, async (c) => (await c.query('SELECT id, email FROM "User" ORDER BY id')).rows),
+    ).toEqual([
       { id: 'u1', email: 'ann@x.io' },
       { id: 'u2', email: 'bob@x.io' },
       { id: 'u3', email: 'CAT@x.io' },
@@ -353,8 +393,13 @@ describe('the example migration data-migrations/20240401000000_normalize_user_em
     expect(await redis.exists(`${ns}:user:u2`, `${ns}:user:u3`, `${ns}:user:u4`)).toBe(3);
     await redis.set(`${ns}:user:u1`, 'cached');
     const down = await r.down({ step: 1 });
-    expect(down.outcomes[0]).toMatchObject({ name: '20240401000000_normalize_user_emails', invalidation: { done: true, keys: 1, keysRemoved: 1 } });
-    expect(await withClient(db.url, async (c) => (await c.query(`SELECT email FROM "User" WHERE id = 'u1'`)).rows[0].email)).toBe('Ann@X.io');
+    expect(down.outcomes[0]).toMatchObject({
+      name: '20240401000000_normalize_user_emails',
+      invalidation: { done: true, keys: 1, keysRemoved: 1 },
+    });
+    expect(
+      await withClient(db.url, async (c) => (await c.query(`SELECT email FROM "User" WHERE id = 'u1'`)).rows[0].email),
+    ).toBe('Ann@X.io');
     expect(await redis.exists(`${ns}:user:u1`)).toBe(0);
   });
 });
@@ -402,7 +447,10 @@ describe('concurrent drainers', () => {
     expect(a.keysRemoved + b.keysRemoved).toBe(600);
     expect(new Set([...a.entries, ...b.entries].map((e) => e.id)).size).toBe(6);
     expect(await redis.keys(`${ns}:user:*`)).toEqual([]);
-    const rows = await withClient(url, async (c) => (await c.query('SELECT attempts, keys_removed::int AS removed FROM dbops.cache_invalidations')).rows);
+    const rows = await withClient(
+      url,
+      async (c) => (await c.query('SELECT attempts, keys_removed::int AS removed FROM dbops.cache_invalidations')).rows,
+    );
     expect(rows).toEqual(Array.from({ length: 6 }, () => ({ attempts: 1, removed: 100 })));
   });
 });
@@ -439,12 +487,31 @@ describe('Redis stopped after the commit', () => {
   async function ownRedis(port: number, dir: string) {
     const child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--dir',
+        dir,
+      ],
       {
         stdio: 'ignore',
       },
     );
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     probe.on('error', () => {});
     for (let i = 0; i < 200; i++) {
       try {
@@ -519,7 +586,9 @@ describe('Redis stopped after the commit', () => {
     closers.push(async () => back.disconnect());
     // The first batch's keys went before Redis stopped; the second's are still cached (stale).
     expect(await back.exists(...Array.from({ length: firstBatch ?? 0 }, (_, i) => `user:${i + 1}`))).toBe(0);
-    expect(await back.exists(...Array.from({ length: secondBatch ?? 0 }, (_, i) => `user:${(firstBatch ?? 0) + i + 1}`))).toBe(secondBatch);
+    expect(
+      await back.exists(...Array.from({ length: secondBatch ?? 0 }, (_, i) => `user:${(firstBatch ?? 0) + i + 1}`)),
+    ).toBe(secondBatch);
     const result = await runner(url, migDir, { cache: cacheOf(rurl) }, opts).up();
     expect(result.outcomes[0]).toMatchObject({ status: 'applied' });
     expect(await back.keys('user:*')).toEqual([]);
@@ -541,7 +610,12 @@ describe('Redis stopped after the commit', () => {
     redis.disconnect();
     const migDir = migrationFolder({ '20250101000000_rename.ts': renameAll });
     // The hook between the commit and the invalidation stops the server: Redis is down when the drain starts.
-    const first = runner(url, migDir, { cache: cacheOf(rurl), beforeDrain: () => server.stop() }, { connectTimeoutMs: 2000 });
+    const first = runner(
+      url,
+      migDir,
+      { cache: cacheOf(rurl), beforeDrain: () => server.stop() },
+      { connectTimeoutMs: 2000 },
+    );
     const error = await first.up().then(
       () => undefined,
       (e: unknown) => e,
@@ -556,7 +630,10 @@ describe('Redis stopped after the commit', () => {
     // The restarted server still has the stale keys, and one that is not owed.
     expect(await back.exists(...Array.from({ length: 40 }, (_, i) => `user:${i + 1}`))).toBe(40);
     await back.set('user:41', 'not owed');
-    const next = migrationFolder({ '20250101000000_rename.ts': renameAll, '20250102000000_nothing.ts': mig(`{ async up() {} }`) });
+    const next = migrationFolder({
+      '20250101000000_rename.ts': renameAll,
+      '20250102000000_nothing.ts': mig(`{ async up() {} }`),
+    });
     const result = await runner(url, next, { cache: cacheOf(rurl) }).up();
     expect(result.outcomes.map((o) => o.name)).toEqual(['20250102000000_nothing']);
     expect(await back.exists(...Array.from({ length: 40 }, (_, i) => `user:${i + 1}`))).toBe(0);
@@ -577,7 +654,12 @@ describe('Redis stopped after the commit', () => {
     seed.disconnect();
     // A first run leaves an invalidation owed: Redis stops between its commit and the drain.
     const first = migrationFolder({ '20250101000000_rename.ts': renameAll });
-    const owed = await runner(url, first, { cache: cacheOf(rurl), beforeDrain: () => server.stop() }, { connectTimeoutMs: 2000 })
+    const owed = await runner(
+      url,
+      first,
+      { cache: cacheOf(rurl), beforeDrain: () => server.stop() },
+      { connectTimeoutMs: 2000 },
+    )
       .up()
       .then(
         () => undefined,
@@ -599,7 +681,9 @@ describe('Redis stopped after the commit', () => {
     expect(blocked.code).toBe(ExitCode.Owed);
     const deferred = await runDbops(['migrate', 'up', '--defer-invalidation', '--timeout', '2s'], { env, cwd: dir });
     expect(deferred.code, deferred.stderr).toBe(0);
-    expect(deferred.stdout + deferred.stderr).toMatch(/20250102000000_touch: cache invalidation still owed \(5 key\(s\)/);
+    expect(deferred.stdout + deferred.stderr).toMatch(
+      /20250102000000_touch: cache invalidation still owed \(5 key\(s\)/,
+    );
     expect((await outboxRows(url)).map((r) => [r.done, r.keys])).toEqual([
       [false, 20],
       [false, 5],
@@ -626,8 +710,17 @@ describe('replicas in pool and doctor', () => {
     await pair.catchUp();
     const target = replicaOf(dbName(url))[0] as NonNullable<InvalidationOptions['replicas']>[number];
     const caughtUp = await withClient(url, (c) => collectReplicas(c, [target]));
-    expect(caughtUp.replicas[0]).toMatchObject({ reachable: true, inRecovery: true, lagBytes: 0, lagMs: 0, slotName: 'dbops_test_replica' });
-    expect(caughtUp.replicas[0]?.sender).toMatchObject({ state: 'streaming', slot: { name: 'dbops_test_replica', active: true } });
+    expect(caughtUp.replicas[0]).toMatchObject({
+      reachable: true,
+      inRecovery: true,
+      lagBytes: 0,
+      lagMs: 0,
+      slotName: 'dbops_test_replica',
+    });
+    expect(caughtUp.replicas[0]?.sender).toMatchObject({
+      state: 'streaming',
+      slot: { name: 'dbops_test_replica', active: true },
+    });
     expect(caughtUp.replicas[0]?.headroom).toBeGreaterThan(0);
     expect(caughtUp.findings).toEqual([]);
 

@@ -17,7 +17,10 @@ async function serverMatch(client: Redis, pattern: Buffer): Promise<Set<string>>
   const out = new Set<string>();
   let cursor = '0';
   do {
-    const [next, keys] = (await client.callBuffer('SCAN', cursor, 'MATCH', pattern, 'COUNT', 10_000)) as [Buffer, Buffer[]];
+    const [next, keys] = (await client.callBuffer('SCAN', cursor, 'MATCH', pattern, 'COUNT', 10_000)) as [
+      Buffer,
+      Buffer[],
+    ];
     cursor = next.toString();
     for (const k of keys) out.add(hex(k));
   } while (cursor !== '0');
@@ -115,9 +118,17 @@ describe('cache core on a standalone server', () => {
 
   it('flushes binary, unicode and spaced keys and nothing else', async () => {
     const ns = redisNamespace();
-    const victims = [Buffer.from(`${ns}u:a b`), Buffer.from(`${ns}u:日本`), Buffer.concat([Buffer.from(`${ns}u:`), Buffer.from([0xff, 0xfe, 0x00])])];
+    const victims = [
+      Buffer.from(`${ns}u:a b`),
+      Buffer.from(`${ns}u:日本`),
+      Buffer.concat([Buffer.from(`${ns}u:`), Buffer.from([0xff, 0xfe, 0x00])]),
+    ];
     for (let i = 0; i < 2500; i++) victims.push(Buffer.from(`${ns}u:${i}`));
-    const keep = [Buffer.from(`${ns}v:1`), Buffer.from(`${ns}u`), Buffer.concat([Buffer.from(`${ns}x:`), Buffer.from([0xff])])];
+    const keep = [
+      Buffer.from(`${ns}v:1`),
+      Buffer.from(`${ns}u`),
+      Buffer.concat([Buffer.from(`${ns}x:`), Buffer.from([0xff])]),
+    ];
     for (const k of [...victims, ...keep]) await client.set(k, 'v');
     const r = await flushKeys(target, { pattern: pat(ns, 'u:*'), count: 100 });
     expect(r.stopped).toBe('done');

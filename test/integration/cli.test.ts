@@ -59,13 +59,32 @@ interface Case {
 }
 
 const PRISMA_MIGRATIONS = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
-const db = (f: Fixture, dir = f.empty) => ({ DATABASE_URL: f.db.url, DBOPS_MIGRATIONS_DIR: dir, DBOPS_PRISMA_MIGRATIONS_DIR: PRISMA_MIGRATIONS });
-const nowhere = (f: Fixture) => ({ DATABASE_URL: `postgresql://app:${SECRET}@127.0.0.1:${f.closedPort}/x`, DBOPS_MIGRATIONS_DIR: f.empty });
+const db = (f: Fixture, dir = f.empty) => ({
+  DATABASE_URL: f.db.url,
+  DBOPS_MIGRATIONS_DIR: dir,
+  DBOPS_PRISMA_MIGRATIONS_DIR: PRISMA_MIGRATIONS,
+});
+const nowhere = (f: Fixture) => ({
+  DATABASE_URL: `postgresql://app:${SECRET}@127.0.0.1:${f.closedPort}/x`,
+  DBOPS_MIGRATIONS_DIR: f.empty,
+});
 
 const cases: Case[] = [
   // Parsing: one line, a hint, exit 2; --json still one document.
-  { name: 'an unknown command suggests the right one', args: ['doctr'], code: 2, stderr: [/unknown command 'doctr'.*Did you mean doctor\?/], stdout: [/^$/] },
-  { name: 'a bad option value names the option', args: ['--timeout', 'soon', 'doctor'], code: 2, stderr: [/--timeout/], stdout: [/^$/] },
+  {
+    name: 'an unknown command suggests the right one',
+    args: ['doctr'],
+    code: 2,
+    stderr: [/unknown command 'doctr'.*Did you mean doctor\?/],
+    stdout: [/^$/],
+  },
+  {
+    name: 'a bad option value names the option',
+    args: ['--timeout', 'soon', 'doctor'],
+    code: 2,
+    stderr: [/--timeout/],
+    stdout: [/^$/],
+  },
   {
     name: 'a bad option value with --json',
     args: ['--json', '--timeout', 'soon', 'doctor'],
@@ -114,15 +133,33 @@ const cases: Case[] = [
     args: ['pool', '--watch', '--json'],
     env: nowhere,
     code: 2,
-    json: { ok: false, error: { code: 'USAGE', message: expect.stringMatching(/--watch and --json cannot be combined/) } },
+    json: {
+      ok: false,
+      error: { code: 'USAGE', message: expect.stringMatching(/--watch and --json cannot be combined/) },
+    },
   },
   { name: 'pool --long-ms soon', args: ['pool', '--long-ms', 'soon'], env: nowhere, code: 2 },
-  { name: 'cache flush with an empty pattern', args: ['cache', 'flush', ''], env: nowhere, code: 2, stderr: [/empty pattern/] },
-  { name: 'cache drain --replica-wait soon', args: ['cache', 'drain', '--replica-wait', 'soon'], env: nowhere, code: 2, stderr: [/--replica-wait/] },
+  {
+    name: 'cache flush with an empty pattern',
+    args: ['cache', 'flush', ''],
+    env: nowhere,
+    code: 2,
+    stderr: [/empty pattern/],
+  },
+  {
+    name: 'cache drain --replica-wait soon',
+    args: ['cache', 'drain', '--replica-wait', 'soon'],
+    env: nowhere,
+    code: 2,
+    stderr: [/--replica-wait/],
+  },
   {
     name: 'a replica URL that is not PostgreSQL: named, never shown',
     args: ['cache', 'drain'],
-    env: (f) => ({ ...nowhere(f), DATABASE_REPLICA_URLS: `postgresql://app:${SECRET}@127.0.0.1:1/x, redis://app:${SECRET}@127.0.0.1:2/0` }),
+    env: (f) => ({
+      ...nowhere(f),
+      DATABASE_REPLICA_URLS: `postgresql://app:${SECRET}@127.0.0.1:1/x, redis://app:${SECRET}@127.0.0.1:2/0`,
+    }),
     code: 2,
     stderr: [/DATABASE_REPLICA_URLS \(#2\)/],
   },
@@ -166,7 +203,13 @@ const cases: Case[] = [
     code: 0,
     json: { invalidations: { owed: [], done: [] } },
   },
-  { name: 'migrate unlock when nobody holds the lock', args: ['migrate', 'unlock', '--yes'], env: (f) => db(f), code: 0, stdout: [/not held/] },
+  {
+    name: 'migrate unlock when nobody holds the lock',
+    args: ['migrate', 'unlock', '--yes'],
+    env: (f) => db(f),
+    code: 0,
+    stdout: [/not held/],
+  },
   { name: 'locks --json', args: ['--json', 'locks'], env: (f) => db(f), code: 0, json: { ok: true, findings: [] } },
   {
     name: 'a failed migration: exit 1, what ran before it on stderr, the error naming migration and step',
@@ -189,7 +232,11 @@ const cases: Case[] = [
       command: 'up',
       ok: false,
       outcomes: [expect.objectContaining({ name: '20240102000000_bad', status: 'failed' })],
-      error: { code: 'FAILED', exitCode: 1, details: expect.objectContaining({ migration: '20240102000000_bad', step: 'validate' }) },
+      error: {
+        code: 'FAILED',
+        exitCode: 1,
+        details: expect.objectContaining({ migration: '20240102000000_bad', step: 'validate' }),
+      },
     },
     check: (run) => expect(Object.keys(JSON.parse(run.stdout)).at(-1)).toBe('error'),
   },
@@ -199,7 +246,10 @@ const cases: Case[] = [
     env: (f) => ({ ...db(f, f.failing), GITHUB_ACTIONS: 'true' }),
     code: 3,
     stdout: [/1 finding\(s\)/],
-    stderr: [/^error: migrate validate: 1 finding\(s\)$/m, /::error title=dbops migrate validate%3A 20240102000000_bad::/],
+    stderr: [
+      /^error: migrate validate: 1 finding\(s\)$/m,
+      /::error title=dbops migrate validate%3A 20240102000000_bad::/,
+    ],
     check: (run) => expect(run.stderr.match(/::error /g)).toHaveLength(1),
   },
   {
@@ -225,7 +275,9 @@ describe('dbops in-process (runCli)', () => {
       db: database,
       failing: migrationFolder({
         '20240101000000_ok.ts': auditMig('ok'),
-        '20240102000000_bad.ts': mig(`{ async up({ sql }) { await sql\`INSERT INTO audit (name) VALUES ('bad')\`; }, validate: () => false }`),
+        '20240102000000_bad.ts': mig(
+          `{ async up({ sql }) { await sql\`INSERT INTO audit (name) VALUES ('bad')\`; }, validate: () => false }`,
+        ),
       }),
       empty: migrationFolder({}),
       closedPort: await freePort(),

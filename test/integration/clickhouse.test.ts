@@ -23,7 +23,8 @@ let since: number;
 async function runWorkload(s: ClickHouseServer): Promise<void> {
   await s.exec('CREATE TABLE events (id UInt64, kind String) ENGINE = MergeTree ORDER BY id');
   await s.exec("INSERT INTO events SELECT number, concat('k', toString(number % 10)) FROM numbers(200000)");
-  for (let i = 0; i < 40; i++) await s.exec(`SELECT count() FROM events WHERE id % 7 = ${i % 7} AND kind = 'k${i % 10}'`);
+  for (let i = 0; i < 40; i++)
+    await s.exec(`SELECT count() FROM events WHERE id % 7 = ${i % 7} AND kind = 'k${i % 10}'`);
   for (let i = 0; i < 6; i++) await s.exec(`SELECT sleep(0.0${2 + (i % 3)})`);
   for (let i = 0; i < 3; i++) await s.exec(`SELECT * FROM dbops_missing_table WHERE a = ${i}`).catch(() => {});
   // Credentials in table functions and in a syntax error: 18.16 logs them verbatim.
@@ -75,7 +76,9 @@ async function logRows(like: string) {
   const rows = await server.query<LogRow>(
     `SELECT query_duration_ms, read_rows, read_bytes, result_rows, memory_usage, type, user, query, exception FROM system.query_log WHERE ${where}`,
   );
-  const [q] = await server.query<{ q: number[] }>(`SELECT quantilesExact(0.5, 0.95, 0.99)(query_duration_ms) AS q FROM system.query_log WHERE ${where}`);
+  const [q] = await server.query<{ q: number[] }>(
+    `SELECT quantilesExact(0.5, 0.95, 0.99)(query_duration_ms) AS q FROM system.query_log WHERE ${where}`,
+  );
   return { rows, q: q?.q ?? [] };
 }
 
@@ -84,11 +87,19 @@ const sum = (rows: LogRow[], k: keyof LogRow) => rows.reduce((s, r) => s + Numbe
 describe('slow-queries --source clickhouse on a real server', () => {
   it('chooses the columns this server has: 18.16 groups by text, type is a UInt8, no tables column', async () => {
     const cols = new Map(
-      (await server.query<{ name: string; type: string }>("SELECT name, type FROM system.columns WHERE database = 'system' AND table = 'query_log'")).map(
-        (r) => [r.name, r.type],
-      ),
+      (
+        await server.query<{ name: string; type: string }>(
+          "SELECT name, type FROM system.columns WHERE database = 'system' AND table = 'query_log'",
+        )
+      ).map((r) => [r.name, r.type]),
     );
-    expect(planFor(cols)).toEqual({ grouping: 'text', typeIsEnum: false, tables: false, exceptionCode: false, preKey: true });
+    expect(planFor(cols)).toEqual({
+      grouping: 'text',
+      typeIsEnum: false,
+      tables: false,
+      exceptionCode: false,
+      preKey: true,
+    });
   });
 
   it("reports every figure of a group as the server's own query_log rows give it", async () => {
@@ -145,9 +156,13 @@ describe('slow-queries --source clickhouse on a real server', () => {
     const { report: r } = await report();
     const doc = JSON.stringify(r);
     for (const s of Object.values(SECRETS)) expect(doc).not.toContain(s);
-    expect(r.statements.map((x) => x.query)).toEqual(expect.arrayContaining(['SELECT * FROM mysql(?..)', 'SELECT * FROM url(?, CSV, ?)']));
+    expect(r.statements.map((x) => x.query)).toEqual(
+      expect.arrayContaining(['SELECT * FROM mysql(?..)', 'SELECT * FROM url(?, CSV, ?)']),
+    );
     const syntax = r.statements.find((x) => x.query.startsWith('SELEC '));
-    expect(syntax?.lastError?.message).toMatch(/Syntax error: failed at position \d+ \(the quoted query is not shown\)/);
+    expect(syntax?.lastError?.message).toMatch(
+      /Syntax error: failed at position \d+ \(the quoted query is not shown\)/,
+    );
   });
 
   it("the server's pre-grouping of old servers merges only what dbops' lexer merges (a corpus of edge cases)", async () => {
@@ -172,10 +187,17 @@ describe('slow-queries --source clickhouse on a real server', () => {
     for (const make of corpus) for (const n of [1, 2, 7]) await server.exec(make(n)).catch(() => {});
     await server.flushLogs();
     const groups = async (preKey: boolean) => {
-      const r = await readQueryLog(conn, { window: { from: since, to: conn.serverNow + 60 }, flush: false, timeoutMs: 10_000 });
+      const r = await readQueryLog(conn, {
+        window: { from: since, to: conn.serverNow + 60 },
+        flush: false,
+        timeoutMs: 10_000,
+      });
       const plan = { ...r.plan, preKey };
       const rows = await conn.query<RawGroupRow>(groupsSql(plan, r.window), { timeoutMs: 10_000 });
-      const report = buildClickHouseReport({ ...r, plan, rows }, { sort: 'total', limit: 0, slow: SLOW, onlySlow: false });
+      const report = buildClickHouseReport(
+        { ...r, plan, rows },
+        { sort: 'total', limit: 0, slow: SLOW, onlySlow: false },
+      );
       return { rows, byText: new Map(report.statements.map((g) => [g.query, g.calls])) };
     };
     const exact = await groups(false);
@@ -189,7 +211,8 @@ describe('slow-queries --source clickhouse on a real server', () => {
     // ...texts the patterns cannot read exactly are left to dbops' lexer...
     expect(keyed.rows.filter((r) => r.pre_key?.includes('/* comment')).length).toBe(3);
     // ...and the groups after dbops' lexer are the same either way.
-    const mine = (m: Map<string, number>) => new Map([...m].filter(([q]) => q.includes('SELECT') && !q.includes('query_log')));
+    const mine = (m: Map<string, number>) =>
+      new Map([...m].filter(([q]) => q.includes('SELECT') && !q.includes('query_log')));
     expect(mine(keyed.byText)).toEqual(mine(exact.byText));
   });
 
@@ -217,11 +240,17 @@ describe('ClickHouse in pool and doctor', () => {
   it('lists a running query with its elapsed time, leaves its own out, and reports it as long', async () => {
     const marker = `long_${Date.now()}`;
     const running = server.exec(`SELECT sleep(3), '${marker}'`);
-    let snap = await collectClickHousePool(conn, { timeoutMs: 5000, thresholds: { longMs: 300, headroomWarnRatio: 0.1 } });
+    let snap = await collectClickHousePool(conn, {
+      timeoutMs: 5000,
+      thresholds: { longMs: 300, headroomWarnRatio: 0.1 },
+    });
     // Wait until the server itself reports the query past the threshold (no wall-clock assertion).
     for (let i = 0; i < 200 && !snap.running.some((q) => q.query.includes('sleep') && q.elapsedMs >= 300); i++) {
       await new Promise((r) => setTimeout(r, 50));
-      snap = await collectClickHousePool(conn, { timeoutMs: 5000, thresholds: { longMs: 300, headroomWarnRatio: 0.1 } });
+      snap = await collectClickHousePool(conn, {
+        timeoutMs: 5000,
+        thresholds: { longMs: 300, headroomWarnRatio: 0.1 },
+      });
     }
     const q = snap.running.find((x) => x.query === 'SELECT sleep(?), ?');
     expect(q?.user).toBe('default');
@@ -243,7 +272,10 @@ describe('ClickHouse in pool and doctor', () => {
     expect(plain.tls).toBe(false);
     expect(plain.details.queryLog).toEqual({ exists: true, logQueries: true, readable: true });
     expect(plain.details.systemTables).toEqual({ query_log: true, processes: true, metrics: true, settings: true });
-    const tls = await checkClickHouse({ url: server.url('monitor', { https: true }), caCert: server.caCert ?? undefined }, 5000);
+    const tls = await checkClickHouse(
+      { url: server.url('monitor', { https: true }), caCert: server.caCert ?? undefined },
+      5000,
+    );
     expect(tls.ok).toBe(true);
     expect(tls.tls).toBe(true);
     const untrusted = await checkClickHouse({ url: server.url('monitor', { https: true }) }, 5000);
@@ -261,7 +293,11 @@ describe('a server whose query log is off', () => {
     const c = await connectClickHouse({ url: off.url('monitor'), connectTimeoutMs: 5000, queryTimeoutMs: 10_000 });
     try {
       await off.exec('SELECT 1');
-      const error = await readQueryLog(c, { window: { from: c.serverNow - 60, to: c.serverNow }, flush: true, timeoutMs: 5000 }).catch((e: unknown) => e);
+      const error = await readQueryLog(c, {
+        window: { from: c.serverNow - 60, to: c.serverNow },
+        flush: true,
+        timeoutMs: 5000,
+      }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).exitCode).toBe(2);
       expect((error as ConfigError).message).toMatch(/system\.query_log does not exist .*log_queries is 0 for monitor/);

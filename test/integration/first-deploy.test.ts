@@ -65,7 +65,12 @@ function dataMigrations(): string {
   return dir;
 }
 
-function runner(url: string, prismaDir: string, dataDir: string, extra: Partial<MigrationRunnerOptions> = {}): MigrationRunner {
+function runner(
+  url: string,
+  prismaDir: string,
+  dataDir: string,
+  extra: Partial<MigrationRunnerOptions> = {},
+): MigrationRunner {
   const r = new MigrationRunner({
     connectionString: url,
     migrationsDir: dataDir,
@@ -134,7 +139,9 @@ describe('the first deploy on an empty database', () => {
           [INIT, ...Object.keys(HISTORY)].map((n) => [n, 1, null, true]),
         );
         expect((await c.query(`SELECT indexname FROM pg_indexes WHERE indexname = 'Tag_name_idx'`)).rowCount).toBe(1);
-        expect((await c.query(`SELECT enum_range(NULL::"OrderStatus")::text AS r`)).rows[0].r).toBe('{PENDING,CONFIRMED,SHIPPED,DELIVERED,CANCELLED}');
+        expect((await c.query(`SELECT enum_range(NULL::"OrderStatus")::text AS r`)).rows[0].r).toBe(
+          '{PENDING,CONFIRMED,SHIPPED,DELIVERED,CANCELLED}',
+        );
       });
       const again = await runner(url, prismaDir, dataDir).up({ withSchema: true });
       expect(again.outcomes).toEqual([]);
@@ -145,13 +152,19 @@ describe('the first deploy on an empty database', () => {
 });
 
 /** The run's failure: the migration, the step, and what the result says about each migration. */
-async function failure(run: Promise<RunResult>): Promise<{ migration: string | undefined; message: string; outcomes: string[] }> {
+async function failure(
+  run: Promise<RunResult>,
+): Promise<{ migration: string | undefined; message: string; outcomes: string[] }> {
   const error = (await run.then(
     () => undefined,
     (e: unknown) => e,
   )) as { migration?: string; message: string } | undefined;
   if (!error) throw new Error('expected the run to fail');
-  return { migration: error.migration, message: error.message, outcomes: (runResultOf(error)?.outcomes ?? []).map((o) => `${o.name}:${o.status}`) };
+  return {
+    migration: error.migration,
+    message: error.message,
+    outcomes: (runResultOf(error)?.outcomes ?? []).map((o) => `${o.name}:${o.status}`),
+  };
 }
 
 describe('the rehearsal fails exactly where the real run fails', () => {
@@ -163,7 +176,9 @@ describe('the rehearsal fails exactly where the real run fails', () => {
     const real = await failure(runner(db.url, prismaDir, dataMigrations()).up({ withSchema: true }));
     expect(dry.migration).toBe(INIT);
     expect(real.migration).toBe(INIT);
-    expect(dry.message).toMatch(/rehearsal: schema migration 20231201000000_init would fail: The database schema is not empty/);
+    expect(dry.message).toMatch(
+      /rehearsal: schema migration 20231201000000_init would fail: The database schema is not empty/,
+    );
     expect(real.message).toMatch(/schema migration 20231201000000_init failed: The database schema is not empty/);
     expect(await objects(db.url)).toEqual(['public.leftover']);
   });
@@ -173,7 +188,11 @@ describe('the rehearsal fails exactly where the real run fails', () => {
       'CREATE TABLE "Half" (id int);\nINSERT INTO "NoSuchTable" VALUES (1);\n',
       'CREATE TABLE "Half" (id int);\nCREATE INDEX CONCURRENTLY "Half_id" ON "Half"(id);\n',
     ]) {
-      const prismaDir = schemaHistory({ ...HISTORY, '20240104000000_broken': broken, '20240105000000_after': 'CREATE TABLE "After" (id int);\n' });
+      const prismaDir = schemaHistory({
+        ...HISTORY,
+        '20240104000000_broken': broken,
+        '20240105000000_after': 'CREATE TABLE "After" (id int);\n',
+      });
       const dryDb = await emptyDb();
       const realDb = await emptyDb();
       const dry = await failure(runner(dryDb.url, prismaDir, dataMigrations()).up({ withSchema: true, dryRun: true }));
@@ -185,7 +204,9 @@ describe('the rehearsal fails exactly where the real run fails', () => {
       expect(cause(dry.message)).toBe(cause(real.message));
       expect(await objects(dryDb.url)).toEqual([]);
       // the real run stopped there, as Prisma does: the failed migration recorded as failed, nothing half-applied
-      const rows = await withClient(realDb.url, (c) => c.query(`SELECT migration_name, finished_at FROM _prisma_migrations ORDER BY started_at`));
+      const rows = await withClient(realDb.url, (c) =>
+        c.query(`SELECT migration_name, finished_at FROM _prisma_migrations ORDER BY started_at`),
+      );
       expect(rows.rows.at(-1)).toMatchObject({ migration_name: '20240104000000_broken', finished_at: null });
       expect(await objects(realDb.url)).not.toContain('public.Half');
     }
@@ -200,7 +221,9 @@ describe('a first run that fails', () => {
       '20240101000000_broken.ts': mig(`{ async up({ sql }) { await sql\`SELECT * FROM "NoSuchTable"\`; } }`),
     });
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    await expect(runner(db.url, prismaDir, dataDir).up({ withSchema: true })).rejects.toThrow(/20240101000000_broken failed at up/);
+    await expect(runner(db.url, prismaDir, dataDir).up({ withSchema: true })).rejects.toThrow(
+      /20240101000000_broken failed at up/,
+    );
     const schemas = await withClient(db.url, (c) => c.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'dbops'`));
     expect(schemas.rowCount).toBe(0);
     expect((await objects(db.url)).filter((o) => !o.startsWith('public.'))).toEqual([]);

@@ -68,7 +68,9 @@ describe('blocking tree on a real pile-up (idle in transaction → UPDATE → AL
     const all = walkTree(report.locks).map((w) => w.node.pid);
     expect(new Set(all).size).toBe(all.length);
     const finding = report.findings.find((f) => f.code === 'lock-blocking' && f.pids?.[0] === pids.holder);
-    expect(finding?.message).toMatch(new RegExp(`pid ${pids.holder} \\(idle in transaction .*app=holder-app.*blocks 3 sessions`));
+    expect(finding?.message).toMatch(
+      new RegExp(`pid ${pids.holder} \\(idle in transaction .*app=holder-app.*blocks 3 sessions`),
+    );
     expect(finding?.suggestion).toMatch(/idle_in_transaction_session_timeout/);
     expect(finding?.suggestion).toMatch(/lock_timeout/);
   });
@@ -124,13 +126,24 @@ describe('row-lock waits are reported as row locks (issue 13)', () => {
     const second = await sessions.open(db.url, 'second');
     sessions.background(second, 'SELECT * FROM "User" WHERE id = 3 FOR UPDATE');
     await waitForLockWait(observer, second.pid);
-    const xid = (await observer.query(`SELECT backend_xid::text AS x FROM pg_stat_activity WHERE pid = $1`, [holder.pid])).rows[0].x;
+    const xid = (
+      await observer.query(`SELECT backend_xid::text AS x FROM pg_stat_activity WHERE pid = $1`, [holder.pid])
+    ).rows[0].x;
 
     const report = await collectLocksReport(observer, { queryTimeoutMs: 5000 });
     const root = report.locks.roots.find((r) => r.pid === holder.pid);
     const byPid = new Map(walkTree({ roots: [root!], waiterCount: 0 }).map((w) => [w.node.pid, w.node]));
-    expect(byPid.get(first.pid)?.waitingFor).toMatchObject({ locktype: 'transactionid', transactionId: xid, rowOf: { relation: '"User"', row: '(0,3)' } });
-    expect(byPid.get(second.pid)?.waitingFor).toMatchObject({ locktype: 'tuple', mode: 'AccessExclusiveLock', relation: '"User"', row: '(0,3)' });
+    expect(byPid.get(first.pid)?.waitingFor).toMatchObject({
+      locktype: 'transactionid',
+      transactionId: xid,
+      rowOf: { relation: '"User"', row: '(0,3)' },
+    });
+    expect(byPid.get(second.pid)?.waitingFor).toMatchObject({
+      locktype: 'tuple',
+      mode: 'AccessExclusiveLock',
+      relation: '"User"',
+      row: '(0,3)',
+    });
 
     const text = renderLocks(report, new Chalk({ level: 0 }));
     expect(text).toContain(`for transaction ${xid} to end: row (0,3) of "User", which it changed or locked`);

@@ -7,7 +7,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MigrationRunner, type MigrationRunnerOptions, runResultOf } from '../../src/index.js';
-import { AUDIT_DDL, auditCounts, auditMig, mig, migrationFolder, tableHash, withClient } from '../helpers/migrations.js';
+import {
+  AUDIT_DDL,
+  auditCounts,
+  auditMig,
+  mig,
+  migrationFolder,
+  tableHash,
+  withClient,
+} from '../helpers/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -101,7 +109,9 @@ describe('migrate up', () => {
     const before = await withClient(db.url, (c) => tableHash(c, 'User'));
     const error = await using(runner(db, dir), (r) => r.up()).catch((e: unknown) => e);
     expect(error).toMatchObject({ exitCode: 1, details: { migration: '20240102000000_bad', step: 'validate' } });
-    expect((error as Error).message).toMatch(/20240102000000_bad failed at validate: validate\(\) returned false \(rolled back\)/);
+    expect((error as Error).message).toMatch(
+      /20240102000000_bad failed at validate: validate\(\) returned false \(rolled back\)/,
+    );
     expect(runResultOf(error)?.outcomes.map((o) => [o.name, o.status])).toEqual([
       ['20240101000000_ok', 'applied'],
       ['20240102000000_bad', 'failed'],
@@ -124,7 +134,9 @@ describe('migrate up', () => {
       }`),
     });
     const error = await using(runner(db, dir), (r) => r.up()).catch((e: unknown) => e);
-    expect((error as Error).message).toMatch(/20240101000000_boom failed at up: relation "no_such_table" does not exist/);
+    expect((error as Error).message).toMatch(
+      /20240101000000_boom failed at up: relation "no_such_table" does not exist/,
+    );
     expect(error).toMatchObject({ details: { step: 'up', sqlstate: '42P01' } });
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({}));
     expect(await ledgerNames(db)).toEqual([]);
@@ -133,7 +145,9 @@ describe('migrate up', () => {
   it('--dry-run runs up and validate for real, reports them, and leaves tables and ledger byte-for-byte unchanged', async () => {
     const db = await freshDb();
     await withClient(db.url, (c) =>
-      c.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('u1', 'a@x', now()), ('u2', 'b@x', now()), ('u3', 'c@x', now())`),
+      c.query(
+        `INSERT INTO "User" (id, email, "updatedAt") VALUES ('u1', 'a@x', now()), ('u2', 'b@x', now()), ('u3', 'c@x', now())`,
+      ),
     );
     const dir = migrationFolder({
       '20240101000000_first.ts': auditMig('first'),
@@ -148,7 +162,11 @@ describe('migrate up', () => {
     // one migration applied for real first, so the ledger exists and has content to compare
     await using(runner(db, dir), (r) => r.up({ step: 1 }));
     const snapshot = () =>
-      withClient(db.url, async (c) => [await tableHash(c, 'User'), await tableHash(c, 'audit'), await tableHash(c, 'dbops.data_migrations')]);
+      withClient(db.url, async (c) => [
+        await tableHash(c, 'User'),
+        await tableHash(c, 'audit'),
+        await tableHash(c, 'dbops.data_migrations'),
+      ]);
     const before = await snapshot();
     const r = await using(runner(db, dir), (x) => x.up({ dryRun: true }));
     expect(r.dryRun).toBe(true);
@@ -182,7 +200,9 @@ describe('migrate up', () => {
     expect(await ledgerNames(db)).toEqual(['20240101000000_a']);
     await using(runner(db, dir), (r) => r.up({ to: '20240103000000_c' }));
     expect(await ledgerNames(db)).toEqual(['20240101000000_a', '20240102000000_b', '20240103000000_c']);
-    await expect(using(runner(db, dir), (r) => r.up({ to: '20240109000000_nope' }))).rejects.toMatchObject({ exitCode: 2 });
+    await expect(using(runner(db, dir), (r) => r.up({ to: '20240109000000_nope' }))).rejects.toMatchObject({
+      exitCode: 2,
+    });
     await using(runner(db, dir), (r) => r.up());
     expect(await ledgerNames(db)).toHaveLength(4);
   });
@@ -215,7 +235,9 @@ describe('migrate down and mark-applied', () => {
       '20240102000000_b.ts': auditMig('b'),
     });
     await using(runner(db, dir), (r) => r.up());
-    await expect(using(runner(db, dir), (r) => r.down({ step: 2 }))).rejects.toThrow(/cannot revert 20240101000000_a: it has no down\(\)/);
+    await expect(using(runner(db, dir), (r) => r.down({ step: 2 }))).rejects.toThrow(
+      /cannot revert 20240101000000_a: it has no down\(\)/,
+    );
     expect(await ledgerNames(db)).toHaveLength(2);
   });
 
@@ -233,7 +255,9 @@ describe('migrate down and mark-applied', () => {
         { name: '20240102000000_b', marked_only: false },
       ]);
     });
-    await expect(using(runner(db, dir), (r) => r.markApplied('20240109000000_x'))).rejects.toThrow(/no such data migration/);
+    await expect(using(runner(db, dir), (r) => r.markApplied('20240109000000_x'))).rejects.toThrow(
+      /no such data migration/,
+    );
   });
 });
 
@@ -306,15 +330,26 @@ describe('loading', () => {
       '20240101000000_good.ts': auditMig('good'),
       '20240102000000_syntax.ts': 'export default {{{ nope',
       '20240103000000_nodefault.ts': 'export const x = 1;\n',
-      '20240104000000_noup.ts': mig('{ description: "x", up: undefined as never }').replace('defineDataMigration(', '('),
+      '20240104000000_noup.ts': mig('{ description: "x", up: undefined as never }').replace(
+        'defineDataMigration(',
+        '(',
+      ),
       '20240105000000_dup.ts': auditMig('dup'),
       '20240105000000_dup.js': 'export default { up() {} };\n',
       'not_a_migration.ts': 'export default {};\n',
     });
-    const error = (await using(runner(db, dir), (r) => r.up()).catch((e: unknown) => e)) as { problems: { path: string; cause: string }[] };
+    const error = (await using(runner(db, dir), (r) => r.up()).catch((e: unknown) => e)) as {
+      problems: { path: string; cause: string }[];
+    };
     const causes = Object.fromEntries(error.problems.map((p) => [p.path.split('/').pop(), p.cause]));
     expect(Object.keys(causes).sort()).toEqual(
-      ['20240102000000_syntax.ts', '20240103000000_nodefault.ts', '20240104000000_noup.ts', '20240105000000_dup.ts', 'not_a_migration.ts'].sort(),
+      [
+        '20240102000000_syntax.ts',
+        '20240103000000_nodefault.ts',
+        '20240104000000_noup.ts',
+        '20240105000000_dup.ts',
+        'not_a_migration.ts',
+      ].sort(),
     );
     expect(causes['20240103000000_nodefault.ts']).toMatch(/no default export/);
     expect(causes['20240104000000_noup.ts']).toMatch(/no up\(\)/);
@@ -357,7 +392,9 @@ describe('the transaction timeout', () => {
         },
       }`),
     });
-    await expect(using(runner(db, dir, { transactionTimeoutMs: 1000 }), (r) => r.up())).rejects.toThrow(/transaction timeout/);
+    await expect(using(runner(db, dir, { transactionTimeoutMs: 1000 }), (r) => r.up())).rejects.toThrow(
+      /transaction timeout/,
+    );
     // Give the abandoned up() time to try its remaining statements.
     await new Promise((r) => setTimeout(r, 3500));
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({}));
@@ -385,7 +422,9 @@ describe('transaction control inside a migration', () => {
 describe('ctx.prisma', () => {
   it('runs Prisma queries inside the migration transaction (a failed validate rolls them back)', async () => {
     const db = await freshDb();
-    await withClient(db.url, (c) => c.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('p1', 'p1@x', now())`));
+    await withClient(db.url, (c) =>
+      c.query(`INSERT INTO "User" (id, email, "updatedAt") VALUES ('p1', 'p1@x', now())`),
+    );
     const dir = migrationFolder({
       '20240101000000_prisma_rollback.ts': mig(`{
         async up({ prisma }) {
@@ -417,7 +456,8 @@ describe('ctx.prisma', () => {
     const example = join(ROOT, 'data-migrations');
     const r = await using(runner(db, example), (x) => x.up());
     expect(r.outcomes[0]).toMatchObject({ name: '20240101000000_add_user_roles', status: 'applied', validate: true });
-    const roles = () => withClient(db.url, async (c) => (await c.query('SELECT id, role FROM "User" ORDER BY id')).rows);
+    const roles = () =>
+      withClient(db.url, async (c) => (await c.query('SELECT id, role FROM "User" ORDER BY id')).rows);
     expect(await roles()).toEqual([
       { id: 'r1', role: 'USER' },
       { id: 'r2', role: 'ADMIN' },
@@ -452,7 +492,10 @@ describe('transaction: false', () => {
     const ok = await using(runner(db, dir), (r) => r.up());
     expect(ok.outcomes[0]).toMatchObject({ status: 'applied', transactional: false });
     const status = await using(runner(db, dir), (r) => r.status());
-    expect(status.entries.find((e) => e.name === '20240101000000_notx')).toMatchObject({ state: 'applied', transactional: false });
+    expect(status.entries.find((e) => e.name === '20240101000000_notx')).toMatchObject({
+      state: 'applied',
+      transactional: false,
+    });
   });
 });
 
@@ -479,7 +522,9 @@ describe('schema migrations', () => {
 
   it('refuses a data migration while an older Prisma migration is unapplied, naming it', async () => {
     const db = await freshDb();
-    const error = await using(runner(db, files(), { prismaMigrationsDir: prismaDir }), (r) => r.up()).catch((e: unknown) => e);
+    const error = await using(runner(db, files(), { prismaMigrationsDir: prismaDir }), (r) => r.up()).catch(
+      (e: unknown) => e,
+    );
     expect((error as Error).message).toBe(
       'data migration 20240701000000_uses_nickname needs the Prisma schema migration 20240601000000_add_nickname, which is not applied',
     );
@@ -500,8 +545,14 @@ describe('schema migrations', () => {
       'schema:20240601000000_add_nickname:pending',
       'data:20240701000000_uses_nickname:pending',
     ]);
-    const rehearsal = await using(runner(db, dir, { prismaMigrationsDir: prismaDir }), (r) => r.up({ withSchema: true, dryRun: true }));
-    expect(rehearsal.outcomes.map((o) => `${o.kind}:${o.status}`)).toEqual(['data:rehearsed', 'schema:rehearsed', 'data:rehearsed']);
+    const rehearsal = await using(runner(db, dir, { prismaMigrationsDir: prismaDir }), (r) =>
+      r.up({ withSchema: true, dryRun: true }),
+    );
+    expect(rehearsal.outcomes.map((o) => `${o.kind}:${o.status}`)).toEqual([
+      'data:rehearsed',
+      'schema:rehearsed',
+      'data:rehearsed',
+    ]);
     const r = await using(runner(db, dir, { prismaMigrationsDir: prismaDir }), (x) => x.up({ withSchema: true }));
     expect(r.outcomes.map((o) => `${o.kind}:${o.name}`)).toEqual([
       'data:20240501000000_before',
@@ -509,7 +560,9 @@ describe('schema migrations', () => {
       'data:20240701000000_uses_nickname',
     ]);
     await withClient(db.url, async (c) => {
-      const { rows } = await c.query(`SELECT migration_name, checksum, finished_at FROM _prisma_migrations ORDER BY started_at`);
+      const { rows } = await c.query(
+        `SELECT migration_name, checksum, finished_at FROM _prisma_migrations ORDER BY started_at`,
+      );
       expect(rows.map((x) => x.migration_name)).toEqual(['20231201000000_init', '20240601000000_add_nickname']);
       expect(rows[1].checksum).toMatch(/^[0-9a-f]{64}$/);
       expect(rows[1].finished_at).not.toBeNull();

@@ -26,10 +26,18 @@ describe('capacity budget of the application pool on a real PgBouncer', () => {
     );
     direct = new pg.Client({ connectionString: db.url });
     await direct.connect();
-    admin = await connectPg({ connectionString: bouncer.adminUrl, timeoutMs: 5000, adminConsole: true, label: 'PgBouncer' });
+    admin = await connectPg({
+      connectionString: bouncer.adminUrl,
+      timeoutMs: 5000,
+      adminConsole: true,
+      label: 'PgBouncer',
+    });
     // The application's pool (user dbops_app) and a monitoring user's pool (postgres) on the same database.
     for (const user of ['dbops_app', 'postgres', 'postgres']) {
-      const c = new pg.Client({ connectionString: bouncer.url(db.name, user), application_name: user === 'dbops_app' ? 'shop-api' : 'monitor' });
+      const c = new pg.Client({
+        connectionString: bouncer.url(db.name, user),
+        application_name: user === 'dbops_app' ? 'shop-api' : 'monitor',
+      });
       await c.connect();
       await c.query('SELECT 1');
       clients.push(c);
@@ -68,7 +76,9 @@ describe('capacity budget of the application pool on a real PgBouncer', () => {
     expect(r.budget?.otherPools).toEqual([{ database: db.name, user: 'postgres', max: 5 }]);
     const queue = r.budget?.checks.find((c) => c.id === 'app-vs-pgbouncer-pools');
     expect(queue).toMatchObject({ demand: 10, capacity: 5, ok: false });
-    expect(queue?.text).toBe('application 10 client connections share 5 server connections: beyond 5 concurrent transactions, clients queue in PgBouncer');
+    expect(queue?.text).toBe(
+      'application 10 client connections share 5 server connections: beyond 5 concurrent transactions, clients queue in PgBouncer',
+    );
     expect(r.budget?.lines.join('\n')).toContain(`other pools, not the application's: ${db.name}/postgres (up to 5)`);
   });
 
@@ -86,8 +96,16 @@ describe('capacity budget of the application pool on a real PgBouncer', () => {
     expect(r.budget?.appPool).toMatchObject({ maxServerConnections: 3, limitedBy: 'max_db_connections' });
     await bouncer.reload({ max_db_connections: 0 });
     r = await report();
-    expect(r.budget?.appPool).toMatchObject({ maxServerConnections: 10, limitedBy: 'pool_size + reserve_pool', poolMode: 'transaction' });
-    expect(r.budget?.checks.find((c) => c.id === 'app-vs-pgbouncer-pools')).toMatchObject({ demand: 10, capacity: 10, ok: true });
+    expect(r.budget?.appPool).toMatchObject({
+      maxServerConnections: 10,
+      limitedBy: 'pool_size + reserve_pool',
+      poolMode: 'transaction',
+    });
+    expect(r.budget?.checks.find((c) => c.id === 'app-vs-pgbouncer-pools')).toMatchObject({
+      demand: 10,
+      capacity: 10,
+      ok: true,
+    });
     await bouncer.reload({ pool_mode: 'session' });
     r = await report({ budget: { appInstances: 2, appPoolSize: 10, surge: 1, pgbouncerInstances: 1 } });
     expect(r.budget?.appPool?.poolMode).toBe('session');

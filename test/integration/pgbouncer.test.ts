@@ -28,7 +28,12 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
     bouncer = await startPgBouncer(services().pg.port, { default_pool_size: 1 });
     direct = new pg.Client({ connectionString: db.url });
     await direct.connect();
-    admin = await connectPg({ connectionString: bouncer.adminUrl, timeoutMs: 5000, adminConsole: true, label: 'PgBouncer' });
+    admin = await connectPg({
+      connectionString: bouncer.adminUrl,
+      timeoutMs: 5000,
+      adminConsole: true,
+      label: 'PgBouncer',
+    });
     // Client 1 takes the only server connection and keeps a transaction open.
     const holder = await sessions.open(bouncer.url(db.name), 'holder-app');
     await holder.query('BEGIN');
@@ -40,7 +45,11 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
       sessions.adopt(c);
       sessions.background(c, 'SELECT 1');
     }
-    await waitFor(async () => (await admin.query('SHOW POOLS')).rows.some((r) => r.database === db.name && Number(r.cl_waiting) === 2), 'two waiting clients');
+    await waitFor(
+      async () =>
+        (await admin.query('SHOW POOLS')).rows.some((r) => r.database === db.name && Number(r.cl_waiting) === 2),
+      'two waiting clients',
+    );
     await new Promise((r) => setTimeout(r, 100));
   });
   afterAll(async () => {
@@ -52,13 +61,21 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
   });
 
   it('reports the waiting clients and their wait, joined to the backend that holds the pool', async () => {
-    const r = await collectPoolReport(direct, { client: admin }, { queryTimeoutMs: 5000, thresholds: { longMs: 3_600_000 } });
+    const r = await collectPoolReport(
+      direct,
+      { client: admin },
+      { queryTimeoutMs: 5000, thresholds: { longMs: 3_600_000 } },
+    );
     if (!r.pgbouncer || !('pools' in r.pgbouncer)) throw new Error('no PgBouncer view');
     const pool = r.pgbouncer.pools.find((p) => p.database === db.name);
     expect(pool).toMatchObject({ clWaiting: 2, clActive: 1, svActive: 1, poolMode: 'transaction' });
     expect(pool?.maxWaitMs).toBeGreaterThanOrEqual(100);
     expect(pool?.backends).toHaveLength(1);
-    expect(pool?.backends[0]).toMatchObject({ pid: holderPid, state: 'idle in transaction', application: 'holder-app' });
+    expect(pool?.backends[0]).toMatchObject({
+      pid: holderPid,
+      state: 'idle in transaction',
+      application: 'holder-app',
+    });
     expect(pool?.explanation).toMatch(
       new RegExp(
         `^2 clients waiting on pool ${db.name}/postgres \\(longest .+\\) because 1 backend idle in transaction from app=holder-app \\(pid ${holderPid}`,
@@ -89,7 +106,11 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
 
   it('a wait past 5 s is critical', async () => {
     await new Promise((res) => setTimeout(res, 5100));
-    const r = await collectPoolReport(direct, { client: admin }, { queryTimeoutMs: 5000, thresholds: { longMs: 3_600_000 } });
+    const r = await collectPoolReport(
+      direct,
+      { client: admin },
+      { queryTimeoutMs: 5000, thresholds: { longMs: 3_600_000 } },
+    );
     const f = r.findings.find((x) => x.code === 'pgbouncer-clients-waiting' && x.message.includes(db.name));
     expect(f?.severity).toBe('critical');
     expect(r.ok).toBe(false);
@@ -116,14 +137,21 @@ describe('PgBouncer with pool size 1 and three concurrent clients', () => {
       const raw = await readPgBouncer(admin, 5000);
       expect(raw.error).toBeNull();
       const r = await collectPoolReport(direct, { client: admin }, { queryTimeoutMs: 5000 });
-      expect(r.findings.find((x) => x.code === 'pgbouncer-pool-mode')?.message).toMatch(/pool mode is session.*transaction mode/);
+      expect(r.findings.find((x) => x.code === 'pgbouncer-pool-mode')?.message).toMatch(
+        /pool mode is session.*transaction mode/,
+      );
     } finally {
       await bouncer.reload({ pool_mode: 'transaction' });
     }
   });
 
   it('a misused console (extended protocol) does not crash: the error becomes data', async () => {
-    const victim = await connectPg({ connectionString: bouncer.adminUrl, timeoutMs: 5000, adminConsole: true, label: 'PgBouncer' });
+    const victim = await connectPg({
+      connectionString: bouncer.adminUrl,
+      timeoutMs: 5000,
+      adminConsole: true,
+      label: 'PgBouncer',
+    });
     await expect(victim.query({ text: 'SHOW POOLS', values: [1] })).rejects.toThrow();
     const raw = await readPgBouncer(victim, 2000);
     expect(raw.error).toMatch(/.+/);

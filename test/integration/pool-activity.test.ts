@@ -31,7 +31,14 @@ describe('pool report on the shared server', () => {
     expect(r.server.canSeeAllQueries).toBe(true);
     const groups = r.groups.filter((g) => g.application === app);
     expect(groups).toHaveLength(1);
-    expect(groups[0]).toMatchObject({ application: app, state: 'idle', count: 7, user: 'postgres', database: db.name, clientAddr: '127.0.0.1' });
+    expect(groups[0]).toMatchObject({
+      application: app,
+      state: 'idle',
+      count: 7,
+      user: 'postgres',
+      database: db.name,
+      clientAddr: '127.0.0.1',
+    });
     expect(groups[0]?.longestInStateMs).toBeGreaterThanOrEqual(0);
     expect(groups[0]?.oldestXactMs).toBeNull();
     expect(r.findings.find((f) => f.code === 'limited-visibility')).toBeUndefined();
@@ -52,7 +59,11 @@ describe('pool report on the shared server', () => {
     await new Promise((res) => setTimeout(res, 50));
     const r = await collectPoolReport(monitor, undefined, { queryTimeoutMs: 5000, thresholds: { longMs: 1 } });
     const row = r.idleInTransaction.find((x) => x.pid === s.pid);
-    expect(row).toMatchObject({ application: `${app}-tx`, state: 'idle in transaction', query: 'SELECT txid_current()' });
+    expect(row).toMatchObject({
+      application: `${app}-tx`,
+      state: 'idle in transaction',
+      query: 'SELECT txid_current()',
+    });
     expect(row?.xactAgeMs).toBeGreaterThanOrEqual(50);
     expect(row?.xidHeldBack).not.toBeNull();
     const finding = r.findings.find((f) => f.code === 'idle-in-transaction' && f.message.includes(`app=${app}-tx`));

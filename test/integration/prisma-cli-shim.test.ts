@@ -4,7 +4,17 @@
  * and on an empty database of its own (real PostgreSQL).
  */
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -48,7 +58,10 @@ async function query<R extends pg.QueryResultRow>(url: string, sql: string): Pro
 }
 
 async function tables(url: string): Promise<string[]> {
-  const rows = await query<{ t: string }>(url, `SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+  const rows = await query<{ t: string }>(
+    url,
+    `SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`,
+  );
   return rows.map((r) => r.t);
 }
 
@@ -76,7 +89,10 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
   it('format: rewrites an unformatted schema the way Prisma formats it', async () => {
     const dir = project();
     const file = join(dir, 'prisma', 'schema.prisma');
-    writeFileSync(file, `${readFileSync(file, 'utf8')}\nmodel Tag {\nid Int @id @default(autoincrement())\nname String\n}\n`);
+    writeFileSync(
+      file,
+      `${readFileSync(file, 'utf8')}\nmodel Tag {\nid Int @id @default(autoincrement())\nname String\n}\n`,
+    );
     const run = await prisma(dir, ['format']);
     expect(run.stdout).toMatch(/Formatted prisma\/schema\.prisma in \d+ms/);
     expect(run.code).toBe(0);
@@ -97,12 +113,23 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     const run = await prisma(dir, ['migrate', 'deploy'], db.url);
     expect(run.stdout).toContain('All migrations have been successfully applied.');
     expect(run.code).toBe(0);
-    expect(await tables(db.url)).toEqual(['Comment', 'Like', 'Order', 'OrderItem', 'Post', 'Product', 'User', '_prisma_migrations']);
+    expect(await tables(db.url)).toEqual([
+      'Comment',
+      'Like',
+      'Order',
+      'OrderItem',
+      'Post',
+      'Product',
+      'User',
+      '_prisma_migrations',
+    ]);
     const rows = await query<{ migration_name: string; checksum: string; finished_at: Date | null }>(
       db.url,
       `SELECT migration_name, checksum, finished_at FROM "_prisma_migrations"`,
     );
-    expect(rows.map((r) => [r.migration_name, r.checksum])).toEqual([[INIT, sha256(join(dir, 'prisma', 'migrations', INIT, 'migration.sql'))]]);
+    expect(rows.map((r) => [r.migration_name, r.checksum])).toEqual([
+      [INIT, sha256(join(dir, 'prisma', 'migrations', INIT, 'migration.sql'))],
+    ]);
     expect(rows[0]?.finished_at).toBeInstanceOf(Date);
   });
 
@@ -132,7 +159,11 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     const closed = new URL(db.url);
     closed.port = '9';
     closed.password = 'Shim-Pw-Must-Not-Leak-72';
-    const refused = await prisma(dir, ['migrate', 'diff', '--from-config-datasource', '--to-schema', 'prisma/schema.prisma'], closed.toString());
+    const refused = await prisma(
+      dir,
+      ['migrate', 'diff', '--from-config-datasource', '--to-schema', 'prisma/schema.prisma'],
+      closed.toString(),
+    );
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain("Can't reach database server at `127.0.0.1:9`");
     expect(refused.stderr).not.toContain('External error id#');
@@ -144,7 +175,10 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     const db = await database();
     const failing = '20240101000000_failing';
     mkdirSync(join(dir, 'prisma', 'migrations', failing));
-    writeFileSync(join(dir, 'prisma', 'migrations', failing, 'migration.sql'), 'CREATE TABLE "Half" (id int);\nSELECT * FROM "NoSuchTable";\n');
+    writeFileSync(
+      join(dir, 'prisma', 'migrations', failing, 'migration.sql'),
+      'CREATE TABLE "Half" (id int);\nSELECT * FROM "NoSuchTable";\n',
+    );
     const deploy = await prisma(dir, ['migrate', 'deploy'], db.url);
     expect(deploy.code).toBe(1);
     expect(`${deploy.stdout}${deploy.stderr}`).toContain('NoSuchTable');
@@ -165,7 +199,10 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     );
     expect(rows).toHaveLength(2);
     expect(rows[0]?.rolled_back_at).toBeInstanceOf(Date);
-    expect(rows[1]).toMatchObject({ checksum: sha256(join(dir, 'prisma', 'migrations', failing, 'migration.sql')), rolled_back_at: null });
+    expect(rows[1]).toMatchObject({
+      checksum: sha256(join(dir, 'prisma', 'migrations', failing, 'migration.sql')),
+      rolled_back_at: null,
+    });
     expect((await prisma(dir, ['migrate', 'status'], db.url)).stdout).toContain('Database schema is up to date!');
   });
 
@@ -195,24 +232,50 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
 
     // migrations need a shadow database (a temporary one on the server, dropped afterwards)
     const db = await database();
-    const shadowsBefore = await query(pgUrl(), `SELECT datname FROM pg_database WHERE datname LIKE 'prisma_migrate_shadow_db_%'`);
-    const fromMigrations = await prisma(dir, ['migrate', 'diff', '--from-migrations', 'prisma/migrations', '--to-schema', schema, '--exit-code'], db.url);
+    const shadowsBefore = await query(
+      pgUrl(),
+      `SELECT datname FROM pg_database WHERE datname LIKE 'prisma_migrate_shadow_db_%'`,
+    );
+    const fromMigrations = await prisma(
+      dir,
+      ['migrate', 'diff', '--from-migrations', 'prisma/migrations', '--to-schema', schema, '--exit-code'],
+      db.url,
+    );
     expect(fromMigrations.stdout).toContain('No difference detected.');
     expect(fromMigrations.code).toBe(0);
-    const toMigrations = await prisma(dir, ['migrate', 'diff', '--from-empty', '--to-migrations', 'prisma/migrations', '--script'], db.url);
+    const toMigrations = await prisma(
+      dir,
+      ['migrate', 'diff', '--from-empty', '--to-migrations', 'prisma/migrations', '--script'],
+      db.url,
+    );
     expect(toMigrations.stdout).toContain('CREATE TABLE "public"."Post" (');
-    const shadowsAfter = await query(pgUrl(), `SELECT datname FROM pg_database WHERE datname LIKE 'prisma_migrate_shadow_db_%'`);
+    const shadowsAfter = await query(
+      pgUrl(),
+      `SELECT datname FROM pg_database WHERE datname LIKE 'prisma_migrate_shadow_db_%'`,
+    );
     expect(shadowsAfter.length).toBeLessThanOrEqual(shadowsBefore.length);
 
     // the configured database, before and after deploy
-    const pending = await prisma(dir, ['migrate', 'diff', '--from-config-datasource', '--to-schema', schema, '--script', '--exit-code'], db.url);
+    const pending = await prisma(
+      dir,
+      ['migrate', 'diff', '--from-config-datasource', '--to-schema', schema, '--script', '--exit-code'],
+      db.url,
+    );
     expect(pending.stdout).toContain('CREATE TABLE "Order" (');
     expect(pending.code).toBe(2);
     expect((await prisma(dir, ['migrate', 'deploy'], db.url)).code).toBe(0);
-    const clean = await prisma(dir, ['migrate', 'diff', '--from-config-datasource', '--to-schema', schema, '--exit-code'], db.url);
+    const clean = await prisma(
+      dir,
+      ['migrate', 'diff', '--from-config-datasource', '--to-schema', schema, '--exit-code'],
+      db.url,
+    );
     expect(clean.stdout).toContain('No difference detected.');
     expect(clean.code).toBe(0);
-    const reverse = await prisma(dir, ['migrate', 'diff', '--from-migrations', 'prisma/migrations', '--to-config-datasource', '--exit-code'], db.url);
+    const reverse = await prisma(
+      dir,
+      ['migrate', 'diff', '--from-migrations', 'prisma/migrations', '--to-config-datasource', '--exit-code'],
+      db.url,
+    );
     expect(reverse.code).toBe(0);
   });
 
@@ -238,13 +301,20 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     const dir = project();
     const db = await database();
     const file = join(dir, 'script.sql');
-    writeFileSync(file, `CREATE TABLE t (note text);\nINSERT INTO t VALUES ('semi;colon');\nDO $$ BEGIN INSERT INTO t VALUES ('from;do'); END $$;\n`);
+    writeFileSync(
+      file,
+      `CREATE TABLE t (note text);\nINSERT INTO t VALUES ('semi;colon');\nDO $$ BEGIN INSERT INTO t VALUES ('from;do'); END $$;\n`,
+    );
     const run = await prisma(dir, ['db', 'execute', '--file', file], db.url);
     expect(run.stdout).toContain('Script executed successfully.');
     expect(run.code).toBe(0);
     const fromStdin = await prisma(dir, ['db', 'execute', '--stdin'], db.url, `INSERT INTO t VALUES ('stdin');`);
     expect(fromStdin.code).toBe(0);
-    expect((await query<{ note: string }>(db.url, 'SELECT note FROM t ORDER BY note')).map((r) => r.note)).toEqual(['from;do', 'semi;colon', 'stdin']);
+    expect((await query<{ note: string }>(db.url, 'SELECT note FROM t ORDER BY note')).map((r) => r.note)).toEqual([
+      'from;do',
+      'semi;colon',
+      'stdin',
+    ]);
   });
 
   it('db pull: writes the database tables into the schema (and --print prints it)', async () => {
@@ -254,7 +324,9 @@ describe('the official Prisma CLI offline, through the engine shim', () => {
     await query(db.url, 'CREATE TABLE "Pulled" (id serial PRIMARY KEY, label text NOT NULL)');
     const printed = await prisma(dir, ['db', 'pull', '--print'], db.url);
     expect(printed.code).toBe(0);
-    expect(printed.stdout).toMatch(/model Pulled \{\n\s+id\s+Int\s+@id @default\(autoincrement\(\)\)\n\s+label\s+String\n\}/);
+    expect(printed.stdout).toMatch(
+      /model Pulled \{\n\s+id\s+Int\s+@id @default\(autoincrement\(\)\)\n\s+label\s+String\n\}/,
+    );
     const run = await prisma(dir, ['db', 'pull'], db.url);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/Introspected 8 models and wrote them into prisma\/schema\.prisma/);

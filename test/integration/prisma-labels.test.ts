@@ -78,13 +78,17 @@ describe('Prisma labels against a ground-truth workload (Prisma 7, PostgreSQL 18
     }
   });
 
-  it('with query-insights comments: every statement labelled right, count and the $ raw names included', ({ annotate }) => {
+  it('with query-insights comments: every statement labelled right, count and the $ raw names included', ({
+    annotate,
+  }) => {
     const s = score(tagged, models);
     void annotate(line('query-insights comments', s));
     process.stderr.write(`${line('query-insights comments', s)}\n`);
     expect(s.wrong).toEqual([]);
     expect(s.certainRight).toBe(s.prismaStatements);
-    const labels = tagged.steps.map((x) => x.rows.map((r) => originLabel(prismaOrigin(tagged.texts.get(r.queryid) ?? ''))));
+    const labels = tagged.steps.map((x) =>
+      x.rows.map((r) => originLabel(prismaOrigin(tagged.texts.get(r.queryid) ?? ''))),
+    );
     const at = (call: string) => labels[WORKLOAD.findIndex((w) => w.call === call)];
     expect(at('Post.count')).toEqual(['Post.count']);
     expect(at('OrderItem.count')).toEqual(['OrderItem.count']);
@@ -96,24 +100,33 @@ describe('Prisma labels against a ground-truth workload (Prisma 7, PostgreSQL 18
   it.for([
     { mode: 'no comments, with schema.prisma', withSchema: true },
     { mode: 'no comments, without the schema', withSchema: false },
-  ])('$mode: every certain label is right, the rest visibly a guess, hand-written SQL unlabelled', ({ mode, withSchema }, { annotate }) => {
-    const s = score(plain, withSchema ? models : undefined);
-    void annotate(line(mode, s));
-    process.stderr.write(`${line(mode, s)}\n`);
-    expect(s.wrong).toEqual([]);
-    expect(s.certain).toBeGreaterThan(0);
-    for (const call of ['$queryRaw', '$executeRaw', 'plain pg', 'plain pg (Prisma-like aliases)']) {
-      const step = plain.steps.find((x) => x.step.call === call);
-      for (const r of step?.rows ?? []) expect(prismaOrigin(plain.texts.get(r.queryid) ?? '', models).source, call).toBe('none');
-    }
-  });
+  ])(
+    '$mode: every certain label is right, the rest visibly a guess, hand-written SQL unlabelled',
+    ({ mode, withSchema }, { annotate }) => {
+      const s = score(plain, withSchema ? models : undefined);
+      void annotate(line(mode, s));
+      process.stderr.write(`${line(mode, s)}\n`);
+      expect(s.wrong).toEqual([]);
+      expect(s.certain).toBeGreaterThan(0);
+      for (const call of ['$queryRaw', '$executeRaw', 'plain pg', 'plain pg (Prisma-like aliases)']) {
+        const step = plain.steps.find((x) => x.step.call === call);
+        for (const r of step?.rows ?? [])
+          expect(prismaOrigin(plain.texts.get(r.queryid) ?? '', models).source, call).toBe('none');
+      }
+    },
+  );
 
   it('the report says how to get exact labels when no statement carries a comment', async () => {
     const c = new pg.Client({ connectionString: dbs[0]?.url });
     await c.connect();
     try {
       await c.query(`SET pg_stat_statements.track = 'none'`);
-      const r = buildReport(await readPgss(c, { mode: 'all' }, 10_000), { sort: 'total', limit: 0, slow: { minMeanMs: 1000, minCalls: 1 }, onlySlow: false });
+      const r = buildReport(await readPgss(c, { mode: 'all' }, 10_000), {
+        sort: 'total',
+        limit: 0,
+        slow: { minMeanMs: 1000, minCalls: 1 },
+        onlySlow: false,
+      });
       expect(r.notes.join('\n')).toContain('comments: [prismaQueryInsights()]');
     } finally {
       await c.end();
@@ -122,7 +135,12 @@ describe('Prisma labels against a ground-truth workload (Prisma 7, PostgreSQL 18
     await t.connect();
     try {
       await t.query(`SET pg_stat_statements.track = 'none'`);
-      const r = buildReport(await readPgss(t, { mode: 'all' }, 10_000), { sort: 'total', limit: 0, slow: { minMeanMs: 1000, minCalls: 1 }, onlySlow: false });
+      const r = buildReport(await readPgss(t, { mode: 'all' }, 10_000), {
+        sort: 'total',
+        limit: 0,
+        slow: { minMeanMs: 1000, minCalls: 1 },
+        onlySlow: false,
+      });
       expect(r.notes.join('\n')).not.toContain('prismaQueryInsights');
     } finally {
       await t.end();
@@ -135,7 +153,9 @@ describe('Prisma labels against a ground-truth workload (Prisma 7, PostgreSQL 18
       return r.components.find((c) => c.component === 'postgres')?.warnings ?? [];
     };
     const [plainWarnings, taggedWarnings] = [await warnings(dbs[0]?.url ?? ''), await warnings(dbs[1]?.url ?? '')];
-    expect(plainWarnings.join('\n')).toMatch(/\d+ Prisma statements carry no query-insights comment: .*comments: \[prismaQueryInsights\(\)\]/);
+    expect(plainWarnings.join('\n')).toMatch(
+      /\d+ Prisma statements carry no query-insights comment: .*comments: \[prismaQueryInsights\(\)\]/,
+    );
     expect(taggedWarnings.join('\n')).not.toContain('query-insights');
   });
 });

@@ -4,7 +4,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { applySchemaMigrations, listSchemaMigrations, readAppliedSchemaMigrations } from '../../src/db/prisma-migrations.js';
+import {
+  applySchemaMigrations,
+  listSchemaMigrations,
+  readAppliedSchemaMigrations,
+} from '../../src/db/prisma-migrations.js';
 import { withClient } from '../helpers/migrations.js';
 import { prismaCli } from '../helpers/prisma-cli.js';
 import { createTestDatabase } from '../helpers/services.js';
@@ -18,7 +22,9 @@ const MODEL_TABLES = ['Comment', 'Like', 'Order', 'OrderItem', 'Post', 'Product'
 
 async function tablesOf(url: string): Promise<string[]> {
   return withClient(url, async (c) => {
-    const r = await c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+    const r = await c.query<{ t: string }>(
+      `SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`,
+    );
     return r.rows.map((row) => row.t);
   });
 }
@@ -64,7 +70,9 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
       expect(await withClient(db.url, (c) => readAppliedSchemaMigrations(c))).toEqual([]);
 
       const started = performance.now();
-      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: MIGRATIONS })).toEqual({ applied: [INIT] });
+      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: MIGRATIONS })).toEqual({
+        applied: [INIT],
+      });
       const elapsed = performance.now() - started;
       expect(elapsed).toBeLessThan(10_000);
 
@@ -75,10 +83,14 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
       expect(applied[0]).toMatchObject({ name: INIT, checksum: onDisk?.checksum, rolledBackAt: null, logs: null });
       expect(applied[0]?.finishedAt).toBeInstanceOf(Date);
       expect(applied[0]?.startedAt.getTime()).toBeLessThanOrEqual(applied[0]?.finishedAt?.getTime() ?? 0);
-      const steps = await withClient(db.url, (c) => c.query(`SELECT applied_steps_count AS n FROM "_prisma_migrations"`));
+      const steps = await withClient(db.url, (c) =>
+        c.query(`SELECT applied_steps_count AS n FROM "_prisma_migrations"`),
+      );
       expect(steps.rows[0]?.n).toBe(1);
 
-      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: MIGRATIONS })).toEqual({ applied: [] });
+      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: MIGRATIONS })).toEqual({
+        applied: [],
+      });
       expect(await withClient(db.url, (c) => readAppliedSchemaMigrations(c))).toHaveLength(1);
     } finally {
       await db.drop();
@@ -94,23 +106,41 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
     tempDirs.push(dir);
     const db = await createTestDatabase({ empty: true });
     try {
-      await expect(applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['20240101000000_a'] })).rejects.toThrow(
-        /oldest first.*next pending are 20231201000000_init/,
-      );
-      await expect(applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['nope'] })).rejects.toThrow(/migration nope: no such folder/);
-      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: [INIT] })).toEqual({ applied: [INIT] });
-      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['20240101000000_a', '20240102000000_b'] })).toEqual({
+      await expect(
+        applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['20240101000000_a'] }),
+      ).rejects.toThrow(/oldest first.*next pending are 20231201000000_init/);
+      await expect(
+        applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['nope'] }),
+      ).rejects.toThrow(/migration nope: no such folder/);
+      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: [INIT] })).toEqual({
+        applied: [INIT],
+      });
+      expect(
+        await applySchemaMigrations({
+          connectionString: db.url,
+          migrationsDir: dir,
+          names: ['20240101000000_a', '20240102000000_b'],
+        }),
+      ).toEqual({
         applied: ['20240101000000_a', '20240102000000_b'],
       });
-      await expect(applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['20240101000000_a'] })).rejects.toThrow(/already applied/);
+      await expect(
+        applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: ['20240101000000_a'] }),
+      ).rejects.toThrow(/already applied/);
       expect(await tablesOf(db.url)).not.toContain('C');
-      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: [] })).toEqual({ applied: [] });
-      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir })).toEqual({ applied: ['20240103000000_c'] });
+      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir, names: [] })).toEqual({
+        applied: [],
+      });
+      expect(await applySchemaMigrations({ connectionString: db.url, migrationsDir: dir })).toEqual({
+        applied: ['20240103000000_c'],
+      });
       const applied = await withClient(db.url, (c) => readAppliedSchemaMigrations(c));
       expect(applied.map((a) => a.name)).toEqual([INIT, '20240101000000_a', '20240102000000_b', '20240103000000_c']);
       // the ';' inside a string literal did not split the script
       const note = await withClient(db.url, (c) =>
-        c.query(`SELECT column_default AS d FROM information_schema.columns WHERE table_name = 'A' AND column_name = 'note'`),
+        c.query(
+          `SELECT column_default AS d FROM information_schema.columns WHERE table_name = 'A' AND column_name = 'note'`,
+        ),
       );
       expect(note.rows[0]?.d).toContain('semi;colon');
     } finally {
@@ -146,7 +176,9 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
       // further deploys refuse, naming the failed migration (Prisma's P3009)
       await expect(applySchemaMigrations({ connectionString: db.url, migrationsDir: dir })).rejects.toMatchObject({
         code: 'P3009',
-        message: expect.stringMatching(new RegExp(`failed migrations in the target database[^]*\\\`${broken}\\\` migration started at`)),
+        message: expect.stringMatching(
+          new RegExp(`failed migrations in the target database[^]*\\\`${broken}\\\` migration started at`),
+        ),
       });
     } finally {
       await db.drop();
@@ -175,7 +207,9 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
   it('concurrent appliers apply each migration once', async () => {
     const db = await createTestDatabase({ empty: true });
     try {
-      const results = await Promise.all([1, 2, 3].map(() => applySchemaMigrations({ connectionString: db.url, migrationsDir: MIGRATIONS })));
+      const results = await Promise.all(
+        [1, 2, 3].map(() => applySchemaMigrations({ connectionString: db.url, migrationsDir: MIGRATIONS })),
+      );
       expect(results.flatMap((r) => r.applied)).toEqual([INIT]);
       expect(await withClient(db.url, (c) => readAppliedSchemaMigrations(c))).toHaveLength(1);
     } finally {
@@ -196,7 +230,10 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
       tempDirs.push(resolve(file, '..'));
       writeFileSync(file, script);
       const exitDelay = await new Promise<number>((done, reject) => {
-        const child = spawn(process.execPath, ['--import', 'jiti/register', file], { cwd: ROOT, env: { ...process.env, T_URL: db.url } });
+        const child = spawn(process.execPath, ['--import', 'jiti/register', file], {
+          cwd: ROOT,
+          env: { ...process.env, T_URL: db.url },
+        });
         let out = '';
         let err = '';
         child.stdout.on('data', (d: Buffer) => {
@@ -205,7 +242,9 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
         child.stderr.on('data', (d: Buffer) => {
           err += d.toString();
         });
-        child.on('exit', (code) => (code === 0 ? done(Number(out)) : reject(new Error(`child exited ${code}: ${err}`))));
+        child.on('exit', (code) =>
+          code === 0 ? done(Number(out)) : reject(new Error(`child exited ${code}: ${err}`)),
+        );
       });
       expect(exitDelay).toBeLessThan(1000);
     } finally {
@@ -238,7 +277,9 @@ describe('Prisma schema migrations, applied as prisma migrate deploy applies the
       const [onDisk] = await listSchemaMigrations(MIGRATIONS);
       const rows = await withClient(other.url, (c) => readAppliedSchemaMigrations(c));
       expect(rows.map((r) => [r.name, r.checksum])).toEqual([[INIT, onDisk?.checksum]]);
-      expect(await applySchemaMigrations({ connectionString: other.url, migrationsDir: MIGRATIONS })).toEqual({ applied: [] });
+      expect(await applySchemaMigrations({ connectionString: other.url, migrationsDir: MIGRATIONS })).toEqual({
+        applied: [],
+      });
     } finally {
       await other.drop();
     }

@@ -41,19 +41,46 @@ interface Case {
 const w = `await sql\`INSERT INTO audit (name) VALUES ('x')\`; await sql\`UPDATE items SET counter = counter + 1\`;`;
 const CASES: Case[] = [
   { name: 'up throws', up: `${w} throw new Error('boom');`, error: /failed at up: boom \(rolled back\)/ },
-  { name: 'validate returns false', up: w, validate: 'return false;', error: /failed at validate: validate\(\) returned false/ },
+  {
+    name: 'validate returns false',
+    up: w,
+    validate: 'return false;',
+    error: /failed at validate: validate\(\) returned false/,
+  },
   { name: 'validate throws', up: w, validate: "throw new Error('no');", error: /failed at validate: no/ },
   { name: 'SQL syntax error after writes', up: `${w} await sql\`SELEC 1\`;`, error: /syntax error/ },
-  { name: 'unique violation after writes', up: `${w} await sql\`INSERT INTO items (id) VALUES (1)\`;`, error: /duplicate key/ },
-  { name: 'CREATE TABLE, then validate false', up: `${w} await sql\`CREATE TABLE made (id int)\`;`, validate: 'return false;', error: /returned false/ },
+  {
+    name: 'unique violation after writes',
+    up: `${w} await sql\`INSERT INTO items (id) VALUES (1)\`;`,
+    error: /duplicate key/,
+  },
+  {
+    name: 'CREATE TABLE, then validate false',
+    up: `${w} await sql\`CREATE TABLE made (id int)\`;`,
+    validate: 'return false;',
+    error: /returned false/,
+  },
   {
     name: 'ALTER TABLE ADD COLUMN, then throw',
     up: `await sql\`ALTER TABLE items ADD COLUMN note text DEFAULT 'n'\`; throw new Error('after alter');`,
     error: /after alter/,
   },
-  { name: 'CREATE INDEX, then throw', up: `await sql\`CREATE INDEX items_counter ON items (counter)\`; throw new Error('after index');`, error: /after index/ },
-  { name: 'DROP TABLE, then validate false', up: 'await sql`DROP TABLE items`;', validate: 'return false;', error: /returned false/ },
-  { name: 'TRUNCATE, then throw', up: `await sql\`TRUNCATE audit\`; throw new Error('after truncate');`, error: /after truncate/ },
+  {
+    name: 'CREATE INDEX, then throw',
+    up: `await sql\`CREATE INDEX items_counter ON items (counter)\`; throw new Error('after index');`,
+    error: /after index/,
+  },
+  {
+    name: 'DROP TABLE, then validate false',
+    up: 'await sql`DROP TABLE items`;',
+    validate: 'return false;',
+    error: /returned false/,
+  },
+  {
+    name: 'TRUNCATE, then throw',
+    up: `await sql\`TRUNCATE audit\`; throw new Error('after truncate');`,
+    error: /after truncate/,
+  },
   {
     name: 'function and trigger, then throw',
     up: `await sql\`CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.counter := NEW.counter + 100; RETURN NEW; END; $$\`;
@@ -87,9 +114,17 @@ const CASES: Case[] = [
     validate: 'return false;',
     error: /transaction control is not allowed.*: COMMIT/,
   },
-  { name: 'ctx.sql: COMMIT AND CHAIN', up: `${w} await sql.query('COMMIT AND CHAIN');`, error: /transaction control.*COMMIT AND CHAIN/ },
+  {
+    name: 'ctx.sql: COMMIT AND CHAIN',
+    up: `${w} await sql.query('COMMIT AND CHAIN');`,
+    error: /transaction control.*COMMIT AND CHAIN/,
+  },
   { name: 'ctx.sql: END', up: `${w} await sql.query('END');`, error: /transaction control.*END/ },
-  { name: 'ctx.sql: ROLLBACK, then writes', up: `${w} await sql.query('ROLLBACK'); ${w}`, error: /transaction control.*ROLLBACK/ },
+  {
+    name: 'ctx.sql: ROLLBACK, then writes',
+    up: `${w} await sql.query('ROLLBACK'); ${w}`,
+    error: /transaction control.*ROLLBACK/,
+  },
   { name: 'ctx.sql: ABORT', up: `${w} await sql.query('abort');`, error: /transaction control.*abort/ },
   {
     name: 'ctx.sql: PREPARE TRANSACTION',
@@ -97,9 +132,21 @@ const CASES: Case[] = [
     error: /transaction control.*PREPARE TRANSACTION/,
   },
   { name: 'ctx.sql: BEGIN inside', up: `${w} await sql\`BEGIN\`;`, error: /transaction control.*BEGIN/ },
-  { name: 'ctx.sql.raw: COMMIT spliced into a template', up: `${w} await sql\`SELECT 1; \${sql.raw('COMMIT')}\`;`, error: /transaction control.*COMMIT/ },
-  { name: "ctx.prisma: $executeRawUnsafe('COMMIT')", up: `${w} await prisma.$executeRawUnsafe('COMMIT');`, error: /ctx.prisma: transaction control.*COMMIT/ },
-  { name: "ctx.prisma: $queryRawUnsafe('END')", up: `${w} await prisma.$queryRawUnsafe('END');`, error: /ctx.prisma: transaction control.*END/ },
+  {
+    name: 'ctx.sql.raw: COMMIT spliced into a template',
+    up: `${w} await sql\`SELECT 1; \${sql.raw('COMMIT')}\`;`,
+    error: /transaction control.*COMMIT/,
+  },
+  {
+    name: "ctx.prisma: $executeRawUnsafe('COMMIT')",
+    up: `${w} await prisma.$executeRawUnsafe('COMMIT');`,
+    error: /ctx.prisma: transaction control.*COMMIT/,
+  },
+  {
+    name: "ctx.prisma: $queryRawUnsafe('END')",
+    up: `${w} await prisma.$queryRawUnsafe('END');`,
+    error: /ctx.prisma: transaction control.*END/,
+  },
   {
     name: 'ctx.prisma: $transaction with a raw COMMIT inside',
     up: `${w} await prisma.$transaction(async (tx) => { await tx.user.create({ data: { id: 'r1', email: 'r1@x' } }); await tx.$executeRawUnsafe('COMMIT'); });`,
@@ -112,7 +159,13 @@ const CASES: Case[] = [
     error: /returned false/,
   },
   { name: 'rehearsal (--dry-run) of a migration that succeeds', up: w, run: 'dry-run', error: null },
-  { name: 'rehearsal (--dry-run) whose validate is false', up: w, validate: 'return false;', run: 'dry-run', error: /returned false/ },
+  {
+    name: 'rehearsal (--dry-run) whose validate is false',
+    up: w,
+    validate: 'return false;',
+    run: 'dry-run',
+    error: /returned false/,
+  },
   { name: 'down() that fails after deleting and dropping', run: 'down', error: /down failed on purpose/ },
 ];
 
@@ -134,10 +187,19 @@ beforeAll(async () => {
 afterAll(async () => {
   await db?.drop().catch(() => {});
   if (db)
-    writeFigures('rollback', { cases: CASES.length, changed: changed.length, changedCases: changed, durationMs: Math.round(performance.now() - suiteStarted) });
+    writeFigures('rollback', {
+      cases: CASES.length,
+      changed: changed.length,
+      changedCases: changed,
+      durationMs: Math.round(performance.now() - suiteStarted),
+    });
 });
 
-async function using<T>(dir: string, fn: (r: MigrationRunner) => Promise<T>, transactionTimeoutMs?: number): Promise<T> {
+async function using<T>(
+  dir: string,
+  fn: (r: MigrationRunner) => Promise<T>,
+  transactionTimeoutMs?: number,
+): Promise<T> {
   const r = new MigrationRunner({
     connectionString: (db as TestDatabase).url,
     migrationsDir: dir,
@@ -153,29 +215,40 @@ async function using<T>(dir: string, fn: (r: MigrationRunner) => Promise<T>, tra
 }
 
 function folderOf(c: Case): string {
-  const body = [`async up({ sql, prisma }) { ${c.up ?? ''} }`, c.validate ? `async validate({ sql, prisma }) { ${c.validate} }` : '', 'async down() {}']
+  const body = [
+    `async up({ sql, prisma }) { ${c.up ?? ''} }`,
+    c.validate ? `async validate({ sql, prisma }) { ${c.validate} }` : '',
+    'async down() {}',
+  ]
     .filter(Boolean)
     .join(',\n');
   return migrationFolder({ ...PRIMER, ...BAD_DOWN, '20240101000000_case.ts': mig(`{\n${body}\n}`) });
 }
 
-describe.skipIf(!services().pg15)('rollback suite: a failed or escaping migration leaves pg_dump byte-for-byte unchanged', () => {
-  it.each(CASES)('$name', async (c) => {
-    if (!db) throw new Error('the PostgreSQL 15 database was not created');
-    const dir = folderOf(c);
-    const before = await dumpHashes(db.url);
-    const run = c.run ?? 'up';
-    const outcome = await using(dir, (r) => (run === 'down' ? r.down({ step: 1 }) : r.up({ dryRun: run === 'dry-run' })), c.transactionTimeoutMs).then(
-      () => null,
-      (e: unknown) => e as Error,
-    );
-    // an abandoned step may still be sending statements: give them the time to (fail to) commit
-    if (c.transactionTimeoutMs) await new Promise((r) => setTimeout(r, 1000));
-    const after = await dumpHashes(db.url);
-    if (after.data !== before.data || after.schema !== before.schema) changed.push(c.name);
-    if (c.error) expect(outcome?.message).toMatch(c.error);
-    else expect(outcome).toBeNull();
-    expect(after).toEqual(before);
-    expect(await appliedNames(db.url, dir)).toEqual(['20230101000000_primer', '20230102000000_bad_down']);
-  });
-});
+describe.skipIf(!services().pg15)(
+  'rollback suite: a failed or escaping migration leaves pg_dump byte-for-byte unchanged',
+  () => {
+    it.each(CASES)('$name', async (c) => {
+      if (!db) throw new Error('the PostgreSQL 15 database was not created');
+      const dir = folderOf(c);
+      const before = await dumpHashes(db.url);
+      const run = c.run ?? 'up';
+      const outcome = await using(
+        dir,
+        (r) => (run === 'down' ? r.down({ step: 1 }) : r.up({ dryRun: run === 'dry-run' })),
+        c.transactionTimeoutMs,
+      ).then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+      // an abandoned step may still be sending statements: give them the time to (fail to) commit
+      if (c.transactionTimeoutMs) await new Promise((r) => setTimeout(r, 1000));
+      const after = await dumpHashes(db.url);
+      if (after.data !== before.data || after.schema !== before.schema) changed.push(c.name);
+      if (c.error) expect(outcome?.message).toMatch(c.error);
+      else expect(outcome).toBeNull();
+      expect(after).toEqual(before);
+      expect(await appliedNames(db.url, dir)).toEqual(['20230101000000_primer', '20230102000000_bad_down']);
+    });
+  },
+);

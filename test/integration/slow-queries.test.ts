@@ -65,7 +65,9 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     const slow = { minMeanMs: 20, minCalls: 5 };
     const report = buildReport(read, { sort: 'total', limit: 0, slow, onlySlow: false });
     // Direct query: the truth, for this database only.
-    const v = (await client.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pg_stat_statements'`)).rows[0]?.v;
+    const v = (
+      await client.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pg_stat_statements'`)
+    ).rows[0]?.v;
     const total = v === '1.10' || v === '1.12' ? 'total_exec_time + total_plan_time' : 'total_time';
     const direct = await client.query<{ query: string; calls: string; total: number }>(
       `SELECT query, calls, ${total} AS total FROM pg_stat_statements
@@ -105,7 +107,11 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     // The server-side top-N path agrees with the full read.
     const top = await readPgss(client, { mode: 'top', sort: 'mean', limit: 3, onlySlow: false, slow }, 10_000);
     const topReport = buildReport(top, { sort: 'mean', limit: 3, slow, onlySlow: false });
-    expect(topReport.statements.map((s) => s.query)).toEqual([WORKLOAD.rareC.sql, WORKLOAD.slowA.sql, WORKLOAD.busyB.sql]);
+    expect(topReport.statements.map((s) => s.query)).toEqual([
+      WORKLOAD.rareC.sql,
+      WORKLOAD.slowA.sql,
+      WORKLOAD.busyB.sql,
+    ]);
     expect(topReport.truncated).toBe(true);
     expect(topReport.totals.statements).toBeGreaterThanOrEqual(4);
     const onlySlow = await readPgss(client, { mode: 'top', sort: 'total', limit: 10, onlySlow: true, slow }, 10_000);
@@ -120,7 +126,13 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     await runWorkload(client, 2);
     await client.query('SELECT pg_sleep($1), $2::text AS appeared', [0.001, 'x']);
     const now = await readPgss(client, { mode: 'all' }, 10_000);
-    const r = buildReport(now, { sort: 'total', limit: 0, slow: { minMeanMs: 20, minCalls: 100 }, onlySlow: false, since: JSON.parse(JSON.stringify(before)) });
+    const r = buildReport(now, {
+      sort: 'total',
+      limit: 0,
+      slow: { minMeanMs: 20, minCalls: 100 },
+      onlySlow: false,
+      since: JSON.parse(JSON.stringify(before)),
+    });
     for (const name of Object.keys(WORKLOAD) as Name[]) {
       const s = find(r.statements, name);
       expect(s?.calls, name).toBe(2 * WORKLOAD[name].calls);
@@ -139,7 +151,13 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     expect((await resetPgss(client, false)).scope).toBe('database');
     await client.query(WORKLOAD.slowA.sql, [...WORKLOAD.slowA.args]);
     const now = await readPgss(client, { mode: 'all' }, 10_000);
-    const r = buildReport(now, { sort: 'total', limit: 0, slow: { minMeanMs: 20, minCalls: 100 }, onlySlow: false, since: before });
+    const r = buildReport(now, {
+      sort: 'total',
+      limit: 0,
+      slow: { minMeanMs: 20, minCalls: 100 },
+      onlySlow: false,
+      since: before,
+    });
     // slowA had 8+ calls before, 1 now: counters went down, so the row counts from the reset.
     expect(find(r.statements, 'slowA')).toMatchObject({ calls: 1, status: 'reset' });
     expect(find(r.statements, 'busyB')).toBeUndefined();
@@ -163,17 +181,25 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     if (!available()) t.skip();
     await runWorkload(client);
     const port = server === 'pg' ? services().pg.port : (services().pg15?.port ?? 0);
-    const monitor = new pg.Client({ connectionString: `postgresql://dbops_monitor:monitor-secret-Xy9@127.0.0.1:${port}/${db.name}` });
+    const monitor = new pg.Client({
+      connectionString: `postgresql://dbops_monitor:monitor-secret-Xy9@127.0.0.1:${port}/${db.name}`,
+    });
     await monitor.connect();
     try {
       const read = await readPgss(monitor, { mode: 'all' }, 10_000);
       expect(find(read.statements, 'slowA')?.rolname).toBe('postgres');
       expect(read.server.currentUser).toBe('dbops_monitor');
       // The helper really is read-only and times out.
-      await expect(withReadOnly(monitor, 10_000, (c) => c.query('CREATE TEMP TABLE x (i int)'))).rejects.toThrow(/read-only transaction/);
-      await expect(withReadOnly(monitor, 50, (c) => c.query('SELECT pg_sleep(1)'))).rejects.toThrow(/statement timeout/);
+      await expect(withReadOnly(monitor, 10_000, (c) => c.query('CREATE TEMP TABLE x (i int)'))).rejects.toThrow(
+        /read-only transaction/,
+      );
+      await expect(withReadOnly(monitor, 50, (c) => c.query('SELECT pg_sleep(1)'))).rejects.toThrow(
+        /statement timeout/,
+      );
       // ... and leaves no transaction or timeout behind.
-      expect((await monitor.query<{ t: string }>(`SELECT current_setting('statement_timeout') AS t`)).rows[0]?.t).toBe('0');
+      expect((await monitor.query<{ t: string }>(`SELECT current_setting('statement_timeout') AS t`)).rows[0]?.t).toBe(
+        '0',
+      );
     } finally {
       await monitor.end();
     }
@@ -200,7 +226,11 @@ describe('slow-queries: Prisma model mapping on what the example client issues (
     // With a tag plugin in the format of @prisma/sqlcommenter-query-insights.
     const tagged = new PrismaClient({
       adapter: new PrismaPg({ connectionString: db.url }),
-      comments: [(ctx) => ({ prismaQuery: `${ctx.query.type === 'single' && ctx.query.modelName ? `${ctx.query.modelName}.` : ''}${ctx.query.action}:e30` })],
+      comments: [
+        (ctx) => ({
+          prismaQuery: `${ctx.query.type === 'single' && ctx.query.modelName ? `${ctx.query.modelName}.` : ''}${ctx.query.action}:e30`,
+        }),
+      ],
     });
     await tagged.order.findFirst({ where: { userId: u.id } });
     await tagged.$disconnect();
@@ -214,9 +244,17 @@ describe('slow-queries: Prisma model mapping on what the example client issues (
         slow: { minMeanMs: 20, minCalls: 100 },
         onlySlow: false,
       });
-      const origins = r.statements.filter((s) => s.origin.source !== 'none').map((s) => `${s.origin.source}:${s.origin.model}.${s.origin.operation}`);
+      const origins = r.statements
+        .filter((s) => s.origin.source !== 'none')
+        .map((s) => `${s.origin.source}:${s.origin.model}.${s.origin.operation}`);
       expect(origins).toEqual(
-        expect.arrayContaining(['sql:User.create', 'sql:User.findMany', 'sql:User.update', 'sql:Post.deleteMany', 'tag:Order.findFirst']),
+        expect.arrayContaining([
+          'sql:User.create',
+          'sql:User.findMany',
+          'sql:User.update',
+          'sql:Post.deleteMany',
+          'tag:Order.findFirst',
+        ]),
       );
       const tag = r.statements.find((s) => s.origin.source === 'tag');
       expect(tag?.query).toMatch(/FROM "public"\."Order"/);

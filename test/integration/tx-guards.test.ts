@@ -35,7 +35,8 @@ async function guardedDb(guards: Record<string, string> = {}, server: 'pg' | 'pg
     await c.query(AUDIT_DDL);
     await c.query('CREATE TABLE items (id int PRIMARY KEY, counter int NOT NULL DEFAULT 0)');
     await c.query('INSERT INTO items (id) SELECT g FROM generate_series(1, 2000) g');
-    for (const [name, value] of Object.entries(guards)) await c.query(`ALTER DATABASE ${db.name} SET ${name} = '${value}'`);
+    for (const [name, value] of Object.entries(guards))
+      await c.query(`ALTER DATABASE ${db.name} SET ${name} = '${value}'`);
   });
   return db;
 }
@@ -114,7 +115,9 @@ describe('server guards that dbops makes harmless', () => {
   it('statement_timeout = 500ms: a migration transaction runs under --transaction-timeout instead', async () => {
     const db = await guardedDb({ statement_timeout: '500ms' });
     const dir = migrationFolder({
-      '20240101000000_long.ts': mig(`{ async up({ sql }) { await sql\`SELECT pg_sleep(0.8)\`; await sql\`INSERT INTO audit (name) VALUES ('long')\`; } }`),
+      '20240101000000_long.ts': mig(
+        `{ async up({ sql }) { await sql\`SELECT pg_sleep(0.8)\`; await sql\`INSERT INTO audit (name) VALUES ('long')\`; } }`,
+      ),
     });
     await up(db.url, dir);
     await withClient(db.url, async (c) => expect(await auditCounts(c)).toEqual({ long: 1 }));
@@ -122,11 +125,14 @@ describe('server guards that dbops makes harmless', () => {
 
   it('idle_session_timeout = 1s: connections that sat idle meanwhile are kept or opened again', async () => {
     const db = await guardedDb({ idle_session_timeout: '1s' });
-    const noTx = (name: string) => mig(`{ transaction: false, async up({ sql }) { await sql\`INSERT INTO audit (name) VALUES ('${name}')\`; } }`);
+    const noTx = (name: string) =>
+      mig(`{ transaction: false, async up({ sql }) { await sql\`INSERT INTO audit (name) VALUES ('${name}')\`; } }`);
     const dir = migrationFolder({
       '20240101000000_a.ts': noTx('a'),
       // the second connection sits idle for 1.5 s while this one runs on the first
-      '20240102000000_b.ts': mig(`{ async up({ sql }) { await sql\`SELECT pg_sleep(1.5)\`; await sql\`INSERT INTO audit (name) VALUES ('b')\`; } }`),
+      '20240102000000_b.ts': mig(
+        `{ async up({ sql }) { await sql\`SELECT pg_sleep(1.5)\`; await sql\`INSERT INTO audit (name) VALUES ('b')\`; } }`,
+      ),
       '20240103000000_c.ts': noTx('c'),
       // and here the first one idles while nothing is sent on it
       '20240104000000_d.ts': mig(
@@ -167,7 +173,9 @@ describe('guards a migration runs under: a clear error naming the guard', () => 
       '20240101000000_slow.ts': mig(`{ transaction: false, async up({ sql }) { await sql\`SELECT pg_sleep(0.6)\`; } }`),
     });
     const error = (await up(db.url, dir).catch((e: unknown) => e)) as Error & { hint?: string };
-    expect(error.message).toMatch(/failed at up: the server's statement_timeout: canceling statement due to statement timeout/);
+    expect(error.message).toMatch(
+      /failed at up: the server's statement_timeout: canceling statement due to statement timeout/,
+    );
     expect(error.hint).toMatch(/statement_timeout .*ALTER ROLE/);
   });
 
@@ -181,7 +189,9 @@ describe('guards a migration runs under: a clear error naming the guard', () => 
       await holder.query('LOCK TABLE audit IN ROW EXCLUSIVE MODE');
       const error = (await up(db.url, dir).catch((e: unknown) => e)) as Error & { hint?: string };
       await holder.query('ROLLBACK');
-      expect(error.message).toMatch(/failed at up: the server's lock_timeout: canceling statement due to lock timeout \(rolled back\)/);
+      expect(error.message).toMatch(
+        /failed at up: the server's lock_timeout: canceling statement due to lock timeout \(rolled back\)/,
+      );
       expect(error.hint).toMatch(/lock_timeout/);
     });
     expect(await appliedNames(db.url, dir)).toEqual([]);

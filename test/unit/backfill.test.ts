@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { nextBatchSize, throttleDelay } from '../../src/migrations/backfill.js';
 import type { BackfillBatchEvent, BackfillRunResult } from '../../src/migrations/backfill-types.js';
-import { backfillSummary, formatDuration, renderBackfillProgress, renderBackfillStatus, renderBackfillSummary, renderBar } from '../../src/output/backfill.js';
+import {
+  backfillSummary,
+  formatDuration,
+  renderBackfillProgress,
+  renderBackfillStatus,
+  renderBackfillSummary,
+  renderBar,
+} from '../../src/output/backfill.js';
 
 describe('nextBatchSize', () => {
   it('grows at most x1.5 and shrinks at most x0.5 per batch, within bounds', () => {
@@ -41,7 +48,9 @@ describe('backfill renderers', () => {
     batchSize: 9000,
   };
   it('draws a bar on a TTY and a plain line with the checkpoint elsewhere', () => {
-    expect(renderBackfillProgress(event, { bar: true })).toBe('Order  [█████████░░░░░░░░░░░]  45.2%  452,000/1,000,000 rows  52,310 rows/s  ETA 10.5 s');
+    expect(renderBackfillProgress(event, { bar: true })).toBe(
+      'Order  [█████████░░░░░░░░░░░]  45.2%  452,000/1,000,000 rows  52,310 rows/s  ETA 10.5 s',
+    );
     expect(renderBackfillProgress(event, { bar: false })).toBe(
       'backfill Order  45.2%  452,000/1,000,000 rows  52,310 rows/s  ETA 10.5 s  batch 57 (9,000 keys)  checkpoint cm0abc',
     );
@@ -71,7 +80,13 @@ describe('backfill renderers', () => {
     expect(renderBackfillSummary('m', 'User', r)).toBe(
       'backfill m on User: 1,000,000 rows in 120 batches, 20.0 s (50,000 rows/s), slowest batch 240 ms, 1 batch retry, resumed after key cm0abc',
     );
-    expect(backfillSummary('m', 'User', r)).toMatchObject({ rows: 1_000_000, rowsPerSecond: 50_000, slowestBatchMs: 240, batches: 120, resumedFrom: 'cm0abc' });
+    expect(backfillSummary('m', 'User', r)).toMatchObject({
+      rows: 1_000_000,
+      rowsPerSecond: 50_000,
+      slowestBatchMs: 240,
+      batches: 120,
+      resumedFrom: 'cm0abc',
+    });
   });
   it('renders checkpoints for migrate status', () => {
     const text = renderBackfillStatus(

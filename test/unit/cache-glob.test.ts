@@ -1,6 +1,14 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { applyPrefix, displayKey, escapeGlob, globMatch, literalPrefix, matchesEverything, pinnedHashInput } from '../../src/cache/glob.js';
+import {
+  applyPrefix,
+  displayKey,
+  escapeGlob,
+  globMatch,
+  literalPrefix,
+  matchesEverything,
+  pinnedHashInput,
+} from '../../src/cache/glob.js';
 import { hashPart, keySlot } from '../../src/cache/slot.js';
 
 const b = (...bytes: number[]) => Buffer.from(bytes);
@@ -108,7 +116,17 @@ describe('keySlot', () => {
   const reference = require('cluster-key-slot') as (key: string | Buffer) => number;
   it('agrees with cluster-key-slot on text, tags and binary keys', () => {
     // ('{}{x}' is left out: cluster-key-slot hashes 'x', Redis the whole key; the integration test asks the server.)
-    const keys: Array<string | Buffer> = ['foo', '', 'user:1', '{user}:1', 'a{}b', 'x{y', '日本語', b(0xff, 0xfe, 0x00), b(0x7b, 0xff, 0x7d)];
+    const keys: Array<string | Buffer> = [
+      'foo',
+      '',
+      'user:1',
+      '{user}:1',
+      'a{}b',
+      'x{y',
+      '日本語',
+      b(0xff, 0xfe, 0x00),
+      b(0x7b, 0xff, 0x7d),
+    ];
     for (let i = 0; i < 500; i++) keys.push(`k:${i}:${'z'.repeat(i % 7)}`);
     for (const k of keys) expect(keySlot(k)).toBe(reference(k));
   });

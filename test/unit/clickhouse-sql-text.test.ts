@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { literalValues, maskErrorText, normalizedHash, normalizeQuery, textQueryId, tokenize } from '../../src/diagnostics/clickhouse/sql-text.js';
+import {
+  literalValues,
+  maskErrorText,
+  normalizedHash,
+  normalizeQuery,
+  textQueryId,
+  tokenize,
+} from '../../src/diagnostics/clickhouse/sql-text.js';
 
 describe('ClickHouse query normalization (the rules of its normalizeQuery)', () => {
   it.each([
@@ -75,7 +82,8 @@ describe('ClickHouse query normalization (the rules of its normalizeQuery)', () 
 describe('masking of error messages', () => {
   it("cuts a syntax error's quotation of the query", () => {
     const query = "SELEC * FROM mysql('h', 'd', 't', 'u', 'Pw-9f2')";
-    const msg = "Syntax error: failed at position 1: SELEC * FROM mysql('h', 'd', 't', 'u', 'Pw-9f2'). Expected one of: SELECT, WITH (code 62)";
+    const msg =
+      "Syntax error: failed at position 1: SELEC * FROM mysql('h', 'd', 't', 'u', 'Pw-9f2'). Expected one of: SELECT, WITH (code 62)";
     const masked = maskErrorText(msg, query);
     expect(masked).not.toContain('Pw-9f2');
     expect(masked).toContain('failed at position 1');
@@ -84,7 +92,11 @@ describe('masking of error messages', () => {
 
   it('masks every literal of the query that the message repeats, also cut off ones', () => {
     const query = "SELECT * FROM url('http://u:Secr3t@h/x', CSV, 'a String') WHERE k = 'ab'";
-    expect(maskErrorText("cannot reach 'http://u:Secr3t@h/x': refused, key 'ab'", query)).toBe("cannot reach '***': refused, key '***'");
-    expect(literalValues("SELECT 'it''s', $x$raw$x$, 'open")).toEqual(expect.arrayContaining(["it''s", "it's", 'raw', 'open']));
+    expect(maskErrorText("cannot reach 'http://u:Secr3t@h/x': refused, key 'ab'", query)).toBe(
+      "cannot reach '***': refused, key '***'",
+    );
+    expect(literalValues("SELECT 'it''s', $x$raw$x$, 'open")).toEqual(
+      expect.arrayContaining(["it''s", "it's", 'raw', 'open']),
+    );
   });
 });

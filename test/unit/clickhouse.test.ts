@@ -10,9 +10,26 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/config.js';
 import { type ClickHouseConnection, serverErrorText } from '../../src/db/clickhouse.js';
-import { clickhouseFindings, connectionsFrom, limitsFrom, type RunningQuery } from '../../src/diagnostics/clickhouse/activity.js';
-import { groupsSql, planFor, type QueryLogRead, type RawGroupRow, REQUIRED_COLUMNS, readQueryLog } from '../../src/diagnostics/clickhouse/query-log-read.js';
-import { buildClickHouseReport, parseClickHouseBaseline, quantileExact, windowSince } from '../../src/diagnostics/clickhouse/slow-report.js';
+import {
+  clickhouseFindings,
+  connectionsFrom,
+  limitsFrom,
+  type RunningQuery,
+} from '../../src/diagnostics/clickhouse/activity.js';
+import {
+  groupsSql,
+  planFor,
+  type QueryLogRead,
+  type RawGroupRow,
+  REQUIRED_COLUMNS,
+  readQueryLog,
+} from '../../src/diagnostics/clickhouse/query-log-read.js';
+import {
+  buildClickHouseReport,
+  parseClickHouseBaseline,
+  quantileExact,
+  windowSince,
+} from '../../src/diagnostics/clickhouse/slow-report.js';
 import { ConfigError, OperationError, UsageError } from '../../src/errors.js';
 
 const OLD = new Map([
@@ -33,13 +50,21 @@ const SLOW = { minMeanMs: 20, minCalls: 100 };
 describe('the column choice', () => {
   it('a newer server (21.1+) groups by normalized_query_hash on the server, with tables and exception codes', () => {
     const plan = planFor(NEW);
-    expect(plan).toEqual({ grouping: 'normalized_query_hash', typeIsEnum: true, tables: true, exceptionCode: true, preKey: false });
+    expect(plan).toEqual({
+      grouping: 'normalized_query_hash',
+      typeIsEnum: true,
+      tables: true,
+      exceptionCode: true,
+      preKey: false,
+    });
     const sql = groupsSql(plan, W);
     expect(sql).toContain('GROUP BY normalized_query_hash');
     expect(sql).toContain('quantilesExact(0.5, 0.95, 0.99)(query_duration_ms) AS q');
     expect(sql).toContain('groupUniqArrayArray(tables) AS tables');
     expect(sql).toContain("type != 'QueryStart'");
-    expect(sql).toContain("argMaxIf((exception, query, exception_code), event_time, type IN ('ExceptionBeforeStart', 'ExceptionWhileProcessing'))");
+    expect(sql).toContain(
+      "argMaxIf((exception, query, exception_code), event_time, type IN ('ExceptionBeforeStart', 'ExceptionWhileProcessing'))",
+    );
     expect(sql).not.toContain('groupArray(query_duration_ms)');
   });
 
@@ -54,7 +79,9 @@ describe('the column choice', () => {
     expect(sql).toContain('argMaxIf((exception, query), event_time, type >= 3)');
     expect(groupsSql({ ...plan, preKey: false }, W)).toContain('GROUP BY query');
     expect(sql).not.toMatch(/tables|normalized_query_hash|quantiles/);
-    expect(sql).toContain(`event_date >= toDate(toDateTime(${W.from})) AND event_time >= toDateTime(${W.from}) AND event_time <= toDateTime(${W.to})`);
+    expect(sql).toContain(
+      `event_date >= toDate(toDateTime(${W.from})) AND event_time >= toDateTime(${W.from}) AND event_time <= toDateTime(${W.to})`,
+    );
   });
 });
 
@@ -100,7 +127,11 @@ describe('a report from a newer server', () => {
           q: [80, 400, 850],
           read_rows: '123456789012',
           tables: ['default.events', 'default.users'],
-          err: ["Code: 499. DB::Exception: S3 error for 'https://b/k' with key 'AKIA'", "SELECT * FROM s3('https://b/k', 'AKIA', 'x')", 499],
+          err: [
+            "Code: 499. DB::Exception: S3 error for 'https://b/k' with key 'AKIA'",
+            "SELECT * FROM s3('https://b/k', 'AKIA', 'x')",
+            499,
+          ],
           err_at: W.from + 100,
         }),
         row({ key: '42', calls: '10', total_ms: '10' }),
@@ -125,7 +156,16 @@ describe('a report from a newer server', () => {
   });
 
   it('marks slow groups and lets the gates judge them as the PostgreSQL report does', () => {
-    const rows = [row({ key: '1', sample: 'SELECT a FROM t WHERE x = 1', calls: '200', total_ms: '10000', max_ms: '90', q: [50, 60, 90] })];
+    const rows = [
+      row({
+        key: '1',
+        sample: 'SELECT a FROM t WHERE x = 1',
+        calls: '200',
+        total_ms: '10000',
+        max_ms: '90',
+        q: [50, 60, 90],
+      }),
+    ];
     const r = buildClickHouseReport(read(rows), {
       sort: 'mean',
       limit: 0,
@@ -148,22 +188,30 @@ describe('a report from a newer server', () => {
   });
 
   it('refuses a PostgreSQL report as a ClickHouse baseline', () => {
-    expect(() => parseClickHouseBaseline({ kind: 'dbops-slow-queries-report', statements: [] }, 'pg.json')).toThrow(/PostgreSQL slow-queries report/);
+    expect(() => parseClickHouseBaseline({ kind: 'dbops-slow-queries-report', statements: [] }, 'pg.json')).toThrow(
+      /PostgreSQL slow-queries report/,
+    );
     expect(() => parseClickHouseBaseline({ hello: 1 }, 'x.json')).toThrow(UsageError);
   });
 });
 
 describe('server error texts', () => {
   it('reads the 18.x and the newer form into one line ending in the code', () => {
-    expect(serverErrorText("Code: 60, e.displayText() = DB::Exception: Table default.t doesn't exist., e.what() = DB::Exception")).toBe(
-      "Table default.t doesn't exist. (code 60)",
-    );
-    expect(serverErrorText('Poco::Exception. Code: 1000, e.code() = 111, e.displayText() = Connection refused, e.what() = Connection refused')).toBe(
-      'Connection refused (code 1000)',
-    );
-    expect(serverErrorText("Code: 60. DB::Exception: Table default.t doesn't exist. (UNKNOWN_TABLE) (version 24.8.4.13 (official build))")).toBe(
-      "Table default.t doesn't exist. (UNKNOWN_TABLE, code 60)",
-    );
+    expect(
+      serverErrorText(
+        "Code: 60, e.displayText() = DB::Exception: Table default.t doesn't exist., e.what() = DB::Exception",
+      ),
+    ).toBe("Table default.t doesn't exist. (code 60)");
+    expect(
+      serverErrorText(
+        'Poco::Exception. Code: 1000, e.code() = 111, e.displayText() = Connection refused, e.what() = Connection refused',
+      ),
+    ).toBe('Connection refused (code 1000)');
+    expect(
+      serverErrorText(
+        "Code: 60. DB::Exception: Table default.t doesn't exist. (UNKNOWN_TABLE) (version 24.8.4.13 (official build))",
+      ),
+    ).toBe("Table default.t doesn't exist. (UNKNOWN_TABLE, code 60)");
     expect(serverErrorText('something else\nsecond line')).toBe('something else');
   });
 });
@@ -240,9 +288,12 @@ describe('pool findings', () => {
       ['warning', 'clickhouse-long-running'],
     ]);
     expect(f[2]?.statements).toEqual(["KILL QUERY WHERE query_id = 'id-120000';"]);
-    expect(clickhouseFindings({ connections: null, queries: null, running: [], limitsKnown: false, version: '18.16.1' }, t).map((x) => x.code)).toEqual([
-      'clickhouse-limits-unknown',
-    ]);
+    expect(
+      clickhouseFindings(
+        { connections: null, queries: null, running: [], limitsKnown: false, version: '18.16.1' },
+        t,
+      ).map((x) => x.code),
+    ).toEqual(['clickhouse-limits-unknown']);
   });
 });
 
@@ -253,27 +304,42 @@ describe('configuration', () => {
     const dir = cwd();
     writeFileSync(
       join(dir, 'dbops.config.json'),
-      JSON.stringify({ clickhouseUrl: 'https://an:Ch-Pw-1@ch.internal:8443/analytics', clickhouseQueryTimeoutMs: 30000 }),
+      JSON.stringify({
+        clickhouseUrl: 'https://an:Ch-Pw-1@ch.internal:8443/analytics',
+        clickhouseQueryTimeoutMs: 30000,
+      }),
     );
     const cfg = resolveConfig({ cwd: dir, env: {} });
-    expect(cfg.clickhouse).toMatchObject({ url: 'https://an:Ch-Pw-1@ch.internal:8443/analytics', queryTimeoutMs: 30_000, caCert: undefined });
+    expect(cfg.clickhouse).toMatchObject({
+      url: 'https://an:Ch-Pw-1@ch.internal:8443/analytics',
+      queryTimeoutMs: 30_000,
+      caCert: undefined,
+    });
     expect(cfg.clickhouse?.source).toContain('"clickhouseUrl" in');
     expect(cfg.settings.CLICKHOUSE_URL?.value).toBe('https://an:***@ch.internal:8443/analytics');
     expect(cfg.secrets).toContain('Ch-Pw-1');
   });
 
   it('the flag wins over the environment', () => {
-    const cfg = resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'http://env:8123' }, flags: { CLICKHOUSE_URL: 'http://flag:8123' } });
+    const cfg = resolveConfig({
+      cwd: cwd(),
+      env: { CLICKHOUSE_URL: 'http://env:8123' },
+      flags: { CLICKHOUSE_URL: 'http://flag:8123' },
+    });
     expect(cfg.clickhouse?.url).toBe('http://flag:8123');
     expect(cfg.clickhouse?.source).toBe('flag --clickhouse-url');
   });
 
   it('refuses the native protocol, a query string and a missing CA file', () => {
-    expect(() => resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'clickhouse://h:9000' } })).toThrow(/must start with http:\/\/ or https:\/\//);
-    expect(() => resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'http://h:8123/?max_threads=1' } })).toThrow(ConfigError);
-    expect(() => resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'https://h', CLICKHOUSE_CA_CERT: 'nope.pem' } })).toThrow(
-      /CLICKHOUSE_CA_CERT .*does not exist/,
+    expect(() => resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'clickhouse://h:9000' } })).toThrow(
+      /must start with http:\/\/ or https:\/\//,
     );
+    expect(() => resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'http://h:8123/?max_threads=1' } })).toThrow(
+      ConfigError,
+    );
+    expect(() =>
+      resolveConfig({ cwd: cwd(), env: { CLICKHOUSE_URL: 'https://h', CLICKHOUSE_CA_CERT: 'nope.pem' } }),
+    ).toThrow(/CLICKHOUSE_CA_CERT .*does not exist/);
   });
 });
 
@@ -304,6 +370,8 @@ describe('an unreadable query log (servers with access control, which 18.16 lack
     const error = await readQueryLog(refusing(), { window: W, flush: false, timeoutMs: 1000 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toMatch(/^user dash may not read system\.query_log: /);
-    expect((error as ConfigError).hint).toBe('GRANT SELECT ON system.query_log TO dash (or run dbops as a user who may)');
+    expect((error as ConfigError).hint).toBe(
+      'GRANT SELECT ON system.query_log TO dash (or run dbops as a user who may)',
+    );
   });
 });

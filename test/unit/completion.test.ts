@@ -33,7 +33,11 @@ function complete(words: string[]): string[] {
   const array = words.map((w) => `'${w}'`).join(' ');
   const r = spawnSync(
     'bash',
-    ['--norc', '-c', `source '${script}'; COMP_WORDS=(${array}); COMP_CWORD=${words.length - 1}; _dbops; printf '%s\\n' "\${COMPREPLY[@]}"`],
+    [
+      '--norc',
+      '-c',
+      `source '${script}'; COMP_WORDS=(${array}); COMP_CWORD=${words.length - 1}; _dbops; printf '%s\\n' "\${COMPREPLY[@]}"`,
+    ],
     {
       encoding: 'utf8',
     },
@@ -81,7 +85,9 @@ describe('zsh and fish completion', () => {
   it('the fish script offers every command under its parent', () => {
     const text = fishCompletion(program);
     expect(text).toContain("complete -c dbops -n '__fish_use_subcommand' -a migrate");
-    expect(text).toContain("complete -c dbops -n '__fish_seen_subcommand_from migrate; and not __fish_seen_subcommand_from up down status");
+    expect(text).toContain(
+      "complete -c dbops -n '__fish_seen_subcommand_from migrate; and not __fish_seen_subcommand_from up down status",
+    );
     expect(text).toMatch(/-n '__fish_seen_subcommand_from cache; and __fish_seen_subcommand_from flush' -l pause-ms/);
   });
 });

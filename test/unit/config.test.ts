@@ -61,14 +61,21 @@ describe('resolveConfig precedence: flags > env > .env > config file', () => {
 
   it('pairs DIRECT_DATABASE_URL with DATABASE_URL only from the same or a higher source (issue 13)', () => {
     const cwd = dir();
-    writeFileSync(join(cwd, '.env'), 'DATABASE_URL=postgres://u@envfile/app\nDIRECT_DATABASE_URL=postgres://u@direct-envfile/app\n');
+    writeFileSync(
+      join(cwd, '.env'),
+      'DATABASE_URL=postgres://u@envfile/app\nDIRECT_DATABASE_URL=postgres://u@direct-envfile/app\n',
+    );
     // --database-url over a .env pair: the .env direct URL is not used, and is reported as ignored.
     const flagged = resolveConfig({ cwd, env: {}, flags: { DATABASE_URL: 'postgres://u@flag/other' } });
     expect(flagged.database?.directUrl).toBe('postgres://u@flag/other');
     expect(flagged.database?.directBrief).toBe('--database-url');
     expect(flagged.database?.ignoredDirect).toBe('DIRECT_DATABASE_URL from .env');
     // --direct-database-url beats it too, and then nothing is ignored.
-    const both = resolveConfig({ cwd, env: {}, flags: { DATABASE_URL: 'postgres://u@flag/other', DIRECT_DATABASE_URL: 'postgres://u@flagdirect/other' } });
+    const both = resolveConfig({
+      cwd,
+      env: {},
+      flags: { DATABASE_URL: 'postgres://u@flag/other', DIRECT_DATABASE_URL: 'postgres://u@flagdirect/other' },
+    });
     expect(both.database?.directUrl).toBe('postgres://u@flagdirect/other');
     expect(both.database?.ignoredDirect).toBeUndefined();
     // Both from .env: paired as before.
@@ -82,7 +89,10 @@ describe('resolveConfig precedence: flags > env > .env > config file', () => {
   });
 
   it('uses DIRECT_DATABASE_URL for migrations when set', () => {
-    const cfg = resolveConfig({ cwd: dir(), env: { DATABASE_URL: 'postgres://u@bouncer:6432/app', DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app' } });
+    const cfg = resolveConfig({
+      cwd: dir(),
+      env: { DATABASE_URL: 'postgres://u@bouncer:6432/app', DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app' },
+    });
     expect(cfg.database?.url).toContain('bouncer');
     expect(cfg.database?.directUrl).toContain('pg:5432');
   });
@@ -125,7 +135,11 @@ describe('TLS in production', () => {
   it('applies sslmode=require to DIRECT_DATABASE_URL as well', () => {
     const cfg = resolveConfig({
       cwd: mkdtempSync(join(tmpdir(), 'dbops-cfg-')),
-      env: { NODE_ENV: 'production', DATABASE_URL: 'postgres://u@bouncer:6432/app', DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app' },
+      env: {
+        NODE_ENV: 'production',
+        DATABASE_URL: 'postgres://u@bouncer:6432/app',
+        DIRECT_DATABASE_URL: 'postgres://u@pg:5432/app',
+      },
     });
     expect(cfg.database?.url).toBe('postgres://u@bouncer:6432/app?sslmode=require&uselibpqcompat=true');
     expect(cfg.database?.directUrl).toBe('postgres://u@pg:5432/app?sslmode=require&uselibpqcompat=true');

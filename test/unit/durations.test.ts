@@ -19,7 +19,9 @@ function durationOptions(): Array<{ command: string; option: Option }> {
     { output: undefined, redactor: new Redactor(), graceful: false },
   );
   return allCommands(program).flatMap((c) =>
-    c.options.filter((o) => /-ms$|-timeout$|^--timeout$/.test(o.long ?? '')).map((option) => ({ command: c.name(), option })),
+    c.options
+      .filter((o) => /-ms$|-timeout$|^--timeout$/.test(o.long ?? ''))
+      .map((option) => ({ command: c.name(), option })),
   );
 }
 
@@ -27,7 +29,15 @@ describe('duration options', () => {
   const options = durationOptions();
   it('are found (--long-ms, --lock-timeout, --pause-ms, --min-mean-ms ...)', () => {
     const names = new Set(options.map((o) => o.option.long));
-    for (const n of ['--long-ms', '--lock-timeout', '--pause-ms', '--min-mean-ms', '--slow-ms', '--statement-timeout', '--target-batch-ms']) {
+    for (const n of [
+      '--long-ms',
+      '--lock-timeout',
+      '--pause-ms',
+      '--min-mean-ms',
+      '--slow-ms',
+      '--statement-timeout',
+      '--target-batch-ms',
+    ]) {
       expect(names, n).toContain(n);
     }
   });

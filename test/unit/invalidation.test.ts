@@ -1,11 +1,20 @@
 /** The migration-side API of cache invalidation: templates, prefix, the collector, and its types. */
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { expandTemplate, type Invalidate, Owed, prefixKey, prefixPattern, type TemplateFields } from '../../src/migrations/invalidation.js';
+import {
+  expandTemplate,
+  type Invalidate,
+  Owed,
+  prefixKey,
+  prefixPattern,
+  type TemplateFields,
+} from '../../src/migrations/invalidation.js';
 
 describe('key templates', () => {
   it('fills every {field} from each row, and a one-field template from bare values', () => {
     expect(expandTemplate('user:{id}', [{ id: 1 }, { id: 'b' }, { id: 3n }])).toEqual(['user:1', 'user:b', 'user:3']);
-    expect(expandTemplate('org:{orgId}:user:{id}', [{ orgId: 7, id: 1, name: 'extra fields are fine' }])).toEqual(['org:7:user:1']);
+    expect(expandTemplate('org:{orgId}:user:{id}', [{ orgId: 7, id: 1, name: 'extra fields are fine' }])).toEqual([
+      'org:7:user:1',
+    ]);
     expect(expandTemplate('user:{id}', [1, 2])).toEqual(['user:1', 'user:2']);
   });
 

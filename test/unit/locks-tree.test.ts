@@ -23,7 +23,8 @@ function backend(pid: number, state: string, application = `app${pid}`): Backend
   };
 }
 const map = (...bs: Backend[]) => new Map(bs.map((b) => [b.pid, b]));
-const shape = (tree: ReturnType<typeof buildBlockingTree>) => walkTree(tree).map((w) => `${'  '.repeat(w.depth)}${w.node.pid}`);
+const shape = (tree: ReturnType<typeof buildBlockingTree>) =>
+  walkTree(tree).map((w) => `${'  '.repeat(w.depth)}${w.node.pid}`);
 
 describe('buildBlockingTree', () => {
   it('puts each waiter once, under its deepest blocker, listing every blocker', () => {
@@ -56,7 +57,13 @@ describe('buildBlockingTree', () => {
         { waiter: 21, blocker: 20, kind: 'holds' },
         { waiter: 22, blocker: 20, kind: 'holds' },
       ],
-      map(backend(10, 'idle in transaction'), backend(11, 'active'), backend(20, 'active'), backend(21, 'active'), backend(22, 'active')),
+      map(
+        backend(10, 'idle in transaction'),
+        backend(11, 'active'),
+        backend(20, 'active'),
+        backend(21, 'active'),
+        backend(22, 'active'),
+      ),
     );
     expect(shape(tree)).toEqual(['20', '  21', '  22', '10', '  11']);
   });

@@ -3,7 +3,14 @@ import { ciJobOf } from '../../src/cli/commands/migrate.js';
 import { defineDataMigration } from '../../src/migrations/define.js';
 import { checksumSource, toDataMigration } from '../../src/migrations/loader.js';
 import { holderApplicationName, lockKey, parseHolderApplicationName } from '../../src/migrations/lock.js';
-import { compareTimeline, computeStatus, declaresNoTransaction, olderPendingSchema, selectDown, selectUp } from '../../src/migrations/plan.js';
+import {
+  compareTimeline,
+  computeStatus,
+  declaresNoTransaction,
+  olderPendingSchema,
+  selectDown,
+  selectUp,
+} from '../../src/migrations/plan.js';
 import { utcTimestamp } from '../../src/migrations/scaffold.js';
 import { buildSql, createSqlTag } from '../../src/migrations/sql.js';
 import type { LedgerRow } from '../../src/migrations/types.js';
@@ -65,7 +72,10 @@ describe('sql tag', () => {
       },
     };
     const sql = createSqlTag(client as never);
-    expect(buildSql(['SELECT ', ' FROM t WHERE y = ', ''], [1, 'two'])).toEqual({ text: 'SELECT $1 FROM t WHERE y = $2', values: [1, 'two'] });
+    expect(buildSql(['SELECT ', ' FROM t WHERE y = ', ''], [1, 'two'])).toEqual({
+      text: 'SELECT $1 FROM t WHERE y = $2',
+      values: [1, 'two'],
+    });
     const r = await sql`UPDATE ${sql.ident('public.User')} SET role = ${"O'Brien"} WHERE ${sql.raw('1 = 1')}`;
     expect(r).toEqual({ rows: [{ n: 1 }], rowCount: 1 });
     expect(calls[0]).toEqual(['UPDATE "public"."User" SET role = $1 WHERE 1 = 1', ["O'Brien"]]);
@@ -88,10 +98,17 @@ describe('lock identity', () => {
 describe('status and drift', () => {
   it('classifies applied, pending, changed, missing and out-of-order on one timeline', () => {
     const s = computeStatus({
-      disk: [disk('20240101000000_a'), disk('20240102000000_b', 'new'), disk('20240103000000_c'), disk('20240105000000_e')],
+      disk: [
+        disk('20240101000000_a'),
+        disk('20240102000000_b', 'new'),
+        disk('20240103000000_c'),
+        disk('20240105000000_e'),
+      ],
       ledger: [row('20240101000000_a'), row('20240102000000_b'), row('20240104000000_d')],
       schemaFiles: [{ name: '20231201000000_init' }, { name: '20240101000000_schema' }],
-      schemaApplied: [{ name: '20231201000000_init', startedAt: new Date(0), finishedAt: new Date(5), rolledBackAt: null }],
+      schemaApplied: [
+        { name: '20231201000000_init', startedAt: new Date(0), finishedAt: new Date(5), rolledBackAt: null },
+      ],
       ledgerExists: true,
     });
     expect(s.entries.map((e) => `${e.kind}:${e.name}:${e.state}`)).toEqual([
@@ -115,11 +132,21 @@ describe('status and drift', () => {
 });
 
 describe('selection', () => {
-  const items = ['20240103000000_c', '20240101000000_a', '20240102000000_b'].map((name) => ({ kind: 'data' as const, name }));
+  const items = ['20240103000000_c', '20240101000000_a', '20240102000000_b'].map((name) => ({
+    kind: 'data' as const,
+    name,
+  }));
   const known = new Set(items.map((i) => i.name));
   it('up: all, --to (inclusive), --step; unknown --to is a usage error', () => {
-    expect(selectUp(items, known, {}).map((i) => i.name)).toEqual(['20240101000000_a', '20240102000000_b', '20240103000000_c']);
-    expect(selectUp(items, known, { to: '20240102000000_b' }).map((i) => i.name)).toEqual(['20240101000000_a', '20240102000000_b']);
+    expect(selectUp(items, known, {}).map((i) => i.name)).toEqual([
+      '20240101000000_a',
+      '20240102000000_b',
+      '20240103000000_c',
+    ]);
+    expect(selectUp(items, known, { to: '20240102000000_b' }).map((i) => i.name)).toEqual([
+      '20240101000000_a',
+      '20240102000000_b',
+    ]);
     expect(selectUp(items, known, { step: 1 }).map((i) => i.name)).toEqual(['20240101000000_a']);
     expect(() => selectUp(items, known, { to: 'nope' })).toThrow(/no such migration/);
   });
@@ -131,16 +158,20 @@ describe('selection', () => {
     expect(() => selectDown(applied, { to: '20240109000000_x' })).toThrow(/not applied/);
   });
   it('schema before data at the same timestamp; older pending schema blocks a data migration', () => {
-    expect(compareTimeline({ kind: 'data', name: '20240101000000_x' }, { kind: 'schema', name: '20240101000000_y' })).toBe(1);
-    expect(olderPendingSchema('20240102000000_d', ['20240103000000_s', '20240101000000_s'])).toEqual(['20240101000000_s']);
+    expect(
+      compareTimeline({ kind: 'data', name: '20240101000000_x' }, { kind: 'schema', name: '20240101000000_y' }),
+    ).toBe(1);
+    expect(olderPendingSchema('20240102000000_d', ['20240103000000_s', '20240101000000_s'])).toEqual([
+      '20240101000000_s',
+    ]);
   });
 });
 
 describe('CLI helpers', () => {
   it('identifies the CI job and formats timestamps', () => {
-    expect(ciJobOf({ GITHUB_ACTIONS: 'true', GITHUB_RUN_ID: '7', GITHUB_REPOSITORY: 'o/r', GITHUB_JOB: 'deploy' })).toBe(
-      'https://github.com/o/r/actions/runs/7 job deploy',
-    );
+    expect(
+      ciJobOf({ GITHUB_ACTIONS: 'true', GITHUB_RUN_ID: '7', GITHUB_REPOSITORY: 'o/r', GITHUB_JOB: 'deploy' }),
+    ).toBe('https://github.com/o/r/actions/runs/7 job deploy');
     expect(ciJobOf({ CI_JOB_URL: 'https://gitlab/j/1' })).toBe('https://gitlab/j/1');
     expect(ciJobOf({})).toBeUndefined();
     expect(utcTimestamp(new Date('2024-03-04T05:06:07Z'))).toBe('20240304050607');

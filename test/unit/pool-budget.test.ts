@@ -9,18 +9,36 @@ describe('capacityBudget', () => {
     expect(b.appConnections).toBe(120);
     expect(b.postgresUsable).toBe(97);
     expect(b.postgresFree).toBe(72);
-    expect(b.checks).toEqual([{ id: 'app-vs-postgres', demand: 120, capacity: 72, ok: false, text: 'application 120 > 72 free on PostgreSQL: short by 48' }]);
+    expect(b.checks).toEqual([
+      {
+        id: 'app-vs-postgres',
+        demand: 120,
+        capacity: 72,
+        ok: false,
+        text: 'application 120 > 72 free on PostgreSQL: short by 48',
+      },
+    ]);
     expect(b.lines[0]).toBe('application: 6 instances × pool 10 × surge 2 = 120 connections at most');
-    expect(b.lines[1]).toBe('PostgreSQL: max_connections 100 − superuser_reserved 3 − reserved 0 = 97 usable by ordinary roles');
+    expect(b.lines[1]).toBe(
+      'PostgreSQL: max_connections 100 − superuser_reserved 3 − reserved 0 = 97 usable by ordinary roles',
+    );
     expect(b.lines[2]).toMatch(/97 usable − 25 in use now = 72 for the application/);
   });
 
   it("direct with --app-name: the application's current connections are not counted against it", () => {
-    const b = capacityBudget({ appInstances: 3, appPoolSize: 10, surge: 2, appName: 'api', postgres: { ...postgres, inUse: 40, appInUse: 30, reserved: 2 } });
+    const b = capacityBudget({
+      appInstances: 3,
+      appPoolSize: 10,
+      surge: 2,
+      appName: 'api',
+      postgres: { ...postgres, inUse: 40, appInUse: 30, reserved: 2 },
+    });
     expect(b.postgresUsable).toBe(95);
     expect(b.postgresFree).toBe(85);
     expect(b.checks[0]).toMatchObject({ ok: true, demand: 60, capacity: 85 });
-    expect(b.lines[2]).toBe('PostgreSQL: 95 usable − 10 in use by others (40 in use, 30 of them app=api) = 85 for the application');
+    expect(b.lines[2]).toBe(
+      'PostgreSQL: 95 usable − 10 in use by others (40 in use, 30 of them app=api) = 85 for the application',
+    );
   });
 
   it('a fractional surge rounds the demand up', () => {
@@ -78,11 +96,21 @@ describe('capacityBudget', () => {
     expect(b.pgbouncerClientLimit).toBe(200);
     expect(b.lines.join('\n')).toMatch(/capped by max_db_connections 30 → 30; × 2 instances = 60/);
     // 57 usable − 5 others = 52 < 60.
-    expect(b.checks.find((c) => c.id === 'pgbouncer-vs-postgres')).toMatchObject({ ok: false, demand: 60, capacity: 52 });
+    expect(b.checks.find((c) => c.id === 'pgbouncer-vs-postgres')).toMatchObject({
+      ok: false,
+      demand: 60,
+      capacity: 52,
+    });
   });
 
   it('PgBouncer without pools yet assumes one database/user pair at the default sizes', () => {
-    const b = capacityBudget({ appInstances: 1, appPoolSize: 5, surge: 1, postgres, pgbouncer: { ...bouncer, pools: [], databases: [] } });
+    const b = capacityBudget({
+      appInstances: 1,
+      appPoolSize: 5,
+      surge: 1,
+      postgres,
+      pgbouncer: { ...bouncer, pools: [], databases: [] },
+    });
     expect(b.pgbouncerServerMax).toBe(25);
     expect(b.lines.join('\n')).toMatch(/no pools yet/);
   });

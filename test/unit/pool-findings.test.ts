@@ -33,8 +33,14 @@ const idle = (pid: number, application: string, stateAgeMs: number): SessionRow 
 
 describe('evaluateFindings', () => {
   it('headroom: none left is critical, under 10% a warning, plenty nothing', () => {
-    expect(evaluateFindings({ locks: noLocks, headroom: headroom(0) })[0]).toMatchObject({ severity: 'critical', code: 'headroom-exhausted' });
-    expect(evaluateFindings({ locks: noLocks, headroom: headroom(5) })[0]).toMatchObject({ severity: 'warning', code: 'headroom-low' });
+    expect(evaluateFindings({ locks: noLocks, headroom: headroom(0) })[0]).toMatchObject({
+      severity: 'critical',
+      code: 'headroom-exhausted',
+    });
+    expect(evaluateFindings({ locks: noLocks, headroom: headroom(5) })[0]).toMatchObject({
+      severity: 'warning',
+      code: 'headroom-low',
+    });
     expect(evaluateFindings({ locks: noLocks, headroom: headroom(50) })).toEqual([]);
   });
 
@@ -58,7 +64,11 @@ describe('evaluateFindings', () => {
     });
     const f = evaluateFindings({ locks: noLocks, budget });
     expect(f).toHaveLength(1);
-    expect(f[0]).toMatchObject({ severity: 'critical', code: 'budget-app-vs-postgres', message: 'application 120 > 97 free on PostgreSQL: short by 23' });
+    expect(f[0]).toMatchObject({
+      severity: 'critical',
+      code: 'budget-app-vs-postgres',
+      message: 'application 120 > 97 free on PostgreSQL: short by 23',
+    });
     expect(worstSeverity(f)).toBe('critical');
   });
 

@@ -69,7 +69,9 @@ describe('locatePrismaClient', () => {
     const files = { 'prisma/schema.prisma': generator('prisma-client-js'), ...pkg('@prisma/client') };
     const cwd = projectWith(files);
     const notYet = await failure(cwd);
-    expect(notYet.message).toContain('generator client (prisma-client-js) in prisma/schema.prisma: node_modules/.prisma/client (not generated)');
+    expect(notYet.message).toContain(
+      'generator client (prisma-client-js) in prisma/schema.prisma: node_modules/.prisma/client (not generated)',
+    );
     mkdirSync(join(cwd, 'node_modules', '.prisma', 'client'), { recursive: true });
     writeFileSync(join(cwd, 'node_modules', '.prisma', 'client', 'index.js'), 'module.exports = {};\n');
     expect(await locatePrismaClient(cwd, undefined)).toEqual({
@@ -82,7 +84,8 @@ describe('locatePrismaClient', () => {
     const cwd = projectWith({
       'prisma/schema/base.prisma': DATASOURCE,
       'prisma/schema/models/user.prisma': 'model User {\n  id Int @id\n}\n',
-      'prisma/schema/generators.prisma': 'generator client {\n  provider = "prisma-client-js"\n  output   = "../../generated/db"\n}\n',
+      'prisma/schema/generators.prisma':
+        'generator client {\n  provider = "prisma-client-js"\n  output   = "../../generated/db"\n}\n',
       'generated/db/package.json': JSON.stringify({ name: '.prisma/client', main: 'index.js' }),
       'generated/db/index.js': 'module.exports = {};\n',
     });
@@ -102,7 +105,11 @@ describe('locatePrismaClient', () => {
   });
 
   it('DBOPS_PRISMA_CLIENT: a package specifier, a path, a generator output folder', async () => {
-    const cwd = projectWith({ ...pkg('@prisma/client'), ...pkg('@acme/db'), 'gen/client.ts': 'export class PrismaClient {}\n' });
+    const cwd = projectWith({
+      ...pkg('@prisma/client'),
+      ...pkg('@acme/db'),
+      'gen/client.ts': 'export class PrismaClient {}\n',
+    });
     expect(await locatePrismaClient(cwd, '@prisma/client')).toEqual({
       path: join(cwd, 'node_modules', '@prisma', 'client', 'index.js'),
       source: 'DBOPS_PRISMA_CLIENT=@prisma/client',
@@ -115,7 +122,9 @@ describe('locatePrismaClient', () => {
     const missing = await failure(cwd, '@acme/nope');
     expect(missing.message).toContain('DBOPS_PRISMA_CLIENT=@acme/nope: no file');
     expect(missing.message).toContain('no package @acme/nope installed');
-    expect((await failure(cwd, './nope/client.ts')).message).toContain(`${join(cwd, 'nope', 'client.ts')} does not exist`);
+    expect((await failure(cwd, './nope/client.ts')).message).toContain(
+      `${join(cwd, 'nope', 'client.ts')} does not exist`,
+    );
   });
 
   it('nothing found: the error names every place it looked and how to set it', async () => {
@@ -127,9 +136,15 @@ describe('locatePrismaClient', () => {
       true,
     );
     const error = await failure(cwd);
-    expect(error.message).toContain('ctx.prisma: no generated Prisma client found (looked at prisma.config.ts (schema: prisma/schema.prisma)');
-    expect(error.message).toContain('generator client (prisma-client) in prisma/schema.prisma: src/db/client.ts (not generated)');
-    expect(error.message).toContain('generator docs (prisma-docs-generator) in prisma/schema.prisma: not a Prisma Client generator');
+    expect(error.message).toContain(
+      'ctx.prisma: no generated Prisma client found (looked at prisma.config.ts (schema: prisma/schema.prisma)',
+    );
+    expect(error.message).toContain(
+      'generator client (prisma-client) in prisma/schema.prisma: src/db/client.ts (not generated)',
+    );
+    expect(error.message).toContain(
+      'generator docs (prisma-docs-generator) in prisma/schema.prisma: not a Prisma Client generator',
+    );
     expect(error.hint).toContain('run prisma generate');
     expect(error.hint).toContain('DBOPS_PRISMA_CLIENT');
     expect(error.hint).toContain('@prisma/client');

@@ -6,7 +6,9 @@ describe('Redactor', () => {
     const r = new Redactor(['p@ss word!']);
     expect(r.redact('auth failed for p@ss word!')).toBe('auth failed for ***');
     expect(r.redact('url postgres://u:p%40ss%20word!@h/db')).not.toContain('p%40ss');
-    expect(r.redact('connect postgresql://app:hunter22@db:5432/x failed')).toBe('connect postgresql://app:***@db:5432/x failed');
+    expect(r.redact('connect postgresql://app:hunter22@db:5432/x failed')).toBe(
+      'connect postgresql://app:***@db:5432/x failed',
+    );
     expect(r.redact('host=db password=hunter22 user=x')).toBe('host=db password=*** user=x');
     expect(r.redact('{"password":"hunter22"}')).toBe('{"password":"***"}');
     expect(r.redact('redis://:onlypass@r:6379')).toBe('redis://:***@r:6379');
@@ -26,7 +28,9 @@ describe('passwords with URL-special characters', () => {
   const pw = 's3cr/et#p?w@rd';
   it('are masked by pattern even when the URL does not parse', () => {
     const r = new Redactor();
-    expect(r.redact(`postgresql://user:${pw}@localhost:5432/db failed`)).toBe('postgresql://user:***@localhost:5432/db failed');
+    expect(r.redact(`postgresql://user:${pw}@localhost:5432/db failed`)).toBe(
+      'postgresql://user:***@localhost:5432/db failed',
+    );
     expect(r.redact(`a postgresql://u:${pw}@h/db and redis://:x@r:1 here`)).not.toContain('s3cr');
   });
   it('are learnt from an unparseable URL and masked wherever they appear', () => {
@@ -52,7 +56,13 @@ describe('secrets learnt from the whole raw value, not from what a URL parser re
       const r = new Redactor();
       r.addUrl(shape);
       const secret = shape.includes(' a#b/c') ? `${pw} a#b/c` : pw;
-      for (const text of [secret, encodeURIComponent(secret), JSON.stringify({ m: `x ${secret} y` }), shape, `is not valid: ${shape}`]) {
+      for (const text of [
+        secret,
+        encodeURIComponent(secret),
+        JSON.stringify({ m: `x ${secret} y` }),
+        shape,
+        `is not valid: ${shape}`,
+      ]) {
         expect(r.redact(text), text).not.toContain('Cn4ry');
       }
     });
@@ -98,7 +108,9 @@ describe('secrets learnt from the whole raw value, not from what a URL parser re
 
 describe('maskUrl', () => {
   it('masks sslpassword and other secret parameters', () => {
-    expect(maskUrl('postgresql://u:pw1@h/db?sslpassword=Ssl-Secret-1&sslmode=require')).toBe('postgresql://u:***@h/db?sslpassword=***&sslmode=require');
+    expect(maskUrl('postgresql://u:pw1@h/db?sslpassword=Ssl-Secret-1&sslmode=require')).toBe(
+      'postgresql://u:***@h/db?sslpassword=***&sslmode=require',
+    );
   });
   it('shows nothing of a value that does not parse as a URL with a host', () => {
     expect(maskUrl('canary_user:Cn4ry@h:5/db')).toBe('***');

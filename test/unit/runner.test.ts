@@ -46,7 +46,10 @@ function setup(files: Record<string, string>) {
   const session = new MemorySession();
   const ledger = memoryLedger();
   const dir = folder(files);
-  const runner = new MigrationRunner({ migrationsDir: dir, prismaMigrationsDir: false, prismaClient: false }, { session, ledger });
+  const runner = new MigrationRunner(
+    { migrationsDir: dir, prismaMigrationsDir: false, prismaClient: false },
+    { session, ledger },
+  );
   return { session, ledger, runner, dir };
 }
 
@@ -62,7 +65,16 @@ const identity = new MemorySession().identity;
 
 /** A ledger row as `record` takes it. */
 function insert(name: string, checksum = 'c'): LedgerInsert {
-  return { name, checksum, description: undefined, transactional: true, markedOnly: false, startedAt: new Date(), durationMs: 1, identity };
+  return {
+    name,
+    checksum,
+    description: undefined,
+    transactional: true,
+    markedOnly: false,
+    startedAt: new Date(),
+    durationMs: 1,
+    identity,
+  };
 }
 
 /** Rows another runner committed: recorded through a transaction nobody rolls back. */
@@ -73,7 +85,9 @@ async function seed(ledger: Ledger, rows: Array<[name: string, checksum: string]
 }
 
 const kinds = (events: RunEvent[]) =>
-  events.map((e) => (e.type === 'finish' ? `finish:${e.outcome.name}:${e.outcome.status}` : 'name' in e ? `${e.type}:${e.name}` : e.type));
+  events.map((e) =>
+    e.type === 'finish' ? `finish:${e.outcome.name}:${e.outcome.status}` : 'name' in e ? `${e.type}:${e.name}` : e.type,
+  );
 
 describe('MigrationRunner on the in-memory seams', () => {
   it('up applies pending migrations in name order, each in its own locked transaction, and records who', async () => {
@@ -87,9 +101,19 @@ describe('MigrationRunner on the in-memory seams', () => {
     ]);
     // No transaction of its own creates the ledger: the first migration's does, and commits it with its row.
     expect(session.transactions).toEqual(['lock bounded', 'commit', 'lock bounded', 'commit']);
-    expect(kinds(session.events)).toEqual([`start:${A}`, `phase:${A}`, `finish:${A}:applied`, `start:${B}`, `phase:${B}`, `finish:${B}:applied`]);
+    expect(kinds(session.events)).toEqual([
+      `start:${A}`,
+      `phase:${A}`,
+      `finish:${A}:applied`,
+      `start:${B}`,
+      `phase:${B}`,
+      `finish:${B}:applied`,
+    ]);
     // validate is a named phase of the running migration (no stale ETA on screen while it runs).
-    expect(session.events.filter((e) => e.type === 'phase').map((e) => (e.type === 'phase' ? e.phase : ''))).toEqual(['validating', 'validating']);
+    expect(session.events.filter((e) => e.type === 'phase').map((e) => (e.type === 'phase' ? e.phase : ''))).toEqual([
+      'validating',
+      'validating',
+    ]);
     const rows = await ledger.read({ client: null as never });
     expect(rows?.map((r) => [r.name, r.appliedBy, r.appliedHost, r.ciJob, r.markedOnly])).toEqual([
       [A, 'tester', 'test-host', 'job-7', false],
@@ -131,7 +155,9 @@ describe('MigrationRunner on the in-memory seams', () => {
       };
     };
     const error = (await runner.up().catch((e: unknown) => e)) as MigrationRunError;
-    expect(error.message).toBe(`migration ${B} failed at ledger: COMMIT failed: connection lost during COMMIT (rolled back)`);
+    expect(error.message).toBe(
+      `migration ${B} failed at ledger: COMMIT failed: connection lost during COMMIT (rolled back)`,
+    );
     expect(await names(ledger)).toEqual([A]);
     expect(session.transactions.slice(-2)).toEqual(['lock bounded', 'rollback']);
   });
@@ -245,7 +271,10 @@ describe('MigrationRunner on the in-memory seams', () => {
   });
 
   it('an interruption between migrations stops before the next one: exit 130 with what was applied', async () => {
-    const { session, ledger, runner } = setup({ [A]: `export default { up() { globalThis.__dbopsInterrupt(); } };\n`, [B]: module('b') });
+    const { session, ledger, runner } = setup({
+      [A]: `export default { up() { globalThis.__dbopsInterrupt(); } };\n`,
+      [B]: module('b'),
+    });
     (globalThis as { __dbopsInterrupt?: () => void }).__dbopsInterrupt = () => session.interrupt();
     const error = (await runner.up().catch((e: unknown) => e)) as MigrationRunError;
     expect(error).toMatchObject({ exitCode: 130, code: 'INTERRUPTED' });
@@ -301,7 +330,9 @@ describe('the memory ledger and the transaction handle', () => {
     const before = (await ledger.read({ client: null as never }))?.[0]?.checksum as string;
 
     const plan = await runner.planRepair();
-    expect(plan.changes).toEqual([{ name: A, previousChecksum: before, checksum: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    expect(plan.changes).toEqual([
+      { name: A, previousChecksum: before, checksum: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    ]);
     expect(plan.changes[0]?.checksum).not.toBe(before);
     await expect(runner.planRepair(['20990101000000_nope'])).rejects.toThrow(/not an applied data migration/);
     expect((await runner.planRepair([B])).changes).toEqual([]);

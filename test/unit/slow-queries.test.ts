@@ -1,6 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parsePgssVersion, pgssColumns } from '../../src/diagnostics/pgss-version.js';
-import { loadOriginParser, normaliseQuery, originLabel, parseSqlCommenterTags, prismaOrigin, shortenQuery } from '../../src/diagnostics/prisma-origin.js';
+import {
+  loadOriginParser,
+  normaliseQuery,
+  originLabel,
+  parseSqlCommenterTags,
+  prismaOrigin,
+  shortenQuery,
+} from '../../src/diagnostics/prisma-origin.js';
 import { readPrismaModels } from '../../src/diagnostics/prisma-schema.js';
 import {
   type Baseline,
@@ -36,7 +43,12 @@ const server = (over: Partial<ServerIdentity> = {}): ServerIdentity => ({
 });
 
 /** Counters of `calls` executions, each taking the times in `times` (cycled). */
-function stmt(queryid: string, query: string, times: number[], over: Partial<StatementCounters> = {}): StatementCounters {
+function stmt(
+  queryid: string,
+  query: string,
+  times: number[],
+  over: Partial<StatementCounters> = {},
+): StatementCounters {
   const total = times.reduce((a, b) => a + b, 0);
   const mean = total / times.length;
   const sd = Math.sqrt(times.reduce((a, t) => a + (t - mean) ** 2, 0) / times.length);
@@ -64,7 +76,11 @@ function stmt(queryid: string, query: string, times: number[], over: Partial<Sta
   };
 }
 
-const read = (statements: StatementCounters[], over: Partial<ServerIdentity> = {}): PgssRead => ({ server: server(over), statements, totals: null });
+const read = (statements: StatementCounters[], over: Partial<ServerIdentity> = {}): PgssRead => ({
+  server: server(over),
+  statements,
+  totals: null,
+});
 const opts = { sort: 'total' as const, limit: 0, slow: { minMeanMs: 20, minCalls: 100 }, onlySlow: false };
 
 describe('pg_stat_statements versions', () => {
@@ -104,9 +120,14 @@ describe('Prisma origin', () => {
     const q = `SELECT "public"."Post"."id" FROM "public"."Post" WHERE "public"."Post"."authorId" IN ($1 /*, ... */) OFFSET $2 /*prismaQuery='User.findMany%3AeyJ3In0',route='%2Fx%20y'*/`;
     expect(parseSqlCommenterTags(q)).toEqual({ prismaQuery: 'User.findMany:eyJ3In0', route: '/x y' });
     expect(prismaOrigin(q)).toMatchObject({ model: 'User', operation: 'findMany', source: 'tag', certain: true });
-    expect(prismaOrigin(`SELECT 1 /*prismaQuery='queryRaw'*/`)).toMatchObject({ operation: '$queryRaw', source: 'tag' });
+    expect(prismaOrigin(`SELECT 1 /*prismaQuery='queryRaw'*/`)).toMatchObject({
+      operation: '$queryRaw',
+      source: 'tag',
+    });
     expect(originLabel(prismaOrigin(`UPDATE x SET a = $1 /*prismaQuery='executeRaw'*/`))).toBe('$executeRaw');
-    expect(prismaOrigin(`INSERT INTO "public"."User" ("id") VALUES ($1) /*prismaQuery='User.createOne%3Ae30'*/`)).toMatchObject({
+    expect(
+      prismaOrigin(`INSERT INTO "public"."User" ("id") VALUES ($1) /*prismaQuery='User.createOne%3Ae30'*/`),
+    ).toMatchObject({
       model: 'User',
       operation: 'create',
     });
@@ -121,29 +142,62 @@ describe('Prisma origin', () => {
 
   it('labels from the SQL Prisma emits: certain only where one call emits that shape', () => {
     const certain: Array<[string, string]> = [
-      [`SELECT "public"."User"."id" FROM "public"."User" WHERE "public"."User"."isActive" = $1 OFFSET $2`, 'User.findMany'],
-      [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2), ($3,$4) RETURNING "public"."User"."id"`, 'User.createManyAndReturn'],
+      [
+        `SELECT "public"."User"."id" FROM "public"."User" WHERE "public"."User"."isActive" = $1 OFFSET $2`,
+        'User.findMany',
+      ],
+      [
+        `INSERT INTO "public"."User" ("id","email") VALUES ($1,$2), ($3,$4) RETURNING "public"."User"."id"`,
+        'User.createManyAndReturn',
+      ],
       [
         `INSERT INTO "public"."User" ("id","email") VALUES ($1,$2) ON CONFLICT ("email") DO UPDATE SET "name" = $3 WHERE ("public"."User"."email" = $4 AND $5=$6) RETURNING "public"."User"."id"`,
         'User.upsert',
       ],
-      [`UPDATE "public"."User" SET "name" = $1 WHERE ("public"."User"."id" = $2 AND $3=$4) RETURNING "public"."User"."id"`, 'User.update'],
-      [`DELETE FROM "public"."Order" WHERE ("public"."Order"."id" = $1 AND $2=$3) RETURNING "public"."Order"."id"`, 'Order.delete'],
-      [`SELECT COUNT(*) AS "_count$_all" FROM (SELECT "public"."User"."id" FROM "public"."User" WHERE $2=$3 OFFSET $1) AS "sub"`, 'User.count'],
-      [`SELECT MAX("createdAt") AS "_max$createdAt" FROM (SELECT "public"."User"."createdAt" FROM "public"."User" OFFSET $1) AS "sub"`, 'User.aggregate'],
-      [`SELECT "public"."Order"."userId" FROM "public"."Order" WHERE $2=$3 GROUP BY "public"."Order"."userId" OFFSET $1`, 'Order.groupBy'],
+      [
+        `UPDATE "public"."User" SET "name" = $1 WHERE ("public"."User"."id" = $2 AND $3=$4) RETURNING "public"."User"."id"`,
+        'User.update',
+      ],
+      [
+        `DELETE FROM "public"."Order" WHERE ("public"."Order"."id" = $1 AND $2=$3) RETURNING "public"."Order"."id"`,
+        'Order.delete',
+      ],
+      [
+        `SELECT COUNT(*) AS "_count$_all" FROM (SELECT "public"."User"."id" FROM "public"."User" WHERE $2=$3 OFFSET $1) AS "sub"`,
+        'User.count',
+      ],
+      [
+        `SELECT MAX("createdAt") AS "_max$createdAt" FROM (SELECT "public"."User"."createdAt" FROM "public"."User" OFFSET $1) AS "sub"`,
+        'User.aggregate',
+      ],
+      [
+        `SELECT "public"."Order"."userId" FROM "public"."Order" WHERE $2=$3 GROUP BY "public"."Order"."userId" OFFSET $1`,
+        'Order.groupBy',
+      ],
     ];
     for (const [sql, label] of certain) expect(originLabel(prismaOrigin(sql)), sql).toBe(label);
     const guesses: Array<[string, string]> = [
-      [`SELECT "public"."User"."id" FROM "public"."User" WHERE ("public"."User"."id" = $1 AND $4=$5) LIMIT $2 OFFSET $3`, 'User.findUnique?'],
-      [`SELECT "public"."User"."id" FROM "public"."User" WHERE "public"."User"."name" = $1 LIMIT $2 OFFSET $3`, 'User.findFirst?'],
+      [
+        `SELECT "public"."User"."id" FROM "public"."User" WHERE ("public"."User"."id" = $1 AND $4=$5) LIMIT $2 OFFSET $3`,
+        'User.findUnique?',
+      ],
+      [
+        `SELECT "public"."User"."id" FROM "public"."User" WHERE "public"."User"."name" = $1 LIMIT $2 OFFSET $3`,
+        'User.findFirst?',
+      ],
       // A relation load (include) or findUniques batched into one IN.
-      [`SELECT "public"."Post"."id" FROM "public"."Post" WHERE "public"."Post"."authorId" IN ($1 /*, ... */) OFFSET $2`, 'Post.findMany?'],
+      [
+        `SELECT "public"."Post"."id" FROM "public"."Post" WHERE "public"."Post"."authorId" IN ($1 /*, ... */) OFFSET $2`,
+        'Post.findMany?',
+      ],
       [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2) RETURNING "public"."User"."id"`, 'User.create?'],
       [`INSERT INTO "public"."User" ("id","email") VALUES ($1,$2), ($3,$4)`, 'User.createMany?'],
       [`UPDATE "public"."User" SET "name" = $1 WHERE "public"."User"."name" = $2`, 'User.updateMany?'],
       [`DELETE FROM "public"."Order" WHERE "public"."Order"."status" = $1`, 'Order.deleteMany?'],
-      [`SELECT "public"."Product"."id" FROM "public"."Product" WHERE ("public"."Product"."id" = $1 AND $3=$4) OFFSET $2`, 'Product.upsert?'],
+      [
+        `SELECT "public"."Product"."id" FROM "public"."Product" WHERE ("public"."Product"."id" = $1 AND $3=$4) OFFSET $2`,
+        'Product.upsert?',
+      ],
     ];
     for (const [sql, label] of guesses) expect(originLabel(prismaOrigin(sql)), sql).toBe(label);
     // Hand-written SQL, even naming "public"."Order": no label at all.
@@ -190,8 +244,16 @@ describe('report, ranking and slow marking', () => {
     expect(r.totals).toMatchObject({ statements: 3, calls: 1105, totalMs: 7500, slowStatements: 1 });
     expect(r.statements[0]?.sharePct).toBeCloseTo(40);
     expect(r.statements[0]?.hitRatio).toBeCloseTo(0.9);
-    expect(buildReport(read([a, b, c]), { ...opts, sort: 'mean' }).statements.map((s) => s.queryid)).toEqual(['3', '1', '2']);
-    expect(buildReport(read([a, b, c]), { ...opts, sort: 'calls' }).statements.map((s) => s.queryid)).toEqual(['2', '1', '3']);
+    expect(buildReport(read([a, b, c]), { ...opts, sort: 'mean' }).statements.map((s) => s.queryid)).toEqual([
+      '3',
+      '1',
+      '2',
+    ]);
+    expect(buildReport(read([a, b, c]), { ...opts, sort: 'calls' }).statements.map((s) => s.queryid)).toEqual([
+      '2',
+      '1',
+      '3',
+    ]);
     const only = buildReport(read([a, b, c]), { ...opts, onlySlow: true, slow: { minMeanMs: 20, minCalls: 5 } });
     expect(only.statements.map((s) => s.queryid)).toEqual(['1', '3']);
     const limited = buildReport(read([a, b, c]), { ...opts, limit: 1 });
@@ -205,7 +267,9 @@ describe('origin refined by rows per call', () => {
   it('a LIMITed Prisma SELECT returning more than one row per call is a findMany', () => {
     const q = `SELECT "public"."User"."id" FROM "public"."User" ORDER BY "public"."User"."id" ASC LIMIT $1 OFFSET $2`;
     const many = stmt('1', q, [1, 1], { rows: 40 });
-    const one = stmt('2', q.replace('ORDER BY', 'WHERE ("public"."User"."id" = $3 AND $4=$5) ORDER BY'), [1, 1], { rows: 2 });
+    const one = stmt('2', q.replace('ORDER BY', 'WHERE ("public"."User"."id" = $3 AND $4=$5) ORDER BY'), [1, 1], {
+      rows: 2,
+    });
     const r = buildReport(read([many, one]), opts);
     expect(r.statements.find((s) => s.queryid === '1')?.origin.operation).toBe('findMany');
     expect(r.statements.find((s) => s.queryid === '2')?.origin.operation).toBe('findUnique');
@@ -213,7 +277,9 @@ describe('origin refined by rows per call', () => {
 });
 
 describe('deltas between snapshots', () => {
-  const before = snapshotOf(read([stmt('1', 'SELECT a', [10, 10]), stmt('2', 'SELECT b', [5]), stmt('9', 'SELECT gone', [1])]));
+  const before = snapshotOf(
+    read([stmt('1', 'SELECT a', [10, 10]), stmt('2', 'SELECT b', [5]), stmt('9', 'SELECT gone', [1])]),
+  );
 
   it('subtracts counters, recovers the window stddev, handles new and disappeared statements', () => {
     const now = read(
@@ -284,7 +350,9 @@ describe('gates', () => {
     const r = evaluateGates(stats, { ...g, failOnMeanMs: 20 }, opts.slow);
     expect(r.failed).toBe(true);
     expect(r.failures.map((f) => f.queryid).sort()).toEqual(['1', '3']);
-    expect(evaluateGates(stats, { ...g, failOnMeanMs: 20, gateMinCalls: 2 }, opts.slow).failures.map((f) => f.queryid)).toEqual(['1']);
+    expect(
+      evaluateGates(stats, { ...g, failOnMeanMs: 20, gateMinCalls: 2 }, opts.slow).failures.map((f) => f.queryid),
+    ).toEqual(['1']);
     expect(evaluateGates(stats, { ...g, failOnMeanMs: 200 }, opts.slow).failed).toBe(false);
   });
 
@@ -297,7 +365,12 @@ describe('gates', () => {
         { queryid: 'other-server', rolname: 'postgres', text: 'SELECT b', calls: 10, meanMs: 10 },
       ],
     };
-    const stats = report([stmt('1', 'SELECT a', [16]), stmt('2', 'SELECT b', [14]), stmt('3', 'SELECT new', [25]), stmt('4', 'SELECT new2', [2])]);
+    const stats = report([
+      stmt('1', 'SELECT a', [16]),
+      stmt('2', 'SELECT b', [14]),
+      stmt('3', 'SELECT new', [25]),
+      stmt('4', 'SELECT new2', [2]),
+    ]);
     const pass = evaluateGates(stats, { ...g, baseline, failOnRegressionPct: 100 }, opts.slow);
     expect(pass.failures.map((f) => [f.kind, f.queryid])).toEqual([['new-slow', '3']]);
     const tight = evaluateGates(stats, { ...g, baseline, failOnRegressionPct: 50 }, opts.slow);
@@ -307,9 +380,15 @@ describe('gates', () => {
     ]);
     expect(tight.failures.find((f) => f.kind === 'regression')?.growthPct).toBeCloseTo(60);
     // Matched by text when queryids differ (another server): 10 -> 14 is +40%.
-    expect(evaluateGates(stats, { ...g, baseline, failOnRegressionPct: 30 }, opts.slow).failures.map((f) => f.queryid)).toContain('2');
+    expect(
+      evaluateGates(stats, { ...g, baseline, failOnRegressionPct: 30 }, opts.slow).failures.map((f) => f.queryid),
+    ).toContain('2');
     // Tiny statements are not judged as regressions below --regression-min-ms.
-    expect(evaluateGates(stats, { ...g, regressionMinMs: 20, baseline, failOnRegressionPct: 10 }, opts.slow).failures.map((f) => f.kind)).toEqual(['new-slow']);
+    expect(
+      evaluateGates(stats, { ...g, regressionMinMs: 20, baseline, failOnRegressionPct: 10 }, opts.slow).failures.map(
+        (f) => f.kind,
+      ),
+    ).toEqual(['new-slow']);
   });
 
   it('parses a --json report or a snapshot as a baseline', () => {

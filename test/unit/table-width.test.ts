@@ -19,7 +19,22 @@ function expectFits(text: string, width: number): void {
   for (const line of text.split('\n')) expect(stringWidth(line), line).toBeLessThanOrEqual(width);
 }
 
-const SLOW_HEAD = ['#', '', 'calls', 'total', 'mean', 'max', 'stddev', 'rows/call', 'share', 'hit', 'temp wr', 'role', 'prisma', 'query'];
+const SLOW_HEAD = [
+  '#',
+  '',
+  'calls',
+  'total',
+  'mean',
+  'max',
+  'stddev',
+  'rows/call',
+  'share',
+  'hit',
+  'temp wr',
+  'role',
+  'prisma',
+  'query',
+];
 const slowRows = Array.from({ length: 12 }, (_, i) => [
   String(i + 1),
   i % 3 === 0 ? 'slow' : '',
@@ -67,14 +82,18 @@ describe('renderTable at a terminal width', () => {
         timestamp: name.slice(0, 14),
         state,
         transactional: true,
-        description: 'Backfill the normalised e-mail address of every user and order, in batches of 5,000 rows, keeping the old column',
+        description:
+          'Backfill the normalised e-mail address of every user and order, in batches of 5,000 rows, keeping the old column',
         appliedAt: state === 'applied' ? new Date('2026-12-01T10:00:00Z') : null,
         appliedBy: state === 'applied' ? 'deploy@ci-runner-7 (https://ci.example.com/jobs/123456)' : null,
         durationMs: null,
         markedOnly: false,
       });
       const status: StatusResult = {
-        entries: [entry('20240101000000_add_user_roles', 'applied'), entry('20260301000000_backfill_normalised_email_addresses', 'pending')],
+        entries: [
+          entry('20240101000000_add_user_roles', 'applied'),
+          entry('20260301000000_backfill_normalised_email_addresses', 'pending'),
+        ],
         counts: { applied: 1, pending: 1, changed: 0, missing: 0, 'out-of-order': 0 },
         drift: [],
         ledgerExists: true,

@@ -4,7 +4,15 @@ import { Redactor } from '../../src/config/redact.js';
 import { fitLine, foldLine, Output } from '../../src/output/output.js';
 import { decideTerminal } from '../../src/output/terminal.js';
 
-const base = { env: {}, stdoutIsTTY: true, stderrIsTTY: true, stdinIsTTY: true, json: false, noColorFlag: false, quiet: false };
+const base = {
+  env: {},
+  stdoutIsTTY: true,
+  stderrIsTTY: true,
+  stdinIsTTY: true,
+  json: false,
+  noColorFlag: false,
+  quiet: false,
+};
 
 describe('decideTerminal', () => {
   it('colours and animates on a TTY', () => {

@@ -72,16 +72,24 @@ describe('ctx.sql and the guard', () => {
 
   it('sends nothing once the transaction is lost, and says why', async () => {
     const lost = new Error('lost the migration lock: the session was ended');
-    await expect(guardStatement('SELECT 1', { inTransaction: false, tx: { lostError: () => lost } }, 'ctx.sql')).rejects.toBe(lost);
+    await expect(
+      guardStatement('SELECT 1', { inTransaction: false, tx: { lostError: () => lost } }, 'ctx.sql'),
+    ).rejects.toBe(lost);
   });
 });
 
 describe('whoEnded', () => {
   it('names the guard from what the server or PgBouncer said', () => {
     const e = (message: string, code?: string) => Object.assign(new Error(message), { code });
-    expect(whoEnded(e('terminating connection due to idle-in-transaction timeout', '25P03'))).toMatch(/^the server's idle_in_transaction_session_timeout/);
-    expect(whoEnded(e('terminating connection due to idle-session timeout', '57P05'))).toMatch(/^the server's idle_session_timeout/);
-    expect(whoEnded(e('terminating connection due to transaction timeout', '25P04'))).toMatch(/^the server's transaction_timeout/);
+    expect(whoEnded(e('terminating connection due to idle-in-transaction timeout', '25P03'))).toMatch(
+      /^the server's idle_in_transaction_session_timeout/,
+    );
+    expect(whoEnded(e('terminating connection due to idle-session timeout', '57P05'))).toMatch(
+      /^the server's idle_session_timeout/,
+    );
+    expect(whoEnded(e('terminating connection due to transaction timeout', '25P04'))).toMatch(
+      /^the server's transaction_timeout/,
+    );
     expect(whoEnded(e('idle transaction timeout', '08P01'))).toMatch(/^PgBouncer's idle_transaction_timeout/);
     expect(whoEnded(e('query_wait_timeout', '08P01'))).toMatch(/^PgBouncer's query_wait_timeout/);
     expect(whoEnded(e('terminating connection due to administrator command', '57P01'))).toMatch(/pg_terminate_backend/);

@@ -47,7 +47,9 @@ describe('PostgreSQL URLs', () => {
   }
 
   it('says which unencoded character cut the password short', () => {
-    expect(messageOf(() => checkPostgresUrl('DATABASE_URL', src('postgresql://u:ab/cd@h/db')))).toMatch(/contains \/ \(%2F\) unencoded/);
+    expect(messageOf(() => checkPostgresUrl('DATABASE_URL', src('postgresql://u:ab/cd@h/db')))).toMatch(
+      /contains \/ \(%2F\) unencoded/,
+    );
     expect(messageOf(() => checkPostgresUrl('DATABASE_URL', src('postgresql://u:ab#cd@h/db')))).toMatch(/%23/);
   });
 
@@ -58,9 +60,15 @@ describe('PostgreSQL URLs', () => {
   });
 
   it('gives sslmode=require psql semantics (no SECURITY WARNING from pg)', () => {
-    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db?sslmode=require'))).toBe('postgresql://u@h/db?sslmode=require&uselibpqcompat=true');
-    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db'), { requireTls: true })).toBe('postgresql://u@h/db?sslmode=require&uselibpqcompat=true');
-    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db?sslmode=verify-full'))).toBe('postgresql://u@h/db?sslmode=verify-full');
+    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db?sslmode=require'))).toBe(
+      'postgresql://u@h/db?sslmode=require&uselibpqcompat=true',
+    );
+    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db'), { requireTls: true })).toBe(
+      'postgresql://u@h/db?sslmode=require&uselibpqcompat=true',
+    );
+    expect(checkPostgresUrl('DATABASE_URL', src('postgresql://u@h/db?sslmode=verify-full'))).toBe(
+      'postgresql://u@h/db?sslmode=verify-full',
+    );
   });
 });
 
@@ -99,13 +107,16 @@ describe('configuration files never echo what they hold', () => {
   });
 
   it('a DATABASE_HOST that is not a host is refused, not silently replaced by localhost', () => {
-    expect(messageOf(() => resolveConfig({ cwd: dir(), env: { DATABASE_HOST: `u:${PW}@db`, DATABASE_PASSWORD: PW } }))).toMatch(
-      /DATABASE_HOST .* is not a host name/,
-    );
+    expect(
+      messageOf(() => resolveConfig({ cwd: dir(), env: { DATABASE_HOST: `u:${PW}@db`, DATABASE_PASSWORD: PW } })),
+    ).toMatch(/DATABASE_HOST .* is not a host name/);
   });
 
   it('a DATABASE_HOST that is a socket folder becomes ?host=', () => {
-    const cfg = resolveConfig({ cwd: dir(), env: { DATABASE_HOST: '/run/postgresql', DATABASE_USER: 'app', DATABASE_PASSWORD: 'p w' } });
+    const cfg = resolveConfig({
+      cwd: dir(),
+      env: { DATABASE_HOST: '/run/postgresql', DATABASE_USER: 'app', DATABASE_PASSWORD: 'p w' },
+    });
     expect(cfg.database?.url).toBe('postgresql://app:p%20w@/postgres?host=%2Frun%2Fpostgresql');
   });
 });

@@ -11,7 +11,11 @@ import type { CommandContext } from '../context.js';
 import { gateOptionsOf, type SlowOptions } from './slow-options.js';
 
 /** A connection to CLICKHOUSE_URL, closed when the command ends. */
-export async function openClickHouse(ctx: CommandContext, purpose: string, queryTimeoutMs?: number): Promise<ClickHouseConnection> {
+export async function openClickHouse(
+  ctx: CommandContext,
+  purpose: string,
+  queryTimeoutMs?: number,
+): Promise<ClickHouseConnection> {
   const ch = ctx.config.clickhouse;
   if (!ch) {
     throw new ConfigError(`${purpose} needs ClickHouse, and CLICKHOUSE_URL is not set`, {
@@ -33,14 +37,18 @@ export async function openClickHouse(ctx: CommandContext, purpose: string, query
 
 /** `dbops slow-queries --source clickhouse`: render the report, then throw CheckFailedError when a gate failed. */
 export async function slowClickHouse(ctx: CommandContext, opts: SlowOptions): Promise<void> {
-  const postgresOnly = (['save', 'reset', 'allDatabases'] as const).find((k) => opts[k] !== undefined && opts[k] !== false);
+  const postgresOnly = (['save', 'reset', 'allDatabases'] as const).find(
+    (k) => opts[k] !== undefined && opts[k] !== false,
+  );
   if (postgresOnly) {
     const flag = `--${postgresOnly.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`;
     throw new UsageError(`${flag} is for PostgreSQL's pg_stat_statements; ClickHouse keeps a log, read over a window`, {
       hint: 'e.g. dbops slow-queries --source clickhouse --since 30m',
     });
   }
-  const { CLICKHOUSE_SORT_KEYS, buildClickHouseReport, parseClickHouseBaseline, windowSince } = await import('../../diagnostics/clickhouse/slow-report.js');
+  const { CLICKHOUSE_SORT_KEYS, buildClickHouseReport, parseClickHouseBaseline, windowSince } = await import(
+    '../../diagnostics/clickhouse/slow-report.js'
+  );
   // --sort's choices include p95 and memory, which only this report has.
   const sort = opts.sort as (typeof CLICKHOUSE_SORT_KEYS)[number];
   let baseline: Baseline | undefined;
@@ -65,7 +73,10 @@ export async function slowClickHouse(ctx: CommandContext, opts: SlowOptions): Pr
   });
   // The table renderer (cli-table3) is loaded only for a person.
   const render = ctx.out.json ? undefined : (await import('../../output/clickhouse.js')).renderClickHouseSlow;
-  ctx.out.result(report, () => render?.(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full) }) ?? '');
+  ctx.out.result(
+    report,
+    () => render?.(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full) }) ?? '',
+  );
   if (report.gates?.failed) {
     const f = report.gates.failures;
     throw new CheckFailedError(
@@ -91,7 +102,10 @@ export function clickhouseReader(ctx: CommandContext, opts: PoolThresholdOptions
     try {
       conn ??= await openClickHouse(ctx, 'pool', opts.queryTimeout);
       const { collectClickHousePool } = await import('../../diagnostics/clickhouse/activity.js');
-      return await collectClickHousePool(conn, { timeoutMs: opts.queryTimeout, thresholds: { longMs: opts.longMs, headroomWarnRatio: 0.1 } });
+      return await collectClickHousePool(conn, {
+        timeoutMs: opts.queryTimeout,
+        thresholds: { longMs: opts.longMs, headroomWarnRatio: 0.1 },
+      });
     } catch (error) {
       const lost = conn;
       conn = undefined;
@@ -127,5 +141,5 @@ export async function sectionRenderer(ctx: CommandContext): Promise<((r: Section
   return (r) =>
     'error' in r
       ? `${ctx.out.c.red('ClickHouse: unreachable:')} ${r.error}${r.hint ? `\n  hint: ${r.hint}` : ''}`
-      : renderClickHousePool(r, { c: ctx.out.c, colour: ctx.out.terminal.colour });
+      : renderClickHousePool(r, { paint: ctx.out.c, colour: ctx.out.terminal.colour });
 }

@@ -32,7 +32,12 @@ export function registerConfig(program: Command, run: Runner): void {
           cacheKeyPrefix: c.cacheKeyPrefix?.value ?? null,
           pgbouncerAdminUrl: maskUrl(c.pgbouncerAdminUrl?.value) ?? null,
           clickhouse: c.clickhouse
-            ? { url: maskUrl(c.clickhouse.url), source: c.clickhouse.source, caCert: c.clickhouse.caCert ?? null, queryTimeoutMs: c.clickhouse.queryTimeoutMs }
+            ? {
+                url: maskUrl(c.clickhouse.url),
+                source: c.clickhouse.source,
+                caCert: c.clickhouse.caCert ?? null,
+                queryTimeoutMs: c.clickhouse.queryTimeoutMs,
+              }
             : null,
           migrationsDir: c.migrationsDir,
           prismaMigrationsDir: c.prismaMigrationsDir,

@@ -20,7 +20,11 @@ export function registerDoctor(program: Command, run: Runner): void {
         });
         if (db) ctx.announceDatabase(db, true);
         if (ctx.config.pgbouncerAdminUrl)
-          ctx.announce(ctx.config.pgbouncerAdminUrl.value, ctx.config.pgbouncerAdminUrl.brief ?? 'PGBOUNCER_ADMIN_URL', 'PgBouncer console ');
+          ctx.announce(
+            ctx.config.pgbouncerAdminUrl.value,
+            ctx.config.pgbouncerAdminUrl.brief ?? 'PGBOUNCER_ADMIN_URL',
+            'PgBouncer console ',
+          );
         if (ctx.config.redis) ctx.announce(ctx.config.redis.url, ctx.config.redis.brief, 'Redis ');
         if (ctx.config.clickhouse) ctx.announce(ctx.config.clickhouse.url, ctx.config.clickhouse.brief, 'ClickHouse ');
         const report = await runDoctor({
@@ -35,10 +39,13 @@ export function registerDoctor(program: Command, run: Runner): void {
         ctx.out.result(report, () => renderDoctor(report, ctx.out.c, ctx.out.terminal.colour));
         const failed = report.components.filter((component) => !component.ok);
         if (failed.length > 0 && failed.every((component) => component.error?.code === 'SERVER_FULL')) {
-          throw new CheckFailedError(`doctor: ${failed.map((component) => component.label).join(', ')} full: no connection slot for this role`, {
-            hint: 'see the report above: it says how to look anyway',
-            details: { full: failed.map((component) => component.component) },
-          });
+          throw new CheckFailedError(
+            `doctor: ${failed.map((component) => component.label).join(', ')} full: no connection slot for this role`,
+            {
+              hint: 'see the report above: it says how to look anyway',
+              details: { full: failed.map((component) => component.component) },
+            },
+          );
         }
         if (failed.length > 0) {
           throw new UnreachableError(`doctor: ${failed.map((component) => component.label).join(', ')} failed`, {

@@ -3,7 +3,9 @@ import { UsageError } from '../../errors.js';
 import type { Runner } from '../handler.js';
 
 export function registerEmbedded(program: Command, run: Runner): void {
-  const group = program.command('embedded').description('the embedded development PostgreSQL under .dbops/ (used when no database is configured)');
+  const group = program
+    .command('embedded')
+    .description('the embedded development PostgreSQL under .dbops/ (used when no database is configured)');
   group
     .command('status')
     .description('is the embedded server running, on which port')
@@ -12,7 +14,9 @@ export function registerEmbedded(program: Command, run: Runner): void {
         const { embeddedStatus } = await import('../../db/embedded.js');
         const status = embeddedStatus(ctx.config.embeddedDir);
         ctx.out.result(status, () =>
-          status.running ? `running (pid ${status.pid}) at ${status.url}\ndata: ${status.dataDir}` : `not running (data: ${status.dataDir})`,
+          status.running
+            ? `running (pid ${status.pid}) at ${status.url}\ndata: ${status.dataDir}`
+            : `not running (data: ${status.dataDir})`,
         );
       }),
     );
@@ -22,7 +26,11 @@ export function registerEmbedded(program: Command, run: Runner): void {
     .action(
       run(async (ctx) => {
         const { ensureEmbedded } = await import('../../db/embedded.js');
-        const db = await ensureEmbedded({ dir: ctx.config.embeddedDir, prismaMigrationsDir: ctx.config.prismaMigrationsDir, log: (m) => ctx.out.info(m) });
+        const db = await ensureEmbedded({
+          dir: ctx.config.embeddedDir,
+          prismaMigrationsDir: ctx.config.prismaMigrationsDir,
+          log: (m) => ctx.out.info(m),
+        });
         ctx.out.result(db, () => `${db.started ? 'started' : 'already running'}: ${db.url}`);
       }),
     );
@@ -45,7 +53,8 @@ export function registerEmbedded(program: Command, run: Runner): void {
         const { resetEmbedded } = await import('../../db/embedded.js');
         if (!opts.yes) {
           const ok = await ctx.out.confirm(`delete the embedded database in ${ctx.config.embeddedDir}?`);
-          if (!ok) throw new UsageError('not confirmed: nothing deleted', { hint: 'pass --yes to reset without a prompt' });
+          if (!ok)
+            throw new UsageError('not confirmed: nothing deleted', { hint: 'pass --yes to reset without a prompt' });
         }
         await resetEmbedded(ctx.config.embeddedDir);
         ctx.out.result({ reset: true }, () => 'embedded database deleted');

@@ -21,7 +21,10 @@ export function invalidationOptions(ctx: CommandContext, flags: InvalidationFlag
     keyPrefix: ctx.config.cacheKeyPrefix?.value || undefined,
     cache: redis
       ? async () => {
-          const [{ openTarget }, { createInvalidator }] = await Promise.all([import('../../cache/target.js'), import('../../cache/invalidate.js')]);
+          const [{ openTarget }, { createInvalidator }] = await Promise.all([
+            import('../../cache/target.js'),
+            import('../../cache/invalidate.js'),
+          ]);
           const target = await openTarget({
             url: redis,
             timeoutMs: ctx.timeoutMs,
@@ -36,7 +39,12 @@ export function invalidationOptions(ctx: CommandContext, flags: InvalidationFlag
       name: r.name,
       connect: async () => {
         const { connectPg } = await import('../../db/pg.js');
-        return connectPg({ connectionString: r.url, timeoutMs: ctx.timeoutMs, applicationName: 'dbops-replica-wait', label: `replica ${r.name}` });
+        return connectPg({
+          connectionString: r.url,
+          timeoutMs: ctx.timeoutMs,
+          applicationName: 'dbops-replica-wait',
+          label: `replica ${r.name}`,
+        });
       },
     })),
     replicaWaitMs: flags.replicaWait ?? ctx.config.replicaWaitMs,

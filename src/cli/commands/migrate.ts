@@ -54,7 +54,13 @@ export function ciJobOf(env: Record<string, string | undefined>): string | undef
     const server = env.GITHUB_SERVER_URL ?? 'https://github.com';
     return `${server}/${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}${env.GITHUB_JOB ? ` job ${env.GITHUB_JOB}` : ''}`;
   }
-  return env.CI_JOB_URL ?? env.BUILDKITE_BUILD_URL ?? env.CIRCLE_BUILD_URL ?? env.BUILD_URL ?? (env.CI && env.CI !== 'false' ? 'CI' : undefined);
+  return (
+    env.CI_JOB_URL ??
+    env.BUILDKITE_BUILD_URL ??
+    env.CIRCLE_BUILD_URL ??
+    env.BUILD_URL ??
+    (env.CI && env.CI !== 'false' ? 'CI' : undefined)
+  );
 }
 
 async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e: RunEvent) => void) {
@@ -96,7 +102,11 @@ async function makeRunner(ctx: CommandContext, flags: RunnerFlags, onEvent?: (e:
 type Migrator = Awaited<ReturnType<typeof makeRunner>>;
 
 /** up, down, mark-applied: live progress, then the result (on failure, what ran before it). */
-async function runWithReport(ctx: CommandContext, flags: RunnerFlags, action: (runner: Migrator) => Promise<RunResult>): Promise<void> {
+async function runWithReport(
+  ctx: CommandContext,
+  flags: RunnerFlags,
+  action: (runner: Migrator) => Promise<RunResult>,
+): Promise<void> {
   const [{ createRunReporter, reportRunFailure, renderRunResult }, { runResultOf }] = await Promise.all([
     import('../../output/migrate.js'),
     import('../../migrations/runner.js'),
@@ -129,7 +139,8 @@ export async function drainCommand(ctx: CommandContext, flags: { replicaWait?: n
   } catch (error) {
     const after = await runner.outbox().catch(() => before);
     const partial = (error as { drained?: object }).drained;
-    if (partial && error instanceof Error) Object.assign(error, { result: { ok: false, owedBefore: before.owed.length, ...partial, owed: after.owed } });
+    if (partial && error instanceof Error)
+      Object.assign(error, { result: { ok: false, owedBefore: before.owed.length, ...partial, owed: after.owed } });
     throw error;
   }
 }
@@ -137,7 +148,9 @@ export async function drainCommand(ctx: CommandContext, flags: { replicaWait?: n
 export function registerMigrate(program: Command, run: Runner): void {
   const migrate = program
     .command('migrate')
-    .description('data migrations with a ledger, exactly-once locking, validate as a post-condition, rehearsals and Prisma schema interleaving');
+    .description(
+      'data migrations with a ledger, exactly-once locking, validate as a post-condition, rehearsals and Prisma schema interleaving',
+    );
 
   migrate
     .command('up')
@@ -152,16 +165,25 @@ export function registerMigrate(program: Command, run: Runner): void {
     .addOption(replicaWaitOption())
     .addOption(deferOption())
     .addOption(new Option('--batch-size <n>', 'backfills: rows per batch').argParser(intArg(1, 1_000_000)))
-    .addOption(new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)))
-    .addOption(new Option('--pause-ms <duration>', 'backfills: pause between batches (e.g. 100, 100ms, 1s)').argParser(durationIn(0, 3_600_000)))
     .addOption(
-      new Option('--target-batch-ms <duration>', 'backfills: adapt the batch size so each batch transaction takes about this long (default 200ms)').argParser(
-        durationIn(10, 60_000),
+      new Option('--max-rows-per-second <n>', 'backfills: throttle to this many rows per second').argParser(intArg(1)),
+    )
+    .addOption(
+      new Option('--pause-ms <duration>', 'backfills: pause between batches (e.g. 100, 100ms, 1s)').argParser(
+        durationIn(0, 3_600_000),
       ),
+    )
+    .addOption(
+      new Option(
+        '--target-batch-ms <duration>',
+        'backfills: adapt the batch size so each batch transaction takes about this long (default 200ms)',
+      ).argParser(durationIn(10, 60_000)),
     )
     .action(
       run<UpFlags>(async (ctx, opts) =>
-        runWithReport(ctx, opts, (runner) => runner.up({ to: opts.to, step: opts.step, dryRun: opts.dryRun, withSchema: opts.withSchema })),
+        runWithReport(ctx, opts, (runner) =>
+          runner.up({ to: opts.to, step: opts.step, dryRun: opts.dryRun, withSchema: opts.withSchema }),
+        ),
       ),
     );
 
@@ -170,8 +192,12 @@ export function registerMigrate(program: Command, run: Runner): void {
     .description(
       'revert data migrations, newest name first: down and the ledger deletion in one transaction (transaction: false ones run down, then delete their row); also reverts a backfill that ran but was never recorded',
     )
-    .addOption(new Option('--step <n>', 'revert the last N applied migrations (default 1)').argParser(intArg(1)).conflicts('to'))
-    .addOption(new Option('--to <name>', 'revert every migration applied after NAME (NAME stays applied)').conflicts('step'))
+    .addOption(
+      new Option('--step <n>', 'revert the last N applied migrations (default 1)').argParser(intArg(1)).conflicts('to'),
+    )
+    .addOption(
+      new Option('--to <name>', 'revert every migration applied after NAME (NAME stays applied)').conflicts('step'),
+    )
     .option('--dry-run', 'rehearse: run down for real, report, then roll back')
     .option('-y, --yes', 'do not ask (required without a terminal, except with --dry-run)')
     .addOption(lockTimeoutOption())
@@ -195,7 +221,10 @@ export function registerMigrate(program: Command, run: Runner): void {
             const ok = await ctx.out.confirm(
               `revert ${names.length} migration(s), newest first: ${names.join(', ')}? Their down() runs and their ledger rows go`,
             );
-            if (!ok) throw new UsageError('not confirmed: nothing reverted', { hint: 'pass --yes to revert without a prompt' });
+            if (!ok)
+              throw new UsageError('not confirmed: nothing reverted', {
+                hint: 'pass --yes to revert without a prompt',
+              });
           }
         }
         await runWithReport(ctx, opts, (runner) => runner.down(options));
@@ -204,7 +233,9 @@ export function registerMigrate(program: Command, run: Runner): void {
 
   migrate
     .command('status')
-    .description('data and Prisma schema migrations on one timeline: applied (when, by whom), pending, changed, missing, out of order')
+    .description(
+      'data and Prisma schema migrations on one timeline: applied (when, by whom), pending, changed, missing, out of order',
+    )
     .action(
       run(async (ctx) => {
         const runner = await makeRunner(ctx, {});
@@ -216,7 +247,9 @@ export function registerMigrate(program: Command, run: Runner): void {
 
   migrate
     .command('validate')
-    .description("CI gate: drift check plus each applied migration's validate() re-run read-only; exit 3 on any finding")
+    .description(
+      "CI gate: drift check plus each applied migration's validate() re-run read-only; exit 3 on any finding",
+    )
     .argument('[names...]', 'only re-run these migrations’ validate()')
     .addOption(txTimeoutOption())
     .addOption(prismaClientOption())
@@ -227,7 +260,8 @@ export function registerMigrate(program: Command, run: Runner): void {
         const result = await runner.validate(names);
         ctx.out.result(result, () => renderValidate(result, ctx.out.c));
         if (result.ok) return;
-        for (const finding of result.findings) ctx.out.annotate(`dbops migrate validate: ${finding.name}`, finding.message);
+        for (const finding of result.findings)
+          ctx.out.annotate(`dbops migrate validate: ${finding.name}`, finding.message);
         throw new CheckFailedError(`migrate validate: ${result.findings.length} finding(s)`, {
           hint: 'see the report above; --json lists them under findings',
           details: { findings: result.findings.length },
@@ -243,7 +277,9 @@ export function registerMigrate(program: Command, run: Runner): void {
     .action(
       run<{ transaction?: boolean }>(async (ctx, opts, args) => {
         const { scaffoldMigration } = await import('../../migrations/scaffold.js');
-        const created = await scaffoldMigration(ctx.config.migrationsDir, args[0] ?? '', { transaction: opts.transaction !== false });
+        const created = await scaffoldMigration(ctx.config.migrationsDir, args[0] ?? '', {
+          transaction: opts.transaction !== false,
+        });
         ctx.out.result(created, () => `created ${created.path}`);
       }),
     );
@@ -253,7 +289,11 @@ export function registerMigrate(program: Command, run: Runner): void {
     .description('record a migration as applied without running it (baseline an existing database)')
     .argument('<name>', 'the migration name (file name without extension)')
     .addOption(lockTimeoutOption())
-    .action(run<RunnerFlags>(async (ctx, opts, args) => runWithReport(ctx, opts, (runner) => runner.markApplied(args[0] ?? ''))));
+    .action(
+      run<RunnerFlags>(async (ctx, opts, args) =>
+        runWithReport(ctx, opts, (runner) => runner.markApplied(args[0] ?? '')),
+      ),
+    );
 
   migrate
     .command('repair')
@@ -295,7 +335,10 @@ export function registerMigrate(program: Command, run: Runner): void {
         const { describeHolder } = await import('../../migrations/lock.js');
         const holder = await runner.lockHolder();
         if (!holder) {
-          ctx.out.result({ held: false, holder: null, released: false }, () => 'the migration lock is not held: nothing to do');
+          ctx.out.result(
+            { held: false, holder: null, released: false },
+            () => 'the migration lock is not held: nothing to do',
+          );
           return;
         }
         const who = describeHolder(holder);
@@ -304,7 +347,9 @@ export function registerMigrate(program: Command, run: Runner): void {
             `the migration lock is held by ${who}. End that session (its open transaction rolls back; a transaction: false migration keeps the batches it committed)?`,
           );
           if (!ok) {
-            throw new UsageError(`not confirmed: the lock is held by ${who}; nothing changed`, { hint: 'pass --yes to end it without a prompt' });
+            throw new UsageError(`not confirmed: the lock is held by ${who}; nothing changed`, {
+              hint: 'pass --yes to end it without a prompt',
+            });
           }
         }
         const released = await runner.unlock(holder.backendPid);
@@ -313,7 +358,10 @@ export function registerMigrate(program: Command, run: Runner): void {
             ? `ended ${who}: the lock is released and its open transaction rolled back (a transaction: false migration keeps the batches it committed, unrecorded: the next migrate up resumes it)`
             : `could not end ${who} (it may have just finished)`,
         );
-        if (!released) throw new OperationError(`could not end ${who}`, { hint: 'it may have just finished: see dbops migrate status' });
+        if (!released)
+          throw new OperationError(`could not end ${who}`, {
+            hint: 'it may have just finished: see dbops migrate status',
+          });
       }),
     );
 }

@@ -33,15 +33,23 @@ const DEFAULT_WATCH_S = 2;
 function commonOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option('--long-ms <duration>', 'a query running, a session idle in transaction, or a lock wait this long is reported (e.g. 5s; a bare number is ms)')
+      new Option(
+        '--long-ms <duration>',
+        'a query running, a session idle in transaction, or a lock wait this long is reported (e.g. 5s; a bare number is ms)',
+      )
         .argParser(durationIn(1))
         .default(60_000),
     )
-    .addOption(new Option('--query-timeout <duration>', 'statement timeout of the diagnostic queries').argParser(durationArg).default(5000, '5s'))
     .addOption(
-      new Option('--watch [seconds]', `refresh on the terminal every N seconds (default ${DEFAULT_WATCH_S}) until Ctrl-C; not with --json`).argParser(
-        numberArg(0.5, 3600),
-      ),
+      new Option('--query-timeout <duration>', 'statement timeout of the diagnostic queries')
+        .argParser(durationArg)
+        .default(5000, '5s'),
+    )
+    .addOption(
+      new Option(
+        '--watch [seconds]',
+        `refresh on the terminal every N seconds (default ${DEFAULT_WATCH_S}) until Ctrl-C; not with --json`,
+      ).argParser(numberArg(0.5, 3600)),
     );
 }
 
@@ -54,25 +62,63 @@ export function registerPool(program: Command, run: Runner): void {
       ),
   )
     .addOption(
-      new Option('--slow-ms <duration>', 'pg_stat_statements: a statement whose mean time exceeds this counts as slow (e.g. 1s)')
+      new Option(
+        '--slow-ms <duration>',
+        'pg_stat_statements: a statement whose mean time exceeds this counts as slow (e.g. 1s)',
+      )
         .argParser(durationIn(1))
         .default(1000),
     )
-    .addOption(new Option('--app-instances <n>', 'application instances (replicas): computes the capacity budget').argParser(intArg(1, 100_000)))
-    .addOption(new Option('--app-pool-size <n>', 'connections per instance (default: DATABASE_POOL_SIZE, else 10)').argParser(intArg(1, 100_000)))
-    .addOption(new Option('--surge <factor>', 'deploy surge: old and new instances overlap (default 2)').argParser(numberArg(1, 10)))
-    .addOption(new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(intArg(1, 1000)))
-    .option('--app-name <name>', "the application's application_name: its current connections are its own in the budget")
-    .option('--pool-user <user>', "the application's PgBouncer user: the budget counts only its pool (default: DATABASE_URL's user)")
-    .option('--pool-db <database>', "the application's PgBouncer database: the budget counts only its pool (default: DATABASE_URL's database)")
-    .option('--locks', 'draw the whole blocking tree')
-    .addOption(new Option('--replica-lag-warn <duration>', 'read replicas: replay lag that is a warning (default 10s)').argParser(durationArg))
-    .addOption(new Option('--replica-lag-critical <duration>', 'read replicas: replay lag that is critical, exit 3 (default 60s)').argParser(durationArg))
     .addOption(
-      new Option('--source <system>', 'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)').choices([
-        'postgres',
-        'clickhouse',
-      ]),
+      new Option('--app-instances <n>', 'application instances (replicas): computes the capacity budget').argParser(
+        intArg(1, 100_000),
+      ),
+    )
+    .addOption(
+      new Option('--app-pool-size <n>', 'connections per instance (default: DATABASE_POOL_SIZE, else 10)').argParser(
+        intArg(1, 100_000),
+      ),
+    )
+    .addOption(
+      new Option('--surge <factor>', 'deploy surge: old and new instances overlap (default 2)').argParser(
+        numberArg(1, 10),
+      ),
+    )
+    .addOption(
+      new Option('--pgbouncer-instances <n>', 'PgBouncer processes in front of PostgreSQL (default 1)').argParser(
+        intArg(1, 1000),
+      ),
+    )
+    .option(
+      '--app-name <name>',
+      "the application's application_name: its current connections are its own in the budget",
+    )
+    .option(
+      '--pool-user <user>',
+      "the application's PgBouncer user: the budget counts only its pool (default: DATABASE_URL's user)",
+    )
+    .option(
+      '--pool-db <database>',
+      "the application's PgBouncer database: the budget counts only its pool (default: DATABASE_URL's database)",
+    )
+    .option('--locks', 'draw the whole blocking tree')
+    .addOption(
+      new Option(
+        '--replica-lag-warn <duration>',
+        'read replicas: replay lag that is a warning (default 10s)',
+      ).argParser(durationArg),
+    )
+    .addOption(
+      new Option(
+        '--replica-lag-critical <duration>',
+        'read replicas: replay lag that is critical, exit 3 (default 60s)',
+      ).argParser(durationArg),
+    )
+    .addOption(
+      new Option(
+        '--source <system>',
+        'only postgres or only clickhouse (default: PostgreSQL, and ClickHouse too when CLICKHOUSE_URL is set)',
+      ).choices(['postgres', 'clickhouse']),
     )
     .action(
       run<PoolOpts>(async (ctx, opts) => {
@@ -87,7 +133,9 @@ export function registerPool(program: Command, run: Runner): void {
           return;
         }
         const chSource = clickhouse?.clickhousePool(ctx, opts);
-        const needsInstances = (['appPoolSize', 'surge', 'pgbouncerInstances', 'appName', 'poolUser', 'poolDb'] as const).filter((k) => opts[k] !== undefined);
+        const needsInstances = (
+          ['appPoolSize', 'surge', 'pgbouncerInstances', 'appName', 'poolUser', 'poolDb'] as const
+        ).filter((k) => opts[k] !== undefined);
         if (opts.appInstances === undefined && needsInstances.length) {
           const flag = needsInstances[0]?.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
           throw new UsageError(`--${flag} is part of the capacity budget, which needs --app-instances`, {
@@ -123,8 +171,14 @@ export function registerPool(program: Command, run: Runner): void {
           return joinReplicas && !('serverFull' in report) ? joinReplicas(report) : report;
         };
         const renderPg = (report: WithReplicas) =>
-          (output?.renderPool(report, { paint: ctx.out.c, colour: ctx.out.terminal.colour, showLocks: Boolean(opts.locks) }) ?? '') +
-          (report.replicas && replicaView ? `\n\n${replicaView.renderReplicas(report.replicas, ctx.out.c, ctx.out.terminal.colour)}` : '');
+          (output?.renderPool(report, {
+            paint: ctx.out.c,
+            colour: ctx.out.terminal.colour,
+            showLocks: Boolean(opts.locks),
+          }) ?? '') +
+          (report.replicas && replicaView
+            ? `\n\n${replicaView.renderReplicas(report.replicas, ctx.out.c, ctx.out.terminal.colour)}`
+            : '');
         if (!chSource) {
           await view(ctx, 'pool', watch, pgReport, renderPg);
           return;
@@ -134,7 +188,10 @@ export function registerPool(program: Command, run: Runner): void {
           const [report, ch] = await Promise.all([pgReport(), chSource.collect()]);
           return { ...report, ok: report.ok && ('error' in ch || ch.ok), clickhouse: ch };
         };
-        const findingsOf = (doc: Awaited<ReturnType<typeof read>>) => [...doc.findings, ...('error' in doc.clickhouse ? [] : doc.clickhouse.findings)];
+        const findingsOf = (doc: Awaited<ReturnType<typeof read>>) => [
+          ...doc.findings,
+          ...('error' in doc.clickhouse ? [] : doc.clickhouse.findings),
+        ];
         await view(
           ctx,
           'pool',
@@ -151,7 +208,9 @@ ${chRender?.(doc.clickhouse) ?? ''}`,
   commonOptions(
     program
       .command('locks')
-      .description('the blocking tree (pg_blocking_pids): roots first, each waiter once with all its blockers; exit 3 when a wait exceeds --long-ms'),
+      .description(
+        'the blocking tree (pg_blocking_pids): roots first, each waiter once with all its blockers; exit 3 when a wait exceeds --long-ms',
+      ),
   ).action(
     run<CommonOpts>(async (ctx, opts) => {
       ctx.diagnostic('locks');
@@ -176,7 +235,10 @@ async function connect(ctx: CommandContext, applicationName: string, withConsole
 }
 
 /** The application's own PgBouncer pool: --pool-user/--pool-db, else the user and database of DATABASE_URL. */
-async function applicationPool(ctx: CommandContext, opts: PoolOpts): Promise<{ database: string; user: string; source: string } | undefined> {
+async function applicationPool(
+  ctx: CommandContext,
+  opts: PoolOpts,
+): Promise<{ database: string; user: string; source: string } | undefined> {
   let fromUrl: { user?: string | undefined; database?: string | null | undefined } = {};
   const url = ctx.config.database?.url;
   if (url) {
@@ -187,7 +249,8 @@ async function applicationPool(ctx: CommandContext, opts: PoolOpts): Promise<{ d
   const database = opts.poolDb ?? fromUrl.database ?? user;
   if (!user || !database) return undefined;
   const named = [opts.poolUser ? '--pool-user' : '', opts.poolDb ? '--pool-db' : ''].filter(Boolean);
-  const source = named.length === 2 ? named.join(' ') : named.length === 1 ? `${named[0]} and DATABASE_URL` : 'from DATABASE_URL';
+  const source =
+    named.length === 2 ? named.join(' ') : named.length === 1 ? `${named[0]} and DATABASE_URL` : 'from DATABASE_URL';
   return { database, user, source };
 }
 
@@ -213,10 +276,13 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
     ctx.out.result(report, () => render(report));
     if (!report.ok) {
       const critical = findingsOf(report).filter((finding) => finding.severity === 'critical');
-      throw new CheckFailedError(`${command}: ${critical.length} critical finding(s): ${critical.map((finding) => finding.code).join(', ')}`, {
-        hint: 'see the findings above (--json: findings)',
-        details: { critical: critical.length },
-      });
+      throw new CheckFailedError(
+        `${command}: ${critical.length} critical finding(s): ${critical.map((finding) => finding.code).join(', ')}`,
+        {
+          hint: 'see the findings above (--json: findings)',
+          details: { critical: critical.length },
+        },
+      );
     }
     return;
   }
@@ -230,9 +296,12 @@ async function view<R extends { ok: boolean; findings: Finding[] }>(
       signal: ctx.signal,
       read,
       show: (frame) => {
-        const header = ctx.out.c.dim(`dbops ${command} ${new Date().toISOString()}  every ${watchSeconds} s  ▌ changed since the last refresh  Ctrl-C to stop`);
+        const header = ctx.out.c.dim(
+          `dbops ${command} ${new Date().toISOString()}  every ${watchSeconds} s  ▌ changed since the last refresh  Ctrl-C to stop`,
+        );
         // The report's first block (its headline: server, pool, headroom) always stays on screen.
-        const text = 'report' in frame ? render(frame.report) : `${ctx.out.c.red(`refresh failed: ${frame.error}`)}\n\n${last}`;
+        const text =
+          'report' in frame ? render(frame.report) : `${ctx.out.c.red(`refresh failed: ${frame.error}`)}\n\n${last}`;
         if ('report' in frame) last = text;
         const split = text.indexOf('\n\n');
         const head = split === -1 ? text : text.slice(0, split);

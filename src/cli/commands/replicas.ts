@@ -22,8 +22,13 @@ export function replicaJoiner(ctx: CommandContext, flags: ReplicaFlags) {
     ...(flags.replicaLagWarn === undefined ? {} : { lagWarnMs: flags.replicaLagWarn }),
     ...(flags.replicaLagCritical === undefined ? {} : { lagCriticalMs: flags.replicaLagCritical }),
   };
-  return async <R extends { ok: boolean; findings: Finding[]; worst: Finding['severity'] | null }>(report: R): Promise<R & { replicas: ReplicasReport }> => {
-    const [{ collectReplicas }, { connectPg }] = await Promise.all([import('../../diagnostics/replicas.js'), import('../../db/pg.js')]);
+  return async <R extends { ok: boolean; findings: Finding[]; worst: Finding['severity'] | null }>(
+    report: R,
+  ): Promise<R & { replicas: ReplicasReport }> => {
+    const [{ collectReplicas }, { connectPg }] = await Promise.all([
+      import('../../diagnostics/replicas.js'),
+      import('../../db/pg.js'),
+    ]);
     primary ??= ctx.pg({ direct: true, applicationName: 'dbops pool (replicas)' });
     const replicas = await collectReplicas(
       await primary,

@@ -23,7 +23,10 @@ export function registerSlow(program: Command, run: Runner): void {
         .default('postgres'),
     )
     .addOption(
-      new Option('--sort <key>', 'total | mean | calls | rows | io (blocks read or spilled; ClickHouse: bytes read) | p95, memory (ClickHouse)')
+      new Option(
+        '--sort <key>',
+        'total | mean | calls | rows | io (blocks read or spilled; ClickHouse: bytes read) | p95, memory (ClickHouse)',
+      )
         .choices(SORTS)
         .default('total'),
     )
@@ -37,29 +40,48 @@ export function registerSlow(program: Command, run: Runner): void {
     .option('--only-slow', 'show only statements marked slow')
     .option('--full', 'print each statement in full below the table (--json always has full text)')
     .option('--save <file>', 'write a snapshot of the counters to FILE (for a later --since)')
-    .option('--since <file|window>', 'report only what happened since the snapshot in FILE; ClickHouse: the window, e.g. 30m, 1h (default), 2d or an ISO time')
+    .option(
+      '--since <file|window>',
+      'report only what happened since the snapshot in FILE; ClickHouse: the window, e.g. 30m, 1h (default), 2d or an ISO time',
+    )
     .option('--flush-logs', 'ClickHouse: SYSTEM FLUSH LOGS first, so the last seconds are in the report')
     .addOption(
-      new Option('--fail-on-mean-ms <duration>', 'gate: exit 3 if a statement has a mean over this (e.g. 50, 50ms, 1s)').argParser(
-        durationIn(0, MAX_DURATION_MS, { fractional: true }),
-      ),
+      new Option(
+        '--fail-on-mean-ms <duration>',
+        'gate: exit 3 if a statement has a mean over this (e.g. 50, 50ms, 1s)',
+      ).argParser(durationIn(0, MAX_DURATION_MS, { fractional: true })),
     )
     .option('--baseline <file>', 'gate: a previous --json report (or a snapshot) to compare means with')
     .addOption(
-      new Option('--fail-on-regression <pct>', 'gate: exit 3 if a known mean grew more than PCT %, or a new statement is slow').argParser(numberArg(0)),
+      new Option(
+        '--fail-on-regression <pct>',
+        'gate: exit 3 if a known mean grew more than PCT %, or a new statement is slow',
+      ).argParser(numberArg(0)),
     )
-    .addOption(new Option('--gate-min-calls <n>', 'gates judge only statements with at least N calls').argParser(intArg(1)).default(1))
+    .addOption(
+      new Option('--gate-min-calls <n>', 'gates judge only statements with at least N calls')
+        .argParser(intArg(1))
+        .default(1),
+    )
     .addOption(
       new Option('--regression-min-ms <duration>', 'ignore regressions whose new mean is below this')
         .argParser(durationIn(0, MAX_DURATION_MS, { fractional: true }))
         .default(1),
     )
     .addOption(
-      new Option('--statement-timeout <duration>', 'statement timeout of the reads (default 10s; ClickHouse: CLICKHOUSE_QUERY_TIMEOUT_MS)').argParser(
-        durationArg,
-      ),
+      new Option(
+        '--statement-timeout <duration>',
+        'statement timeout of the reads (default 10s; ClickHouse: CLICKHOUSE_QUERY_TIMEOUT_MS)',
+      ).argParser(durationArg),
     )
-    .addOption(new Option('--reset', 'call pg_stat_statements_reset() for this database (asks first)').conflicts(['since', 'save', 'baseline', 'failOnMeanMs']))
+    .addOption(
+      new Option('--reset', 'call pg_stat_statements_reset() for this database (asks first)').conflicts([
+        'since',
+        'save',
+        'baseline',
+        'failOnMeanMs',
+      ]),
+    )
     .option('--all-databases', 'with --reset: reset the whole server, not only this database')
     .option('-y, --yes', 'with --reset: do not ask')
     .action(
@@ -72,9 +94,12 @@ export function registerSlow(program: Command, run: Runner): void {
         }
         if (opts.source === 'clickhouse') return (await import('./clickhouse.js')).slowClickHouse(ctx, opts);
         if (CLICKHOUSE_ONLY_SORTS.includes(opts.sort) || opts.flushLogs) {
-          throw new UsageError(`${opts.flushLogs ? '--flush-logs' : `--sort ${opts.sort}`} is for --source clickhouse`, {
-            hint: 'pg_stat_statements keeps counters, not a log: sort by total, mean, calls, rows or io',
-          });
+          throw new UsageError(
+            `${opts.flushLogs ? '--flush-logs' : `--sort ${opts.sort}`} is for --source clickhouse`,
+            {
+              hint: 'pg_stat_statements keeps counters, not a log: sort by total, mean, calls, rows or io',
+            },
+          );
         }
         if (opts.reset) return resetCommand(ctx, opts);
         if (opts.allDatabases) throw new UsageError('--all-databases only applies to --reset');
@@ -101,17 +126,27 @@ export function registerSlow(program: Command, run: Runner): void {
             : undefined,
         });
         const { renderSlowQueries } = await import('../../output/slow.js');
-        ctx.out.result(report, () => renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, { full: Boolean(opts.full), savedTo: report.savedTo }));
+        ctx.out.result(report, () =>
+          renderSlowQueries(report, ctx.out.c, ctx.out.terminal.colour, {
+            full: Boolean(opts.full),
+            savedTo: report.savedTo,
+          }),
+        );
         if (report.gates?.failed) {
           const failures = report.gates.failures;
           // The statement, shortened, as a person recognises it; the queryid is in --json.
           const { shortenQuery } = await import('../../diagnostics/prisma-origin.js');
-          const shown = failures.slice(0, 3).map((failure) => `'${shortenQuery(failure.query, 50)}' (mean ${failure.meanMs.toFixed(1)} ms)`);
+          const shown = failures
+            .slice(0, 3)
+            .map((failure) => `'${shortenQuery(failure.query, 50)}' (mean ${failure.meanMs.toFixed(1)} ms)`);
           const which = `${shown.join(', ')}${failures.length > 3 ? ` and ${failures.length - 3} more` : ''}`;
-          throw new CheckFailedError(`slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'}: ${which}`, {
-            hint: 'see the report above; --json lists them under gates.failures',
-            details: { failures: failures.length },
-          });
+          throw new CheckFailedError(
+            `slow-query gate failed: ${failures.length} statement${failures.length === 1 ? '' : 's'}: ${which}`,
+            {
+              hint: 'see the report above; --json lists them under gates.failures',
+              details: { failures: failures.length },
+            },
+          );
         }
       }),
     );
@@ -120,21 +155,30 @@ export function registerSlow(program: Command, run: Runner): void {
 async function resetCommand(ctx: CommandContext, opts: SlowOptions): Promise<void> {
   const db = await ctx.database();
   const { describeEndpoint } = await import('../../db/pg.js');
-  const where = opts.allDatabases ? `every database on ${describeEndpoint(db.directUrl).replace(/\/.*$/, '')}` : describeEndpoint(db.directUrl);
+  const where = opts.allDatabases
+    ? `every database on ${describeEndpoint(db.directUrl).replace(/\/.*$/, '')}`
+    : describeEndpoint(db.directUrl);
   if (!opts.yes) {
     const ok = await ctx.out.confirm(`reset pg_stat_statements for ${where}? Everyone's statistics are lost`);
-    if (!ok) throw new UsageError('not confirmed: pg_stat_statements was not reset', { hint: 'pass --yes to reset without a prompt' });
+    if (!ok)
+      throw new UsageError('not confirmed: pg_stat_statements was not reset', {
+        hint: 'pass --yes to reset without a prompt',
+      });
   }
   const { resetPgss } = await import('../../diagnostics/slow-queries.js');
   const client = await ctx.pg({ direct: true, applicationName: 'dbops slow-queries' });
   const result = await resetPgss(client, Boolean(opts.allDatabases));
   ctx.out.result({ reset: true, scope: result.scope }, () =>
-    result.scope === 'database' ? `pg_stat_statements reset for ${where}` : 'pg_stat_statements reset for the whole server',
+    result.scope === 'database'
+      ? `pg_stat_statements reset for ${where}`
+      : 'pg_stat_statements reset for the whole server',
   );
 }
 
 /** The models of the application's schema.prisma (working directory), when there is one: sharper labels. */
-async function applicationModels(ctx: CommandContext): Promise<import('../../diagnostics/prisma-schema.js').PrismaModels | undefined> {
+async function applicationModels(
+  ctx: CommandContext,
+): Promise<import('../../diagnostics/prisma-schema.js').PrismaModels | undefined> {
   try {
     const { prismaSchemaFiles } = await import('../../migrations/prisma.js');
     const files = await prismaSchemaFiles(process.cwd());

@@ -82,7 +82,14 @@ const METRICS: Record<string, keyof Omit<ClickHouseConnections, 'clients'>> = {
 const n = (v: number | string | null | undefined) => (v === null || v === undefined || v === '' ? 0 : Number(v));
 
 export function connectionsFrom(rows: Array<{ metric: string; value: number | string }>): ClickHouseConnections {
-  const c: ClickHouseConnections = { tcp: null, http: null, interserver: null, mysql: null, postgresql: null, clients: 0 };
+  const c: ClickHouseConnections = {
+    tcp: null,
+    http: null,
+    interserver: null,
+    mysql: null,
+    postgresql: null,
+    clients: 0,
+  };
   for (const r of rows) {
     const k = METRICS[r.metric];
     if (k) c[k] = n(r.value);
@@ -98,7 +105,11 @@ export function limitsFrom(rows: Array<{ name: string; value: string }> | null):
     const v = rows.find((r) => r.name === name)?.value;
     return v === undefined || n(v) <= 0 ? null : n(v);
   };
-  return { maxConnections: get('max_connections'), maxConcurrentQueries: get('max_concurrent_queries'), source: 'system.server_settings' };
+  return {
+    maxConnections: get('max_connections'),
+    maxConcurrentQueries: get('max_concurrent_queries'),
+    source: 'system.server_settings',
+  };
 }
 
 function headroom(inUse: number, max: number | null): Headroom | null {
@@ -109,7 +120,13 @@ const sec = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${(m
 const ORDER: Record<Severity, number> = { critical: 0, warning: 1, info: 2 };
 
 export function clickhouseFindings(
-  input: { connections: Headroom | null; queries: Headroom | null; running: RunningQuery[]; limitsKnown: boolean; version: string },
+  input: {
+    connections: Headroom | null;
+    queries: Headroom | null;
+    running: RunningQuery[];
+    limitsKnown: boolean;
+    version: string;
+  },
   t: ClickHouseThresholds,
 ): Finding[] {
   const out: Finding[] = [];
@@ -123,7 +140,12 @@ export function clickhouseFindings(
         suggestion: fix,
       });
     } else if (h.free < Math.max(1, h.max * t.headroomWarnRatio)) {
-      out.push({ severity: 'warning', code: `${code}-low`, message: `ClickHouse ${what}: only ${h.free} of ${setting} ${h.max} free`, suggestion: fix });
+      out.push({
+        severity: 'warning',
+        code: `${code}-low`,
+        message: `ClickHouse ${what}: only ${h.free} of ${setting} ${h.max} free`,
+        suggestion: fix,
+      });
     }
   };
   budget(
@@ -180,8 +202,12 @@ export interface ClickHousePoolOptions {
 }
 
 /** One snapshot. The reads run one after another on one connection, each bounded. */
-export async function collectClickHousePool(conn: ClickHouseConnection, opts: ClickHousePoolOptions): Promise<ClickHousePoolReport> {
-  const q = <T>(sql: string, doing: string, queryId?: string) => conn.query<T>(sql, { timeoutMs: opts.timeoutMs, doing, ...(queryId ? { queryId } : {}) });
+export async function collectClickHousePool(
+  conn: ClickHouseConnection,
+  opts: ClickHousePoolOptions,
+): Promise<ClickHousePoolReport> {
+  const q = <T>(sql: string, doing: string, queryId?: string) =>
+    conn.query<T>(sql, { timeoutMs: opts.timeoutMs, doing, ...(queryId ? { queryId } : {}) });
   const metricRows = await q<{ metric: string; value: number | string }>(
     `SELECT metric, value FROM system.metrics WHERE metric IN (${Object.keys(METRICS)
       .map((m) => `'${m}'`)
@@ -227,10 +253,19 @@ export async function collectClickHousePool(conn: ClickHouseConnection, opts: Cl
     queries: headroom(running.length, limits.maxConcurrentQueries),
   };
   const findings = clickhouseFindings(
-    { connections: h.connections, queries: h.queries, running, limitsKnown: limits.source !== null, version: conn.version },
+    {
+      connections: h.connections,
+      queries: h.queries,
+      running,
+      limitsKnown: limits.source !== null,
+      version: conn.version,
+    },
     opts.thresholds,
   );
-  const worst = findings.reduce<Severity | null>((w, f) => (w === null || ORDER[f.severity] < ORDER[w] ? f.severity : w), null);
+  const worst = findings.reduce<Severity | null>(
+    (w, f) => (w === null || ORDER[f.severity] < ORDER[w] ? f.severity : w),
+    null,
+  );
   return {
     kind: CLICKHOUSE_POOL_KIND,
     ok: worst !== 'critical',

@@ -10,7 +10,10 @@ import type { ComponentCheck } from '../doctor-check.js';
 /** The system tables dbops reads: query_log (slow-queries), processes and metrics (pool), settings. */
 export const SYSTEM_TABLES = ['query_log', 'processes', 'metrics', 'settings'] as const;
 
-export async function checkClickHouse(target: { url: string; caCert?: string | undefined }, timeoutMs: number): Promise<ComponentCheck> {
+export async function checkClickHouse(
+  target: { url: string; caCert?: string | undefined },
+  timeoutMs: number,
+): Promise<ComponentCheck> {
   const check: ComponentCheck = {
     component: 'clickhouse',
     label: 'ClickHouse',
@@ -67,7 +70,11 @@ export async function checkClickHouse(target: { url: string; caCert?: string | u
     );
     const queryLogExists = present.some((r) => r.name === 'query_log');
     const logQueries = conn.logQueries;
-    check.details.queryLog = { exists: queryLogExists, logQueries, readable: queryLogExists ? readable.query_log : null };
+    check.details.queryLog = {
+      exists: queryLogExists,
+      logQueries,
+      readable: queryLogExists ? readable.query_log : null,
+    };
     check.details.systemTables = readable;
     check.details.serverSettings = present.some((r) => r.name === 'server_settings');
     if (!queryLogExists) {
@@ -75,8 +82,12 @@ export async function checkClickHouse(target: { url: string; caCert?: string | u
         "system.query_log does not exist: no query has been logged (turn log_queries on in the users' profile); slow-queries --source clickhouse needs it",
       );
     } else if (!readable.query_log) check.warnings.push(`system.query_log is not readable: ${errors.query_log}`);
-    if (logQueries === false) check.warnings.push(`log_queries is 0 for ${conn.user}'s profile: queries of users with that profile are not logged`);
-    for (const t of SYSTEM_TABLES) if (t !== 'query_log' && readable[t] === false) check.warnings.push(`system.${t} is not readable: ${errors[t]}`);
+    if (logQueries === false)
+      check.warnings.push(
+        `log_queries is 0 for ${conn.user}'s profile: queries of users with that profile are not logged`,
+      );
+    for (const t of SYSTEM_TABLES)
+      if (t !== 'query_log' && readable[t] === false) check.warnings.push(`system.${t} is not readable: ${errors[t]}`);
   } catch (error) {
     check.warnings.push(`query failed: ${messageOf(error)}`);
   } finally {

@@ -97,7 +97,9 @@ export function groupsSql(plan: QueryLogPlan, w: Window): string {
     `countIf(${failed}) AS failed`,
     'sum(query_duration_ms) AS total_ms',
     'max(query_duration_ms) AS max_ms',
-    byHash ? `quantilesExact(${PERCENTILES.join(', ')})(query_duration_ms) AS q` : 'groupArray(query_duration_ms) AS durations',
+    byHash
+      ? `quantilesExact(${PERCENTILES.join(', ')})(query_duration_ms) AS q`
+      : 'groupArray(query_duration_ms) AS durations',
     'sum(read_rows) AS read_rows',
     'sum(read_bytes) AS read_bytes',
     'sum(result_rows) AS result_rows',
@@ -163,11 +165,18 @@ export interface QueryLogRead {
 
 const ACCESS_DENIED = /\b(497|ACCESS_DENIED)\b|Not enough privileges/i;
 
-async function columnsOf(conn: ClickHouseConnection, table: string, timeoutMs: number): Promise<ReadonlyMap<string, string>> {
-  const rows = await conn.query<{ name: string; type: string }>(`SELECT name, type FROM system.columns WHERE database = 'system' AND table = '${table}'`, {
-    timeoutMs,
-    doing: `reading the columns of system.${table}`,
-  });
+async function columnsOf(
+  conn: ClickHouseConnection,
+  table: string,
+  timeoutMs: number,
+): Promise<ReadonlyMap<string, string>> {
+  const rows = await conn.query<{ name: string; type: string }>(
+    `SELECT name, type FROM system.columns WHERE database = 'system' AND table = '${table}'`,
+    {
+      timeoutMs,
+      doing: `reading the columns of system.${table}`,
+    },
+  );
   return new Map(rows.map((r) => [r.name, r.type]));
 }
 
@@ -196,22 +205,35 @@ export async function readQueryLog(conn: ClickHouseConnection, opts: ReadOptions
     }
   }
   // Read at connect; again after a flush, which creates the table on a server that logged nothing yet.
-  const columns = !opts.flush && conn.queryLogColumns ? conn.queryLogColumns : await columnsOf(conn, 'query_log', timeoutMs);
-  const server: QueryLogServer = { endpoint: conn.endpoint, version: conn.version, user: conn.user, tls: conn.tls, logQueries };
+  const columns =
+    !opts.flush && conn.queryLogColumns ? conn.queryLogColumns : await columnsOf(conn, 'query_log', timeoutMs);
+  const server: QueryLogServer = {
+    endpoint: conn.endpoint,
+    version: conn.version,
+    user: conn.user,
+    tls: conn.tls,
+    logQueries,
+  };
   if (columns.size === 0) {
     const off = logQueries === false ? ` (log_queries is 0 for ${conn.user}'s profile)` : '';
-    throw new ConfigError(`system.query_log does not exist on ClickHouse ${conn.version} at ${conn.endpoint}: no query has been logged${off}`, {
-      hint:
-        "turn the query log on: <log_queries>1</log_queries> in the users' profile (users.xml; the default before 19.x is 0) and a <query_log> section in the server config; " +
-        'the table appears at the first flush (flush_interval_milliseconds, or SYSTEM FLUSH LOGS)',
-      details: { logQueries },
-    });
+    throw new ConfigError(
+      `system.query_log does not exist on ClickHouse ${conn.version} at ${conn.endpoint}: no query has been logged${off}`,
+      {
+        hint:
+          "turn the query log on: <log_queries>1</log_queries> in the users' profile (users.xml; the default before 19.x is 0) and a <query_log> section in the server config; " +
+          'the table appears at the first flush (flush_interval_milliseconds, or SYSTEM FLUSH LOGS)',
+        details: { logQueries },
+      },
+    );
   }
   const missing = REQUIRED_COLUMNS.filter((c) => !columns.has(c));
   if (missing.length > 0) {
-    throw new OperationError(`system.query_log on ClickHouse ${conn.version} lacks the columns ${missing.join(', ')}: dbops cannot read it`, {
-      hint: 'report this server version to the dbops maintainers',
-    });
+    throw new OperationError(
+      `system.query_log on ClickHouse ${conn.version} lacks the columns ${missing.join(', ')}: dbops cannot read it`,
+      {
+        hint: 'report this server version to the dbops maintainers',
+      },
+    );
   }
   const plan = planFor(columns);
   const sql = groupsSql(plan, opts.window);

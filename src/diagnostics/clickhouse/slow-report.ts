@@ -18,7 +18,13 @@ import {
   SNAPSHOT_KIND as PG_SNAPSHOT_KIND,
   type SlowRule,
 } from '../slow-queries.js';
-import { PERCENTILES, type QueryLogPlan, type QueryLogRead, type QueryLogServer, type RawGroupRow } from './query-log-read.js';
+import {
+  PERCENTILES,
+  type QueryLogPlan,
+  type QueryLogRead,
+  type QueryLogServer,
+  type RawGroupRow,
+} from './query-log-read.js';
 import { maskErrorText, normalizedHash, normalizeQuery } from './sql-text.js';
 
 export const CLICKHOUSE_REPORT_KIND = 'dbops-clickhouse-slow-queries-report';
@@ -84,7 +90,8 @@ export interface ClickHouseReportOptions {
   gates?: GateOptions | undefined;
 }
 
-const num = (v: number | string | undefined | null): number => (v === undefined || v === null || v === '' ? 0 : Number(v));
+const num = (v: number | string | undefined | null): number =>
+  v === undefined || v === null || v === '' ? 0 : Number(v);
 const iso = (unix: number) => new Date(unix * 1000).toISOString();
 
 /** quantileExact's definition: the element at ⌊level·n⌋ of the sorted values (the last for level 1). */
@@ -204,7 +211,9 @@ function toGroup(a: Acc, windowTotalMs: number, slow: SlowRule): QueryGroup {
     sharePct: windowTotalMs > 0 ? (100 * a.totalMs) / windowTotalMs : 0,
     users: [...a.users].sort(),
     tables: a.tables ? [...a.tables].sort() : null,
-    lastError: a.err ? { at: iso(a.err.at), message: maskErrorText(serverErrorText(a.err.message), a.err.query), code: a.err.code } : null,
+    lastError: a.err
+      ? { at: iso(a.err.at), message: maskErrorText(serverErrorText(a.err.message), a.err.query), code: a.err.code }
+      : null,
     firstSeen: iso(Number.isFinite(a.first) ? a.first : 0),
     lastSeen: iso(a.last),
     slow: isSlow(a.calls, meanMs, slow),
@@ -225,7 +234,9 @@ const SORT_VALUE: Record<ClickHouseSortKey, (g: QueryGroup) => number> = {
 /** Descending by the key, then by total time, then by queryid: a stable order. */
 export function rankGroups(groups: QueryGroup[], sort: ClickHouseSortKey): QueryGroup[] {
   const v = SORT_VALUE[sort];
-  return [...groups].sort((a, b) => v(b) - v(a) || b.totalMs - a.totalMs || (a.queryid < b.queryid ? -1 : a.queryid > b.queryid ? 1 : 0));
+  return [...groups].sort(
+    (a, b) => v(b) - v(a) || b.totalMs - a.totalMs || (a.queryid < b.queryid ? -1 : a.queryid > b.queryid ? 1 : 0),
+  );
 }
 
 export function buildClickHouseReport(read: QueryLogRead, opts: ClickHouseReportOptions): ClickHouseSlowReport {
@@ -239,7 +250,9 @@ export function buildClickHouseReport(read: QueryLogRead, opts: ClickHouseReport
   );
   const statements = opts.limit > 0 ? candidates.slice(0, opts.limit) : candidates;
   if (read.server.logQueries === false) {
-    notes.push(`log_queries is 0 for ${read.server.user}'s profile: users with that profile are not logged (others may be)`);
+    notes.push(
+      `log_queries is 0 for ${read.server.user}'s profile: users with that profile are not logged (others may be)`,
+    );
   }
   if (read.plan.grouping === 'text') {
     notes.push(
@@ -254,7 +267,10 @@ export function buildClickHouseReport(read: QueryLogRead, opts: ClickHouseReport
         opts.slow,
       )
     : null;
-  if (opts.gates?.baseline?.truncated) notes.push('the baseline report was cut by --limit: queries beyond it count as new (write baselines with --limit 0)');
+  if (opts.gates?.baseline?.truncated)
+    notes.push(
+      'the baseline report was cut by --limit: queries beyond it count as new (write baselines with --limit 0)',
+    );
   return {
     kind: CLICKHOUSE_REPORT_KIND,
     formatVersion: 1,
@@ -284,9 +300,12 @@ export function buildClickHouseReport(read: QueryLogRead, opts: ClickHouseReport
 export function parseClickHouseBaseline(doc: unknown, file: string): Baseline {
   const d = doc as { kind?: string; statements?: unknown[]; truncated?: boolean } | null;
   if (d?.kind === PG_REPORT_KIND || d?.kind === PG_SNAPSHOT_KIND) {
-    throw new UsageError(`${file} is a PostgreSQL slow-queries ${d.kind === PG_REPORT_KIND ? 'report' : 'snapshot'}, not a ClickHouse one`, {
-      hint: 'write a ClickHouse baseline with: dbops slow-queries --source clickhouse --since 1h --limit 0 --json > baseline.json',
-    });
+    throw new UsageError(
+      `${file} is a PostgreSQL slow-queries ${d.kind === PG_REPORT_KIND ? 'report' : 'snapshot'}, not a ClickHouse one`,
+      {
+        hint: 'write a ClickHouse baseline with: dbops slow-queries --source clickhouse --since 1h --limit 0 --json > baseline.json',
+      },
+    );
   }
   if (d?.kind !== CLICKHOUSE_REPORT_KIND || !Array.isArray(d.statements)) {
     throw new UsageError(`${file} is not a dbops ClickHouse slow-queries report (--source clickhouse --json)`, {
@@ -297,7 +316,13 @@ export function parseClickHouseBaseline(doc: unknown, file: string): Baseline {
   for (const raw of d.statements) {
     const s = raw as Partial<QueryGroup>;
     if (typeof s.queryid !== 'string' || typeof s.meanMs !== 'number' || typeof s.calls !== 'number') continue;
-    entries.push({ queryid: s.queryid, rolname: null, text: normaliseQuery(stripTagComments(String(s.query ?? ''))), calls: s.calls, meanMs: s.meanMs });
+    entries.push({
+      queryid: s.queryid,
+      rolname: null,
+      text: normaliseQuery(stripTagComments(String(s.query ?? ''))),
+      calls: s.calls,
+      meanMs: s.meanMs,
+    });
   }
   return { source: 'report', truncated: Boolean(d.truncated), entries };
 }
@@ -321,11 +346,17 @@ export function windowSince(value: string, serverNow: number): { from: number; t
     const ms = Date.parse(zoned);
     if (Number.isFinite(ms)) {
       const from = Math.floor(ms / 1000);
-      if (from >= serverNow) throw new UsageError(`--since ${value} is not in the past (server time ${iso(serverNow)})`, { hint: 'e.g. --since 1h' });
+      if (from >= serverNow)
+        throw new UsageError(`--since ${value} is not in the past (server time ${iso(serverNow)})`, {
+          hint: 'e.g. --since 1h',
+        });
       return { from, to: serverNow };
     }
   }
-  throw new UsageError(`--since ${value}: with --source clickhouse, --since is a window such as 30m, 1h, 2d or a time such as 2026-05-01T03:00:00Z`, {
-    hint: 'a snapshot file (--save) is a PostgreSQL feature; ClickHouse keeps a log, so a window is enough',
-  });
+  throw new UsageError(
+    `--since ${value}: with --source clickhouse, --since is a window such as 30m, 1h, 2d or a time such as 2026-05-01T03:00:00Z`,
+    {
+      hint: 'a snapshot file (--save) is a PostgreSQL feature; ClickHouse keeps a log, so a window is enough',
+    },
+  );
 }

@@ -6,7 +6,19 @@
  * credential inside a literal (`mysql(..., 'password')`, `s3(..., 'secret')`) is never shown;
  * and the masking of error messages, which may quote the query.
  */
-export type TokenKind = 'space' | 'comment' | 'string' | 'number' | 'heredoc' | 'quoted' | 'word' | 'comma' | 'plus' | 'minus' | 'op' | 'unterminated';
+export type TokenKind =
+  | 'space'
+  | 'comment'
+  | 'string'
+  | 'number'
+  | 'heredoc'
+  | 'quoted'
+  | 'word'
+  | 'comma'
+  | 'plus'
+  | 'minus'
+  | 'op'
+  | 'unterminated';
 
 export interface Token {
   kind: TokenKind;
@@ -215,7 +227,8 @@ function normalizeInto(text: string, sink: Sink): void {
     if (k === 'space' || k === 'comment') {
       if (!prevInsignificant) {
         // A single ' ' can be copied with its neighbours; anything else becomes one written space.
-        if (inSequence === 0) pendingSpace = k === 'space' && t.end === t.start + 1 && at(text, t.start) === 32 ? t.start : -2;
+        if (inSequence === 0)
+          pendingSpace = k === 'space' && t.end === t.start + 1 && at(text, t.start) === 32 ? t.start : -2;
         else prevSpace = true;
       }
       prevInsignificant = true;
