@@ -127,6 +127,14 @@ export const SORT_SQL: Record<SortKey, string> = {
   io: '(b.shared_blks_read + b.temp_blks_read + b.temp_blks_written)',
 };
 
+/**
+ * Every statement this report sends ends with this comment, which pg_stat_statements keeps in the
+ * statement's text: the report leaves out its own reads (they would otherwise rank among the
+ * statements and, slowed by the load of the moment, trip the regression gate).
+ */
+export const OWN_MARK = '/* dbops:slow-queries */';
+const NOT_OWN = `AND (s.query IS NULL OR s.query NOT LIKE '%${OWN_MARK}')`;
+
 /** One row per top-level statement of the current database (hidden ones have a NULL queryid). */
 export function baseSql(cols: PgssColumns): string {
   return `SELECT s.queryid::text AS queryid, s.userid::int8 AS userid, s.dbid::int8 AS dbid, r.rolname,
@@ -137,7 +145,7 @@ export function baseSql(cols: PgssColumns): string {
        s.temp_blks_written::float8 AS temp_blks_written, ${cols.blkReadTime} AS blk_read_ms,
        ${cols.blkWriteTime} AS blk_write_ms, ${cols.statsSince} AS stats_since, s.query
   FROM pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid
- WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ${cols.toplevel}`;
+ WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ${cols.toplevel} ${NOT_OWN}`;
 }
 
 /**
@@ -158,10 +166,10 @@ export function topSql(cols: PgssColumns, sort: SortKey, onlySlow: boolean): str
     FROM (${baseSql(cols)}) a) b
  WHERE b.queryid IS NOT NULL${onlySlow ? ` AND ${isSlow('b')}` : ''}
  ORDER BY ${SORT_SQL[sort]} DESC NULLS LAST, (b.total_exec_ms + b.total_plan_ms) DESC, b.queryid, b.userid
- LIMIT $1`;
+ LIMIT $1 ${OWN_MARK}`;
 }
 
-/** Totals over every entry (text not needed: `pg_stat_statements(false)` skips the text file). */
+/** Totals over every entry but the report's own (read only when no statement passed the filter). */
 export function totalsSql(cols: PgssColumns): string {
   return `SELECT count(*) FILTER (WHERE s.queryid IS NOT NULL)::int AS statements,
        count(*) FILTER (WHERE s.queryid IS NULL)::int AS hidden,
@@ -169,8 +177,8 @@ export function totalsSql(cols: PgssColumns): string {
        COALESCE(sum(${cols.execTotal} + ${cols.planTotal}), 0)::float8 AS "totalMs",
        count(*) FILTER (WHERE s.queryid IS NOT NULL AND s.calls >= $1
                         AND (${cols.execTotal} + ${cols.planTotal}) / NULLIF(s.calls, 0) >= $2)::int AS slow
-  FROM pg_stat_statements(false) s
- WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ${cols.toplevel}`;
+  FROM pg_stat_statements s
+ WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ${cols.toplevel} ${NOT_OWN} ${OWN_MARK}`;
 }
 
 interface Totals {
@@ -218,7 +226,7 @@ const IDENTITY_SQL = `SELECT current_database() AS database,
        CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
             THEN (SELECT system_identifier::text FROM pg_control_system()) END AS system_identifier,
        (pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
-        OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) AS read_all_stats`;
+        OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) AS read_all_stats ${OWN_MARK}`;
 
 /** Is pg_stat_statements among the preloaded libraries? null when this role cannot see the setting. */
 export function isPreloaded(setting: string | null): boolean | null {
@@ -323,7 +331,7 @@ export async function readPgss(client: ClientBase, mode: ReadMode, statementTime
       let dealloc: number | null = null;
       if (cols.hasInfoView) {
         const info = await c.query<{ dealloc: string; stats_reset: Date | null }>(
-          'SELECT dealloc, stats_reset FROM pg_stat_statements_info',
+          `SELECT dealloc, stats_reset FROM pg_stat_statements_info ${OWN_MARK}`,
         );
         statsReset = info.rows[0]?.stats_reset?.toISOString() ?? null;
         dealloc = info.rows[0] ? Number(info.rows[0].dealloc) : null;
@@ -344,7 +352,7 @@ export async function readPgss(client: ClientBase, mode: ReadMode, statementTime
         takenAt: id.taken_at.toISOString(),
       };
       if (mode.mode === 'all') {
-        const rows = (await c.query<CounterRow>(baseSql(cols))).rows;
+        const rows = (await c.query<CounterRow>(`${baseSql(cols)} ${OWN_MARK}`)).rows;
         const hidden = rows.filter((r) => r.queryid === null).length;
         if (hidden > 0 && !id.read_all_stats) throw pgssNoPrivilege(id.current_user, hidden);
         return { server, statements: rows.filter((r) => r.queryid !== null).map(toCounters), totals: null };

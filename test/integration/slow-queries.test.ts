@@ -9,6 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { withReadOnly } from '../../src/db/readonly.js';
 import { buildReport, readPgss, resetPgss, snapshotOf } from '../../src/diagnostics/slow-queries.js';
+import { OWN_MARK } from '../../src/diagnostics/slow-queries-read.js';
 import { createTestDatabase, services, type TestDatabase } from '../helpers/services.js';
 
 /** Three sleepy statements (distinct queryids through distinct shapes) and a fast one. */
@@ -117,6 +118,31 @@ describe.each(servers)('slow-queries on $label', ({ server }) => {
     const onlySlow = await readPgss(client, { mode: 'top', sort: 'total', limit: 10, onlySlow: true, slow }, 10_000);
     expect(onlySlow.statements.map((s) => s.query)).toContain(WORKLOAD.slowA.sql);
     expect(onlySlow.statements.map((s) => s.query)).not.toContain(WORKLOAD.busyB.sql);
+  });
+
+  it('leaves out its own reads: they are in pg_stat_statements, never in the report', async (t) => {
+    if (!available()) t.skip();
+    await runWorkload(client);
+    // Tracking stays on: dbops' reads are counted by the server like any other statement.
+    for (let i = 0; i < 3; i++) await readPgss(client, { mode: 'all' }, 10_000);
+    const read = await readPgss(
+      client,
+      { mode: 'top', sort: 'total', limit: 1000, onlySlow: false, slow: { minMeanMs: 20, minCalls: 5 } },
+      10_000,
+    );
+    const own = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query LIKE '%' || $1`,
+      [OWN_MARK],
+    );
+    expect(own.rows[0]?.n).toBeGreaterThanOrEqual(3);
+    expect(read.statements.length).toBeGreaterThan(0);
+    expect(read.statements.filter((row) => row.query.includes('dbops:slow-queries'))).toEqual([]);
+    expect(
+      read.statements
+        .filter((row) => /FROM pg_stat_statements|pg_postmaster_start_time/.test(row.query))
+        .map((row) => row.query),
+    ).toEqual([]);
   });
 
   it('the delta between two snapshots is exactly the workload run between them', async (t) => {
