@@ -8,6 +8,7 @@ import type { ChalkInstance } from 'chalk';
 import { Chalk } from 'chalk';
 import type { Redactor } from '../config/redact.js';
 import type { TerminalPolicy } from './terminal.js';
+import { getTableWidth } from './width.js';
 
 export interface Writable {
   write(chunk: string): unknown;
@@ -69,7 +70,16 @@ export class Output implements Logger {
       this.resultWritten = true;
       this.stdout(`${JSON.stringify(doc, jsonReplacer, 2)}\n`);
     } else {
-      const text = human();
+      // Lines wider than the terminal (or COLUMNS) fold at spaces with a hanging indent, rather than
+      // being broken mid-word by the terminal; tables were already fitted to the same width.
+      const width = getTableWidth();
+      const raw = human();
+      const text = width
+        ? raw
+            .split('\n')
+            .flatMap((line) => foldLine(line, width, 2))
+            .join('\n')
+        : raw;
       if (text) this.stdout(text.endsWith('\n') ? text : `${text}\n`);
     }
   }
@@ -332,8 +342,11 @@ export function fitLine(text: string, width: number): string {
   return `${out}…${text.includes('\x1b[') ? '\x1b[0m' : ''}`;
 }
 
-/** `text` folded at spaces into lines of at most `width` columns (escape codes not counted). */
-export function foldLine(text: string, width: number): string[] {
+/**
+ * `text` folded at spaces into lines of at most `width` columns (escape codes not counted), each
+ * line after the first indented by `indent` spaces (a word longer than a line stays whole).
+ */
+export function foldLine(text: string, width: number, indent = 12): string[] {
   const visible = (t: string) => Array.from(t.replace(new RegExp(ANSI.source, 'g'), '')).length;
   if (visible(text) <= width) return [text];
   const lines: string[] = [];
@@ -341,7 +354,7 @@ export function foldLine(text: string, width: number): string[] {
   for (const word of text.split(/(?<= )/)) {
     if (line.trim() && visible((line + word).trimEnd()) > width) {
       lines.push(line.trimEnd());
-      line = `${' '.repeat(12)}${word}`;
+      line = `${' '.repeat(indent)}${word}`;
     } else line += word;
   }
   if (line.trim()) lines.push(line.trimEnd());

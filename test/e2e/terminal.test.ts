@@ -295,7 +295,10 @@ describe('migrations at a terminal', () => {
         new RegExp(`held by pid ${pid} \\(tty-blocker, idle in transaction for [\\d.]+ (ms|s)`),
       );
       expect(await t.exited).toBe(1);
-      const screen = t.transcript().replace(/\n/g, ' ');
+      const screen = t
+        .transcript()
+        .replace(/\n {2}/g, ' ')
+        .replace(/\n/g, ' ');
       expect(screen).toMatch(
         new RegExp(
           `waited 2000 ms for a row lock 4 time\\(s\\); held by pid ${pid} \\(tty-blocker, idle in transaction`,
@@ -368,20 +371,31 @@ export default {
     }
     down.type(CTRL_C);
     expect(await down.exited).toBe(130);
-    const stopped = down.transcript().replace(/\n/g, ' ');
+    const stopped = down
+      .transcript()
+      .replace(/\n {2}/g, ' ')
+      .replace(/\n/g, ' ');
     expect(stopped).toMatch(/it is still recorded as applied, partly reverted: dbops migrate down resumes the revert/);
     expect(stopped).not.toMatch(/not recorded as applied/);
 
     const status = open(['migrate', 'status'], env(dir));
     expect(await status.exited).toBe(0);
     const said = status.transcript();
-    expect(said).toMatch(new RegExp(`1 interrupted revert\\(s\\) \\(${name}\\): .*dbops migrate down resumes`));
+    // A line wider than the terminal is folded at a space, with a hanging indent of two.
+    expect(said.replace(/\r?\n {2}/g, ' ')).toMatch(
+      new RegExp(`1 interrupted revert\\(s\\) \\(${name}\\): .*dbops migrate down resumes`),
+    );
     expect(said).not.toMatch(/dbops migrate up resumes/);
     expect(said).toMatch(/│ reverting │/);
 
     const up = open(['migrate', 'up'], env(dir));
     expect(await up.exited).toBe(0);
-    expect(up.transcript().replace(/\n/g, ' ')).toMatch(
+    expect(
+      up
+        .transcript()
+        .replace(/\n {2}/g, ' ')
+        .replace(/\n/g, ' '),
+    ).toMatch(
       new RegExp(
         `warning: ${name} is still recorded as applied but its down\\(\\) was interrupted .*dbops migrate down finishes the revert`,
       ),

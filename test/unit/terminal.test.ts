@@ -3,6 +3,7 @@ import { durationArg, intArg } from '../../src/cli/options.js';
 import { Redactor } from '../../src/config/redact.js';
 import { fitLine, foldLine, Output } from '../../src/output/output.js';
 import { decideTerminal } from '../../src/output/terminal.js';
+import { setTableWidth } from '../../src/output/width.js';
 
 const base = {
   env: {},
@@ -101,5 +102,42 @@ describe('a --watch frame at a terminal', () => {
     expect(fitLine('\x1b[1mabcdef\x1b[22m', 4)).toBe('\x1b[1mabc…\x1b[0m');
     expect(fitLine('abcd', 4)).toBe('abcd');
     expect(foldLine('aa bb cc', 5)).toEqual(['aa bb', `${' '.repeat(12)}cc`]);
+  });
+});
+
+describe('a result wider than the terminal', () => {
+  const render = (width: number | undefined, text: string) => {
+    let written = '';
+    const out = new Output({
+      stdout: { isTTY: true, write: (s: string) => (written += s) },
+      stderr: { isTTY: true, write: () => true },
+      json: false,
+      quiet: false,
+      verbose: false,
+      terminal: { colour: false, animate: false, interactive: true },
+      redactor: new Redactor(),
+      env: {},
+    });
+    setTableWidth(width);
+    try {
+      out.result({}, () => text);
+    } finally {
+      setTableWidth(undefined);
+    }
+    return written;
+  };
+  const long = 'headroom  max_connections 200 − superuser_reserved_connections 3 − in use 1 = 196 free';
+
+  it('folds long lines at spaces with a hanging indent; lines that fit are untouched', () => {
+    const lines = render(40, `short line\n${long}\n│ a table row that fits │`).trimEnd().split('\n');
+    expect(lines[0]).toBe('short line');
+    expect(lines.every((line) => line.length <= 40)).toBe(true);
+    expect(lines.slice(1, -1).join(' ').replace(/\s+/g, ' ')).toBe(long.replace(/\s+/g, ' '));
+    expect(lines[2]?.startsWith('  ')).toBe(true);
+    expect(lines.at(-1)).toBe('│ a table row that fits │');
+  });
+
+  it('piped (no width decided): nothing folded', () => {
+    expect(render(undefined, long)).toBe(`${long}\n`);
   });
 });
