@@ -40,6 +40,7 @@ import {
   ensureDbopsTable,
   findLegacyTable,
   LEGACY_TABLES,
+  readMovable,
 } from './dbops-schema.js';
 
 export type * from './backfill-types.js';
@@ -627,22 +628,25 @@ export async function readBackfillProgress(
   client: ClientBase,
   schema: string = DEFAULT_DBOPS_SCHEMA,
 ): Promise<BackfillCheckpoint[]> {
-  const ckpt = await checkpointSource(client, schema);
-  if (!ckpt) return [];
-  const r = await client.query<{
-    migration: string;
-    table_name: string;
-    rows_done: string;
-    estimated_total: string | null;
-    last_key: string | null;
-    batches: string;
-    started_at: Date;
-    updated_at: Date;
-    finished: boolean;
-  }>(
-    `SELECT migration, table_name, rows_done::text, estimated_total::text, last_key, batches::text, started_at, updated_at, finished_at IS NOT NULL AS finished
+  const r = await readMovable(async () => {
+    const ckpt = await checkpointSource(client, schema);
+    if (!ckpt) return null;
+    return client.query<{
+      migration: string;
+      table_name: string;
+      rows_done: string;
+      estimated_total: string | null;
+      last_key: string | null;
+      batches: string;
+      started_at: Date;
+      updated_at: Date;
+      finished: boolean;
+    }>(
+      `SELECT migration, table_name, rows_done::text, estimated_total::text, last_key, batches::text, started_at, updated_at, finished_at IS NOT NULL AS finished
        FROM ${ckpt} ORDER BY started_at, migration, table_name`,
-  );
+    );
+  });
+  if (!r) return [];
   return r.rows.map((row) => {
     const rowsDone = Number(row.rows_done);
     const total = row.estimated_total === null ? null : Math.max(Number(row.estimated_total), rowsDone);

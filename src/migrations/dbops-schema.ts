@@ -204,6 +204,28 @@ export interface LegacyTable {
   schema: string;
 }
 
+/**
+ * A read of dbops' table, or of dbops 0.1.0's before the move. Readers do not hold the migration
+ * lock: another dbops may move the old table (copy, drop, a composite type in its place) between
+ * the lookup and the SELECT, which then fails with "relation does not exist" or "cannot open
+ * relation". The read is tried again and finds the table where it now is.
+ */
+export async function readMovable<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      if (attempt >= 3 || !movedAway(error)) throw error;
+    }
+  }
+}
+
+function movedAway(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: string; message?: string };
+  // 42P01 undefined_table, 42809 wrong_object_type (the composite type left in the old table's place).
+  return code === '42P01' || code === '42809' || /cannot open relation/.test(message ?? '');
+}
+
 /** dbops 0.1.0's table `name` when it is still a table (not the composite type left after the move). */
 export async function findLegacyTable(client: ClientBase, name: string): Promise<LegacyTable | null> {
   const { rows } = await client.query<{ nsp: string; rel: string }>(

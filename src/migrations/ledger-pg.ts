@@ -19,6 +19,7 @@ import {
   findLegacyTable,
   LEGACY_TABLES,
   moveLegacyTables,
+  readMovable,
 } from './dbops-schema.js';
 import type { Ledger, LedgerInsert, RepairInsert } from './ledger.js';
 import type { Db, Tx } from './session.js';
@@ -56,7 +57,11 @@ export class PostgresLedger implements Ledger {
     this.table = dbopsTable(schema, DBOPS_TABLES.ledger);
   }
 
-  async read({ client }: Db): Promise<LedgerRow[] | null> {
+  read({ client }: Db): Promise<LedgerRow[] | null> {
+    return readMovable(() => this.readOnce(client));
+  }
+
+  private async readOnce(client: ClientBase): Promise<LedgerRow[] | null> {
     let from = (await this.exists(client)) ? this.table : null;
     let repairs = 'repairs';
     if (!from) {
