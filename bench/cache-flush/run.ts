@@ -10,7 +10,7 @@
  *
  * Options: --quick skips the 10M RSS run. BENCH_KEYS overrides 1,000,000.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,55 +19,11 @@ import { Redis } from 'ioredis';
 import { keySlot } from '../../src/cache/slot.js';
 import { startRedis, startRedisCluster } from '../../test/helpers/servers.js';
 import { fmt, printTable } from '../lib/measure.js';
+import { type Probe, sh, startProber } from '../lib/proc.js';
 
 const N = Number(process.env.BENCH_KEYS ?? 1_000_000);
 const quick = process.argv.includes('--quick');
 const bin = fileURLToPath(new URL('../../bin/dbops.js', import.meta.url));
-const proberPath = fileURLToPath(new URL('./prober.mjs', import.meta.url));
-
-interface Probe {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-function sh(
-  cmd: string,
-  args: string[],
-  opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
-  });
-}
-
-async function startProber(port: number): Promise<() => Promise<Probe>> {
-  const child = spawn(process.execPath, [proberPath, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  await new Promise<void>((resolve) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('ready\n')) resolve();
-    });
-  });
-  out = '';
-  return () =>
-    new Promise((resolve) => {
-      child.on('close', () => resolve(JSON.parse(out.replace('ready\n', '')) as Probe));
-      child.kill('SIGTERM');
-    });
-}
 
 async function populate(client: Redis): Promise<void> {
   await client.call('DEBUG', 'POPULATE', String(N), 'user', '32');

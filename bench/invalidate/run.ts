@@ -13,7 +13,6 @@
  * 0 wrongly removed. BENCH_USERS / BENCH_CHANGED / BENCH_ROUNDS scale it (default 2,000,000 /
  * 200,000 / 3).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,57 +20,13 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { scratchDir, startPostgres, startRedis } from '../../test/helpers/servers.js';
 import { fmt, median, printTable } from '../lib/measure.js';
+import { type Probe, sh, startProber } from '../lib/proc.js';
 
 const USERS = Number(process.env.BENCH_USERS ?? 2_000_000);
 const CHANGED = Number(process.env.BENCH_CHANGED ?? 200_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const bin = fileURLToPath(new URL('../../bin/dbops.js', import.meta.url));
 const define = fileURLToPath(new URL('../../src/migrations/define.ts', import.meta.url));
-const proberPath = fileURLToPath(new URL('../cache-flush/prober.mjs', import.meta.url));
-
-interface Probe {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-function sh(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  cwd?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function startProber(port: number): Promise<() => Promise<Probe>> {
-  const child = spawn(process.execPath, [proberPath, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  await new Promise<void>((resolve) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('ready\n')) resolve();
-    });
-  });
-  out = '';
-  return () =>
-    new Promise((resolve) => {
-      child.on('close', () => resolve(JSON.parse(out.replace('ready\n', '')) as Probe));
-      child.kill('SIGTERM');
-    });
-}
 
 const UPDATE = `UPDATE users SET name = 'changed', updated_at = now() WHERE id <= ${CHANGED}`;
 
@@ -144,16 +99,16 @@ async function main(): Promise<void> {
           const t0 = performance.now();
           let migrationMs = 0;
           if (method === 'update') {
-            const r = await sh('psql', [server.url(db), '-qc', UPDATE], env);
+            const r = await sh('psql', [server.url(db), '-qc', UPDATE], { env });
             if (r.code !== 0) throw new Error(r.stderr);
             migrationMs = performance.now() - t0;
           } else {
             const dir = method === 'precise' ? dirs.precise : dirs.bare;
-            const r = await sh(bin, ['migrate', 'up'], { ...env, DBOPS_MIGRATIONS_DIR: dir }, root);
+            const r = await sh(bin, ['migrate', 'up'], { env: { ...env, DBOPS_MIGRATIONS_DIR: dir }, cwd: root });
             if (r.code !== 0) throw new Error(`${method}: dbops exited ${r.code}: ${r.stderr}`);
             migrationMs = performance.now() - t0;
             if (method === 'flush') {
-              const f = await sh(bin, ['cache', 'flush', 'user:*', '--yes'], env, root);
+              const f = await sh(bin, ['cache', 'flush', 'user:*', '--yes'], { env, cwd: root });
               if (f.code !== 0) throw new Error(`flush: dbops exited ${f.code}: ${f.stderr}`);
             }
           }
