@@ -7,30 +7,11 @@ import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runDbops, runOnTerminal, startDbops } from '../helpers/cli.js';
+import { countMatching, fillKeys } from '../helpers/redis-keys.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/servers.js';
 import { redisNamespace, redisUrl, services } from '../helpers/services.js';
 
 const SECRET = 'Cache-Pw-u7Qx93Lk';
-
-async function fill(client: Redis, ns: string, n: number, tail = 'user'): Promise<void> {
-  for (let i = 0; i < n; i += 1000) {
-    const p = client.pipeline();
-    for (let j = i; j < Math.min(n, i + 1000); j++) p.set(`${ns}${tail}:${j}`, '1');
-    await p.exec();
-  }
-}
-
-/** Distinct keys matching: SCAN may return a key twice while the server rehashes its table. */
-async function countMatching(client: Redis, pattern: string): Promise<number> {
-  let cursor = '0';
-  const seen = new Set<string>();
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 10_000);
-    cursor = next;
-    for (const k of keys) seen.add(k);
-  } while (cursor !== '0');
-  return seen.size;
-}
 
 async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -50,7 +31,7 @@ describe('dbops cache on the shared server', () => {
 
   it('refuses an empty pattern, a match-everything pattern without --all, and deleting without --yes off a terminal', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 10);
+    await fillKeys(client, ns, 10);
     const empty = await runDbops(['cache', 'flush', '', '--yes'], { env: env() });
     expect(empty.code).toBe(2);
     expect(empty.stderr).toMatch(/empty pattern/);
@@ -68,7 +49,7 @@ describe('dbops cache on the shared server', () => {
 
   it('on a terminal: shows the count and a sample, asks, and deletes only after yes', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 10);
+    await fillKeys(client, ns, 10);
     // a real pseudo-terminal; the answer is typed at the prompt
     const onTty = (answer: string) =>
       runOnTerminal(['cache', 'flush', `${ns}user:*`], { env: cleanEnv({ REDIS_URL: redisUrl() }), answer });
@@ -86,8 +67,8 @@ describe('dbops cache on the shared server', () => {
 
   it('--dry-run counts and samples but removes nothing; --yes --json removes exactly the matches', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 1500, 'user');
-    await fill(client, ns, 500, 'session');
+    await fillKeys(client, ns, 1500, 'user');
+    await fillKeys(client, ns, 500, 'session');
     const dry = await runDbops(['--json', 'cache', 'flush', `${ns}user:*`, '--dry-run', '--count', '100'], {
       env: env(),
     });
@@ -136,7 +117,7 @@ describe('dbops cache on the shared server', () => {
 
   it('--max-keys stops after N deletions with exit 3', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 300);
+    await fillKeys(client, ns, 300);
     const r = await runDbops(
       ['--json', 'cache', 'flush', `${ns}user:*`, '--yes', '--max-keys', '120', '--count', '50'],
       { env: env() },
@@ -149,7 +130,7 @@ describe('dbops cache on the shared server', () => {
 
   it('cache keys counts and samples; cache stats reports the server', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 250);
+    await fillKeys(client, ns, 250);
     const k = await runDbops(['--json', 'cache', 'keys', `${ns}user:*`, '--limit', '3', '--memory'], { env: env() });
     expect(k.code).toBe(0);
     const doc = JSON.parse(k.stdout);
@@ -251,12 +232,12 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     servers.push(server);
     const url = `redis://:${SECRET}@127.0.0.1:${server.port}/0`;
     const admin = new Redis(url);
-    await fill(admin, 'a:', 50);
+    await fillKeys(admin, 'a:', 50);
     const r = await runDbops(['cache', 'flush', 'a:user:*', '--yes'], { env: cleanEnv({ REDIS_URL: url }) });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/redis:\/\/:\*\*\*@127\.0\.0\.1/);
     const aclUrl = `redis://ops:${SECRET}x@127.0.0.1:${server.port}/0`;
-    await fill(admin, 'b:', 50);
+    await fillKeys(admin, 'b:', 50);
     const acl = await runDbops(['--json', 'cache', 'flush', 'b:user:*', '--yes'], {
       env: cleanEnv({ REDIS_URL: aclUrl }),
     });
@@ -338,7 +319,7 @@ describe('dbops cache failures, auth and TLS (private servers)', () => {
     ]);
     servers.push(server);
     const plain = new Redis(server.url);
-    await fill(plain, 't:', 40);
+    await fillKeys(plain, 't:', 40);
     const env = cleanEnv({ REDIS_URL: `rediss://127.0.0.1:${tlsPort}/0`, NODE_EXTRA_CA_CERTS: ca });
     const r = await runDbops(['--json', 'cache', 'flush', 't:user:*', '--yes'], { env });
     expect(r.stderr).not.toMatch(/Warning/);

@@ -13,6 +13,7 @@ import { cleanEnv, startDbops } from '../helpers/cli.js';
 import { counterHistogram } from '../helpers/counters.js';
 import { AUDIT_DDL, auditMig } from '../helpers/migrations.js';
 import { openTerminal, type TerminalSession } from '../helpers/pty.js';
+import { countMatching, fillKeys } from '../helpers/redis-keys.js';
 import { createTestDatabase, redisNamespace, redisUrl, type TestDatabase } from '../helpers/services.js';
 
 const CTRL_C = '\x03';
@@ -23,25 +24,6 @@ function open(args: string[], env: Record<string, string>): TerminalSession {
   const t = openTerminal(args, { env });
   sessions.push(t);
   return t;
-}
-
-async function fill(client: Redis, ns: string, n: number): Promise<void> {
-  for (let i = 0; i < n; i += 5000) {
-    const p = client.pipeline();
-    for (let j = i; j < Math.min(n, i + 5000); j++) p.set(`${ns}user:${j}`, '1');
-    await p.exec();
-  }
-}
-
-async function countKeys(client: Redis, pattern: string): Promise<number> {
-  let cursor = '0';
-  const seen = new Set<string>();
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 10_000);
-    cursor = next;
-    for (const k of keys) seen.add(k);
-  } while (cursor !== '0');
-  return seen.size;
 }
 
 function migrationsDir(files: Record<string, string>): string {
@@ -66,7 +48,7 @@ describe('cache at a terminal', () => {
 
   it('Ctrl-C during a confirmed flush stops it: a bar with the total and thousands separators, keys left, exit 130, the terminal not raw', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 12_000);
+    await fillKeys(client, ns, 12_000);
     // The preview scan and the flush both pace at --pause-ms: 12 SCANs of 1,000 keys each way.
     const t = openTerminal(['cache', 'flush', `${ns}user:*`, '--count', '1000', '--pause-ms', '200'], {
       env: env(),
@@ -83,7 +65,7 @@ describe('cache at a terminal', () => {
     t.type(CTRL_C);
     const code = await t.exited;
     expect(code).toBe(130);
-    const left = await countKeys(client, `${ns}user:*`);
+    const left = await countMatching(client, `${ns}user:*`);
     expect(left).toBeGreaterThan(0);
     expect(left).toBeLessThan(12_000);
     const screen = t.transcript();
@@ -99,12 +81,12 @@ describe('cache at a terminal', () => {
     // Run again: it finishes what is left.
     const again = open(['cache', 'flush', `${ns}user:*`, '--yes'], env());
     expect(await again.exited).toBe(0);
-    expect(await countKeys(client, `${ns}user:*`)).toBe(0);
+    expect(await countMatching(client, `${ns}user:*`)).toBe(0);
   });
 
   it('Ctrl-C at the [y/N] prompt cancels: exit 130, nothing deleted, no "bug" message', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 50);
+    await fillKeys(client, ns, 50);
     const t = open(['cache', 'flush', `${ns}user:*`], env());
     await t.waitFor(/\[y\/N\]/, 'the prompt');
     t.type(CTRL_C);
@@ -112,27 +94,27 @@ describe('cache at a terminal', () => {
     const screen = t.transcript();
     expect(screen).toMatch(/cancelled at the prompt \(Ctrl-C\): nothing was changed/);
     expect(screen).not.toMatch(/unexpected error|this is a bug/);
-    expect(await countKeys(client, `${ns}user:*`)).toBe(50);
+    expect(await countMatching(client, `${ns}user:*`)).toBe(50);
   });
 
   it('n at the prompt deletes nothing (exit 2); y deletes', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 30);
+    await fillKeys(client, ns, 30);
     const no = open(['cache', 'flush', `${ns}user:*`], env());
     await no.waitFor(/\[y\/N\]/, 'the prompt');
     no.type('n\r');
     expect(await no.exited).toBe(2);
-    expect(await countKeys(client, `${ns}user:*`)).toBe(30);
+    expect(await countMatching(client, `${ns}user:*`)).toBe(30);
     const yes = open(['cache', 'flush', `${ns}user:*`], env());
     await yes.waitFor(/\[y\/N\]/, 'the prompt');
     yes.type('y\r');
     expect(await yes.exited).toBe(0);
-    expect(await countKeys(client, `${ns}user:*`)).toBe(0);
+    expect(await countMatching(client, `${ns}user:*`)).toBe(0);
   });
 
   it('a second Ctrl-C while stopping ends at once (exit 130)', async () => {
     const ns = redisNamespace();
-    await fill(client, ns, 20_000);
+    await fillKeys(client, ns, 20_000);
     // A long pause between batches: the first Ctrl-C waits for the batch, the second does not.
     const t = open(['cache', 'flush', `${ns}user:*`, '--yes', '--count', '100', '--pause-ms', '100'], env());
     await t.waitFor(/flushing\s+[\d,]+ matched/, 'the flush line');
@@ -140,7 +122,7 @@ describe('cache at a terminal', () => {
     await t.waitFor(/SIGINT received/, 'the first Ctrl-C noticed');
     t.type(CTRL_C);
     expect(await t.exited).toBe(130);
-    expect(await countKeys(client, `${ns}user:*`)).toBeGreaterThan(0);
+    expect(await countMatching(client, `${ns}user:*`)).toBeGreaterThan(0);
     // The spinner's hidden cursor is shown again before the process ends.
     expect(t.raw().lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw().lastIndexOf('\x1b[?25l'));
   });
