@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDbops, startDbops } from '../helpers/cli.js';
 import { DEFINE_PATH, migrationFolder, withClient } from '../helpers/migrations.js';
+import { mulberry32 } from '../helpers/reliability.js';
 import { createTestDatabase, redisNamespace, redisUrl, type TestDatabase } from '../helpers/services.js';
 import { cleanEnvFor } from '../helpers/suite-env.js';
 
@@ -17,17 +18,6 @@ const KILLS = 10;
 const PER = 500;
 const PAUSE_MS = 150;
 const SEED = Number(process.env.DBOPS_KILL_SEED ?? 14);
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** Migration i renames the users of its own id range and invalidates exactly their keys. */
 function migrationSource(i: number): string {

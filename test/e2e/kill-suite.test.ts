@@ -10,7 +10,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { runDbops, startDbops } from '../helpers/cli.js';
 import { withClient } from '../helpers/migrations.js';
-import { appliedNames, median, writeFigures } from '../helpers/reliability.js';
+import { appliedNames, median, mulberry32, writeFigures } from '../helpers/reliability.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.js';
 import { cleanEnvFor } from '../helpers/suite-env.js';
 import { ITEMS, prepareSuiteDb, SUITE_MIGRATIONS, sideEffects, suiteFolder } from '../helpers/suite-migrations.js';
@@ -26,17 +26,6 @@ const PHASES = [
   { name: 'transactional', line: 'applying 20240103000000_middle', spanMs: 220 },
   { name: 'transaction: false', line: 'applying 20240104000000_no_tx', spanMs: 10 },
 ] as const;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 interface Kill {
   i: number;
