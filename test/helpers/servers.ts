@@ -138,15 +138,23 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Pro
   });
 }
 
-/** A redis-server with no persistence. Extra args e.g. ['--requirepass', 'x']. */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+/**
+ * A redis-server with no persistence. Extra args e.g. ['--requirepass', 'x'], or
+ * ['--appendonly', 'yes'] for one that keeps its keys across a restart. `at` starts it on a given
+ * port and folder (a restart of the same server): the folder is then the caller's to remove.
+ */
+export async function startRedis(
+  extraArgs: string[] = [],
+  at: { port?: number; dir?: string } = {},
+): Promise<RedisServer> {
   if (!existsSync('/usr/bin/redis-server'))
     throw new Error('redis-server is not installed (apt-get install redis-server)');
-  const dir = scratchDir('redis');
-  const port = await freePort();
+  const dir = at.dir ?? scratchDir('redis');
+  const port = at.port ?? (await freePort());
+  const persistence = extraArgs.includes('--appendonly') ? [] : ['--appendonly', 'no'];
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', dir, ...extraArgs],
     {
       stdio: 'ignore',
     },
@@ -157,8 +165,9 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     port,
     url: `redis://127.0.0.1:${port}/0`,
     stop: async () => {
+      // Shut down already (e.g. redis-cli shutdown from a migration): stopChild returns at once.
       await stopChild(child);
-      rmSync(dir, { recursive: true, force: true });
+      if (!at.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -3,7 +3,6 @@
  * streaming replica (made to lag with recovery_min_apply_delay), the shared redis-server and the
  * 3-primary cluster, and a redis-server of its own that is stopped and restarted on its port.
  */
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
@@ -19,7 +18,7 @@ import { type InvalidationOptions, Owed, recordOwed } from '../../src/migrations
 import { runDbops } from '../helpers/cli.js';
 import { mig, migrationFolder, withClient } from '../helpers/migrations.js';
 import { type ReplicaPair, startReplicaPair } from '../helpers/replica.js';
-import { scratchDir } from '../helpers/servers.js';
+import { scratchDir, startRedis } from '../helpers/servers.js';
 import { createTestDatabase, redisNamespace, redisUrl, services, uniqueName } from '../helpers/services.js';
 
 let pair: ReplicaPair;
@@ -484,56 +483,8 @@ describe('Redis Cluster', () => {
 
 describe('Redis stopped after the commit', () => {
   /** A redis-server of our own with an append-only file, so a restart on the same port keeps the (stale) keys. */
-  async function ownRedis(port: number, dir: string) {
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'always',
-        '--dir',
-        dir,
-      ],
-      {
-        stdio: 'ignore',
-      },
-    );
-    const probe = new Redis({
-      port,
-      host: '127.0.0.1',
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    probe.on('error', () => {});
-    for (let i = 0; i < 200; i++) {
-      try {
-        await probe.connect();
-        await probe.ping();
-        break;
-      } catch {
-        probe.disconnect();
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    }
-    probe.disconnect();
-    return {
-      stop: () =>
-        new Promise<void>((resolve) => {
-          // Shut down already (redis-cli shutdown from a migration): nothing to wait for.
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once('exit', () => resolve());
-          child.kill('SIGTERM');
-        }),
-    };
-  }
+  const ownRedis = (port: number, dir: string) =>
+    startRedis(['--appendonly', 'yes', '--appendfsync', 'always'], { port, dir });
 
   it('a backfill whose second batch commits while Redis is down: exit 6, that batch stays owed; the rerun drains it, then resumes', async () => {
     const url = await usersDb(300);
