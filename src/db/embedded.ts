@@ -69,30 +69,18 @@ export async function ensureEmbedded(opts: EmbeddedOptions): Promise<EmbeddedDat
       // A stale postmaster.pid after a crash is handled by postgres itself.
       port = port || (await freePort());
       opts.log?.(`starting the embedded PostgreSQL on 127.0.0.1:${port} (data in ${p.data})`);
+      const start = (at: number) =>
+        startServer({ binaries, dataDir: p.data, port: at, logFile: p.log, detached: true, settings: SERVER_SETTINGS });
       try {
-        const server = await startServer({
-          binaries,
-          dataDir: p.data,
-          port,
-          logFile: p.log,
-          detached: true,
-          settings: SERVER_SETTINGS,
-        });
-        pid = server.pid;
+        pid = (await start(port)).pid;
       } catch (error) {
         // The remembered port may have been taken by something else: try once on a fresh one.
         port = await freePort();
-        const server = await startServer({
-          binaries,
-          dataDir: p.data,
-          port,
-          logFile: p.log,
-          detached: true,
-          settings: SERVER_SETTINGS,
-        }).catch(() => {
-          throw error;
-        });
-        pid = server.pid;
+        pid = (
+          await start(port).catch(() => {
+            throw error;
+          })
+        ).pid;
       }
       writeFileSync(p.port, `${port}\n`);
       started = true;
