@@ -4,6 +4,30 @@ import type { GateResult, SlowQueryReport, StatementStats } from '../diagnostics
 import { renderTable } from './table.js';
 
 /** 0.42 ms, 12.3 ms, 1.25 s, 3.2 min. */
+/** The statements table's columns and how it gives way to a narrow terminal. */
+export const SLOW_TABLE = {
+  head: [
+    '#',
+    '',
+    'calls',
+    'total',
+    'mean',
+    'max',
+    'stddev',
+    'rows/call',
+    'share',
+    'hit',
+    'temp wr',
+    'role',
+    'prisma',
+    'query',
+  ],
+  alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+  // Kept to the last: #, calls, total, mean and the statement itself.
+  droppable: [6, 10, 9, 11, 7, 5, 8, 12, 1],
+  keep: [0, 2, 3, 4],
+};
+
 export function fmtDuration(ms: number): string {
   if (ms < 1) return `${ms.toFixed(3)} ms`;
   if (ms < 100) return `${ms.toFixed(2)} ms`;
@@ -101,32 +125,7 @@ export function renderSlowQueries(
       origin(s),
       `${s.status === 'new' ? '(new) ' : s.status === 'reset' ? '(reset) ' : ''}${shorten(s.query)}`,
     ]);
-    lines.push(
-      renderTable({
-        head: [
-          '#',
-          '',
-          'calls',
-          'total',
-          'mean',
-          'max',
-          'stddev',
-          'rows/call',
-          'share',
-          'hit',
-          'temp wr',
-          'role',
-          'prisma',
-          'query',
-        ],
-        rows,
-        colour,
-        alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-        // Kept to the last: #, calls, total, mean and the statement itself.
-        droppable: [6, 10, 9, 11, 7, 5, 8, 12, 1],
-        keep: [0, 2, 3, 4],
-      }),
-    );
+    lines.push(renderTable({ ...SLOW_TABLE, rows, colour }));
     if (report.truncated) lines.push(paint.dim(`showing ${report.statements.length}; --limit 0 shows all`));
     if (report.statements.some((s) => s.origin.source !== 'none')) {
       lines.push(

@@ -8,6 +8,7 @@ import stringWidth from 'string-width';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusResult } from '../../src/migrations/types.js';
 import { renderStatus } from '../../src/output/migrate.js';
+import { SLOW_TABLE } from '../../src/output/slow.js';
 import { decideTableWidth, renderTable, setTableWidth } from '../../src/output/table.js';
 
 const paint = new Chalk({ level: 0 });
@@ -19,22 +20,6 @@ function expectFits(text: string, width: number): void {
   for (const line of text.split('\n')) expect(stringWidth(line), line).toBeLessThanOrEqual(width);
 }
 
-const SLOW_HEAD = [
-  '#',
-  '',
-  'calls',
-  'total',
-  'mean',
-  'max',
-  'stddev',
-  'rows/call',
-  'share',
-  'hit',
-  'temp wr',
-  'role',
-  'prisma',
-  'query',
-];
 const slowRows = Array.from({ length: 12 }, (_, i) => [
   String(i + 1),
   i % 3 === 0 ? 'slow' : '',
@@ -55,15 +40,7 @@ const slowRows = Array.from({ length: 12 }, (_, i) => [
 describe('renderTable at a terminal width', () => {
   for (const width of WIDTHS) {
     it(`slow-queries at ${width} columns: every line fits, #, calls, mean and the query survive, no row separators`, () => {
-      const text = renderTable({
-        head: SLOW_HEAD,
-        rows: slowRows,
-        colour: false,
-        alignRight: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-        droppable: [6, 10, 9, 11, 7, 5, 8, 12, 1],
-        keep: [0, 2, 3, 4],
-        width,
-      });
+      const text = renderTable({ ...SLOW_TABLE, rows: slowRows, colour: false, width });
       expectFits(text, width);
       const [, header] = text.split('\n');
       for (const key of ['#', 'calls', 'mean', 'query']) expect(header).toContain(key);
