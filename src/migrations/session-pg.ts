@@ -52,6 +52,9 @@ export interface PgSessionOptions {
   heartbeatMs?: number | undefined;
 }
 
+/** How long after dbops' own transaction deadline the server's guards end a transaction (a backstop). */
+const SERVER_BACKSTOP_MS = 2000;
+
 export class PgSession implements Session {
   readonly identity: RunnerIdentity;
   readonly signal: AbortSignal | undefined;
@@ -242,10 +245,14 @@ export class PgSession implements Session {
       const { rows } = await client.query<{ v: string }>('SELECT current_setting($1) AS v', ['server_version_num']);
       this.serverVersion = Number(rows[0]?.v ?? 0);
     }
-    const limit = bounded ? `${this.transactionTimeoutMs}` : '0';
+    // The server's guards are a backstop, a little after dbops' own deadline (withDeadline): dbops
+    // acts first and names the cause ("took longer than the transaction timeout"); had the server's
+    // timer started at BEGIN and fired first, the step would have seen only a dropped connection.
+    const backstop = `${Math.min(this.transactionTimeoutMs + SERVER_BACKSTOP_MS, 2_147_483_647)}`;
+    const limit = bounded ? backstop : '0';
     // dbops' own statements in a lock transaction are tiny; the bound keeps a stuck one from hanging forever.
     const settings: Array<[string, string]> = [
-      ['statement_timeout', `${this.transactionTimeoutMs}`],
+      ['statement_timeout', backstop],
       ['idle_in_transaction_session_timeout', limit],
     ];
     // transaction_timeout's timer starts with the transaction; a new positive value does not
